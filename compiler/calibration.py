@@ -1,0 +1,110 @@
+"""Calibration and held-out feeds, and the activation capture that passes use for statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from edgec.compiler.errors import InputError
+from edgec.runtime.inputs import InputSpec, synthesize_feed
+from edgec.runtime.session import SessionConfig, create_session
+
+Feed = dict[str, np.ndarray]
+
+
+@dataclass
+class FeedSplit:
+    calibration: list[Feed]
+    held_out: list[Feed]
+    source: str
+
+
+def synthesized_feeds(specs: list[InputSpec], count: int, seed: int, dims: dict[str, int] | None = None,
+                      vocab_size: int = 1000) -> list[Feed]:
+    rng = np.random.default_rng(seed)
+    return [synthesize_feed(specs, rng, dims, vocab_size) for _ in range(count)]
+
+
+def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
+    """Arrays keyed by input name; samples along axis 0, cut into the model's batch size."""
+    if not path.is_file():
+        raise InputError(f"{path}: calibration file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+    names = {s.name for s in specs}
+    missing, extra = sorted(names - set(arrays)), sorted(set(arrays) - names)
+    if missing or extra:
+        raise InputError(f"{path}: arrays do not match the model inputs (missing {missing}, unexpected {extra})")
+    counts = {arrays[s.name].shape[0] if arrays[s.name].ndim else 0 for s in specs}
+    if len(counts) != 1 or 0 in counts:
+        raise InputError(f"{path}: arrays must share a non-empty leading sample axis")
+    for spec in specs:
+        _check_array(path, spec, arrays[spec.name])
+    batch = _fixed_batch(specs)
+    total = counts.pop()
+    return [{s.name: arrays[s.name][i:i + batch].astype(s.dtype) for s in specs}
+            for i in range(0, total - batch + 1, batch)]
+
+
+def _check_array(path: Path, spec: InputSpec, array: np.ndarray) -> None:
+    if array.ndim != len(spec.shape):
+        raise InputError(f"{path}: '{spec.name}' has rank {array.ndim}, the model expects {len(spec.shape)}")
+    for axis, (want, have) in enumerate(zip(spec.shape, array.shape, strict=True)):
+        if axis > 0 and isinstance(want, int) and want > 0 and want != have:
+            raise InputError(f"{path}: '{spec.name}' has shape {array.shape}, the model expects {spec.shape}")
+    float_in, float_want = np.issubdtype(array.dtype, np.floating), np.issubdtype(spec.dtype, np.floating)
+    if float_in != float_want:
+        raise InputError(f"{path}: '{spec.name}' is {array.dtype}, the model expects {spec.dtype}")
+
+
+def _fixed_batch(specs: list[InputSpec]) -> int:
+    first = [s.shape[0] for s in specs if s.shape]
+    fixed = [d for d in first if isinstance(d, int) and d > 0]
+    return fixed[0] if fixed else 1
+
+
+def split_feeds(feeds: list[Feed], held_out_fraction: float = 0.25, min_held_out: int = 4) -> tuple[list[Feed], list[Feed]]:
+    """The last part is held out for verification; with very few feeds both sides share them."""
+    if len(feeds) < 2:
+        return feeds, feeds
+    n_held = max(min(min_held_out, len(feeds) // 2), int(round(len(feeds) * held_out_fraction)))
+    return feeds[:-n_held], feeds[-n_held:]
+
+
+class ActivationCapture:
+    """Runs the current graph with extra outputs to collect activations for the passes."""
+
+    def __init__(self, feeds: list[Feed], session: SessionConfig, opset_model: onnx.ModelProto, seed: int = 0):
+        self.feeds = feeds
+        self.session = session
+        self.original = opset_model
+        self.seed = seed
+
+    def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
+        from edgec.compiler.modelio import to_model  # local: avoids a cycle at import time
+
+        model = to_model(graph, self.original)
+        present = {o.name for o in model.graph.output}
+        for name in names:
+            if name not in present:
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
+        sess = create_session(model.SerializeToString(), self.session)
+        rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for feed in self.feeds:
+            for name, value in zip(names, sess.run(names, feed), strict=True):
+                value = np.asarray(value, np.float64)
+                rows[name].append(value.reshape(-1, value.shape[-1]) if value.ndim else value.reshape(1, 1))
+        out = {n: np.concatenate(r) for n, r in rows.items()}
+        if max_rows:
+            rng = np.random.default_rng(self.seed)
+            for n, r in out.items():
+                if r.shape[0] > max_rows:
+                    out[n] = r[np.sort(rng.choice(r.shape[0], max_rows, replace=False))]
+        return out

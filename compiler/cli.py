@@ -1,0 +1,183 @@
+"""The `edgec` command line (click). User errors print one line and exit 2; --debug shows tracebacks."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edgec.compiler.errors import EdgecError, InputError
+from edgec.targets import TargetError, builtin_target_names, load_target
+
+
+def _handle_errors(fn):
+    """Turn every failure into one line and an exit code, unless --debug asks for the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except EdgecError as exc:
+            if debug:
+                raise
+            click.echo(f"edgec: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except TargetError as exc:
+            if debug:
+                raise
+            click.echo(f"edgec: error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("edgec: interrupted; nothing was written", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
+            if debug:
+                raise
+            click.echo(f"edgec: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+            sys.exit(70)
+
+    return wrapper
+
+
+debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgec")
+def main() -> None:
+    """edgec: compile ONNX models for edge targets (compress MLPs, verify, benchmark, gate CI)."""
+
+
+def _target(name: str):
+    return load_target(name)
+
+
+def _parse_pass_options(values: tuple[str, ...]) -> dict[str, dict]:
+    """`--pass-option prune.keep=0.5` → {"prune": {"keep": "0.5"}}."""
+    out: dict[str, dict] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        name, dot, option = key.partition(".")
+        if not sep or not dot:
+            raise InputError(f"--pass-option '{item}': expected PASS.OPTION=VALUE")
+        out.setdefault(name, {})[option] = value
+    return out
+
+
+def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
+    dims = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise InputError(f"--dim '{item}': expected NAME=INTEGER")
+        dims[name] = int(value)
+    return dims
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "-t", default="x86", show_default=True, help="Built-in target name or a .toml profile.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Output model (default MODEL.<target>.onnx).")
+@click.option("--passes", help="Comma-separated pass list (default: the target's pipeline).")
+@click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
+@click.option("--calib", type=click.Path(path_type=Path), help=".npz of calibration inputs keyed by input name.")
+@click.option("--report", type=click.Path(path_type=Path), help="Where to write report.json.")
+@click.option("--min-cosine", type=float, help="Fidelity gate (overrides the target's); 0 turns it off.")
+@click.option("--dim", multiple=True, help="Fix a symbolic dimension for synthesized inputs: NAME=VALUE.")
+@click.option("--runs", type=int, help="Latency runs (default: the target's).")
+@click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+@_handle_errors
+def compile_cmd(model, target, output, passes, pass_option, calib, report, min_cosine, dim, runs, no_measure,
+                seed, force, fmt, debug):
+    """Rewrite MODEL for a target, verify it against the original and write it with a report."""
+    from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
+    from edgec.compiler.modelio import write_text_atomic
+    from edgec.compiler.report import print_report
+
+    profile = _target(target)
+    if min_cosine is not None and not 0 <= min_cosine <= 1:
+        raise InputError(f"--min-cosine {min_cosine}: must lie in [0, 1]")
+    options = CompileOptions(
+        output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
+        pass_options=_parse_pass_options(pass_option), calib=calib, min_cosine=min_cosine, force=force,
+        seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs)
+    result = compile_model(model, profile, options)
+    out_path = Path(result.output) if result.output else (output or default_output(model, profile))
+    report_path = report or out_path.with_suffix(".report.json")
+    if report_path.resolve() == model.resolve():
+        raise InputError(f"{report_path}: report path is the input file")
+    write_text_atomic(result.to_json(), report_path)
+    if fmt == "json":
+        click.echo(result.to_json())
+    else:
+        print_report(result)
+        click.echo(f"  report: {report_path}")
+    raise_if_failed(result)
+
+
+@main.command("inspect")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+@_handle_errors
+def inspect_cmd(model, fmt, debug):
+    """Opset, inputs/outputs, op histogram, parameters and every MLP block (and near-miss) in MODEL."""
+    from edgec.compiler.inspect_model import format_inspection, inspect_model
+
+    info = inspect_model(model)
+    click.echo(json.dumps(info, indent=2) if fmt == "json" else format_inspection(info))
+
+
+@main.command("export")
+@click.argument("source")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
+@click.option("--exporter", type=click.Choice(["legacy", "dynamo"]), default="legacy", show_default=True,
+              help="torch.onnx exporter (ignored for Hugging Face directories, which go through optimum).")
+@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@debug_option
+@_handle_errors
+def export_cmd(source, output, exporter, opset, force, debug):
+    """Export SOURCE (a sample name, package.module:factory, or a Hugging Face model directory) to ONNX."""
+    from edgec.compiler.export import export
+
+    path = export(source, output, exporter, opset, force)
+    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@main.command("targets")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+@_handle_errors
+def targets_cmd(fmt, debug):
+    """List the built-in target profiles and which of their execution providers this machine has."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    rows = []
+    for name in builtin_target_names():
+        p = load_target(name)
+        eps = [f"{ep}{'' if ep in available else ' (absent)'}" for ep in p.execution_providers]
+        rows.append({"name": name, "description": p.description, "execution_providers": eps,
+                     "pipeline": list(p.pipeline), "output_format": p.output_format, "min_cosine": p.min_cosine})
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:8} {r['description']}")
+        click.echo(f"{'':8} EPs: {', '.join(r['execution_providers'])}; pipeline: {','.join(r['pipeline'])}; "
+                   f"format: {r['output_format']}; min cosine: {r['min_cosine']}")
+
+
+if __name__ == "__main__":
+    main()

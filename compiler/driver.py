@@ -1,0 +1,192 @@
+"""The compile driver: load → calibrate → plan → rewrite → tidy → verify → measure → save."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from edgec.compiler import modelio
+from edgec.compiler.calibration import ActivationCapture, FeedSplit, load_npz_feeds, split_feeds, synthesized_feeds
+from edgec.compiler.errors import InputError, NegativeResult, ProviderError
+from edgec.compiler.progress import progress_bar
+from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
+from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
+from edgec.passes.cleanup import CleanupPass
+from edgec.passes.graph import count_params
+from edgec.runtime.fidelity import compare_outputs
+from edgec.runtime.inputs import input_specs
+from edgec.runtime.latency import LatencyStats, measure_interleaved
+from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_session, resolve_providers
+from edgec.targets import TargetProfile
+
+
+@dataclass
+class CompileOptions:
+    output: Path | None = None
+    passes: list[str] | None = None
+    pass_options: dict[str, dict] = field(default_factory=dict)
+    calib: Path | None = None
+    calib_samples: int = 24
+    min_cosine: float | None = None      # None: the target's threshold; 0 turns the gate off
+    force: bool = False
+    seed: int = 0
+    dims: dict[str, int] = field(default_factory=dict)
+    measure: bool = True
+    runs: int | None = None
+    warmup: int | None = None
+
+
+def session_config(target: TargetProfile) -> SessionConfig:
+    return SessionConfig(target.execution_providers, target.provider_options, target.fallback,
+                         target.threads, target.graph_optimization)
+
+
+def default_output(path: Path, target: TargetProfile) -> Path:
+    return path.with_name(f"{path.stem}.{target.name}.onnx")
+
+
+def compile_model(path: Path, target: TargetProfile, options: CompileOptions) -> CompileReport:
+    output = options.output or default_output(path, target)
+    modelio.ensure_writable_output(output, [path], options.force)
+    original = modelio.load_model(path)                                     # 1 load
+    config = session_config(target)
+    try:
+        resolved = resolve_providers(config)
+    except ProviderUnavailable as exc:
+        raise ProviderError(str(exc)) from None
+    pipeline = _plan(options.passes if options.passes is not None else list(target.pipeline))   # 3 plan
+    report = CompileReport(str(path), None, target.name, list(resolved.providers), pipeline,
+                           notes=list(resolved.notes))
+    reference = _session(original, config, path)
+    split = _feeds(reference, options, path)                                # 2 calibrate
+    report.calibration = {"source": split.source, "calibration": len(split.calibration),
+                          "held_out": len(split.held_out)}
+    graph = modelio.to_graph(original)
+    capture = ActivationCapture(split.calibration, config, original, options.seed)
+    for name in pipeline:                                                   # 4 rewrite
+        report.passes.append(_run_pass(name, graph, capture, target, options))
+    compiled = _tidy(graph, original, report)                               # 5 tidy
+    report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
+    candidate = _session(compiled, config, path)
+    _verify(report, reference, candidate, split, target, options)          # 6 verify
+    if options.measure:                                                     # 7 measure
+        report.latency = _measure(reference, candidate, split.held_out[0], target, options)
+    if not any(r.changed for r in report.passes):
+        report.notes.append(_no_change_note(report))
+    if report.ok:                                                           # 8 save
+        modelio.save_model_atomic(compiled, output)
+        report.output = str(output)
+    return report
+
+
+def _plan(names: list[str]) -> list[str]:
+    for name in names:
+        try:
+            get_pass(name)
+        except UnknownPass as exc:
+            raise InputError(str(exc).strip("'\"")) from None
+    return names
+
+
+def _session(model: onnx.ModelProto, config: SessionConfig, path: Path):
+    try:
+        return create_session(model.SerializeToString(), config)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        raise InputError(f"{path}: ONNX Runtime cannot load this model ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _feeds(session, options: CompileOptions, path: Path) -> FeedSplit:
+    try:
+        specs = input_specs(session)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if options.calib:
+        feeds = load_npz_feeds(options.calib, specs)
+        source = str(options.calib)
+    else:
+        feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims)
+        source = "synthesized"
+    calibration, held_out = split_feeds(feeds)
+    return FeedSplit(calibration, held_out, source)
+
+
+def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, target: TargetProfile,
+              options: CompileOptions) -> PassRecord:
+    pass_ = get_pass(name)
+    pass_options = {**target.options_for(name), **options.pass_options.get(name, {})}
+    ctx = PassContext(calibration=capture, options=pass_options, rank_multiple=target.rank_multiple,
+                      seed=options.seed)
+    nodes0, (params0, bytes0) = len(graph.nodes), count_params(graph)
+    start = time.perf_counter()
+    try:
+        result = pass_.run(graph, ctx)
+    except PassOptionError as exc:
+        raise InputError(str(exc)) from None
+    except Exception as exc:
+        raise RuntimeError(f"pass '{name}' failed: {exc}") from exc
+    seconds = time.perf_counter() - start
+    params1, bytes1 = count_params(graph)
+    return PassRecord(name, result.changed, round(seconds, 4), len(graph.nodes) - nodes0, params1 - params0,
+                      bytes1 - bytes0, result.stats, result.notes)
+
+
+def _tidy(graph: gs.Graph, original: onnx.ModelProto, report: CompileReport) -> onnx.ModelProto:
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    model = modelio.to_model(graph, original)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"the rewritten model fails the ONNX checker: {exc}") from exc
+    try:
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001
+        report.notes.append(f"strict shape inference fails on the compiled model: {str(exc)[:160]}")
+    return model
+
+
+def _verify(report: CompileReport, reference, candidate, split: FeedSplit, target: TargetProfile,
+            options: CompileOptions) -> None:
+    names = [o.name for o in reference.get_outputs()]
+    refs = [reference.run(names, f) for f in split.held_out]
+    gots = [candidate.run(names, f) for f in split.held_out]
+    threshold = target.min_cosine if options.min_cosine is None else options.min_cosine
+    report.min_cosine = threshold
+    for k, name in enumerate(names):
+        ref = [r[k] for r in refs]
+        if not np.issubdtype(np.asarray(ref[0]).dtype, np.number):
+            continue
+        fid = compare_outputs(name, [np.asarray(r) for r in ref], [np.asarray(g[k]) for g in gots])
+        report.fidelity.append(fid.as_dict())
+        if threshold > 0 and not (fid.cosine >= threshold):
+            report.fidelity_ok = False
+            report.notes.append(f"output '{name}': mean cosine {fid.cosine:.5f} is below the gate {threshold}")
+    report.ok = report.fidelity_ok
+
+
+def _measure(reference, candidate, feed, target: TargetProfile, options: CompileOptions) -> dict:
+    warmup = options.warmup if options.warmup is not None else target.latency.warmup
+    runs = options.runs if options.runs is not None else target.latency.runs
+    runners = [lambda: reference.run(None, feed), lambda: candidate.run(None, feed)]
+    with progress_bar("measuring latency (original vs compiled, interleaved)", runs) as advance:
+        samples = measure_interleaved(runners, warmup, runs, target.latency.max_seconds, advance)
+    orig, comp = LatencyStats.from_samples(samples[0]), LatencyStats.from_samples(samples[1])
+    return {"original": orig.__dict__, "compiled": comp.__dict__,
+            "ratio_p50": comp.p50_ms / orig.p50_ms if orig.p50_ms else float("nan"),
+            "warmup": warmup, "runs": orig.runs}
+
+
+def _no_change_note(report: CompileReport) -> str:
+    if report.passes and all(p.name == CleanupPass.name for p in report.passes):
+        return "only cleanup ran: the model is numerically unchanged"
+    return "no pass changed the model (no MLP block it could rewrite): the output equals the input"
+
+
+def raise_if_failed(report: CompileReport) -> None:
+    if not report.ok:
+        raise NegativeResult("compiled model failed the fidelity gate; nothing written "
+                             "(see the notes above, or lower --min-cosine)")

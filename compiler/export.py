@@ -1,0 +1,123 @@
+"""`edgec export`: a PyTorch module (`package.module:factory` or a sample name) or a Hugging Face
+model directory → ONNX with dynamic batch / sequence axes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgec.compiler import modelio
+from edgec.compiler.errors import InputError
+from edgec.samples import SAMPLES
+
+EXPORTERS = ("legacy", "dynamo")
+
+
+def resolve_factory(spec: str):
+    """A callable that returns an nn.Module, from a sample name or `package.module:factory`."""
+    target = SAMPLES.get(spec, spec)
+    if ":" not in target:
+        raise InputError(f"'{spec}': not a sample ({', '.join(SAMPLES)}), a 'package.module:factory' "
+                         "or a Hugging Face model directory")
+    module_name, attr = target.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"'{spec}': cannot import {module_name} ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InputError(f"'{spec}': {module_name} has no callable '{attr}'")
+    return factory
+
+
+def export(spec: str, output: Path, exporter: str = "legacy", opset: int = 17, force: bool = False) -> Path:
+    modelio.ensure_writable_output(output, [], force)
+    if Path(spec).is_dir():
+        return export_hf(Path(spec), output, opset)
+    try:
+        import torch
+    except ImportError:
+        raise InputError("exporting a PyTorch model needs torch (pip install 'edgec[torch]')") from None
+    try:
+        module = resolve_factory(spec)()
+    except RuntimeError as exc:
+        raise InputError(f"'{spec}': {exc}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"'{spec}': the factory returned {type(module).__name__}, not a torch.nn.Module")
+    module.eval()
+    example = _example_inputs(module, spec)
+    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+        tmp_path = Path(tmp) / output.name
+        _torch_export(module, example, tmp_path, exporter, opset)
+        model = modelio.load_model(tmp_path)
+        modelio.save_model_atomic(model, output)
+    return output
+
+
+def _example_inputs(module, spec: str) -> tuple:
+    make = getattr(module, "example_inputs", None)
+    if make is None:
+        raise InputError(f"'{spec}': the module has no example_inputs() method, so edgec cannot trace it")
+    example = make()
+    return example if isinstance(example, tuple) else (example,)
+
+
+def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int) -> None:
+    import torch
+
+    input_names = list(getattr(module, "input_names", [f"input_{i}" for i in range(len(example))]))
+    output_names = getattr(module, "output_names", None)
+    axes = getattr(module, "dynamic_axes", None) or {n: {0: "batch"} for n in input_names}
+    if exporter not in EXPORTERS:
+        raise InputError(f"unknown exporter '{exporter}' (known: {', '.join(EXPORTERS)})")
+    with torch.no_grad():
+        if exporter == "legacy":
+            torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+        else:
+            shapes = _dynamic_shapes(axes, input_names, example)
+            program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True)
+            program.save(str(path))
+
+
+def _dynamic_shapes(axes: dict, input_names: list[str], example: tuple):
+    from torch.export import Dim
+
+    dims: dict[str, object] = {}
+    shapes = []
+    for name, tensor in zip(input_names, example, strict=True):
+        spec = {}
+        for axis, label in axes.get(name, {}).items():
+            if label not in dims:
+                dims[label] = Dim.AUTO
+            spec[axis] = dims[label]
+        shapes.append(spec or None)
+        del tensor
+    return tuple(shapes)
+
+
+def export_hf(model_dir: Path, output: Path, opset: int) -> Path:
+    """A Hugging Face checkpoint directory through optimum (feature-extraction task)."""
+    try:
+        from optimum.exporters.onnx import main_export
+    except ImportError:
+        raise InputError("exporting a Hugging Face directory needs optimum-onnx (pip install 'edgec[hf]')") from None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            main_export(str(model_dir), output=tmp, task="feature-extraction", opset=opset, local_files_only=True,
+                        do_validation=False, no_post_process=True)
+        except Exception as exc:  # noqa: BLE001 - optimum raises many types for unsupported models
+            raise InputError(f"{model_dir}: optimum could not export it ({str(exc).splitlines()[0][:200]})") from None
+        produced = Path(tmp) / "model.onnx"
+        if not produced.is_file():
+            raise InputError(f"{model_dir}: optimum wrote no model.onnx")
+        fd, staged = tempfile.mkstemp(dir=output.parent, suffix=".tmp")
+        os.close(fd)
+        shutil.copyfile(produced, staged)
+        os.replace(staged, output)
+    return output

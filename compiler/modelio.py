@@ -1,0 +1,140 @@
+"""Reading models with clear errors, and writing them atomically (never over the input)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from edgec.compiler.errors import InputError
+
+MIN_OPSET = 7
+_TWO_GB = 2**31 - 1
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    """Load an ONNX model (with its external data) or raise InputError naming the file and the problem."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an ONNX file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty")
+    try:
+        model = onnx.load(str(p))
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: external data file missing ({exc.filename or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types
+        raise InputError(f"{p}: not a valid ONNX model ({_short(exc)})") from None
+    check_model(model, p)
+    return model
+
+
+def check_model(model: onnx.ModelProto, path: Path) -> None:
+    if not model.graph.node and not model.graph.output:
+        raise InputError(f"{path}: not an ONNX model (no graph: truncated or a different file type)")
+    try:
+        if model.ByteSize() < _TWO_GB:
+            onnx.checker.check_model(model)
+        else:
+            onnx.checker.check_model(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: invalid ONNX model ({_short(exc)})") from None
+    opset = model_opset(model)
+    if opset < MIN_OPSET:
+        raise InputError(f"{path}: opset {opset} is below the minimum edgec supports ({MIN_OPSET})")
+
+
+def model_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def to_graph(model: onnx.ModelProto) -> gs.Graph:
+    return gs.import_onnx(model)
+
+
+def to_model(graph: gs.Graph, original: onnx.ModelProto) -> onnx.ModelProto:
+    """Export a graph, keeping the original model's metadata, doc string, IR version and opsets."""
+    model = gs.export_onnx(graph, do_type_check=False)
+    model.ir_version = original.ir_version
+    model.producer_name = original.producer_name or "edgec"
+    model.producer_version = original.producer_version
+    model.domain = original.domain
+    model.model_version = original.model_version
+    model.doc_string = original.doc_string
+    model.graph.doc_string = original.graph.doc_string
+    del model.metadata_props[:]
+    model.metadata_props.extend(original.metadata_props)
+    opsets = {o.domain: o.version for o in original.opset_import}
+    for o in model.opset_import:
+        opsets.setdefault(o.domain, o.version)
+    del model.opset_import[:]
+    model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
+    return model
+
+
+def ensure_writable_output(output: Path, inputs: list[Path], force: bool) -> None:
+    out = output.resolve()
+    for src in inputs:
+        if src.exists() and out == src.resolve():
+            raise InputError(f"{output}: output path is the input file; choose another -o")
+    if output.exists() and not force:
+        raise InputError(f"{output}: already exists (use --force to replace it)")
+    if output.exists() and output.is_dir():
+        raise InputError(f"{output}: is a directory")
+    if not output.parent.exists():
+        raise InputError(f"{output.parent}: output folder does not exist")
+
+
+def save_model_atomic(model: onnx.ModelProto, output: Path) -> int:
+    """Write to a temporary file in the same folder, then rename: a crash leaves no partial file.
+
+    Models past 2 GB get their weights in `<output>.data` next to it. Returns the bytes written.
+    """
+    large = model.ByteSize() >= _TWO_GB
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        if large:
+            data_name = output.name + ".data"
+            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name + ".tmp")
+            os.replace(output.parent / (data_name + ".tmp"), output.parent / data_name)
+            _relocate_external(tmp, data_name)
+        else:
+            onnx.save_model(model, tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return output.stat().st_size
+
+
+def write_text_atomic(text: str, output: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _relocate_external(model_path: str, data_name: str) -> None:
+    """Point external-data references at the final data file name."""
+    model = onnx.load(model_path, load_external_data=False)
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = data_name
+    onnx.save_model(model, model_path)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]

@@ -1,0 +1,111 @@
+"""The compile report: what each pass did, sizes, fidelity and latency; JSON and a console table."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import onnx
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass
+class ModelSummary:
+    nodes: int
+    params: int
+    bytes: int
+    ops: dict[str, int]
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> ModelSummary:
+        params = nbytes = 0
+        for t in list(model.graph.initializer):
+            n = 1
+            for d in t.dims:
+                n *= d
+            params += n
+            nbytes += len(t.raw_data) if t.raw_data else n * _itemsize(t.data_type)
+        ops = Counter(n.op_type for n in model.graph.node)
+        return cls(len(model.graph.node), params, nbytes, dict(sorted(ops.items())))
+
+
+def _itemsize(data_type: int) -> int:
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    except Exception:  # noqa: BLE001
+        return 4
+
+
+@dataclass
+class PassRecord:
+    name: str
+    changed: bool
+    seconds: float
+    delta_nodes: int
+    delta_params: int
+    delta_bytes: int
+    stats: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CompileReport:
+    input: str
+    output: str | None
+    target: str
+    providers: list[str]
+    pipeline: list[str]
+    before: ModelSummary | None = None
+    after: ModelSummary | None = None
+    passes: list[PassRecord] = field(default_factory=list)
+    fidelity: list[dict] = field(default_factory=list)
+    min_cosine: float = 0.0
+    fidelity_ok: bool = True
+    latency: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=float)
+
+
+def print_report(report: CompileReport, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"edgec compile → {report.target}  ({', '.join(report.providers)})")
+    table.add_column("")
+    table.add_column("original", justify="right")
+    table.add_column("compiled", justify="right")
+    table.add_column("ratio", justify="right")
+    b, a = report.before, report.after
+    if b and a:
+        for label, x, y in (("nodes", b.nodes, a.nodes), ("params", b.params, a.params),
+                            ("bytes", b.bytes, a.bytes)):
+            table.add_row(label, f"{x:,}", f"{y:,}", _ratio(y, x))
+    lat = report.latency
+    if lat:
+        table.add_row("latency p50 (ms)", f"{lat['original']['p50_ms']:.3f}", f"{lat['compiled']['p50_ms']:.3f}",
+                      f"{lat['ratio_p50']:.3f}×")
+    for f in report.fidelity:
+        extra = "".join(f", {k} {f[k]:.3f}" for k in ("top1_agreement", "nn_agreement") if k in f)
+        table.add_row(f"fidelity '{f['name']}'", "", f"cos {f['cosine']:.5f}",
+                      f"rel-L2 {f['rel_l2']:.2e}{extra}")
+    console.print(table)
+    for rec in report.passes:
+        stats = ", ".join(f"{k}={v}" for k, v in rec.stats.items() if not isinstance(v, (list, dict)))
+        console.print(f"  pass {rec.name}: {'changed' if rec.changed else 'no change'} in {rec.seconds:.2f}s"
+                      f" (Δnodes {rec.delta_nodes:+d}, Δparams {rec.delta_params:+,d}){'; ' + stats if stats else ''}")
+        for note in rec.notes:
+            console.print(f"    note: {note}")
+    for note in report.notes:
+        console.print(f"  note: {note}")
+    verdict = "[green]OK[/green]" if report.ok else "[red]FAILED[/red]"
+    gate = f"min cosine {report.min_cosine}" if report.min_cosine > 0 else "fidelity gate off"
+    console.print(f"  result: {verdict} ({gate}); output: {report.output or 'not written'}")
+
+
+def _ratio(new: float, old: float) -> str:
+    return f"{new / old:.3f}" if old else "-"

@@ -1,0 +1,25 @@
+"""Graph passes: pure rewrites of an onnx-graphsurgeon graph (+ calibration statistics handed in).
+
+Every pass is registered here by name; that name is the file name and the CLI spelling.
+"""
+
+from edgec.passes.base import PassContext, PassOptionError, PassResult
+from edgec.passes.cleanup import CleanupPass
+
+REGISTRY = {
+    CleanupPass.name: CleanupPass,
+}
+
+
+class UnknownPass(KeyError):
+    pass
+
+
+def get_pass(name: str):
+    try:
+        return REGISTRY[name]()
+    except KeyError:
+        raise UnknownPass(f"unknown pass '{name}' (known: {', '.join(sorted(REGISTRY))})") from None
+
+
+__all__ = ["REGISTRY", "PassContext", "PassOptionError", "PassResult", "UnknownPass", "get_pass"]

@@ -1,0 +1,53 @@
+"""The pass contract: `run(graph, ctx) -> PassResult`, options as a frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+
+@dataclass
+class PassResult:
+    changed: bool
+    stats: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class CalibrationSource(Protocol):
+    """What the driver hands to a pass: statistics of tensors of the *current* graph."""
+
+    def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
+        """Rows of each tensor over the calibration set, as float64 [N, last_dim]."""
+        ...
+
+
+@dataclass
+class PassContext:
+    calibration: CalibrationSource | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    rank_multiple: int = 1
+    seed: int = 0
+
+
+class PassOptionError(ValueError):
+    """An option given to a pass that it does not have or cannot take."""
+
+
+def build_options(options_type: type, given: dict[str, Any], pass_name: str):
+    """Make a pass's frozen options dataclass from a dict, with a clear error on unknown keys."""
+    names = {f.name: f for f in dataclasses.fields(options_type)}
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise PassOptionError(f"pass '{pass_name}' has no option(s) {unknown} (it has: {sorted(names)})")
+    converted = {}
+    for key, value in given.items():
+        default = names[key].default
+        try:
+            converted[key] = type(default)(value) if default is not dataclasses.MISSING and default is not None else value
+        except (TypeError, ValueError):
+            raise PassOptionError(f"pass '{pass_name}': option {key}={value!r} is not a {type(default).__name__}") from None
+    return options_type(**converted)

@@ -1,0 +1,136 @@
+"""cleanup: Constant nodes to initializers, Identity removal, safe constant folding, dead nodes, toposort.
+
+Folding never grows the model: a node whose inputs are all constants is folded only if its result
+is no larger than its inputs, so a factorized `MatMul(U, V)` is never multiplied back into W.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from onnx.reference import ReferenceEvaluator
+
+from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.graph import is_graph_output
+
+_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+               "Bernoulli", "If", "Loop", "Scan", "Constant"}
+
+
+@dataclass(frozen=True)
+class CleanupOptions:
+    fold_constants: bool = True
+    max_fold_bytes: int = 64 * 1024 * 1024
+
+
+class CleanupPass:
+    name = "cleanup"
+    Options = CleanupOptions
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        opts = build_options(CleanupOptions, ctx.options, self.name)
+        nodes_before = len(graph.nodes)
+        outer = _names_used_in_subgraphs(graph)
+        constants = _constant_nodes_to_initializers(graph, outer)
+        identities = _remove_identities(graph, outer)
+        folded = _fold_constants(graph, opts.max_fold_bytes, outer) if opts.fold_constants else 0
+        graph.cleanup(remove_unused_graph_inputs=False).toposort()
+        removed = nodes_before - len(graph.nodes)
+        stats = {"constant_nodes": constants, "identities_removed": identities, "folded": folded,
+                 "nodes_removed": removed}
+        return PassResult(changed=removed > 0 or constants > 0, stats=stats)
+
+
+def _names_used_in_subgraphs(graph: gs.Graph) -> set[str]:
+    names: set[str] = set()
+    for sub in graph.subgraphs(recursive=True):
+        for node in sub.nodes:
+            names.update(t.name for t in node.inputs)
+    return names
+
+
+def _constant_nodes_to_initializers(graph: gs.Graph, keep: set[str]) -> int:
+    count = 0
+    for node in graph.nodes:
+        if node.op != "Constant" or len(node.outputs) != 1:
+            continue
+        out = node.outputs[0]
+        value = node.attrs.get("value")
+        if not isinstance(value, gs.Constant) or is_graph_output(graph, out) or out.name in keep:
+            continue
+        values = np.asarray(value.values)
+        node.outputs.clear()
+        out.to_constant(values)
+        count += 1
+    return count
+
+
+def _remove_identities(graph: gs.Graph, keep: set[str]) -> int:
+    count = 0
+    for node in graph.nodes:
+        if node.op != "Identity" or not node.inputs or not node.outputs:
+            continue
+        src, out = node.inputs[0], node.outputs[0]
+        if is_graph_output(graph, out) or out.name in keep:
+            continue
+        for user in list(out.outputs):
+            for i, t in enumerate(user.inputs):
+                if t is out:
+                    user.inputs[i] = src
+        node.outputs.clear()
+        count += 1
+    return count
+
+
+def _fold_constants(graph: gs.Graph, max_bytes: int, keep: set[str]) -> int:
+    graph.toposort()
+    folded = 0
+    for node in list(graph.nodes):
+        if not _foldable(graph, node, keep):
+            continue
+        in_bytes = sum(np.asarray(t.values).nbytes for t in node.inputs if t.name)
+        results = _evaluate(graph, node)
+        if results is None:
+            continue
+        out_bytes = sum(r.nbytes for r in results)
+        if out_bytes > max(in_bytes, 64) or out_bytes > max_bytes:
+            continue
+        outs = list(node.outputs)
+        node.outputs.clear()
+        for out, value in zip(outs, results, strict=True):
+            out.to_constant(np.asarray(value))
+        folded += 1
+    return folded
+
+
+def _foldable(graph: gs.Graph, node: gs.Node, keep: set[str]) -> bool:
+    if node.op in _NEVER_FOLD or (node.domain or "") not in ("", "ai.onnx") or not node.outputs:
+        return False
+    if any(isinstance(v, gs.Graph) for v in node.attrs.values()):
+        return False
+    ins = [t for t in node.inputs if t.name]
+    if not ins or not all(isinstance(t, gs.Constant) for t in ins):
+        return False
+    return not any(is_graph_output(graph, o) or o.name in keep for o in node.outputs)
+
+
+def _evaluate(graph: gs.Graph, node: gs.Node) -> list[np.ndarray] | None:
+    """Run one node on its constant inputs with ONNX's reference evaluator."""
+    try:
+        sub = gs.Graph(nodes=[node], inputs=[], outputs=list(node.outputs), opset=graph.opset)
+        model = gs.export_onnx(sub, do_type_check=False)
+        model.opset_import[:] = [onnx.helper.make_opsetid(d, v) for d, v in _opsets(graph).items()]
+        return [np.asarray(r) for r in ReferenceEvaluator(model).run(None, {})]
+    except Exception:  # noqa: BLE001 - an op the evaluator cannot run is simply not folded
+        return None
+
+
+def _opsets(graph: gs.Graph) -> dict[str, int]:
+    opsets = {"": graph.opset}
+    for imp in graph.import_domains or []:
+        if imp.domain not in ("", "ai.onnx"):
+            opsets[imp.domain] = imp.version
+    return opsets

@@ -1,0 +1,87 @@
+"""Small graph helpers shared by the passes (onnx-graphsurgeon graphs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+# Ops that only pass a constant through (possibly transposed); a weight may hide behind them.
+_WRAPPERS = {"Identity", "Constant", "Transpose", "Cast"}
+
+
+@dataclass
+class ResolvedConstant:
+    value: np.ndarray
+    source: gs.Tensor        # the tensor that really holds the data (an initializer or a Constant output)
+
+
+def producer(tensor: gs.Tensor) -> gs.Node | None:
+    return tensor.inputs[0] if tensor.inputs else None
+
+
+def consumers(tensor: gs.Tensor) -> list[gs.Node]:
+    return list(tensor.outputs)
+
+
+def constant_value(tensor: gs.Tensor) -> ResolvedConstant | None:
+    """The value of a tensor that is constant: an initializer, a Constant node, or one behind
+    Identity / Transpose / Cast wrappers. None for anything computed from graph inputs."""
+    if isinstance(tensor, gs.Constant):
+        return ResolvedConstant(np.asarray(tensor.values), tensor)
+    node = producer(tensor)
+    if node is None or node.op not in _WRAPPERS or (node.domain or "") not in ("", "ai.onnx"):
+        return None
+    if node.op == "Constant":
+        value = node.attrs.get("value")
+        if isinstance(value, gs.Constant):
+            return ResolvedConstant(np.asarray(value.values), tensor)
+        for key in ("value_float", "value_int"):
+            if key in node.attrs:
+                return ResolvedConstant(np.asarray(node.attrs[key]), tensor)
+        for key in ("value_floats", "value_ints"):
+            if key in node.attrs:
+                return ResolvedConstant(np.asarray(node.attrs[key]), tensor)
+        return None
+    inner = constant_value(node.inputs[0])
+    if inner is None:
+        return None
+    if node.op == "Transpose":
+        perm = node.attrs.get("perm")
+        return ResolvedConstant(np.transpose(inner.value, perm), inner.source)
+    if node.op == "Cast":
+        return None  # a cast weight changes dtype; leave it to cleanup's folding first
+    return inner
+
+
+def is_graph_output(graph: gs.Graph, tensor: gs.Tensor) -> bool:
+    return any(t is tensor for t in graph.outputs)
+
+
+def scalar_or_none(tensor: gs.Tensor) -> float | None:
+    c = constant_value(tensor)
+    if c is None or c.value.size != 1:
+        return None
+    return float(c.value.ravel()[0])
+
+
+def count_params(graph: gs.Graph) -> tuple[int, int]:
+    """(parameters, bytes) held in constants of the graph, each tensor counted once."""
+    params = nbytes = 0
+    for t in graph.tensors().values():
+        if isinstance(t, gs.Constant):
+            v = t.values
+            params += int(np.prod(v.shape))
+            nbytes += int(getattr(v, "nbytes", 0))
+    return params, nbytes
+
+
+def fresh_name(graph: gs.Graph, base: str) -> str:
+    names = graph.tensors().keys()
+    if base not in names:
+        return base
+    i = 1
+    while f"{base}_{i}" in names:
+        i += 1
+    return f"{base}_{i}"

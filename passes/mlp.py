@@ -1,0 +1,160 @@
+"""MLP discovery shared by every MLP pass: Linear → element-wise activation → Linear.
+
+`find_mlps(graph)` returns the blocks it found and, for every MatMul/Gemm or activation it looked at
+and could not use, the reason (a near-miss), so `edgec inspect` can say why a block was skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import onnx_graphsurgeon as gs
+
+from edgec.passes.activations import NONLINEAR, Activation, NoActivation, match_activation
+from edgec.passes.linear import Linear, NotLinear, match_linear
+
+
+@dataclass
+class MLPBlock:
+    index: int
+    fc1: Linear
+    act: Activation
+    fc2: Linear
+    shared_weights: bool = False   # a weight of this block is also used elsewhere: passes leave it alone
+
+    @property
+    def hidden(self) -> int:
+        return self.fc1.out_features
+
+    @property
+    def d_in(self) -> int:
+        return self.fc1.in_features
+
+    @property
+    def d_out(self) -> int:
+        return self.fc2.out_features
+
+    @property
+    def params(self) -> int:
+        return self.fc1.params + self.fc2.params
+
+    @property
+    def name(self) -> str:
+        return layer_name(self.fc1)
+
+    def describe(self) -> dict:
+        return {
+            "index": self.index, "name": self.name, "pattern": self.act.pattern,
+            "shape": f"{self.d_in}→{self.hidden}→{self.d_out}",
+            "fc1": self.fc1.matmul.name, "fc2": self.fc2.matmul.name,
+            "params": self.params, "shared_weights": self.shared_weights,
+        }
+
+
+@dataclass
+class NearMiss:
+    node: str
+    op: str
+    reason: str
+
+
+@dataclass
+class Discovery:
+    blocks: list[MLPBlock] = field(default_factory=list)
+    near_misses: list[NearMiss] = field(default_factory=list)
+
+
+def find_mlps(graph: gs.Graph) -> Discovery:
+    graph.toposort()
+    found = Discovery()
+    claimed: set[int] = set()
+    for node in graph.nodes:
+        if node.op not in ("MatMul", "Gemm") or id(node) in claimed:
+            continue
+        try:
+            fc1 = match_linear(graph, node)
+        except NotLinear:
+            continue
+        try:
+            act, fc2_node = match_activation(graph, fc1.y, fc1.out_features, _fc2_test(graph))
+            fc2 = match_linear(graph, fc2_node)
+        except (NoActivation, NotLinear) as exc:
+            if _leads_to_nonlinearity(fc1):
+                found.near_misses.append(NearMiss(node.name, node.op, str(exc)))
+            continue
+        if fc2.in_features != fc1.out_features:
+            found.near_misses.append(NearMiss(node.name, node.op,
+                                              f"fc2 takes {fc2.in_features} features, fc1 gives {fc1.out_features}"))
+            continue
+        block = MLPBlock(len(found.blocks), fc1, act, fc2)
+        found.blocks.append(block)
+        claimed.update(id(n) for n in fc1.nodes + act.nodes + fc2.nodes)
+    _mark_shared(graph, found.blocks)
+    _orphan_activations(graph, found, claimed)
+    return found
+
+
+def _fc2_test(graph: gs.Graph):
+    def is_fc2(node: gs.Node, tensor: gs.Tensor) -> bool:
+        if node.op not in ("MatMul", "Gemm") or node.inputs[0] is not tensor:
+            return False
+        try:
+            match_linear(graph, node)
+        except NotLinear:
+            return False
+        return True
+    return is_fc2
+
+
+def _leads_to_nonlinearity(fc1: Linear) -> bool:
+    return any(u.op in NONLINEAR for u in fc1.y.outputs)
+
+
+def _mark_shared(graph: gs.Graph, blocks: list[MLPBlock]) -> None:
+    """A weight used by more than one MatMul/Gemm (tied layers) stays shared; mark those blocks."""
+    uses: dict[int, int] = {}
+    for node in graph.nodes:
+        if node.op in ("MatMul", "Gemm"):
+            try:
+                lin = match_linear(graph, node)
+            except NotLinear:
+                continue
+            uses[id(lin.weight_source)] = uses.get(id(lin.weight_source), 0) + 1
+    for block in blocks:
+        for lin in (block.fc1, block.fc2):
+            if uses.get(id(lin.weight_source), 0) > 1 or len(lin.weight_source.outputs) > 1:
+                block.shared_weights = True
+
+
+def _orphan_activations(graph: gs.Graph, found: Discovery, claimed: set[int]) -> None:
+    """Non-linearities that sit in no block and were not explained already."""
+    explained = {m.node for m in found.near_misses}
+    for node in graph.nodes:
+        if node.op not in ("Gelu", "FastGelu", "BiasGelu", "Erf", "Relu", "HardSwish", "Sigmoid", "Tanh"):
+            continue
+        if id(node) in claimed or node.name in explained:
+            continue
+        src = node.inputs[0].inputs[0] if node.inputs and node.inputs[0].inputs else None
+        if src is None:
+            continue
+        if src.op in ("MatMul", "Gemm", "Add") and src.name in explained:
+            continue
+        if src.op in ("Conv",):
+            reason = f"input comes from Conv '{src.name}' (1×1-conv MLPs are not rewritten yet)"
+        elif src.op in ("MatMul", "Gemm", "Add"):
+            continue  # part of an attention / gating path already examined from its MatMul
+        else:
+            continue
+        found.near_misses.append(NearMiss(node.name, node.op, reason))
+
+
+_LAYER_RE = re.compile(r"(?:layers?|blocks?|h|encoder|decoder|stages?)[._/](\d+)", re.IGNORECASE)
+
+
+def layer_name(lin: Linear) -> str:
+    """A readable layer label: the weight's name if it is meaningful, else the node's scope."""
+    for candidate in (lin.weight_source.name, lin.matmul.name):
+        if candidate and not re.fullmatch(r"(onnx::|val_|node_|_v_)?[\w:]*\d+", candidate):
+            return candidate.rsplit("/", 1)[0] if "/" in candidate else candidate
+    return lin.matmul.name or lin.weight_source.name

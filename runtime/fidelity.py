@@ -1,0 +1,108 @@
+"""How close a compiled model's outputs are to the original's."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OutputFidelity:
+    name: str
+    cosine: float        # mean over samples of the per-sample cosine similarity
+    min_cosine: float    # worst sample
+    rel_l2: float        # ||a - b|| / ||a|| over everything
+    max_abs: float
+    top1_agreement: float | None = None     # for logits: argmax along the last axis agrees
+    nn_agreement: float | None = None       # for embeddings: nearest neighbour in the set agrees
+    similarity_spearman: float | None = None  # rank correlation of pairwise similarities
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray]) -> OutputFidelity:
+    """Compare one output over a list of samples (one array per held-out feed)."""
+    if len(ref) != len(got) or not ref:
+        raise ValueError("need the same non-zero number of reference and compiled samples")
+    for a, b in zip(ref, got, strict=True):
+        if a.shape != b.shape:
+            raise ValueError(f"output '{name}': shape {b.shape} differs from the original {a.shape}")
+    a_all = np.concatenate([np.asarray(a, np.float64).ravel() for a in ref])
+    b_all = np.concatenate([np.asarray(b, np.float64).ravel() for b in got])
+    if not (np.isfinite(b_all).all()):
+        return OutputFidelity(name, float("nan"), float("nan"), float("inf"), float("inf"))
+    cos = [_cosine(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in zip(ref, got, strict=True)]
+    norm = float(np.linalg.norm(a_all))
+    diff = float(np.linalg.norm(a_all - b_all))
+    rel = diff / norm if norm > 0 else (0.0 if diff == 0 else float("inf"))
+    max_abs = float(np.max(np.abs(a_all - b_all))) if a_all.size else 0.0
+    top1 = _top1_agreement(ref, got)
+    nn, rho = _embedding_agreement(ref, got)
+    return OutputFidelity(name, float(np.mean(cos)), float(np.min(cos)), rel, max_abs, top1, nn, rho)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel(), b.ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        return 1.0
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def _top1_agreement(ref: list[np.ndarray], got: list[np.ndarray]) -> float | None:
+    """Argmax agreement along the last axis, for outputs that look like logits (last dim > 1)."""
+    if ref[0].ndim < 1 or ref[0].shape[-1] < 2 or not np.issubdtype(ref[0].dtype, np.floating):
+        return None
+    agree = [np.argmax(a, -1) == np.argmax(b, -1) for a, b in zip(ref, got, strict=True)]
+    return float(np.mean(np.concatenate([x.ravel() for x in agree])))
+
+
+def _rows(samples: list[np.ndarray]) -> np.ndarray:
+    """One embedding vector per sample (a [1, D] or [D] output), or per token if 3-D (mean over tokens)."""
+    rows = []
+    for s in samples:
+        s = np.asarray(s, np.float64)
+        if s.ndim >= 3:
+            s = s.mean(axis=tuple(range(1, s.ndim - 1)))
+        rows.append(s.reshape(-1, s.shape[-1]))
+    return np.concatenate(rows)
+
+
+def _embedding_agreement(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float | None, float | None]:
+    """Nearest-neighbour agreement and Spearman correlation of pairwise cosine similarities."""
+    if not np.issubdtype(ref[0].dtype, np.floating) or ref[0].ndim < 1:
+        return None, None
+    a, b = _rows(ref), _rows(got)
+    if a.shape[0] < 3 or a.shape[1] < 2:
+        return None, None
+    sa, sb = _cosine_matrix(a), _cosine_matrix(b)
+    np.fill_diagonal(sa, -np.inf)
+    np.fill_diagonal(sb, -np.inf)
+    nn = float(np.mean(np.argmax(sa, 1) == np.argmax(sb, 1)))
+    iu = np.triu_indices(a.shape[0], 1)
+    rho = _spearman(sa[iu], sb[iu])
+    return nn, rho
+
+
+def _cosine_matrix(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.where(n == 0, 1, n)
+    return x @ x.T
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return 1.0 if np.array_equal(rx, ry) else 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    return ranks

@@ -1,0 +1,93 @@
+"""Input specs read from a session, and synthesized feeds that respect them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}
+DEFAULT_DIMS = {"batch": 1, "sequence": 128, "spatial": 224}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...]
+
+    @property
+    def role(self) -> str:
+        """What the input most likely carries: token ids, a mask, token types, positions or data."""
+        n = self.name.lower()
+        if not np.issubdtype(self.dtype, np.integer) and self.dtype != np.bool_:
+            return "data"
+        if "mask" in n:
+            return "mask"
+        if "type" in n or "segment" in n:
+            return "token_type"
+        if "position" in n:
+            return "position"
+        return "ids"
+
+
+def input_specs(session) -> list[InputSpec]:
+    specs = []
+    for arg in session.get_inputs():
+        if arg.type not in _ORT_TYPES:
+            raise ValueError(f"input '{arg.name}' has type {arg.type}, which edgec cannot synthesize")
+        specs.append(InputSpec(arg.name, np.dtype(_ORT_TYPES[arg.type]), tuple(arg.shape)))
+    return specs
+
+
+def concrete_shape(spec: InputSpec, dims: dict[str, int] | None = None) -> tuple[int, ...]:
+    """Fix symbolic dimensions: by name from `dims`, else a guess from the name and position."""
+    dims = dims or {}
+    out = []
+    for i, d in enumerate(spec.shape):
+        if isinstance(d, int) and d > 0:
+            out.append(d)
+        elif isinstance(d, str) and d in dims:
+            out.append(int(dims[d]))
+        else:
+            out.append(_guess_dim(str(d or ""), i, spec, dims))
+    return tuple(out)
+
+
+def _guess_dim(name: str, index: int, spec: InputSpec, dims: dict[str, int]) -> int:
+    low = name.lower()
+    if index == 0 or re.search(r"batch|^n$|^b$", low):
+        return dims.get("batch", DEFAULT_DIMS["batch"])
+    if re.search(r"seq|len|token|time|frames", low) or spec.role != "data":
+        return dims.get("sequence", DEFAULT_DIMS["sequence"])
+    if len(spec.shape) == 4 and index >= 2:
+        return dims.get("spatial", DEFAULT_DIMS["spatial"])
+    return dims.get("sequence", DEFAULT_DIMS["sequence"])
+
+
+def synthesize_feed(specs: list[InputSpec], rng: np.random.Generator, dims: dict[str, int] | None = None,
+                    vocab_size: int = 1000) -> dict[str, np.ndarray]:
+    """One feed dict: token ids in vocabulary range, masks of ones, images in [0, 1]."""
+    feed = {}
+    for spec in specs:
+        shape = concrete_shape(spec, dims)
+        role = spec.role
+        if role == "mask":
+            value = np.ones(shape, dtype=spec.dtype)
+        elif role == "token_type":
+            value = np.zeros(shape, dtype=spec.dtype)
+        elif role == "position":
+            value = np.broadcast_to(np.arange(shape[-1]), shape).astype(spec.dtype)
+        elif role == "ids":
+            value = rng.integers(0, vocab_size, size=shape).astype(spec.dtype)
+        elif len(shape) == 4:  # image-like
+            value = rng.random(shape, dtype=np.float32).astype(spec.dtype)
+        else:
+            value = rng.standard_normal(shape).astype(spec.dtype)
+        feed[spec.name] = np.ascontiguousarray(value)
+    return feed
