@@ -11,7 +11,13 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler import modelio
-from edgec.compiler.calibration import ActivationCapture, FeedSplit, load_npz_feeds, split_feeds, synthesized_feeds
+from edgec.compiler.calibration import (
+    ActivationCapture,
+    FeedSplit,
+    load_npz_feeds,
+    split_feeds,
+    synthesized_feeds,
+)
 from edgec.compiler.errors import InputError, NegativeResult, ProviderError
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord

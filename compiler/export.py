@@ -80,8 +80,10 @@ def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int)
         else:
             shapes = _dynamic_shapes(axes, input_names, example)
             program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
-                                        dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True)
+                                        dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True,
+                                        verbose=False)
             program.save(str(path))
+            _name_dynamic_dims(path, axes)
 
 
 def _dynamic_shapes(axes: dict, input_names: list[str], example: tuple):
@@ -98,6 +100,24 @@ def _dynamic_shapes(axes: dict, input_names: list[str], example: tuple):
         shapes.append(spec or None)
         del tensor
     return tuple(shapes)
+
+
+def _name_dynamic_dims(path: Path, axes: dict) -> None:
+    """torch.export names dynamic dims s0, s1, …: give them the labels of `dynamic_axes` everywhere."""
+    import onnx
+
+    model = onnx.load(str(path))
+    rename: dict[str, str] = {}
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        for axis, label in axes.get(value.name, {}).items():
+            if axis < len(dims) and dims[axis].dim_param:
+                rename.setdefault(dims[axis].dim_param, label)
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in rename:
+                dim.dim_param = rename[dim.dim_param]
+    onnx.save_model(model, str(path))
 
 
 def export_hf(model_dir: Path, output: Path, opset: int) -> Path:

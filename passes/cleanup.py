@@ -122,7 +122,8 @@ def _evaluate(graph: gs.Graph, node: gs.Node) -> list[np.ndarray] | None:
     try:
         sub = gs.Graph(nodes=[node], inputs=[], outputs=list(node.outputs), opset=graph.opset)
         model = gs.export_onnx(sub, do_type_check=False)
-        model.opset_import[:] = [onnx.helper.make_opsetid(d, v) for d, v in _opsets(graph).items()]
+        del model.opset_import[:]
+        model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in _opsets(graph).items())
         return [np.asarray(r) for r in ReferenceEvaluator(model).run(None, {})]
     except Exception:  # noqa: BLE001 - an op the evaluator cannot run is simply not folded
         return None

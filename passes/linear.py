@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes.graph import consumers, constant_value, is_graph_output
+from edgec.passes.graph import constant_value, consumers, is_graph_output
 
 
 @dataclass

@@ -153,8 +153,11 @@ _LAYER_RE = re.compile(r"(?:layers?|blocks?|h|encoder|decoder|stages?)[._/](\d+)
 
 
 def layer_name(lin: Linear) -> str:
-    """A readable layer label: the weight's name if it is meaningful, else the node's scope."""
-    for candidate in (lin.weight_source.name, lin.matmul.name):
+    """A readable layer label: a meaningful bias / weight name, else the node's scope."""
+    bias_name = lin.bias_node.inputs[1].name if lin.bias_node is not None else ""
+    bias_name = bias_name if "bias" in bias_name else ""
+    for candidate in (bias_name, lin.weight_source.name, lin.matmul.name):
         if candidate and not re.fullmatch(r"(onnx::|val_|node_|_v_)?[\w:]*\d+", candidate):
-            return candidate.rsplit("/", 1)[0] if "/" in candidate else candidate
+            name = candidate.rsplit("/", 1)[0] if "/" in candidate else candidate
+            return re.sub(r"\.(weight|bias)$", "", name)
     return lin.matmul.name or lin.weight_source.name

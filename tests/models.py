@@ -1,0 +1,168 @@
+"""ONNX models built in code from fixed seeds: one per MLP pattern the exporters write, and a few non-MLPs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+D, H = 16, 48
+
+
+class Builder:
+    """A tiny graph builder: adds nodes and initializers with unique names."""
+
+    def __init__(self, seed: int = 0, opset: int = 17):
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.opset = opset
+        self.count = 0
+
+    def name(self, base: str) -> str:
+        self.count += 1
+        return f"{base}_{self.count}"
+
+    def const(self, value, base: str = "c") -> str:
+        name = self.name(base)
+        self.inits.append(nh.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def const_node(self, value, base: str = "k") -> str:
+        name = self.name(base)
+        self.nodes.append(h.make_node("Constant", [], [name], value=nh.from_array(np.asarray(value, np.float32))))
+        return name
+
+    def op(self, op: str, inputs: list[str], domain: str = "", **attrs) -> str:
+        out = self.name(op.lower())
+        self.nodes.append(h.make_node(op, inputs, [out], name=self.name(op), domain=domain, **attrs))
+        return out
+
+    def weight(self, shape, scale=None) -> np.ndarray:
+        scale = scale or 1.0 / math.sqrt(shape[0])
+        return (self.rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def model(self, x: str, y: str, in_shape=("batch", "seq", D), out_shape=("batch", "seq", D)) -> onnx.ModelProto:
+        graph = h.make_graph(self.nodes, "test", [h.make_tensor_value_info(x, T.FLOAT, list(in_shape))],
+                             [h.make_tensor_value_info(y, T.FLOAT, list(out_shape))], self.inits)
+        opsets = [h.make_opsetid("", self.opset)]
+        if any(n.domain == "com.microsoft" for n in self.nodes):
+            opsets.append(h.make_opsetid("com.microsoft", 1))
+        model = h.make_model(graph, opset_imports=opsets)
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
+
+
+def linear(b: Builder, x: str, n_in: int, n_out: int, style: str = "matmul", bias: bool = True) -> str:
+    w = b.weight((n_in, n_out))
+    if style == "gemm":
+        return b.op("Gemm", [x, b.const(w.T), b.const(b.weight((n_out,), 0.1))] if bias else [x, b.const(w.T)],
+                    transB=1)
+    if style == "constant_node":
+        y = b.op("MatMul", [x, b.const_node(w)])
+    elif style == "identity":
+        y = b.op("MatMul", [x, b.op("Identity", [b.const(w)])])
+    else:
+        y = b.op("MatMul", [x, b.const(w)])
+    return b.op("Add", [b.const(b.weight((n_out,), 0.1)), y]) if bias else y
+
+
+def activation(b: Builder, x: str, kind: str) -> str:
+    if kind == "gelu":
+        return b.op("Gelu", [x])
+    if kind == "erf_old":   # torch.onnx legacy: Div(√2) → Erf → Add(1) → Mul(x) → Mul(0.5)
+        e = b.op("Erf", [b.op("Div", [x, b.const(math.sqrt(2.0))])])
+        return b.op("Mul", [b.op("Mul", [x, b.op("Add", [e, b.const(1.0)])]), b.const(0.5)])
+    if kind == "erf_new":   # dynamo: 0.5·x first, then times (1 + erf(x·1/√2))
+        half = b.op("Mul", [x, b.const(0.5)])
+        e = b.op("Erf", [b.op("Mul", [x, b.const(1 / math.sqrt(2.0))])])
+        return b.op("Mul", [half, b.op("Add", [e, b.const(1.0)])])
+    if kind == "tanh":
+        cube = b.op("Mul", [b.op("Pow", [x, b.const(3.0)]), b.const(0.044715)])
+        t = b.op("Tanh", [b.op("Mul", [b.op("Add", [x, cube]), b.const(math.sqrt(2 / math.pi))])])
+        return b.op("Mul", [b.op("Mul", [x, b.const(0.5)]), b.op("Add", [t, b.const(1.0)])])
+    if kind == "fastgelu":
+        return b.op("FastGelu", [x], domain="com.microsoft")
+    if kind == "relu":
+        return b.op("Relu", [x])
+    if kind == "silu":
+        return b.op("Mul", [x, b.op("Sigmoid", [x])])
+    if kind == "hardswish":
+        return b.op("HardSwish", [x])
+    raise ValueError(kind)
+
+
+PATTERNS = {  # activation kind → pattern name discovery must report
+    "gelu": "gelu", "erf_old": "erf-gelu", "erf_new": "erf-gelu", "tanh": "tanh-gelu", "fastgelu": "fast-gelu",
+    "relu": "relu", "silu": "silu", "hardswish": "hardswish",
+}
+
+
+def mlp_model(act: str = "gelu", style: str = "matmul", blocks: int = 2, seed: int = 0, residual: bool = True,
+              bias: bool = True) -> onnx.ModelProto:
+    """`blocks` residual MLP blocks with LayerNorm-free skip connections: x + fc2(act(fc1(x)))."""
+    b = Builder(seed, opset=20 if act == "gelu" else 17)
+    x = "x"
+    for _ in range(blocks):
+        flat = b.op("Reshape", [x, b.const(np.array([-1, D]), "shape")]) if style == "gemm" else x
+        y = linear(b, activation(b, linear(b, flat, D, H, style, bias), act), H, D, style, bias)
+        if style == "gemm":
+            y = b.op("Reshape", [y, b.op("Shape", [x])])
+        x = b.op("Add", [x, y]) if residual else y
+    _fix_int_shapes(b)
+    return b.model("x", x)
+
+
+def shared_weight_model(seed: int = 0) -> onnx.ModelProto:
+    """Two MLP blocks that use the very same fc1 and fc2 initializers (tied layers)."""
+    b = Builder(seed)
+    w1, w2 = b.const(b.weight((D, H))), b.const(b.weight((H, D)))
+    x = "x"
+    for _ in range(2):
+        x = b.op("Add", [x, b.op("MatMul", [b.op("Relu", [b.op("MatMul", [x, w1])]), w2])])
+    return b.model("x", x)
+
+
+def no_mlp_model(seed: int = 0) -> onnx.ModelProto:
+    """A single linear layer, a softmax and a residual: nothing an MLP pass can rewrite."""
+    b = Builder(seed)
+    y = b.op("Softmax", [linear(b, "x", D, D)], axis=-1)
+    return b.model("x", b.op("Add", ["x", y]))
+
+
+def conv_mlp_model(seed: int = 0) -> onnx.ModelProto:
+    """A 1×1-conv MLP (CNN style): reported as a near-miss, not rewritten."""
+    b = Builder(seed)
+    w1 = b.const(b.weight((H, D, 1, 1)))
+    w2 = b.const(b.weight((D, H, 1, 1)))
+    y = b.op("Conv", [b.op("Gelu", [b.op("Conv", ["x", w1])]), w2])
+    b.opset = 20
+    return b.model("x", y, ("batch", D, 8, 8), ("batch", D, 8, 8))
+
+
+def _fix_int_shapes(b: Builder) -> None:
+    """Reshape shape constants must be int64 (Builder.const makes float32)."""
+    for i, init in enumerate(b.inits):
+        if init.name.startswith("shape"):
+            b.inits[i] = nh.from_array(nh.to_array(init).astype(np.int64), init.name)
+
+
+def feeds(model: onnx.ModelProto, count: int = 4, seed: int = 1, seq: int = 5) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    x = model.graph.input[0]
+    dims = [d.dim_value or 2 for d in x.type.tensor_type.shape.dim]
+    if len(dims) == 3:
+        dims[1] = seq
+    return [{x.name: rng.standard_normal(dims).astype(np.float32)} for _ in range(count)]
+
+
+def run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from edgec.runtime.fidelity import compare_outputs
+
+
+def _samples(n=8, shape=(1, 10), seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(n)]
+
+
+def test_identical_outputs_are_perfect():
+    ref = _samples()
+    fid = compare_outputs("y", ref, [r.copy() for r in ref])
+    assert fid.cosine == pytest.approx(1.0) and fid.rel_l2 == 0 and fid.max_abs == 0
+    assert fid.top1_agreement == 1.0 and fid.nn_agreement == 1.0
+    assert fid.similarity_spearman == pytest.approx(1.0)
+
+
+def test_noise_lowers_every_metric_consistently():
+    ref = _samples(16)
+    rng = np.random.default_rng(1)
+    noisy = [r + 0.5 * rng.standard_normal(r.shape).astype(np.float32) for r in ref]
+    fid = compare_outputs("y", ref, noisy)
+    assert 0.5 < fid.cosine < 0.99
+    assert fid.min_cosine <= fid.cosine
+    expected = np.linalg.norm(np.concatenate(noisy) - np.concatenate(ref)) / np.linalg.norm(np.concatenate(ref))
+    assert fid.rel_l2 == pytest.approx(expected, rel=1e-5)
+    assert fid.similarity_spearman < 1.0
+
+
+def test_top1_agreement_counts_argmax_matches():
+    ref = [np.array([[0.0, 1.0, 0.0]]), np.array([[1.0, 0.0, 0.0]])]
+    got = [np.array([[0.0, 1.0, 0.0]]), np.array([[0.0, 0.0, 1.0]])]
+    assert compare_outputs("logits", ref, got).top1_agreement == 0.5
+
+
+def test_nan_output_fails_loudly():
+    ref = _samples(4)
+    got = [r.copy() for r in ref]
+    got[2][0, 0] = np.nan
+    fid = compare_outputs("y", ref, got)
+    assert not fid.cosine >= 0.0 and fid.max_abs == float("inf")
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        compare_outputs("y", [np.zeros((1, 3))], [np.zeros((1, 4))])

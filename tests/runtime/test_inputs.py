@@ -1,0 +1,44 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto as T
+from onnx import helper as h
+
+from edgec.runtime.inputs import concrete_shape, input_specs, synthesize_feed
+
+
+def _session():
+    """A model with token ids, a mask, token types and an image input."""
+    inputs = [h.make_tensor_value_info("input_ids", T.INT64, ["batch", "sequence"]),
+              h.make_tensor_value_info("attention_mask", T.INT64, ["batch", "sequence"]),
+              h.make_tensor_value_info("token_type_ids", T.INT64, ["batch", "sequence"]),
+              h.make_tensor_value_info("pixel_values", T.FLOAT, ["batch", 3, "height", "width"])]
+    nodes = [h.make_node("Identity", [i.name], [i.name + "_out"]) for i in inputs]
+    outputs = [h.make_tensor_value_info(n.output[0], i.type.tensor_type.elem_type, None) for n, i in zip(nodes, inputs, strict=True)]
+    model = h.make_model(h.make_graph(nodes, "g", inputs, outputs), opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_feeds_respect_roles_and_dtypes():
+    specs = input_specs(_session())
+    feed = synthesize_feed(specs, np.random.default_rng(0), vocab_size=50)
+    assert feed["input_ids"].dtype == np.int64 and feed["input_ids"].shape == (1, 128)
+    assert 0 <= feed["input_ids"].min() and feed["input_ids"].max() < 50
+    assert (feed["attention_mask"] == 1).all() and (feed["token_type_ids"] == 0).all()
+    img = feed["pixel_values"]
+    assert img.shape == (1, 3, 224, 224) and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+
+
+def test_named_dims_override_guesses():
+    specs = {s.name: s for s in input_specs(_session())}
+    assert concrete_shape(specs["input_ids"], {"sequence": 16, "batch": 2}) == (2, 16)
+    assert concrete_shape(specs["pixel_values"], {"height": 32, "width": 48}) == (1, 3, 32, 48)
+
+
+def test_same_seed_same_feed():
+    specs = input_specs(_session())
+    a = synthesize_feed(specs, np.random.default_rng(3))
+    b = synthesize_feed(specs, np.random.default_rng(3))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert isinstance(onnx.__version__, str)

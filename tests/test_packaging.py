@@ -1,0 +1,56 @@
+"""The package list in pyproject.toml matches the folders that are packages, and layers stay in their lane."""
+
+import ast
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_package_list_matches_folders():
+    config = _pyproject()["tool"]["setuptools"]
+    declared = set(config["packages"])
+    folders = {f"edgec.{p.parent.name}" for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests"}
+    assert declared == folders
+    assert {k: v for k, v in config["package-dir"].items()} == {f"edgec.{f}": f for f in
+                                                                 (d.split(".")[1] for d in declared)}
+
+
+def _imports(folder: str) -> set[str]:
+    names = set()
+    for path in (ROOT / folder).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module if node.module.startswith("edgec") else node.module.split(".")[0])
+    return names
+
+
+def test_runtime_imports_only_numpy_and_onnxruntime():
+    stdlib = set(sys.stdlib_module_names)
+    third_party = {n for n in _imports("runtime") if n not in stdlib and not n.startswith("edgec.runtime")}
+    assert third_party <= {"numpy", "onnxruntime", "__future__"}
+
+
+def test_targets_import_only_the_standard_library():
+    stdlib = set(sys.stdlib_module_names) | {"__future__", "tomli"}
+    assert {n for n in _imports("targets") if not n.startswith("edgec.targets")} <= stdlib
+
+
+def test_passes_do_not_reach_into_the_driver_or_runtime():
+    assert not {n for n in _imports("passes") if n.startswith(("edgec.compiler", "edgec.runtime"))}
+
+
+def test_no_bare_layer_imports():
+    for folder in ("compiler", "passes", "runtime", "targets", "samples"):
+        assert not _imports(folder) & {"compiler", "passes", "runtime", "targets"}, folder
