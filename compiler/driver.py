@@ -24,6 +24,7 @@ from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
 from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.graph import count_params
+from edgec.passes.mlp import find_mlps
 from edgec.runtime.fidelity import compare_outputs
 from edgec.runtime.inputs import input_specs
 from edgec.runtime.latency import LatencyStats, measure_interleaved
@@ -73,6 +74,10 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     report.calibration = {"source": split.source, "calibration": len(split.calibration),
                           "held_out": len(split.held_out)}
     graph = modelio.to_graph(original)
+    discovery = find_mlps(graph)
+    report.mlp_blocks = len(discovery.blocks)
+    if not discovery.blocks:
+        report.notes.append("no MLP blocks found: nothing for the MLP passes to rewrite (a no-op)")
     capture = ActivationCapture(split.calibration, config, original, options.seed)
     for name in pipeline:                                                   # 4 rewrite
         report.passes.append(_run_pass(name, graph, capture, target, options))
@@ -82,7 +87,7 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     _verify(report, reference, candidate, split, target, options)          # 6 verify
     if options.measure:                                                     # 7 measure
         report.latency = _measure(reference, candidate, split.held_out[0], target, options)
-    if not any(r.changed for r in report.passes):
+    if not any(r.changed for r in report.passes) and report.mlp_blocks:
         report.notes.append(_no_change_note(report))
     if report.ok:                                                           # 8 save
         modelio.save_model_atomic(compiled, output)
@@ -189,7 +194,7 @@ def _measure(reference, candidate, feed, target: TargetProfile, options: Compile
 def _no_change_note(report: CompileReport) -> str:
     if report.passes and all(p.name == CleanupPass.name for p in report.passes):
         return "only cleanup ran: the model is numerically unchanged"
-    return "no pass changed the model (no MLP block it could rewrite): the output equals the input"
+    return "no pass changed the model: the output equals the input"
 
 
 def raise_if_failed(report: CompileReport) -> None:

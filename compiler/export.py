@@ -78,12 +78,26 @@ def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int)
             torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
         else:
+            example = _widen_unit_dims(example, axes, input_names)
             shapes = _dynamic_shapes(axes, input_names, example)
             program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
                                         dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True,
                                         verbose=False)
             program.save(str(path))
             _name_dynamic_dims(path, axes)
+
+
+def _widen_unit_dims(example: tuple, axes: dict, input_names: list[str]) -> tuple:
+    """torch.export specializes dimensions of size 1, so a dynamic axis of size 1 is doubled first."""
+    import torch
+
+    widened = []
+    for name, tensor in zip(input_names, example, strict=True):
+        for axis in axes.get(name, {}):
+            if tensor.shape[axis] == 1:
+                tensor = torch.cat([tensor, tensor], dim=axis)
+        widened.append(tensor)
+    return tuple(widened)
 
 
 def _dynamic_shapes(axes: dict, input_names: list[str], example: tuple):

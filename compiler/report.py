@@ -66,6 +66,7 @@ class CompileReport:
     fidelity_ok: bool = True
     latency: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
+    mlp_blocks: int = 0
     notes: list[str] = field(default_factory=list)
     ok: bool = True
 
@@ -89,11 +90,9 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
     if lat:
         table.add_row("latency p50 (ms)", f"{lat['original']['p50_ms']:.3f}", f"{lat['compiled']['p50_ms']:.3f}",
                       f"{lat['ratio_p50']:.3f}×")
-    for f in report.fidelity:
-        extra = "".join(f", {k} {f[k]:.3f}" for k in ("top1_agreement", "nn_agreement") if k in f)
-        table.add_row(f"fidelity '{f['name']}'", "", f"cos {f['cosine']:.5f}",
-                      f"rel-L2 {f['rel_l2']:.2e}{extra}")
     console.print(table)
+    if report.fidelity:
+        console.print(_fidelity_table(report))
     for rec in report.passes:
         stats = ", ".join(f"{k}={v}" for k, v in rec.stats.items() if not isinstance(v, (list, dict)))
         console.print(f"  pass {rec.name}: {'changed' if rec.changed else 'no change'} in {rec.seconds:.2f}s"
@@ -105,6 +104,20 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
     verdict = "[green]OK[/green]" if report.ok else "[red]FAILED[/red]"
     gate = f"min cosine {report.min_cosine}" if report.min_cosine > 0 else "fidelity gate off"
     console.print(f"  result: {verdict} ({gate}); output: {report.output or 'not written'}")
+
+
+def _fidelity_table(report: CompileReport) -> Table:
+    held = report.calibration.get("held_out", "?")
+    table = Table(title=f"fidelity on {held} held-out inputs ({report.calibration.get('source', '')})")
+    columns = [("cosine", "cosine", "{:.5f}"), ("min_cosine", "worst cos", "{:.5f}"), ("rel_l2", "rel L2", "{:.2e}"),
+               ("max_abs", "max |Δ|", "{:.2e}"), ("top1_agreement", "top-1", "{:.3f}"),
+               ("nn_agreement", "NN agree", "{:.3f}"), ("similarity_spearman", "sim ρ", "{:.4f}")]
+    table.add_column("output")
+    for _, title, _ in columns:
+        table.add_column(title, justify="right")
+    for f in report.fidelity:
+        table.add_row(f["name"], *[fmt.format(f[key]) if key in f else "-" for key, _, fmt in columns])
+    return table
 
 
 def _ratio(new: float, old: float) -> str:

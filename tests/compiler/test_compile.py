@@ -1,0 +1,101 @@
+"""`edgec compile` end to end on models built in code."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from edgec.compiler.cli import main
+from edgec.passes import REGISTRY, PassResult
+from edgec.passes.mlp import find_mlps
+
+import models
+from conftest import sha256
+
+
+def _compile(*args):
+    result = CliRunner().invoke(main, ["compile", *map(str, args)])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("act, style", [("gelu", "matmul"), ("erf_new", "gemm"), ("tanh", "constant_node"),
+                                        ("silu", "identity"), ("fastgelu", "matmul")])
+def test_cleanup_only_keeps_outputs(save, tmp_path, act, style):
+    model = models.mlp_model(act, style)
+    src = save(model)
+    before = sha256(src)
+    out = tmp_path / "out.onnx"
+    code, text = _compile(src, "--target", "arm", "-o", out, "--runs", "5")
+    assert code == 0, text
+    assert sha256(src) == before
+    compiled = onnx.load(str(out))
+    for feed in models.feeds(model):
+        np.testing.assert_allclose(models.run(compiled, feed)[0], models.run(model, feed)[0], atol=1e-5)
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    assert report["ok"] and report["mlp_blocks"] == 2 and report["target"] == "arm"
+    assert report["fidelity"][0]["cosine"] > 0.99999
+    assert report["latency"]["runs"] == 5 and report["latency"]["ratio_p50"] > 0
+
+
+def test_no_mlp_model_is_a_noop_with_a_note(save, tmp_path):
+    src = save(models.no_mlp_model())
+    code, text = _compile(src, "-o", tmp_path / "out.onnx", "--no-measure", "--report", tmp_path / "r.json")
+    assert code == 0, text
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["mlp_blocks"] == 0
+    assert any("no MLP blocks found" in n for n in report["notes"])
+    assert "no MLP blocks found" in text
+
+
+def test_metadata_and_io_names_survive(save, tmp_path):
+    model = models.mlp_model("relu")
+    onnx.helper.set_model_props(model, {"author": "test", "license": "MIT"})
+    model.doc_string = "a doc string"
+    out = tmp_path / "out.onnx"
+    assert _compile(save(model), "-o", out, "--no-measure")[0] == 0
+    compiled = onnx.load(str(out))
+    assert {p.key: p.value for p in compiled.metadata_props} == {"author": "test", "license": "MIT"}
+    assert compiled.doc_string == "a doc string"
+    assert [i.name for i in compiled.graph.input] == [i.name for i in model.graph.input]
+    assert [o.name for o in compiled.graph.output] == [o.name for o in model.graph.output]
+
+
+class _BreakFirstMLP:
+    """A deliberately wrong pass: zeroes fc2 of the first block. The compile must catch it."""
+
+    name = "break"
+
+    def run(self, graph, ctx):
+        import onnx_graphsurgeon as gs
+
+        fc2 = find_mlps(graph).blocks[0].fc2
+        fc2.matmul.inputs[1] = gs.Constant("zeros", np.zeros_like(fc2.weight))
+        return PassResult(changed=True)
+
+
+def test_a_pass_that_breaks_numbers_fails_the_gate(save, tmp_path, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "break", _BreakFirstMLP)
+    out = tmp_path / "out.onnx"
+    code, text = _compile(save(models.mlp_model("gelu", residual=False)), "--passes", "break", "-o", out,
+                          "--no-measure")
+    assert code == 1
+    assert not out.exists()
+    assert "below the gate" in text
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    assert not report["ok"] and report["fidelity"][0]["cosine"] < 0.99
+    code, _ = _compile(save(models.mlp_model("gelu", residual=False), "again"), "--passes", "break", "-o", out,
+                       "--no-measure", "--min-cosine", "0")
+    assert code == 0 and out.exists()
+
+
+def test_calibration_npz_is_used_and_split(save, tmp_path):
+    model = models.mlp_model("gelu")
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((12, 7, models.D)).astype(np.float32))
+    code, text = _compile(save(model), "--calib", calib, "-o", tmp_path / "o.onnx", "--no-measure",
+                          "--format", "json")
+    assert code == 0, text
+    report = json.loads(text)
+    assert report["calibration"] == {"source": str(calib), "calibration": 8, "held_out": 4}
