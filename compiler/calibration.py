@@ -10,6 +10,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler.errors import InputError
+from edgec.passes.base import Gram
 from edgec.runtime.inputs import InputSpec, synthesize_feed
 from edgec.runtime.session import SessionConfig, create_session
 
@@ -87,7 +88,7 @@ class ActivationCapture:
         self.original = opset_model
         self.seed = seed
 
-    def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
+    def _session_with_outputs(self, graph: gs.Graph, names: list[str]):
         from edgec.compiler.modelio import to_model  # local: avoids a cycle at import time
 
         model = to_model(graph, self.original)
@@ -95,7 +96,18 @@ class ActivationCapture:
         for name in names:
             if name not in present:
                 model.graph.output.append(onnx.ValueInfoProto(name=name))
-        sess = create_session(model.SerializeToString(), self.session)
+        return create_session(model.SerializeToString(), self.session)
+
+    def grams(self, graph: gs.Graph, names: list[str]) -> dict[str, Gram]:
+        sess = self._session_with_outputs(graph, names)
+        acc = {n: _GramAccumulator() for n in names}
+        for feed in self.feeds:
+            for name, value in zip(names, sess.run(names, feed), strict=True):
+                acc[name].add(np.asarray(value))
+        return {n: a.result() for n, a in acc.items()}
+
+    def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
+        sess = self._session_with_outputs(graph, names)
         rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for feed in self.feeds:
             for name, value in zip(names, sess.run(names, feed), strict=True):
@@ -108,3 +120,35 @@ class ActivationCapture:
                 if r.shape[0] > max_rows:
                     out[n] = r[np.sort(rng.choice(r.shape[0], max_rows, replace=False))]
         return out
+
+
+class _GramAccumulator:
+    """Σ [x, 1]ᵀ[x, 1] in float64, buffering rows so that BLAS sees a few large products."""
+
+    def __init__(self, flush_rows: int = 8192):
+        self.flush_rows = flush_rows
+        self.buffer: list[np.ndarray] = []
+        self.buffered = 0
+        self.rows = 0
+        self.matrix: np.ndarray | None = None
+
+    def add(self, value: np.ndarray) -> None:
+        rows = value.reshape(-1, value.shape[-1])
+        self.buffer.append(rows)
+        self.buffered += rows.shape[0]
+        if self.buffered >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        x = np.concatenate(self.buffer).astype(np.float64)
+        x = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+        product = x.T @ x
+        self.matrix = product if self.matrix is None else self.matrix + product
+        self.rows += x.shape[0]
+        self.buffer, self.buffered = [], 0
+
+    def result(self) -> Gram:
+        self._flush()
+        return Gram(self.matrix, self.rows)

@@ -5,9 +5,11 @@ Every pass is registered here by name; that name is the file name and the CLI sp
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult
 from edgec.passes.cleanup import CleanupPass
+from edgec.passes.prune import PrunePass
 
 REGISTRY = {
     CleanupPass.name: CleanupPass,
+    PrunePass.name: PrunePass,
 }
 
 

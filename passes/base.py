@@ -24,6 +24,30 @@ class CalibrationSource(Protocol):
         """Rows of each tensor over the calibration set, as float64 [N, last_dim]."""
         ...
 
+    def grams(self, graph: gs.Graph, names: list[str]) -> dict[str, Gram]:
+        """Streamed Gram matrices [x, 1]ᵀ[x, 1] of each tensor's rows (the last row/column is the bias)."""
+        ...
+
+
+@dataclass
+class Gram:
+    """Σ over calibration rows of [x, 1]ᵀ[x, 1] in float64, and how many rows went in."""
+
+    matrix: np.ndarray
+    rows: int
+
+    @property
+    def features(self) -> int:
+        return self.matrix.shape[0] - 1
+
+    @property
+    def xtx(self) -> np.ndarray:
+        return self.matrix[:-1, :-1]
+
+    @property
+    def mean_square(self) -> np.ndarray:
+        return np.diag(self.xtx) / max(self.rows, 1)
+
 
 @dataclass
 class PassContext:

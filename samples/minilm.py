@@ -67,3 +67,17 @@ def tokenize(texts: list[str], max_length: int = 128) -> dict[str, np.ndarray]:
 
 def sentences() -> list[str]:
     return [s.strip() for s in SENTENCES.read_text(encoding="utf-8").splitlines() if s.strip()]
+
+
+def write_calibration(path: Path, texts: list[str] | None = None, max_length: int = 64) -> Path:
+    """An .npz of tokenized sentences for `edgec compile --calib` (samples along axis 0)."""
+    arrays = tokenize(texts or sentences(), max_length)
+    np.savez(path, **arrays)
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "minilm_calib.npz")
+    print(f"wrote {write_calibration(out)}")

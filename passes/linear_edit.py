@@ -1,0 +1,62 @@
+"""Writing new weights into a Linear in place (MatMul or Gemm), adding a bias Add where needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from edgec.passes.graph import fresh_name
+from edgec.passes.linear import Linear
+
+
+def set_linear(graph: gs.Graph, lin: Linear, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """Replace lin's weight ([in, out] orientation) and bias; the old constants become dead."""
+    dtype = lin.weight.dtype
+    weight = np.ascontiguousarray(weight, dtype=dtype)
+    base = lin.matmul.name or "linear"
+    node = lin.matmul
+    if node.op == "Gemm":
+        transposed = bool(node.attrs.get("transB", 0))
+        stored = np.ascontiguousarray(weight.T) if transposed else weight
+        node.inputs[1] = gs.Constant(fresh_name(graph, f"{base}.weight"), stored)
+        node.attrs["alpha"], node.attrs["beta"] = 1.0, 1.0
+        if bias is not None:
+            c = gs.Constant(fresh_name(graph, f"{base}.bias"), np.ascontiguousarray(bias, dtype=dtype))
+            if len(node.inputs) > 2:
+                node.inputs[2] = c
+            else:
+                node.inputs.append(c)
+        elif len(node.inputs) > 2:
+            node.inputs.pop()
+    else:
+        node.inputs[1] = gs.Constant(fresh_name(graph, f"{base}.weight"), weight)
+        _set_matmul_bias(graph, lin, bias, base, dtype)
+    lin.weight = weight
+    lin.bias = None if bias is None else np.asarray(bias, dtype)
+
+
+def _set_matmul_bias(graph: gs.Graph, lin: Linear, bias, base: str, dtype) -> None:
+    if bias is None:
+        if lin.bias_node is not None:  # drop the Add: its consumers read the MatMul output directly
+            add, out = lin.bias_node, lin.bias_node.outputs[0]
+            mm_out = lin.matmul.outputs[0]
+            for user in list(out.outputs):
+                for i, t in enumerate(user.inputs):
+                    if t is out:
+                        user.inputs[i] = mm_out
+            add.outputs.clear()
+            lin.bias_node = None
+        return
+    c = gs.Constant(fresh_name(graph, f"{base}.bias"), np.ascontiguousarray(bias, dtype=dtype))
+    if lin.bias_node is not None:
+        add = lin.bias_node
+        slot = 1 if add.inputs[0] is lin.matmul.outputs[0] else 0
+        add.inputs[slot] = c
+        return
+    # No bias yet: insert MatMul → Add(bias) and move the consumers over to the Add's output.
+    mm_out = lin.matmul.outputs[0]
+    new_mm_out = gs.Variable(fresh_name(graph, f"{base}.pre_bias"), dtype=mm_out.dtype)
+    lin.matmul.outputs[0] = new_mm_out
+    add = gs.Node("Add", name=fresh_name(graph, f"{base}.bias_add"), inputs=[new_mm_out, c], outputs=[mm_out])
+    graph.nodes.append(add)
+    lin.bias_node = add

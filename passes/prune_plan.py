@@ -1,0 +1,113 @@
+"""Structured pruning of MLP hidden units, the pure half: scores, keep sets and least-squares compensation.
+
+Everything here works on the Gram matrix of fc2's input augmented with a ones column,
+G = Σ [a, 1]ᵀ[a, 1], and on W̃ = [W2; b2] (fc2's weight in [hidden, out] orientation over its bias).
+Removing units K̄ and re-solving fc2 on the kept units K minimizes ‖[a,1]_K W' − [a,1] W̃‖² over the
+calibration rows:  G[K,K] W' = G[K,:] W̃   (the bias row is always kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+SCORES = ("obs", "energy")
+
+
+@dataclass
+class BlockPlan:
+    keep: np.ndarray          # sorted indices of the kept hidden units
+    weight: np.ndarray        # new fc2 weight [len(keep), out]
+    bias: np.ndarray | None   # new fc2 bias [out] (None if fc2 had none and no compensation)
+    rel_error: float          # ‖output change‖ / ‖output‖ on the calibration rows
+
+
+def augmented_weight(w2: np.ndarray, b2: np.ndarray | None) -> np.ndarray:
+    bias = np.zeros(w2.shape[1]) if b2 is None else b2
+    return np.vstack([w2.astype(np.float64), bias[None, :].astype(np.float64)])
+
+
+def unit_scores(gram: np.ndarray, rows: int, w_aug: np.ndarray, score: str, damping: float) -> np.ndarray:
+    """Importance of every hidden unit (higher = keep). The bias row is not scored.
+
+    energy: sqrt(E[a_j²]) · ‖W2[j, :]‖, the unit's output energy without compensation.
+    obs:    ‖W̃_j‖² / [G⁻¹]_jj, the output error that removing unit j alone costs *after* the
+            least-squares re-solve of the others (Optimal Brain Surgeon for a linear layer).
+    """
+    hidden = gram.shape[0] - 1
+    if score == "energy":
+        mean_sq = np.diag(gram)[:hidden] / max(rows, 1)
+        return np.sqrt(np.maximum(mean_sq, 0)) * np.linalg.norm(w_aug[:hidden], axis=1)
+    if score == "obs":
+        inv_diag = np.diag(_inverse(gram, damping))[:hidden]
+        return np.sum(w_aug[:hidden] ** 2, axis=1) / np.maximum(inv_diag, 1e-30)
+    raise ValueError(f"unknown score '{score}' (known: {', '.join(SCORES)})")
+
+
+def choose_keep(gram: np.ndarray, rows: int, w_aug: np.ndarray, count: int, score: str, damping: float,
+                steps: int = 8) -> np.ndarray:
+    """Keep `count` units. OBS scores are refreshed as units go (in `steps` rounds), since removing
+    one unit changes how much the others can compensate for."""
+    hidden = gram.shape[0] - 1
+    alive = np.arange(hidden)
+    if score == "energy" or count >= hidden:
+        order = np.argsort(-unit_scores(gram, rows, w_aug, score, damping), kind="stable")
+        return np.sort(order[:count])
+    targets = np.linspace(hidden, count, steps + 1).round().astype(int)[1:]
+    for target in targets:
+        idx = np.append(alive, hidden)  # + the bias row
+        sub = unit_scores(gram[np.ix_(idx, idx)], rows, w_aug[idx], "obs", damping)
+        alive = np.sort(alive[np.argsort(-sub, kind="stable")[:target]])
+    return alive
+
+
+def compensate(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, damping: float) -> np.ndarray:
+    """Least-squares fc2 on the kept units (+ bias): solve G[K,K] W' = G[K,:] W̃."""
+    hidden = gram.shape[0] - 1
+    idx = np.append(keep, hidden)
+    lhs = gram[np.ix_(idx, idx)] + _ridge(gram[np.ix_(idx, idx)], damping)
+    rhs = gram[idx] @ w_aug
+    return scipy.linalg.solve(lhs, rhs, assume_a="pos")
+
+
+def relative_error(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, w_new: np.ndarray) -> float:
+    """‖[a,1]_K W' − [a,1] W̃‖ / ‖[a,1] W̃‖ from the Gram alone (no activations needed)."""
+    hidden = gram.shape[0] - 1
+    idx = np.append(keep, hidden)
+    full = np.trace(w_aug.T @ gram @ w_aug)
+    cross = np.trace(w_new.T @ gram[idx] @ w_aug)
+    kept = np.trace(w_new.T @ gram[np.ix_(idx, idx)] @ w_new)
+    return float(np.sqrt(max(full - 2 * cross + kept, 0.0) / full)) if full > 0 else 0.0
+
+
+def plan_block(gram: np.ndarray, rows: int, w2: np.ndarray, b2: np.ndarray | None, count: int, score: str,
+               compensated: bool, damping: float) -> BlockPlan:
+    w_aug = augmented_weight(w2, b2)
+    keep = choose_keep(gram, rows, w_aug, count, score, damping)
+    if compensated:
+        w_new = compensate(gram, w_aug, keep, damping)
+    else:
+        w_new = np.vstack([w_aug[keep], w_aug[-1:]])
+    err = relative_error(gram, w_aug, keep, w_new)
+    bias = w_new[-1] if (b2 is not None or compensated) else None
+    return BlockPlan(keep, w_new[:-1], bias, err)
+
+
+def keep_count(hidden: int, keep: float, multiple: int, minimum: int) -> int:
+    """Units to keep: the fraction, rounded up to the target's tile multiple, never below `minimum`."""
+    count = max(int(np.ceil(hidden * keep)), min(minimum, hidden), 1)
+    if multiple > 1:
+        count = int(np.ceil(count / multiple) * multiple)
+    return min(count, hidden)
+
+
+def _inverse(gram: np.ndarray, damping: float) -> np.ndarray:
+    return scipy.linalg.inv(gram + _ridge(gram, damping))
+
+
+def _ridge(gram: np.ndarray, damping: float) -> np.ndarray:
+    """Damping relative to the mean diagonal, so dead or collinear units cannot make G singular."""
+    scale = float(np.mean(np.diag(gram))) or 1.0
+    return np.eye(gram.shape[0]) * damping * scale

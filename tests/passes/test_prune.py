@@ -1,0 +1,112 @@
+import numpy as np
+import onnx_graphsurgeon as gs
+import pytest
+
+from edgec.passes import PassContext, get_pass
+from edgec.passes.base import Gram
+from edgec.passes.mlp import find_mlps
+
+import models
+
+
+class NumpyCalibration:
+    """Runs the graph with onnxruntime (test-side stand-in for the driver's capture)."""
+
+    def __init__(self, feeds):
+        self.feeds = feeds
+
+    def grams(self, graph, names):
+        import onnx
+
+        model = gs.export_onnx(graph)
+        model.ir_version = 8
+        for name in names:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        out = {}
+        for name in names:
+            rows = np.concatenate([sess.run([name], f)[0].reshape(-1, models.H) for f in self.feeds]).astype(float)
+            aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
+            out[name] = Gram(aug.T @ aug, len(rows))
+        return out
+
+
+def _prune(model, feeds, **options):
+    graph = gs.import_onnx(model)
+    result = get_pass("prune").run(graph, PassContext(calibration=NumpyCalibration(feeds), options=options))
+    graph.cleanup().toposort()
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    return out, result
+
+
+def _rel_err(model, pruned, feeds):
+    ref = np.concatenate([models.run(model, f)[0].ravel() for f in feeds])
+    got = np.concatenate([models.run(pruned, f)[0].ravel() for f in feeds])
+    return np.linalg.norm(ref - got) / np.linalg.norm(ref)
+
+
+def test_keep_everything_is_exact():
+    model = models.mlp_model("gelu")
+    feeds = models.feeds(model, 6, seq=20)
+    pruned, result = _prune(model, feeds, keep=1.0)
+    assert not result.changed
+    for f in feeds:
+        np.testing.assert_allclose(models.run(pruned, f)[0], models.run(model, f)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("style", ["matmul", "gemm", "constant_node", "identity"])
+@pytest.mark.parametrize("act", ["gelu", "erf_new", "silu", "relu"])
+def test_pruned_shapes_are_consistent(act, style):
+    model = models.mlp_model(act, style, blocks=2)
+    pruned, result = _prune(model, models.feeds(model, 6, seq=20), keep=0.5)
+    assert result.changed and result.stats["hidden_after"] == models.H
+    for block in find_mlps(gs.import_onnx(pruned)).blocks:
+        assert block.hidden == models.H // 2
+        assert block.fc1.weight.shape == (models.D, models.H // 2)
+        assert block.fc2.weight.shape == (models.H // 2, models.D)
+        assert block.fc1.bias.shape == (models.H // 2,) and block.fc2.bias.shape == (models.D,)
+
+
+def test_compensation_lowers_the_error_on_held_out_inputs():
+    model = models.mlp_model("gelu", residual=False, blocks=1)
+    calib, held = models.feeds(model, 20, seed=1, seq=30), models.feeds(model, 8, seed=2, seq=30)
+    errors = {c: _rel_err(model, _prune(model, calib, keep=0.5, compensate=c)[0], held) for c in (False, True)}
+    assert errors[True] < 0.8 * errors[False]
+
+
+def test_reported_error_matches_the_measured_calibration_error():
+    model = models.mlp_model("relu", residual=False, blocks=1)
+    calib = models.feeds(model, 10, seq=30)
+    pruned, result = _prune(model, calib, keep=0.5)
+    assert result.stats["rel_error"][0] == pytest.approx(_rel_err(model, pruned, calib), rel=1e-2, abs=1e-4)
+
+
+def test_more_units_kept_means_less_error():
+    model = models.mlp_model("gelu", residual=False, blocks=1)
+    calib, held = models.feeds(model, 20, seq=30), models.feeds(model, 8, seed=5, seq=30)
+    errs = [_rel_err(model, _prune(model, calib, keep=k)[0], held) for k in (0.25, 0.5, 0.75)]
+    assert errs[0] > errs[1] > errs[2]
+
+
+def test_global_scope_keeps_the_average_budget():
+    model = models.mlp_model("gelu", blocks=3)
+    _, result = _prune(model, models.feeds(model, 8, seq=20), keep=0.5, scope="global")
+    assert abs(result.stats["hidden_after"] - 0.5 * 3 * models.H) <= 3 * 8
+
+
+def test_shared_and_missing_blocks_are_notes_not_errors():
+    model = models.shared_weight_model()
+    pruned, result = _prune(model, models.feeds(model), keep=0.5)
+    assert not result.changed and any("shared" in n for n in result.notes)
+    _, result = _prune(models.no_mlp_model(), [], keep=0.5)
+    assert not result.changed and "no MLP block to prune" in result.notes
+
+
+def test_bad_options_are_errors():
+    with pytest.raises(ValueError, match="keep"):
+        _prune(models.mlp_model(), [], keep=0.0)
+    with pytest.raises(ValueError, match="score"):
+        _prune(models.mlp_model(), [], score="vibes")
