@@ -20,11 +20,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The real all-MiniLM-L6-v2 (offline, from PyPI), calibrated on samples/sentences.txt, compiled for arm.
 demo: $(STAMP)
 	mkdir -p $(DEMO)
-	$(BIN)/edgec export vit -o $(DEMO)/vit.onnx --force
-	$(BIN)/edgec compile $(DEMO)/vit.onnx --target arm -o $(DEMO)/vit.arm.onnx --report $(DEMO)/report.json --force
-
+	HF_HUB_OFFLINE=1 $(BIN)/edgec export minilm -o $(DEMO)/minilm.onnx --force
+	HF_HUB_OFFLINE=1 $(BIN)/python -m edgec.samples.minilm $(DEMO)/sentences.npz
+	$(BIN)/edgec compile $(DEMO)/minilm.onnx --target arm --calib $(DEMO)/sentences.npz \
+		-o $(DEMO)/minilm.arm.onnx --report $(DEMO)/report.json --force
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -10,6 +10,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler.errors import InputError
+from edgec.compiler.progress import progress_bar
 from edgec.passes.base import Gram
 from edgec.runtime.inputs import InputSpec, synthesize_feed
 from edgec.runtime.session import SessionConfig, create_session
@@ -101,9 +102,11 @@ class ActivationCapture:
     def grams(self, graph: gs.Graph, names: list[str]) -> dict[str, Gram]:
         sess = self._session_with_outputs(graph, names)
         acc = {n: _GramAccumulator() for n in names}
-        for feed in self.feeds:
-            for name, value in zip(names, sess.run(names, feed), strict=True):
-                acc[name].add(np.asarray(value))
+        with progress_bar(f"calibration statistics of {len(names)} tensors", len(self.feeds)) as advance:
+            for i, feed in enumerate(self.feeds):
+                for name, value in zip(names, sess.run(names, feed), strict=True):
+                    acc[name].add(np.asarray(value))
+                advance(i + 1)
         return {n: a.result() for n, a in acc.items()}
 
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from edgec.compiler.calibration import (
     synthesized_feeds,
 )
 from edgec.compiler.errors import InputError, NegativeResult, ProviderError
+from edgec.compiler.probe import FidelityProbe
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
 from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
@@ -78,9 +79,13 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     report.mlp_blocks = len(discovery.blocks)
     if not discovery.blocks:
         report.notes.append("no MLP blocks found: nothing for the MLP passes to rewrite (a no-op)")
-    capture = ActivationCapture(split.calibration, config, original, options.seed)
+    # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
+    # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
+    fit, search = split_feeds(split.calibration)
+    capture = ActivationCapture(fit, config, original, options.seed)
+    probe = FidelityProbe(reference, search, config, original)
     for name in pipeline:                                                   # 4 rewrite
-        report.passes.append(_run_pass(name, graph, capture, target, options))
+        report.passes.append(_run_pass(name, graph, capture, probe, target, options))
     compiled = _tidy(graph, original, report)                               # 5 tidy
     report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
     candidate = _session(compiled, config, path)
@@ -126,12 +131,12 @@ def _feeds(session, options: CompileOptions, path: Path) -> FeedSplit:
     return FeedSplit(calibration, held_out, source)
 
 
-def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, target: TargetProfile,
-              options: CompileOptions) -> PassRecord:
+def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: FidelityProbe,
+              target: TargetProfile, options: CompileOptions) -> PassRecord:
     pass_ = get_pass(name)
     pass_options = {**target.options_for(name), **options.pass_options.get(name, {})}
-    ctx = PassContext(calibration=capture, options=pass_options, rank_multiple=target.rank_multiple,
-                      seed=options.seed)
+    ctx = PassContext(calibration=capture, fidelity=probe, options=pass_options,
+                      rank_multiple=target.rank_multiple, seed=options.seed)
     nodes0, (params0, bytes0) = len(graph.nodes), count_params(graph)
     start = time.perf_counter()
     try:

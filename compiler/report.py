@@ -75,7 +75,7 @@ class CompileReport:
 
 
 def print_report(report: CompileReport, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 110))
     table = Table(title=f"edgec compile → {report.target}  ({', '.join(report.providers)})")
     table.add_column("")
     table.add_column("original", justify="right")

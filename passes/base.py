@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -52,6 +52,8 @@ class Gram:
 @dataclass
 class PassContext:
     calibration: CalibrationSource | None = None
+    # min over outputs of the mean cosine between a candidate graph and the original on calibration inputs
+    fidelity: Callable[[gs.Graph], float] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     rank_multiple: int = 1
     seed: int = 0

@@ -6,7 +6,7 @@ compensation are in prune_plan.py; this file finds the blocks, gathers statistic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -26,6 +26,7 @@ class PruneOptions:
     scope: str = "layer"       # layer: the same fraction everywhere | global: allocate across blocks
     min_keep: float = 0.1      # with scope=global, never keep less than this fraction of a block
     damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix
+    floor: float = 0.0         # > 0: ignore keep and search the fewest units that keep this calibration cosine
 
 
 class PrunePass:
@@ -40,30 +41,70 @@ class PrunePass:
                  for b in found.blocks if b.shared_weights]
         blocks = [b for b in found.blocks if not b.shared_weights]
         if not blocks:
-            notes.append("no MLP block to prune")
-            return PassResult(False, {"blocks": 0}, notes)
-        if opts.keep >= 1.0:
+            return PassResult(False, {"blocks": 0}, notes + ["no MLP block to prune"])
+        if opts.keep >= 1.0 and not opts.floor:
             return PassResult(False, {"blocks": 0}, notes + ["keep=1: nothing to remove"])
         if ctx.calibration is None:
             raise ValueError("prune needs calibration data")
         grams = ctx.calibration.grams(graph, [b.act.output.name for b in blocks])
-        counts = _allocate(blocks, grams, opts, ctx.rank_multiple)
-        stats = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": []}
-        for block, count in zip(blocks, counts, strict=True):
-            gram = grams[block.act.output.name]
-            stats["hidden_before"] += block.hidden
-            if count >= block.hidden:
-                stats["hidden_after"] += block.hidden
-                notes.append(f"block {block.index}: keeps all {block.hidden} units")
-                continue
-            plan = prune_plan.plan_block(gram.matrix, gram.rows, block.fc2.weight, block.fc2.bias, count,
-                                         opts.score, opts.compensate, opts.damping)
-            _apply(graph, block, plan)
-            stats["blocks"] += 1
-            stats["hidden_after"] += len(plan.keep)
-            stats["kept"].append(f"{block.index}:{len(plan.keep)}/{block.hidden}")
-            stats["rel_error"].append(round(plan.rel_error, 5))
+        orders = {b.act.output.name: _order(b, grams, opts) for b in blocks}
+        keep = opts.keep
+        if opts.floor:
+            keep, search_notes = _search_keep(graph, blocks, grams, opts, ctx, orders)
+            notes += search_notes
+            if keep >= 1.0:
+                return PassResult(False, {"blocks": 0, "keep": 1.0}, notes)
+        stats = _prune_blocks(graph, blocks, grams, replace(opts, keep=keep), ctx.rank_multiple, notes, orders)
+        stats["keep"] = keep
         return PassResult(stats["blocks"] > 0, stats, notes)
+
+
+def _order(block: MLPBlock, grams: dict, opts: PruneOptions) -> np.ndarray:
+    gram = grams[block.act.output.name]
+    w_aug = prune_plan.augmented_weight(block.fc2.weight, block.fc2.bias)
+    return prune_plan.importance_order(gram.matrix, gram.rows, w_aug, opts.score, opts.damping)
+
+
+def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple: int,
+                  notes: list[str], orders: dict[str, np.ndarray]) -> dict:
+    counts = _allocate(blocks, grams, opts, multiple)
+    stats = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": []}
+    for block, count in zip(blocks, counts, strict=True):
+        gram = grams[block.act.output.name]
+        stats["hidden_before"] += block.hidden
+        if count >= block.hidden:
+            stats["hidden_after"] += block.hidden
+            notes.append(f"block {block.index}: keeps all {block.hidden} units")
+            continue
+        plan = prune_plan.plan_block(gram.matrix, gram.rows, block.fc2.weight, block.fc2.bias, count,
+                                     opts.score, opts.compensate, opts.damping, orders[block.act.output.name])
+        _apply(graph, block, plan)
+        stats["blocks"] += 1
+        stats["hidden_after"] += len(plan.keep)
+        stats["kept"].append(f"{block.index}:{len(plan.keep)}/{block.hidden}")
+        stats["rel_error"].append(round(plan.rel_error, 5))
+    return stats
+
+
+def _search_keep(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions,
+                 ctx: PassContext, orders: dict[str, np.ndarray]) -> tuple[float, list[str]]:
+    """Bisection over keep = k/32 for the fewest units whose model keeps cosine ≥ floor on calibration data."""
+    if ctx.fidelity is None:
+        raise ValueError("prune: floor needs the driver's fidelity probe")
+    lo, hi = 1, 32          # keep = k / 32; hi always satisfies the floor (keep 1 = the original)
+    tried = []
+    while lo < hi:
+        mid = (lo + hi) // 2
+        trial = graph.copy()
+        trial_blocks = [b for b in find_mlps(trial).blocks if not b.shared_weights]
+        _prune_blocks(trial, trial_blocks, grams, replace(opts, keep=mid / 32), ctx.rank_multiple, [], orders)
+        score = ctx.fidelity(trial)
+        tried.append(f"{mid / 32:.3f}→{score:.4f}")
+        if score >= opts.floor:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi / 32, [f"keep searched for calibration cosine ≥ {opts.floor}: {', '.join(tried)}; chose {hi / 32:.3f}"]
 
 
 def _validate(opts: PruneOptions) -> None:

@@ -46,21 +46,26 @@ def unit_scores(gram: np.ndarray, rows: int, w_aug: np.ndarray, score: str, damp
     raise ValueError(f"unknown score '{score}' (known: {', '.join(SCORES)})")
 
 
-def choose_keep(gram: np.ndarray, rows: int, w_aug: np.ndarray, count: int, score: str, damping: float,
-                steps: int = 8) -> np.ndarray:
-    """Keep `count` units. OBS scores are refreshed as units go (in `steps` rounds), since removing
-    one unit changes how much the others can compensate for."""
+def importance_order(gram: np.ndarray, rows: int, w_aug: np.ndarray, score: str, damping: float,
+                     rounds: int = 12) -> np.ndarray:
+    """Hidden units from most to least important; keeping `c` units keeps the first `c`.
+
+    OBS scores are refreshed as units go (units are removed in `rounds` geometric chunks), since
+    removing one unit changes how much the others can compensate for. One order serves every budget.
+    """
     hidden = gram.shape[0] - 1
+    if score == "energy":
+        return np.argsort(-unit_scores(gram, rows, w_aug, score, damping), kind="stable")
     alive = np.arange(hidden)
-    if score == "energy" or count >= hidden:
-        order = np.argsort(-unit_scores(gram, rows, w_aug, score, damping), kind="stable")
-        return np.sort(order[:count])
-    targets = np.linspace(hidden, count, steps + 1).round().astype(int)[1:]
-    for target in targets:
+    removed: list[np.ndarray] = []
+    targets = np.unique(np.geomspace(hidden, 1, rounds + 1).round().astype(int))[::-1][1:]
+    for target in [*targets, 0]:
         idx = np.append(alive, hidden)  # + the bias row
         sub = unit_scores(gram[np.ix_(idx, idx)], rows, w_aug[idx], "obs", damping)
-        alive = np.sort(alive[np.argsort(-sub, kind="stable")[:target]])
-    return alive
+        order = np.argsort(-sub, kind="stable")
+        removed.append(alive[order[target:]])   # the weakest go now, weakest last
+        alive = alive[order[:target]]
+    return np.concatenate(removed[::-1])
 
 
 def compensate(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, damping: float) -> np.ndarray:
@@ -83,9 +88,11 @@ def relative_error(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, w_new:
 
 
 def plan_block(gram: np.ndarray, rows: int, w2: np.ndarray, b2: np.ndarray | None, count: int, score: str,
-               compensated: bool, damping: float) -> BlockPlan:
+               compensated: bool, damping: float, order: np.ndarray | None = None) -> BlockPlan:
     w_aug = augmented_weight(w2, b2)
-    keep = choose_keep(gram, rows, w_aug, count, score, damping)
+    if order is None:
+        order = importance_order(gram, rows, w_aug, score, damping)
+    keep = np.sort(order[:count])
     if compensated:
         w_new = compensate(gram, w_aug, keep, damping)
     else:

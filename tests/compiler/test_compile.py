@@ -27,7 +27,7 @@ def test_cleanup_only_keeps_outputs(save, tmp_path, act, style):
     src = save(model)
     before = sha256(src)
     out = tmp_path / "out.onnx"
-    code, text = _compile(src, "--target", "arm", "-o", out, "--runs", "5")
+    code, text = _compile(src, "--target", "arm", "--passes", "cleanup", "-o", out, "--runs", "5")
     assert code == 0, text
     assert sha256(src) == before
     compiled = onnx.load(str(out))

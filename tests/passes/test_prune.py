@@ -110,3 +110,21 @@ def test_bad_options_are_errors():
         _prune(models.mlp_model(), [], keep=0.0)
     with pytest.raises(ValueError, match="score"):
         _prune(models.mlp_model(), [], score="vibes")
+
+
+def test_floor_search_finds_the_fewest_units_meeting_it():
+    model = models.mlp_model("gelu", residual=False, blocks=2)
+    feeds = models.feeds(model, 12, seq=20)
+    seen = []
+
+    def fidelity(graph):      # a stand-in probe: fidelity falls as units go
+        hidden = find_mlps(graph).blocks[0].hidden
+        seen.append(hidden)
+        return hidden / models.H
+
+    graph = gs.import_onnx(model)
+    ctx = PassContext(calibration=NumpyCalibration(feeds), fidelity=fidelity, options={"floor": 0.7})
+    result = get_pass("prune").run(graph, ctx)
+    assert result.changed and 0.7 <= result.stats["keep"] < 0.7 + 1 / 32 + 1e-9
+    assert find_mlps(graph).blocks[0].hidden == int(np.ceil(models.H * result.stats["keep"]))
+    assert len(seen) <= 6 and "chose" in result.notes[-1]

@@ -1,0 +1,38 @@
+"""The fidelity probe a pass may call while it searches: how close a candidate graph is to the original."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from edgec.compiler.calibration import Feed
+from edgec.runtime.fidelity import compare_outputs
+from edgec.runtime.session import SessionConfig, create_session
+
+
+class FidelityProbe:
+    """Min over outputs of the mean cosine against the original model's outputs on `feeds`."""
+
+    def __init__(self, reference_session, feeds: list[Feed], session: SessionConfig, original: onnx.ModelProto):
+        self.feeds = feeds
+        self.session = session
+        self.original = original
+        self.names = [o.name for o in reference_session.get_outputs()]
+        self.reference = [reference_session.run(self.names, f) for f in feeds]
+        self.calls = 0
+
+    def __call__(self, graph: gs.Graph) -> float:
+        from edgec.compiler.modelio import to_model
+
+        self.calls += 1
+        sess = create_session(to_model(graph.copy(), self.original).SerializeToString(), self.session)
+        got = [sess.run(self.names, f) for f in self.feeds]
+        worst = 1.0
+        for k, name in enumerate(self.names):
+            ref = [np.asarray(r[k]) for r in self.reference]
+            if not np.issubdtype(ref[0].dtype, np.floating):
+                continue
+            fid = compare_outputs(name, ref, [np.asarray(g[k]) for g in got])
+            worst = min(worst, fid.cosine if fid.cosine == fid.cosine else -1.0)
+        return worst
