@@ -179,5 +179,12 @@ def targets_cmd(fmt, debug):
                    f"format: {r['output_format']}; min cosine: {r['min_cosine']}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console entry point: the measuring verbs live in cli_bench and register themselves on `main`."""
+    import edgec.compiler.cli_bench  # noqa: F401
+
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -97,7 +97,19 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     if report.ok:                                                           # 8 save
         modelio.save_model_atomic(compiled, output)
         report.output = str(output)
+        if target.output_format == "ort":
+            report.mobile = _mobile_outputs(compiled, output, options)
     return report
+
+
+def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOptions) -> dict:
+    from edgec.compiler.mobile import convert_to_ort, usability
+
+    ort_path = output.with_suffix(".ort")
+    if ort_path.exists() and not options.force:
+        raise InputError(f"{ort_path}: already exists (use --force to replace it)")
+    size = convert_to_ort(output, ort_path)
+    return {"ort_model": str(ort_path), "ort_bytes": size, "usability": usability(model, options.dims)}
 
 
 def _plan(names: list[str]) -> list[str]:

@@ -150,8 +150,7 @@ def export_hf(model_dir: Path, output: Path, opset: int) -> Path:
         produced = Path(tmp) / "model.onnx"
         if not produced.is_file():
             raise InputError(f"{model_dir}: optimum wrote no model.onnx")
-        fd, staged = tempfile.mkstemp(dir=output.parent, suffix=".tmp")
-        os.close(fd)
+        staged = modelio.make_tempfile(output)
         shutil.copyfile(produced, staged)
         os.replace(staged, output)
     return output

@@ -96,8 +96,7 @@ def save_model_atomic(model: onnx.ModelProto, output: Path) -> int:
     Models past 2 GB get their weights in `<output>.data` next to it. Returns the bytes written.
     """
     large = model.ByteSize() >= _TWO_GB
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
+    tmp = make_tempfile(output)
     try:
         if large:
             data_name = output.name + ".data"
@@ -115,14 +114,24 @@ def save_model_atomic(model: onnx.ModelProto, output: Path) -> int:
 
 
 def write_text_atomic(text: str, output: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    tmp = make_tempfile(output)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_tempfile(output: Path) -> str:
+    """A temporary file beside `output` with the permissions a normal file would get (mkstemp gives 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
 
 
 def _relocate_external(model_path: str, data_name: str) -> None:

@@ -67,6 +67,7 @@ class CompileReport:
     latency: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     mlp_blocks: int = 0
+    mobile: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     ok: bool = True
 
@@ -101,6 +102,8 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
             console.print(f"    note: {note}")
     for note in report.notes:
         console.print(f"  note: {note}")
+    if report.mobile:
+        _print_mobile(console, report.mobile)
     verdict = "[green]OK[/green]" if report.ok else "[red]FAILED[/red]"
     gate = f"min cosine {report.min_cosine}" if report.min_cosine > 0 else "fidelity gate off"
     console.print(f"  result: {verdict} ({gate}); output: {report.output or 'not written'}")
@@ -118,6 +121,18 @@ def _fidelity_table(report: CompileReport) -> Table:
     for f in report.fidelity:
         table.add_row(f["name"], *[fmt.format(f[key]) if key in f else "-" for key, _, fmt in columns])
     return table
+
+
+def _print_mobile(console: Console, mobile: dict[str, Any]) -> None:
+    console.print(f"  ORT-format model: {mobile['ort_model']} ({mobile['ort_bytes']:,} bytes)")
+    usable = mobile.get("usability", {})
+    for ep, info in usable.get("execution_providers", {}).items():
+        verdict = {True: "recommended", False: "not recommended"}.get(info.get("recommended"), "?")
+        console.print(f"    {ep}: {info.get('nodes_supported', '?')}/{info.get('nodes_total', '?')} nodes in "
+                      f"{info.get('partitions', '?')} partitions, {verdict}"
+                      + (f"; unsupported: {', '.join(info['unsupported_ops'])}" if info.get("unsupported_ops") else ""))
+    if usable.get("advice"):
+        console.print(f"    advice: use {usable['advice']}")
 
 
 def _ratio(new: float, old: float) -> str:

@@ -37,6 +37,7 @@ class TargetProfile:
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     fallback: str = "warn"
+    min_ep_share: float = 0.0  # share of nodes the first EP must run (placement check); 0 = no check
     threads: int = 0  # 0: let ONNX Runtime decide
     graph_optimization: str = "all"
     output_format: str = "onnx"
@@ -94,6 +95,7 @@ def _from_dict(data: dict[str, Any], default_name: str, source: str) -> TargetPr
         execution_providers=names,
         provider_options=options,
         fallback=str(data.get("fallback", "warn")),
+        min_ep_share=float(data.get("min_ep_share", 0.0)),
         threads=int(data.get("threads", 0)),
         graph_optimization=str(data.get("graph_optimization", "all")),
         output_format=str(data.get("output_format", "onnx")),

@@ -1,0 +1,119 @@
+"""`edgec bench` and `edgec compare`: latency of one model, or of two side by side in one process."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgec.compiler import modelio
+from edgec.compiler.calibration import load_npz_feeds
+from edgec.compiler.devices import QemuDevice
+from edgec.compiler.driver import session_config
+from edgec.compiler.errors import InputError, ProviderError
+from edgec.compiler.progress import progress_bar
+from edgec.runtime.bench import benchmark, machine_info
+from edgec.runtime.fidelity import compare_outputs
+from edgec.runtime.inputs import input_specs, synthesize_feed
+from edgec.runtime.latency import LatencyStats, measure_interleaved
+from edgec.runtime.placement import first_provider_share, node_placement
+from edgec.runtime.session import ProviderUnavailable, create_session, resolve_providers
+from edgec.runtime.stats import ratio_estimate
+from edgec.targets import TargetProfile
+
+
+def _checked(path: Path) -> Path:
+    modelio.load_model(path)   # clear errors for missing, corrupt or non-ONNX files
+    return path
+
+
+def _resolve(target: TargetProfile):
+    config = session_config(target)
+    try:
+        return config, resolve_providers(config)
+    except ProviderUnavailable as exc:
+        raise ProviderError(str(exc)) from None
+
+
+def make_feed(session, inputs: Path | None, dims: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+    specs = input_specs(session)
+    if inputs:
+        return load_npz_feeds(inputs, specs)[0]
+    return synthesize_feed(specs, np.random.default_rng(seed), dims)
+
+
+def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, dims: dict | None = None,
+                warmup: int | None = None, runs: int | None = None, max_seconds: float | None = None,
+                device=None) -> dict:
+    _checked(path)
+    config, resolved = _resolve(target)
+    lat = target.latency
+    settings = {"warmup": lat.warmup if warmup is None else warmup, "runs": lat.runs if runs is None else runs,
+                "max_seconds": lat.max_seconds if max_seconds is None else max_seconds, "dims": dims or {}}
+    local = create_session(str(path), config, resolved)
+    feed = make_feed(local, inputs, dims or {}) if inputs or device else None
+    if isinstance(device, QemuDevice):
+        # emulation is 100-300× slower: a few runs prove it loads; the outputs prove it computes right
+        settings.update(warmup=min(settings["warmup"], 1), runs=min(settings["runs"], 3))
+        result = device.bench(path, config, feed, settings)
+        result["host_agreement"] = _agreement(local, feed, device.run(path, feed, config))
+    elif device is not None:
+        result = device.bench(path, config, feed, settings)
+    else:
+        with progress_bar(f"benchmarking {path.name}", settings["runs"]) as advance:
+            result = benchmark(str(path), config, feed, dims, settings["warmup"], settings["runs"],
+                               settings["max_seconds"], progress=advance).as_dict()
+        result["device"] = "local"
+    result["target"] = target.name
+    result["model_path"] = str(path)
+    _placement_notes(result, target)
+    return result
+
+
+def _agreement(session, feed: dict, remote: dict[str, np.ndarray]) -> dict[str, float]:
+    """max |host − device| per output."""
+    names = [o.name for o in session.get_outputs()]
+    host = dict(zip(names, session.run(names, feed), strict=True))
+    return {n: float(np.max(np.abs(np.asarray(host[n], np.float64) - remote[n]))) for n in names}
+
+
+def _placement_notes(result: dict, target: TargetProfile) -> None:
+    notes = list(result.get("provider_notes", []))
+    placement = result.get("placement") or {}
+    first = target.execution_providers[0]
+    if placement and target.min_ep_share > 0:
+        share = first_provider_share(placement, first)
+        if share < target.min_ep_share:
+            notes.append(f"only {share:.0%} of nodes ran on {first} (the profile asks for ≥ {target.min_ep_share:.0%})")
+    result["notes"] = notes
+
+
+def compare_models(a: Path, b: Path, target: TargetProfile, inputs: Path | None = None, dims: dict | None = None,
+                   warmup: int | None = None, runs: int | None = None, max_seconds: float | None = None) -> dict:
+    """Both models in one process, interleaved A B A B …, same feed, same threads and EPs."""
+    _checked(a), _checked(b)
+    config, resolved = _resolve(target)
+    sa, sb = create_session(str(a), config, resolved), create_session(str(b), config, resolved)
+    feed = make_feed(sa, inputs, dims or {})
+    runs = target.latency.runs if runs is None else runs
+    warmup = target.latency.warmup if warmup is None else warmup
+    max_seconds = target.latency.max_seconds if max_seconds is None else max_seconds
+    try:
+        outs_a, outs_b = sa.run(None, feed), sb.run(None, feed)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{b}: does not accept the inputs of {a} ({str(exc).splitlines()[0][:160]})") from None
+    with progress_bar(f"{a.name} vs {b.name}, interleaved", runs) as advance:
+        samples = measure_interleaved([lambda: sa.run(None, feed), lambda: sb.run(None, feed)], warmup, runs,
+                                      max_seconds, advance)
+    est = ratio_estimate(samples[0], samples[1])
+    fidelity = [compare_outputs(o.name, [np.asarray(x)], [np.asarray(y)]).as_dict()
+                for o, x, y in zip(sa.get_outputs(), outs_a, outs_b, strict=False)
+                if np.asarray(x).shape == np.asarray(y).shape and np.issubdtype(np.asarray(x).dtype, np.number)]
+    return {"a": str(a), "b": str(b), "target": target.name, "providers": list(resolved.providers),
+            "notes": resolved.notes, "latency_a": asdict(LatencyStats.from_samples(samples[0])),
+            "latency_b": asdict(LatencyStats.from_samples(samples[1])),
+            "samples_a_ms": [s * 1e3 for s in samples[0]], "samples_b_ms": [s * 1e3 for s in samples[1]],
+            "ratio": est.ratio, "ratio_ci95": [est.low, est.high], "p_b_slower": est.p_slower,
+            "fidelity": fidelity, "placement_b": node_placement(str(b), config, feed, resolved),
+            "machine": machine_info()}
