@@ -10,14 +10,14 @@ import numpy as np
 from edgec.compiler import modelio
 from edgec.compiler.calibration import load_npz_feeds
 from edgec.compiler.devices import QemuDevice
-from edgec.compiler.driver import session_config
+from edgec.compiler.driver import placement_notes, session_config
 from edgec.compiler.errors import InputError, ProviderError
 from edgec.compiler.progress import progress_bar
 from edgec.runtime.bench import benchmark, machine_info
 from edgec.runtime.fidelity import compare_outputs
 from edgec.runtime.inputs import input_specs, synthesize_feed
 from edgec.runtime.latency import LatencyStats, measure_interleaved
-from edgec.runtime.placement import first_provider_share, node_placement
+from edgec.runtime.placement import node_placement
 from edgec.runtime.session import ProviderUnavailable, create_session, resolve_providers
 from edgec.runtime.stats import ratio_estimate
 from edgec.targets import TargetProfile
@@ -67,7 +67,7 @@ def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, d
         result["device"] = "local"
     result["target"] = target.name
     result["model_path"] = str(path)
-    _placement_notes(result, target)
+    _add_notes(result, target)
     return result
 
 
@@ -78,15 +78,9 @@ def _agreement(session, feed: dict, remote: dict[str, np.ndarray]) -> dict[str, 
     return {n: float(np.max(np.abs(np.asarray(host[n], np.float64) - remote[n]))) for n in names}
 
 
-def _placement_notes(result: dict, target: TargetProfile) -> None:
-    notes = list(result.get("provider_notes", []))
+def _add_notes(result: dict, target: TargetProfile) -> None:
     placement = result.get("placement") or {}
-    first = target.execution_providers[0]
-    if placement and target.min_ep_share > 0:
-        share = first_provider_share(placement, first)
-        if share < target.min_ep_share:
-            notes.append(f"only {share:.0%} of nodes ran on {first} (the profile asks for ≥ {target.min_ep_share:.0%})")
-    result["notes"] = notes
+    result["notes"] = list(result.get("provider_notes", [])) + (placement_notes(placement, target) if placement else [])
 
 
 def compare_models(a: Path, b: Path, target: TargetProfile, inputs: Path | None = None, dims: dict | None = None,

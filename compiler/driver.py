@@ -29,6 +29,7 @@ from edgec.passes.mlp import find_mlps
 from edgec.runtime.fidelity import compare_outputs
 from edgec.runtime.inputs import input_specs
 from edgec.runtime.latency import LatencyStats, measure_interleaved
+from edgec.runtime.placement import first_provider_share, node_placement
 from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_session, resolve_providers
 from edgec.targets import TargetProfile
 
@@ -92,6 +93,8 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     _verify(report, reference, candidate, split, target, options)          # 6 verify
     if options.measure:                                                     # 7 measure
         report.latency = _measure(reference, candidate, split.held_out[0], target, options)
+        report.placement = node_placement(compiled.SerializeToString(), config, split.held_out[0], resolved)
+        report.notes += placement_notes(report.placement, target)
     if not any(r.changed for r in report.passes) and report.mlp_blocks:
         report.notes.append(_no_change_note(report))
     if report.ok:                                                           # 8 save
@@ -206,6 +209,14 @@ def _measure(reference, candidate, feed, target: TargetProfile, options: Compile
     return {"original": orig.__dict__, "compiled": comp.__dict__,
             "ratio_p50": comp.p50_ms / orig.p50_ms if orig.p50_ms else float("nan"),
             "warmup": warmup, "runs": orig.runs}
+
+
+def placement_notes(placement: dict[str, int], target: TargetProfile) -> list[str]:
+    first = target.execution_providers[0]
+    share = first_provider_share(placement, first)
+    if target.min_ep_share > 0 and share < target.min_ep_share:
+        return [f"only {share:.0%} of nodes ran on {first} (the profile asks for ≥ {target.min_ep_share:.0%})"]
+    return []
 
 
 def _no_change_note(report: CompileReport) -> str:

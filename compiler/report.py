@@ -68,6 +68,7 @@ class CompileReport:
     calibration: dict[str, Any] = field(default_factory=dict)
     mlp_blocks: int = 0
     mobile: dict[str, Any] = field(default_factory=dict)
+    placement: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     ok: bool = True
 
@@ -100,6 +101,8 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
                       f" (Δnodes {rec.delta_nodes:+d}, Δparams {rec.delta_params:+,d}){'; ' + stats if stats else ''}")
         for note in rec.notes:
             console.print(f"    note: {note}")
+    if report.placement:
+        console.print("  placement: " + ", ".join(f"{ep} ran {n} nodes" for ep, n in report.placement.items()))
     for note in report.notes:
         console.print(f"  note: {note}")
     if report.mobile:

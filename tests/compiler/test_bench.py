@@ -107,3 +107,16 @@ def test_bench_inputs_from_npz(save, tmp_path):
     np.savez(inputs, x=np.ones((2, 3, models.D), np.float32))
     code, out = _cli("bench", save(model), "--inputs", inputs, "--runs", "3", "--format", "markdown")
     assert code == 0 and "| runs | 3 |" in out
+
+
+def test_min_ep_share_is_checked_in_bench_and_compile(save, tmp_path):
+    board = tmp_path / "board.toml"
+    board.write_text('execution_providers = ["XnnpackExecutionProvider", "CPUExecutionProvider"]\n'
+                     'min_ep_share = 0.5\npipeline = ["cleanup"]\n')
+    path = save(models.mlp_model("relu"))
+    code, out = _cli("bench", path, "--target", board, "--runs", "3", "--format", "json")
+    assert code == 0 and any("0% of nodes ran on XnnpackExecutionProvider" in n for n in json.loads(out)["notes"])
+    code, out = _cli("compile", path, "--target", board, "-o", tmp_path / "o.onnx", "--runs", "3", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["placement"]["CPUExecutionProvider"] > 0
+    assert any("XnnpackExecutionProvider" in n and "asks for" in n for n in report["notes"])
