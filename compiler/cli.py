@@ -89,6 +89,7 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--calib", type=click.Path(path_type=Path), help=".npz of calibration inputs keyed by input name.")
 @click.option("--report", type=click.Path(path_type=Path), help="Where to write report.json.")
 @click.option("--min-cosine", type=float, help="Fidelity gate (overrides the target's); 0 turns it off.")
+@click.option("--gate-outputs", help="Comma-separated outputs the fidelity gate judges (default: all).")
 @click.option("--dim", multiple=True, help="Fix a symbolic dimension for synthesized inputs: NAME=VALUE.")
 @click.option("--runs", type=int, help="Latency runs (default: the target's).")
 @click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
@@ -97,8 +98,8 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 @_handle_errors
-def compile_cmd(model, target, output, passes, pass_option, calib, report, min_cosine, dim, runs, no_measure,
-                seed, force, fmt, debug):
+def compile_cmd(model, target, output, passes, pass_option, calib, report, min_cosine, gate_outputs, dim, runs,
+                no_measure, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
     from edgec.compiler.modelio import write_text_atomic
@@ -110,7 +111,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
     options = CompileOptions(
         output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
         pass_options=_parse_pass_options(pass_option), calib=calib, min_cosine=min_cosine, force=force,
-        seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs)
+        seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs,
+        gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None)
     result = compile_model(model, profile, options)
     out_path = Path(result.output) if result.output else (output or default_output(model, profile))
     report_path = report or out_path.with_suffix(".report.json")

@@ -5,11 +5,15 @@ Every pass is registered here by name; that name is the file name and the CLI sp
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult
 from edgec.passes.cleanup import CleanupPass
+from edgec.passes.lowrank import LowRankPass
 from edgec.passes.prune import PrunePass
+from edgec.passes.quantize import QuantizePass
 
 REGISTRY = {
     CleanupPass.name: CleanupPass,
+    LowRankPass.name: LowRankPass,
     PrunePass.name: PrunePass,
+    QuantizePass.name: QuantizePass,
 }
 
 

@@ -60,3 +60,31 @@ def _set_matmul_bias(graph: gs.Graph, lin: Linear, bias, base: str, dtype) -> No
     add = gs.Node("Add", name=fresh_name(graph, f"{base}.bias_add"), inputs=[new_mm_out, c], outputs=[mm_out])
     graph.nodes.append(add)
     lin.bias_node = add
+
+
+def factorize_linear(graph: gs.Graph, lin: Linear, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> None:
+    """Rewrite y = x W + c as y = (x A) B + bias, activation-first so ONNX Runtime cannot fold A·B back."""
+    dtype = lin.weight.dtype
+    node = lin.matmul
+    base = node.name or "linear"
+    out = node.outputs[0]
+    mid = gs.Variable(fresh_name(graph, f"{base}.lowrank"), dtype=out.dtype)
+    a_const = gs.Constant(fresh_name(graph, f"{base}.A"), np.ascontiguousarray(a, dtype=dtype))
+    b_const = gs.Constant(fresh_name(graph, f"{base}.B"), np.ascontiguousarray(b, dtype=dtype))
+    if node.op == "Gemm":
+        node.attrs.update(transB=0, alpha=1.0, beta=1.0)
+        while len(node.inputs) > 2:
+            node.inputs.pop()
+        node.inputs[1] = a_const
+        node.outputs[0] = mid
+        inputs = [mid, b_const] + ([gs.Constant(fresh_name(graph, f"{base}.bias"),
+                                                np.ascontiguousarray(bias, dtype=dtype))] if bias is not None else [])
+        graph.nodes.append(gs.Node("Gemm", name=fresh_name(graph, f"{base}.lowrank_B"), inputs=inputs, outputs=[out]))
+        lin.bias = bias
+        return
+    node.inputs[1] = a_const
+    node.outputs[0] = mid
+    second = gs.Node("MatMul", name=fresh_name(graph, f"{base}.lowrank_B"), inputs=[mid, b_const], outputs=[out])
+    graph.nodes.append(second)
+    lin.matmul = second       # the bias Add (if any) now follows the second MatMul
+    _set_matmul_bias(graph, lin, bias, base, dtype)

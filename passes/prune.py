@@ -16,6 +16,7 @@ from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.graph import constant_value
 from edgec.passes.linear_edit import set_linear
 from edgec.passes.mlp import MLPBlock, find_mlps
+from edgec.passes.search import smallest_budget
 
 
 @dataclass(frozen=True)
@@ -88,23 +89,18 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
 
 def _search_keep(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions,
                  ctx: PassContext, orders: dict[str, np.ndarray]) -> tuple[float, list[str]]:
-    """Bisection over keep = k/32 for the fewest units whose model keeps cosine ≥ floor on calibration data."""
+    """The fewest units whose model keeps cosine ≥ floor on the driver's search feeds."""
     if ctx.fidelity is None:
         raise ValueError("prune: floor needs the driver's fidelity probe")
-    lo, hi = 1, 32          # keep = k / 32; hi always satisfies the floor (keep 1 = the original)
-    tried = []
-    while lo < hi:
-        mid = (lo + hi) // 2
+
+    def score_at(keep: float) -> float:
         trial = graph.copy()
         trial_blocks = [b for b in find_mlps(trial).blocks if not b.shared_weights]
-        _prune_blocks(trial, trial_blocks, grams, replace(opts, keep=mid / 32), ctx.rank_multiple, [], orders)
-        score = ctx.fidelity(trial)
-        tried.append(f"{mid / 32:.3f}→{score:.4f}")
-        if score >= opts.floor:
-            hi = mid
-        else:
-            lo = mid + 1
-    return hi / 32, [f"keep searched for calibration cosine ≥ {opts.floor}: {', '.join(tried)}; chose {hi / 32:.3f}"]
+        _prune_blocks(trial, trial_blocks, grams, replace(opts, keep=keep), ctx.rank_multiple, [], orders)
+        return ctx.fidelity(trial)
+
+    keep, trace = smallest_budget(score_at, opts.floor)
+    return keep, [f"keep searched for calibration cosine ≥ {opts.floor}: {', '.join(trace)}; chose {keep:.3f}"]
 
 
 def _validate(opts: PruneOptions) -> None:

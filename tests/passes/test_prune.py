@@ -3,39 +3,15 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from edgec.passes import PassContext, get_pass
-from edgec.passes.base import Gram
 from edgec.passes.mlp import find_mlps
 
 import models
-
-
-class NumpyCalibration:
-    """Runs the graph with onnxruntime (test-side stand-in for the driver's capture)."""
-
-    def __init__(self, feeds):
-        self.feeds = feeds
-
-    def grams(self, graph, names):
-        import onnx
-
-        model = gs.export_onnx(graph)
-        model.ir_version = 8
-        for name in names:
-            model.graph.output.append(onnx.ValueInfoProto(name=name))
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        out = {}
-        for name in names:
-            rows = np.concatenate([sess.run([name], f)[0].reshape(-1, models.H) for f in self.feeds]).astype(float)
-            aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
-            out[name] = Gram(aug.T @ aug, len(rows))
-        return out
+from calib import OrtCalibration
 
 
 def _prune(model, feeds, **options):
     graph = gs.import_onnx(model)
-    result = get_pass("prune").run(graph, PassContext(calibration=NumpyCalibration(feeds), options=options))
+    result = get_pass("prune").run(graph, PassContext(calibration=OrtCalibration(feeds), options=options))
     graph.cleanup().toposort()
     out = gs.export_onnx(graph)
     out.ir_version = model.ir_version
@@ -123,7 +99,7 @@ def test_floor_search_finds_the_fewest_units_meeting_it():
         return hidden / models.H
 
     graph = gs.import_onnx(model)
-    ctx = PassContext(calibration=NumpyCalibration(feeds), fidelity=fidelity, options={"floor": 0.7})
+    ctx = PassContext(calibration=OrtCalibration(feeds), fidelity=fidelity, options={"floor": 0.7})
     result = get_pass("prune").run(graph, ctx)
     assert result.changed and 0.7 <= result.stats["keep"] < 0.7 + 1 / 32 + 1e-9
     assert find_mlps(graph).blocks[0].hidden == int(np.ceil(models.H * result.stats["keep"]))

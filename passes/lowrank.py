@@ -1,0 +1,114 @@
+"""lowrank: factorize the MLP linear layers into activation-first low-rank pairs (Swift-SVD / whitened form).
+
+Ranks come from a global budget (`params`: fraction of MLP parameters kept) allocated by each layer's
+output-error spectrum, or from a fidelity floor (`floor`, bisection on that budget). In the default
+speed mode a layer is factorized only when its rank is well below the break-even, where the smaller
+shapes really run faster on ONNX Runtime CPU (latency tracks FLOPs there); the rest stay dense.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx_graphsurgeon as gs
+
+from edgec.passes import lowrank_plan as plan
+from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.linear import Linear
+from edgec.passes.linear_edit import factorize_linear
+from edgec.passes.mlp import find_mlps, layer_name
+from edgec.passes.search import smallest_budget
+
+
+@dataclass(frozen=True)
+class LowRankOptions:
+    params: float = 0.5          # fraction of the MLP layers' parameters kept
+    method: str = "whitened"     # whitened (data-aware, Swift-SVD) | svd (plain truncated SVD)
+    floor: float = 0.0           # > 0: search the smallest `params` that keeps this calibration cosine
+    max_rank_ratio: float = 0.6  # speed mode: factorize only if rank ≤ this × break-even rank; 1 = size mode
+    rank: int = 0                # > 0: this rank for every layer (clipped to its size), no budget, no cap
+
+
+class LowRankPass:
+    name = "lowrank"
+    Options = LowRankOptions
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        opts = build_options(LowRankOptions, ctx.options, self.name)
+        _validate(opts)
+        blocks = [b for b in find_mlps(graph).blocks if not b.shared_weights]
+        if not blocks:
+            return PassResult(False, {"layers": 0}, ["no MLP block to factorize"])
+        layers = [lin for b in blocks for lin in (b.fc1, b.fc2)]
+        spectra, means = self._spectra(graph, blocks, opts, ctx)
+        notes: list[str] = []
+        params = opts.params
+        if opts.floor:
+            params, trace = self._search(graph, spectra, means, opts, ctx)
+            notes.append(f"params searched for calibration cosine ≥ {opts.floor}: {', '.join(trace)}; "
+                         f"chose {params:.3f}")
+        if opts.rank > 0:
+            ranks = [min(opts.rank, s.max_rank) for s in spectra]
+        else:
+            ranks = plan.allocate(spectra, params, ctx.rank_multiple)
+        stats = _factorize(graph, layers, spectra, means, ranks, opts, notes)
+        stats["params_budget"] = params
+        return PassResult(stats["factorized"] > 0, stats, notes)
+
+    def _spectra(self, graph, blocks, opts: LowRankOptions, ctx: PassContext):
+        names = [t for b in blocks for t in (b.fc1.x.name, b.act.output.name)]
+        grams = ctx.calibration.grams(graph, sorted(set(names))) if opts.method == "whitened" else {}
+        spectra, means = [], []
+        for b in blocks:
+            for lin, tensor in ((b.fc1, b.fc1.x.name), (b.fc2, b.act.output.name)):
+                g = grams.get(tensor)
+                spectra.append(plan.spectrum(lin.weight, None if g is None else g.matrix,
+                                             0 if g is None else g.rows, opts.method))
+                means.append(None if g is None else plan.centered_covariance(g.matrix, g.rows)[1])
+        return spectra, means
+
+    def _search(self, graph, spectra, means, opts: LowRankOptions, ctx: PassContext):
+        if ctx.fidelity is None:
+            raise ValueError("lowrank: floor needs the driver's fidelity probe")
+
+        def score_at(params: float) -> float:
+            trial = graph.copy()
+            layers = [lin for b in find_mlps(trial).blocks if not b.shared_weights for lin in (b.fc1, b.fc2)]
+            ranks = plan.allocate(spectra, params, ctx.rank_multiple)
+            _factorize(trial, layers, spectra, means, ranks, opts, [])
+            return ctx.fidelity(trial)
+
+        return smallest_budget(score_at, opts.floor)
+
+
+def _factorize(graph: gs.Graph, layers: list[Linear], spectra, means, ranks: list[int], opts: LowRankOptions,
+               notes: list[str]) -> dict:
+    stats = {"factorized": 0, "dense": 0, "layers": []}
+    for lin, spec, mean, rank in zip(layers, spectra, means, ranks, strict=True):
+        label = layer_name(lin)
+        cap = spec.max_rank if opts.rank > 0 else int(opts.max_rank_ratio * plan.break_even(spec))
+        entry = {"layer": label, "shape": f"{spec.in_features}x{spec.out_features}",
+                 "effective_rank": plan.effective_rank(spec)}
+        if rank == 0 or rank > cap:
+            why = "budget gives it no rank" if rank == 0 else f"rank {rank} > {cap} saves too little time"
+            notes.append(f"{label}: kept dense ({why})")
+            stats["dense"] += 1
+            stats["layers"].append({**entry, "rank": None, "why": why})
+            continue
+        a, b, bias = plan.factors(lin.weight, lin.bias, spec, rank, mean)
+        factorize_linear(graph, lin, a, b, bias)
+        stats["factorized"] += 1
+        stats["layers"].append({**entry, "rank": rank, "rel_error": round(spec.rel_error(rank), 5)})
+    return stats
+
+
+def _validate(opts: LowRankOptions) -> None:
+    if not 0 < opts.params <= 1:
+        raise ValueError(f"lowrank: params must lie in (0, 1], not {opts.params}")
+    if opts.method not in plan.METHODS:
+        raise ValueError(f"lowrank: method must be one of {plan.METHODS}")
+    if not 0 < opts.max_rank_ratio <= 1:
+        raise ValueError("lowrank: max_rank_ratio must lie in (0, 1]")
+
+
+

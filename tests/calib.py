@@ -1,0 +1,31 @@
+"""A test-side stand-in for the driver's calibration capture: runs the graph with onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+
+from edgec.passes.base import Gram
+
+
+class OrtCalibration:
+    def __init__(self, feeds):
+        self.feeds = feeds
+
+    def grams(self, graph, names):
+        model = gs.export_onnx(graph)
+        model.ir_version = 8
+        outputs = {o.name for o in model.graph.output}
+        for name in names:
+            if name not in outputs:
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        out = {}
+        for name in names:
+            arrays = [sess.run([name], f)[0] for f in self.feeds]
+            rows = np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).astype(float)
+            aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
+            out[name] = Gram(aug.T @ aug, len(rows))
+        return out

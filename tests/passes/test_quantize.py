@@ -1,0 +1,28 @@
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from edgec.passes import PassContext, get_pass
+
+import models
+
+
+def test_int8_quantization_keeps_outputs_close():
+    model = models.mlp_model("gelu", blocks=2)
+    graph = gs.import_onnx(model)
+    result = get_pass("quantize").run(graph, PassContext())
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    assert result.changed and result.stats["integer_ops"] == 4
+    ops = {n.op_type for n in out.graph.node}
+    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
+    assert [o.name for o in out.graph.output] == [o.name for o in model.graph.output]
+    for f in models.feeds(model):
+        ref, got = models.run(model, f)[0], models.run(out, f)[0]
+        assert np.dot(ref.ravel(), got.ravel()) / (np.linalg.norm(ref) * np.linalg.norm(got)) > 0.999
+
+
+def test_nothing_to_quantize_is_a_note():
+    b = models.Builder()
+    graph = gs.import_onnx(b.model("x", b.op("Relu", ["x"])))
+    result = get_pass("quantize").run(graph, PassContext())
+    assert not result.changed and result.notes
