@@ -93,13 +93,14 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--dim", multiple=True, help="Fix a symbolic dimension for synthesized inputs: NAME=VALUE.")
 @click.option("--runs", type=int, help="Latency runs (default: the target's).")
 @click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
+@click.option("--allow-slower", is_flag=True, help="Keep a compiled model that measures slower (size goals).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 @_handle_errors
 def compile_cmd(model, target, output, passes, pass_option, calib, report, min_cosine, gate_outputs, dim, runs,
-                no_measure, seed, force, fmt, debug):
+                no_measure, allow_slower, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
     from edgec.compiler.modelio import write_text_atomic
@@ -111,7 +112,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
     options = CompileOptions(
         output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
         pass_options=_parse_pass_options(pass_option), calib=calib, min_cosine=min_cosine, force=force,
-        seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs,
+        seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None)
     result = compile_model(model, profile, options)
     out_path = Path(result.output) if result.output else (output or default_output(model, profile))

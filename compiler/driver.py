@@ -31,6 +31,7 @@ from edgec.runtime.inputs import input_specs
 from edgec.runtime.latency import LatencyStats, measure_interleaved
 from edgec.runtime.placement import first_provider_share, node_placement
 from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_session, resolve_providers
+from edgec.runtime.stats import mann_whitney_greater
 from edgec.targets import TargetProfile
 
 
@@ -49,6 +50,7 @@ class CompileOptions:
     runs: int | None = None
     warmup: int | None = None
     gate_outputs: list[str] | None = None   # outputs the fidelity gate judges (default: all)
+    allow_slower: bool = False               # keep a compiled model that measures slower than the original
 
 
 def session_config(target: TargetProfile) -> SessionConfig:
@@ -96,6 +98,11 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
         report.latency = _measure(reference, candidate, split.held_out[0], target, options)
         report.placement = node_placement(compiled.SerializeToString(), config, split.held_out[0], resolved)
         report.notes += placement_notes(report.placement, target)
+        if _measurably_slower(report.latency) and not options.allow_slower and report.ok:
+            compiled = original                        # never ship a slower model: roll back
+            report.rolled_back = True
+            report.notes.append(f"the compiled model measured {report.latency['ratio_p50']:.3f}× the original's "
+                                "latency: rolled back, the output is the original model (--allow-slower keeps it)")
     if not any(r.changed for r in report.passes) and report.mlp_blocks:
         report.notes.append(_no_change_note(report))
     if report.ok:                                                           # 8 save
@@ -215,7 +222,13 @@ def _measure(reference, candidate, feed, target: TargetProfile, options: Compile
     orig, comp = LatencyStats.from_samples(samples[0]), LatencyStats.from_samples(samples[1])
     return {"original": orig.__dict__, "compiled": comp.__dict__,
             "ratio_p50": comp.p50_ms / orig.p50_ms if orig.p50_ms else float("nan"),
+            "p_slower": mann_whitney_greater(np.array(samples[1]), np.array(samples[0])),
             "warmup": warmup, "runs": orig.runs}
+
+
+def _measurably_slower(latency: dict, alpha: float = 0.01) -> bool:
+    """Slower by the median and by a Mann–Whitney test, so noise alone does not trigger a roll-back."""
+    return latency["ratio_p50"] > 1.0 and latency["p_slower"] < alpha
 
 
 def placement_notes(placement: dict[str, int], target: TargetProfile) -> list[str]:

@@ -69,6 +69,7 @@ class CompileReport:
     mlp_blocks: int = 0
     mobile: dict[str, Any] = field(default_factory=dict)
     placement: dict[str, int] = field(default_factory=dict)
+    rolled_back: bool = False
     notes: list[str] = field(default_factory=list)
     ok: bool = True
 

@@ -99,3 +99,42 @@ def test_calibration_npz_is_used_and_split(save, tmp_path):
     assert code == 0, text
     report = json.loads(text)
     assert report["calibration"] == {"source": str(calib), "calibration": 8, "held_out": 4}
+
+
+class _MakeSlower:
+    """Adds a heavy branch scaled by zero: same outputs, much slower."""
+
+    name = "slower"
+
+    def run(self, graph, ctx):
+        import onnx_graphsurgeon as gs
+
+        out = graph.outputs[0]
+        z = out
+        pre = gs.Variable("pre_slow", dtype=np.float32)
+        graph.nodes[-1].outputs[0] = pre if graph.nodes[-1].outputs[0] is out else graph.nodes[-1].outputs[0]
+        z = pre
+        for i in range(12):
+            w = gs.Constant(f"slow_w{i}", np.eye(models.D, dtype=np.float32))
+            nxt = gs.Variable(f"slow_{i}", dtype=np.float32)
+            graph.nodes.append(gs.Node("MatMul", inputs=[z, w], outputs=[nxt]))
+            z = nxt
+        scaled = gs.Variable("slow_scaled", dtype=np.float32)
+        graph.nodes.append(gs.Node("Mul", inputs=[z, gs.Constant("zero", np.zeros(1, np.float32))], outputs=[scaled]))
+        graph.nodes.append(gs.Node("Add", inputs=[pre, scaled], outputs=[out]))
+        return PassResult(changed=True)
+
+
+def test_a_slower_compile_is_rolled_back(save, tmp_path, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "slower", _MakeSlower)
+    src = save(models.mlp_model("relu", blocks=1))
+    out = tmp_path / "out.onnx"
+    code, text = _compile(src, "--passes", "slower", "-o", out, "--runs", "40", "--format", "json")
+    assert code == 0, text
+    report = json.loads(text)
+    assert report["rolled_back"] and report["latency"]["ratio_p50"] > 1
+    assert out.read_bytes() == onnx.load(str(src)).SerializeToString()
+    code, text = _compile(src, "--passes", "slower", "-o", out, "--runs", "10", "--allow-slower", "--force",
+                          "--format", "json")
+    assert code == 0 and not json.loads(text)["rolled_back"]
+    assert sum(n.op_type == "MatMul" for n in onnx.load(str(out)).graph.node) > 12
