@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m edgec.samples.bench
+	$(BIN)/python -m edgec.samples.bench --out build/bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

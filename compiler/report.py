@@ -28,6 +28,12 @@ class ModelSummary:
                 n *= d
             params += n
             nbytes += len(t.raw_data) if t.raw_data else n * _itemsize(t.data_type)
+        for t in model.graph.sparse_initializer:
+            n = 1
+            for d in t.dims:
+                n *= d
+            params += n
+            nbytes += t.values.ByteSize() + t.indices.ByteSize()
         ops = Counter(n.op_type for n in model.graph.node)
         return cls(len(model.graph.node), params, nbytes, dict(sorted(ops.items())))
 

@@ -8,12 +8,14 @@ from edgec.passes.cleanup import CleanupPass
 from edgec.passes.lowrank import LowRankPass
 from edgec.passes.prune import PrunePass
 from edgec.passes.quantize import QuantizePass
+from edgec.passes.sparse import SparsePass
 
 REGISTRY = {
     CleanupPass.name: CleanupPass,
     LowRankPass.name: LowRankPass,
     PrunePass.name: PrunePass,
     QuantizePass.name: QuantizePass,
+    SparsePass.name: SparsePass,
 }
 
 

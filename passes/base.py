@@ -57,6 +57,7 @@ class PassContext:
     options: dict[str, Any] = field(default_factory=dict)
     rank_multiple: int = 1
     seed: int = 0
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)   # the target's execution providers, in order
 
 
 class PassOptionError(ValueError):

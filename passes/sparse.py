@@ -1,0 +1,66 @@
+"""sparse: unstructured or N:M (2:4, 4:8) sparsity of the MLP weights, Wanda masks + least-squares re-solve.
+
+ONNX Runtime's CPU kernels have no sparse GEMM: sparse weights are densified at session load, so this
+pass saves file size (the compiler stores weights as sparse initializers where COO is smaller, from
+about 67 % zeros) and never time. TensorRT can use 2:4 sparsity on GPUs (trt_sparsity_enable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from edgec.passes import sparse_plan
+from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.linear_edit import set_linear
+from edgec.passes.mlp import find_mlps, layer_name
+
+SPEED_NOTE = ("unstructured/N:M sparsity saves file size only: ONNX Runtime densifies sparse weights at load, "
+              "so the model runs no faster on CPU execution providers")
+
+
+@dataclass(frozen=True)
+class SparseOptions:
+    pattern: str = "0.5"      # a fraction of zeros (0.5) or N:M (2:4, 4:8) along each output's inputs
+    score: str = "wanda"      # wanda (|W|·‖x‖) | magnitude
+    resolve: bool = True      # least-squares re-fit of the surviving weights and the bias
+
+
+class SparsePass:
+    name = "sparse"
+    Options = SparseOptions
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        opts = build_options(SparseOptions, ctx.options, self.name)
+        sparse_plan.parse_pattern(opts.pattern)
+        if opts.score not in sparse_plan.SCORES:
+            raise ValueError(f"sparse: score must be one of {sparse_plan.SCORES}")
+        blocks = [b for b in find_mlps(graph).blocks if not b.shared_weights]
+        if not blocks:
+            return PassResult(False, {"layers": 0}, ["no MLP block to sparsify"])
+        pairs = [(lin, t) for b in blocks for lin, t in ((b.fc1, b.fc1.x.name), (b.fc2, b.act.output.name))]
+        need_gram = opts.score == "wanda" or opts.resolve
+        grams = ctx.calibration.grams(graph, sorted({t for _, t in pairs})) if need_gram else {}
+        notes, zeros, total, layers = [SPEED_NOTE], 0, 0, []
+        if "TensorrtExecutionProvider" in ctx.providers:
+            notes.append("TensorRT can run 2:4-sparse weights on sparse tensor cores: enable trt_sparsity_enable")
+        for lin, tensor in pairs:
+            g = grams.get(tensor)
+            try:
+                keep = sparse_plan.mask(sparse_plan.scores(lin.weight, None if g is None else g.matrix,
+                                                           0 if g is None else g.rows, opts.score), opts.pattern)
+            except ValueError as exc:
+                notes.append(f"{layer_name(lin)}: left dense ({exc})")
+                continue
+            if opts.resolve:
+                weight, bias = sparse_plan.resolve(lin.weight, lin.bias, g.matrix, keep)
+            else:
+                weight, bias = np.where(keep, lin.weight, 0), lin.bias
+            set_linear(graph, lin, weight, bias)
+            zeros += int((~keep).sum())
+            total += keep.size
+            layers.append(layer_name(lin))
+        stats = {"layers": len(layers), "zeros": zeros, "sparsity": round(zeros / total, 4) if total else 0.0}
+        return PassResult(bool(layers), stats, notes)

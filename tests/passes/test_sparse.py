@@ -1,0 +1,87 @@
+import numpy as np
+import onnx_graphsurgeon as gs
+import pytest
+
+from edgec.passes import PassContext, get_pass, sparse_plan
+from edgec.passes.mlp import find_mlps
+
+import models
+from calib import OrtCalibration
+
+
+def _sparse(model, feeds, **options):
+    graph = gs.import_onnx(model)
+    result = get_pass("sparse").run(graph, PassContext(calibration=OrtCalibration(feeds), options=options))
+    graph.cleanup().toposort()
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    return out, result
+
+
+def _rel_err(model, other, feeds):
+    ref = np.concatenate([models.run(model, f)[0].ravel() for f in feeds])
+    got = np.concatenate([models.run(other, f)[0].ravel() for f in feeds])
+    return np.linalg.norm(ref - got) / np.linalg.norm(ref)
+
+
+def test_two_four_keeps_two_of_every_four_inputs_per_output():
+    model = models.mlp_model("gelu")
+    out, result = _sparse(model, models.feeds(model, 6, seq=20), pattern="2:4")
+    assert result.changed and result.stats["sparsity"] == 0.5
+    for block in find_mlps(gs.import_onnx(out)).blocks:
+        for lin in (block.fc1, block.fc2):
+            groups = (lin.weight != 0).reshape(lin.in_features // 4, 4, lin.out_features)
+            assert (groups.sum(axis=1) <= 2).all()
+
+
+def test_unstructured_sparsity_level_per_output():
+    model = models.mlp_model("relu")
+    out, _ = _sparse(model, models.feeds(model, 6, seq=20), pattern="0.75")
+    for block in find_mlps(gs.import_onnx(out)).blocks:
+        zeros = (block.fc2.weight == 0).mean(axis=0)
+        assert np.allclose(zeros, 0.75)
+
+
+def _anisotropic(count, seed):
+    """Correlated inputs with a few loud channels, as real activations have."""
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(99).standard_normal((models.D, models.D)) * 0.5 + np.eye(models.D)
+    scale = np.ones(models.D)
+    scale[:3] = 8.0
+    return [{"x": ((rng.standard_normal((2, 30, models.D)) @ mix) * scale).astype(np.float32)} for _ in range(count)]
+
+
+def test_least_squares_resolve_and_wanda_help():
+    model = models.mlp_model("gelu", residual=False, blocks=1)
+    calib, held = _anisotropic(20, 1), _anisotropic(8, 2)
+    plain = _rel_err(model, _sparse(model, calib, pattern="0.5", score="magnitude", resolve=False)[0], held)
+    resolved = _rel_err(model, _sparse(model, calib, pattern="0.5", score="wanda", resolve=True)[0], held)
+    assert resolved < 0.8 * plain
+
+
+def test_resolve_is_exact_least_squares_per_column():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 8))
+    w, b = rng.standard_normal((8, 3)), rng.standard_normal(3)
+    aug = np.concatenate([x, np.ones((300, 1))], axis=1)
+    keep = sparse_plan.mask(np.abs(w), "0.5")
+    new_w, new_b = sparse_plan.resolve(w, b, aug.T @ aug, keep, damping=0.0)
+    for j in range(3):
+        design = np.concatenate([x[:, keep[:, j]], np.ones((300, 1))], axis=1)
+        expected = np.linalg.lstsq(design, x @ w[:, j] + b[j], rcond=None)[0]
+        np.testing.assert_allclose(np.append(new_w[keep[:, j], j], new_b[j]), expected, rtol=1e-6, atol=1e-9)
+        assert (new_w[~keep[:, j], j] == 0).all()
+
+
+@pytest.mark.parametrize("pattern", ["0", "1.5", "4:2", "abc"])
+def test_bad_patterns(pattern):
+    with pytest.raises(ValueError):
+        sparse_plan.parse_pattern(pattern)
+
+
+def test_nm_needs_divisible_inputs_and_says_so():
+    b = models.Builder()
+    y = models.linear(b, b.op("Relu", [models.linear(b, "x", models.D, 30)]), 30, models.D)
+    model = b.model("x", y)
+    out, result = _sparse(model, models.feeds(model, 4, seq=10), pattern="4:8")
+    assert any("multiple of 8" in n for n in result.notes)
