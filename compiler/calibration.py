@@ -117,10 +117,10 @@ class ActivationCapture:
                 value = np.asarray(value, np.float64)
                 rows[name].append(value.reshape(-1, value.shape[-1]) if value.ndim else value.reshape(1, 1))
         out = {n: np.concatenate(r) for n, r in rows.items()}
-        if max_rows:
-            rng = np.random.default_rng(self.seed)
+        if max_rows:   # the same rows of every tensor (same seed, same count), so inputs match targets
             for n, r in out.items():
                 if r.shape[0] > max_rows:
+                    rng = np.random.default_rng(self.seed)
                     out[n] = r[np.sort(rng.choice(r.shape[0], max_rows, replace=False))]
         return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx_graphsurgeon as gs
 
@@ -62,7 +64,34 @@ def _set_matmul_bias(graph: gs.Graph, lin: Linear, bias, base: str, dtype) -> No
     lin.bias_node = add
 
 
-def factorize_linear(graph: gs.Graph, lin: Linear, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> None:
+@dataclass
+class Factorized:
+    """A linear layer rewritten as (x A) B + bias: the node holding A, the node holding B, and the layer."""
+
+    first: gs.Node
+    second: gs.Node
+    lin: Linear
+
+    def read(self) -> list[np.ndarray | None]:
+        return [np.asarray(self.first.inputs[1].values), np.asarray(self.second.inputs[1].values), self.lin.bias]
+
+    def write(self, graph: gs.Graph, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> None:
+        dtype = self.lin.weight.dtype
+        self.first.inputs[1] = gs.Constant(fresh_name(graph, f"{self.first.name}.A"), np.ascontiguousarray(a, dtype))
+        self.second.inputs[1] = gs.Constant(fresh_name(graph, f"{self.first.name}.B"), np.ascontiguousarray(b, dtype))
+        if bias is None:
+            return
+        c = gs.Constant(fresh_name(graph, f"{self.first.name}.bias"), np.ascontiguousarray(bias, dtype))
+        if self.second.op == "Gemm":
+            self.second.inputs[2] = c
+        else:
+            add = self.lin.bias_node
+            add.inputs[1 if add.inputs[0] is self.second.outputs[0] else 0] = c
+        self.lin.bias = np.asarray(bias, dtype)
+
+
+def factorize_linear(graph: gs.Graph, lin: Linear, a: np.ndarray, b: np.ndarray,
+                     bias: np.ndarray | None) -> Factorized:
     """Rewrite y = x W + c as y = (x A) B + bias, activation-first so ONNX Runtime cannot fold A·B back."""
     dtype = lin.weight.dtype
     node = lin.matmul
@@ -79,12 +108,15 @@ def factorize_linear(graph: gs.Graph, lin: Linear, a: np.ndarray, b: np.ndarray,
         node.outputs[0] = mid
         inputs = [mid, b_const] + ([gs.Constant(fresh_name(graph, f"{base}.bias"),
                                                 np.ascontiguousarray(bias, dtype=dtype))] if bias is not None else [])
-        graph.nodes.append(gs.Node("Gemm", name=fresh_name(graph, f"{base}.lowrank_B"), inputs=inputs, outputs=[out]))
+        second = gs.Node("Gemm", name=fresh_name(graph, f"{base}.lowrank_B"), inputs=inputs, outputs=[out])
+        graph.nodes.append(second)
         lin.bias = bias
-        return
+        return Factorized(node, second, lin)
     node.inputs[1] = a_const
     node.outputs[0] = mid
     second = gs.Node("MatMul", name=fresh_name(graph, f"{base}.lowrank_B"), inputs=[mid, b_const], outputs=[out])
     graph.nodes.append(second)
     lin.matmul = second       # the bias Add (if any) now follows the second MatMul
     _set_matmul_bias(graph, lin, bias, base, dtype)
+    lin.bias = None if bias is None else np.asarray(bias, dtype)
+    return Factorized(node, second, lin)

@@ -15,8 +15,9 @@ import onnx_graphsurgeon as gs
 from edgec.passes import lowrank_plan as plan
 from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.linear import Linear
-from edgec.passes.linear_edit import factorize_linear
+from edgec.passes.linear_edit import Factorized, factorize_linear
 from edgec.passes.mlp import find_mlps, layer_name
+from edgec.passes.refine import refine_block, torch_activation
 from edgec.passes.search import smallest_budget
 
 
@@ -27,6 +28,8 @@ class LowRankOptions:
     floor: float = 0.0           # > 0: search the smallest `params` that keeps this calibration cosine
     max_rank_ratio: float = 0.6  # speed mode: factorize only if rank ≤ this × break-even rank; 1 = size mode
     rank: int = 0                # > 0: this rank for every layer (clipped to its size), no budget, no cap
+    refine_steps: int = 0        # > 0: Adam steps of teacher-forced block-output reconstruction (needs torch)
+    refine_rows: int = 8192      # calibration rows used for the refinement
 
 
 class LowRankPass:
@@ -51,8 +54,11 @@ class LowRankPass:
             ranks = [min(opts.rank, s.max_rank) for s in spectra]
         else:
             ranks = plan.allocate(spectra, params, ctx.rank_multiple)
-        stats = _factorize(graph, layers, spectra, means, ranks, opts, notes)
+        targets = _block_io(graph, blocks, opts, ctx) if opts.refine_steps > 0 else None
+        stats, done = _factorize(graph, layers, spectra, means, ranks, opts, notes)
         stats["params_budget"] = params
+        if targets is not None:
+            stats["refined"] = _refine(graph, blocks, done, targets, opts, ctx, notes)
         return PassResult(stats["factorized"] > 0, stats, notes)
 
     def _spectra(self, graph, blocks, opts: LowRankOptions, ctx: PassContext):
@@ -82,8 +88,9 @@ class LowRankPass:
 
 
 def _factorize(graph: gs.Graph, layers: list[Linear], spectra, means, ranks: list[int], opts: LowRankOptions,
-               notes: list[str]) -> dict:
+               notes: list[str]) -> tuple[dict, dict[int, Factorized]]:
     stats = {"factorized": 0, "dense": 0, "layers": []}
+    done: dict[int, Factorized] = {}
     for lin, spec, mean, rank in zip(layers, spectra, means, ranks, strict=True):
         label = layer_name(lin)
         cap = spec.max_rank if opts.rank > 0 else int(opts.max_rank_ratio * plan.break_even(spec))
@@ -96,10 +103,41 @@ def _factorize(graph: gs.Graph, layers: list[Linear], spectra, means, ranks: lis
             stats["layers"].append({**entry, "rank": None, "why": why})
             continue
         a, b, bias = plan.factors(lin.weight, lin.bias, spec, rank, mean)
-        factorize_linear(graph, lin, a, b, bias)
+        done[id(lin)] = factorize_linear(graph, lin, a, b, bias)
         stats["factorized"] += 1
         stats["layers"].append({**entry, "rank": rank, "rel_error": round(spec.rel_error(rank), 5)})
-    return stats
+    return stats, done
+
+
+def _block_io(graph, blocks, opts: LowRankOptions, ctx: PassContext) -> dict:
+    """Each block's input and output rows from the *original* graph (the teacher), captured once."""
+    names = sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)})
+    rows = ctx.calibration.activations(graph, names, opts.refine_rows)
+    return {b.index: (rows[b.fc1.x.name], rows[b.fc2.y.name]) for b in blocks}
+
+
+def _refine(graph: gs.Graph, blocks, done: dict[int, Factorized], targets: dict, opts: LowRankOptions,
+            ctx: PassContext, notes: list[str]) -> list:
+    """Train the factors of every block whose two layers were both factorized."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        notes.append("refinement skipped: torch is not installed")
+        return []
+    results = []
+    for block in blocks:
+        fc1, fc2 = done.get(id(block.fc1)), done.get(id(block.fc2))
+        if fc1 is None or fc2 is None or torch_activation(block.act.pattern) is None:
+            continue
+        x, y = targets[block.index]
+        trained, before, after = refine_block(x, y, fc1.read() + fc2.read(), block.act.pattern,
+                                              opts.refine_steps, seed=ctx.seed)
+        fc1.write(graph, *trained[:3])
+        fc2.write(graph, *trained[3:])
+        results.append({"block": block.index, "rel_error_before": round(before, 5), "rel_error_after": round(after, 5)})
+    if not results:
+        notes.append("refinement found no block with both layers factorized")
+    return results
 
 
 def _validate(opts: LowRankOptions) -> None:

@@ -87,3 +87,29 @@ def test_no_mlp_is_a_note():
     _, result = _lowrank(models.no_mlp_model(), [], params=0.5)
     assert not result.changed and result.notes == ["no MLP block to factorize"]
     assert not find_mlps(gs.import_onnx(models.no_mlp_model())).blocks
+
+
+def test_refinement_lowers_block_error_and_keeps_structure():
+    pytest.importorskip("torch")
+    model = models.mlp_model("gelu", residual=False, blocks=1)
+    calib = models.feeds(model, 12, seq=30)
+    graph = gs.import_onnx(model)
+
+    class Capture(OrtCalibration):
+        def activations(self, graph, names, max_rows=None):
+            import onnx
+            import onnxruntime as ort
+
+            m = gs.export_onnx(graph)
+            m.ir_version = 8
+            have = {o.name for o in m.graph.output}
+            m.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
+            sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            return {n: np.concatenate([sess.run([n], f)[0].reshape(-1, sess.run([n], f)[0].shape[-1])
+                                       for f in self.feeds]).astype(float) for n in names}
+
+    ctx = PassContext(calibration=Capture(calib), options={"rank": 4, "refine_steps": 200})
+    result = get_pass("lowrank").run(graph, ctx)
+    refined = result.stats["refined"][0]
+    assert refined["rel_error_after"] < refined["rel_error_before"]
+    assert sum(n.op == "MatMul" for n in graph.nodes) == 4
