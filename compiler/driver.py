@@ -35,6 +35,9 @@ from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_ses
 from edgec.runtime.stats import mann_whitney_greater
 from edgec.targets import TargetProfile
 
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul",
+                 "ConvInteger", "QLinearConv", "MatMulNBits", "DynamicQuantizeMatMul"}
+
 
 @dataclass
 class CompileOptions:
@@ -79,11 +82,19 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     split = _feeds(reference, options, path)                                # 2 calibrate
     report.calibration = {"source": split.source, "calibration": len(split.calibration),
                           "held_out": len(split.held_out)}
-    graph = modelio.to_graph(densify_sparse_initializers(original))
-    discovery = find_mlps(graph)
-    report.mlp_blocks = len(discovery.blocks)
-    if not discovery.blocks:
+    editable = densify_sparse_initializers(original)
+    blocker = modelio.rewrite_blocker(editable)
+    if blocker:                       # a no-op with a note: the output is the input, verified and measured
+        report.notes.append(f"left unchanged: {blocker}")
+        pipeline = report.pipeline = []
+    graph = modelio.to_graph(editable) if not blocker else None
+    discovery = find_mlps(graph) if graph is not None else None
+    report.mlp_blocks = len(discovery.blocks) if discovery else 0
+    if discovery and not discovery.blocks:
         report.notes.append("no MLP blocks found: nothing for the MLP passes to rewrite (a no-op)")
+    quantized = sorted({n.op_type for n in original.graph.node} & QUANTIZED_OPS)
+    if quantized:
+        report.notes.append(f"quantized layers ({', '.join(quantized)}) are left alone")
     # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
     # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
     fit, search = split_feeds(split.calibration)
@@ -91,7 +102,7 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     probe = FidelityProbe(reference, search, config, original)
     for name in pipeline:                                                   # 4 rewrite
         report.passes.append(_run_pass(name, graph, capture, probe, target, options))
-    compiled = _tidy(graph, original, report)                               # 5 tidy
+    compiled = _tidy(graph, original, report) if graph is not None else original   # 5 tidy
     report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
     candidate = _session(compiled, config, path)
     _verify(report, reference, candidate, split, target, options)          # 6 verify
@@ -151,6 +162,12 @@ def _feeds(session, options: CompileOptions, path: Path) -> FeedSplit:
     else:
         feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims)
         source = "synthesized"
+    try:
+        session.run(None, feeds[0])
+    except Exception as exc:  # noqa: BLE001 - ORT's own error types
+        hint = "check the arrays in --calib" if options.calib else "give real inputs with --calib FILE.npz"
+        raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "
+                         f"({str(exc).splitlines()[0][:160]}); {hint}") from None
     calibration, held_out = split_feeds(feeds)
     return FeedSplit(calibration, held_out, source)
 

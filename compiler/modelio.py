@@ -6,8 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from onnx import numpy_helper
 
 from edgec.compiler.errors import InputError
 
@@ -47,6 +49,18 @@ def check_model(model: onnx.ModelProto, path: Path) -> None:
     opset = model_opset(model)
     if opset < MIN_OPSET:
         raise InputError(f"{path}: opset {opset} is below the minimum edgec supports ({MIN_OPSET})")
+    bad = _non_finite_initializer(model)
+    if bad:
+        raise InputError(f"{path}: weight '{bad}' holds NaN or Inf values; the model cannot be verified")
+
+
+def _non_finite_initializer(model: onnx.ModelProto) -> str | None:
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    for init in model.graph.initializer:
+        if init.data_type in floats and init.data_location != onnx.TensorProto.EXTERNAL:
+            if not np.isfinite(numpy_helper.to_array(init).astype(np.float32)).all():
+                return init.name
+    return None
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -55,6 +69,15 @@ def model_opset(model: onnx.ModelProto) -> int:
 
 def to_graph(model: onnx.ModelProto) -> gs.Graph:
     return gs.import_onnx(model)
+
+
+def rewrite_blocker(model: onnx.ModelProto) -> str | None:
+    """Why edgec cannot rewrite this model (onnx-graphsurgeon cannot round-trip it), or None."""
+    try:
+        to_model(to_graph(model), model)
+    except Exception as exc:  # noqa: BLE001 - e.g. optional or sequence types in the graph
+        return f"onnx-graphsurgeon cannot represent this graph ({type(exc).__name__}: {str(exc)[:120]})"
+    return None
 
 
 def to_model(graph: gs.Graph, original: onnx.ModelProto) -> onnx.ModelProto:

@@ -81,11 +81,12 @@ def test_check_against_fails_on_a_slower_model_and_passes_a_copy(save, tmp_path)
 def test_check_against_a_baseline_file_and_github_outputs(save, tmp_path, monkeypatch):
     fast, slow = save(heavy_model(False), "fast"), save(heavy_model(True), "slow")
     base = tmp_path / "base.json"
-    assert _cli("bench", fast, "--runs", "15", "--warmup", "2", "--save-baseline", base)[0] == 0
+    assert _cli("bench", fast, "--runs", "25", "--warmup", "5", "--save-baseline", base)[0] == 0
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    code, out = _cli("check", slow, "--baseline", base, "--runs", "15", "--warmup", "2")
+    code, out = _cli("check", slow, "--baseline", base, "--runs", "25", "--warmup", "5")
+    assert code == 1, out
     assert code == 1
     assert "::error" in out and "edgec latency regression" in out
     assert "❌ edgec latency check: regression" in summary.read_text()
