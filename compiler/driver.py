@@ -163,7 +163,8 @@ def _feeds(session, options: CompileOptions, path: Path) -> FeedSplit:
         feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims)
         source = "synthesized"
     try:
-        session.run(None, feeds[0])
+        for feed in feeds:        # every feed once, so a bad one fails here with a clear message
+            session.run(None, feed)
     except Exception as exc:  # noqa: BLE001 - ORT's own error types
         hint = "check the arrays in --calib" if options.calib else "give real inputs with --calib FILE.npz"
         raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "

@@ -123,6 +123,7 @@ def save_model_atomic(model: onnx.ModelProto, output: Path) -> int:
     try:
         if large:
             data_name = output.name + ".data"
+            model = _copy(model)   # saving as external data rewrites the proto: work on a copy
             onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name + ".tmp")
             os.replace(output.parent / (data_name + ".tmp"), output.parent / data_name)
@@ -145,6 +146,12 @@ def write_text_atomic(text: str, output: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
 
 
 def make_tempfile(output: Path) -> str:

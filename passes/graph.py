@@ -85,3 +85,12 @@ def fresh_name(graph: gs.Graph, base: str) -> str:
     while f"{base}_{i}" in names:
         i += 1
     return f"{base}_{i}"
+
+
+def forget_shapes(nodes: list[gs.Node]) -> None:
+    """Drop the declared shapes of these nodes' outputs: after a rewrite they may be stale, and ONNX
+    Runtime rejects a model whose declared shapes contradict its weights. Dtypes are kept."""
+    for node in nodes:
+        for out in node.outputs:
+            if isinstance(out, gs.Variable):
+                out.shape = None

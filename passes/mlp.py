@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import onnx_graphsurgeon as gs
 
-from edgec.passes.activations import NONLINEAR, Activation, NoActivation, match_activation
+from edgec.passes.activations import ELEMENTWISE, NONLINEAR, Activation, NoActivation, match_activation
 from edgec.passes.linear import Linear, NotLinear, match_linear
 
 
@@ -128,25 +128,29 @@ def _mark_shared(graph: gs.Graph, blocks: list[MLPBlock]) -> None:
 
 
 def _orphan_activations(graph: gs.Graph, found: Discovery, claimed: set[int]) -> None:
-    """Non-linearities that sit in no block and were not explained already."""
+    """Non-linearities fed by a Conv (1×1-conv MLPs) that sit in no block: reported as near-misses."""
     explained = {m.node for m in found.near_misses}
     for node in graph.nodes:
-        if node.op not in ("Gelu", "FastGelu", "BiasGelu", "Erf", "Relu", "HardSwish", "Sigmoid", "Tanh"):
+        if node.op not in NONLINEAR or id(node) in claimed or node.name in explained:
             continue
-        if id(node) in claimed or node.name in explained:
-            continue
-        src = node.inputs[0].inputs[0] if node.inputs and node.inputs[0].inputs else None
-        if src is None:
-            continue
-        if src.op in ("MatMul", "Gemm", "Add") and src.name in explained:
-            continue
-        if src.op in ("Conv",):
-            reason = f"input comes from Conv '{src.name}' (1×1-conv MLPs are not rewritten yet)"
-        elif src.op in ("MatMul", "Gemm", "Add"):
-            continue  # part of an attention / gating path already examined from its MatMul
-        else:
-            continue
-        found.near_misses.append(NearMiss(node.name, node.op, reason))
+        src = _source_through_elementwise(node)
+        if src is not None and src.op == "Conv" and src.name not in explained:
+            explained.add(src.name)
+            found.near_misses.append(NearMiss(src.name, "Conv",
+                                              f"Conv feeds {node.op} '{node.name}': 1×1-conv MLPs are not rewritten yet"))
+
+
+def _source_through_elementwise(node: gs.Node, depth: int = 6) -> gs.Node | None:
+    """The first producer upstream of `node` that is not an element-wise op (Div, Mul, Add, …)."""
+    current = node
+    for _ in range(depth):
+        inputs = [t for t in current.inputs if t.inputs]
+        if not inputs:
+            return None
+        current = inputs[0].inputs[0]
+        if current.op not in ELEMENTWISE:
+            return current
+    return None
 
 
 _LAYER_RE = re.compile(r"(?:layers?|blocks?|h|encoder|decoder|stages?)[._/](\d+)", re.IGNORECASE)

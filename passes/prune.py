@@ -13,7 +13,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes import prune_plan
 from edgec.passes.base import PassContext, PassResult, build_options
-from edgec.passes.graph import constant_value
+from edgec.passes.graph import constant_value, forget_shapes
 from edgec.passes.linear_edit import set_linear
 from edgec.passes.mlp import MLPBlock, find_mlps
 from edgec.passes.search import smallest_budget
@@ -132,6 +132,7 @@ def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple:
 
 def _apply(graph: gs.Graph, block: MLPBlock, plan: prune_plan.BlockPlan) -> None:
     keep = plan.keep
+    forget_shapes(block.fc1.nodes + block.act.nodes)   # the hidden width changes
     fc1 = block.fc1
     set_linear(graph, fc1, fc1.weight[:, keep], None if fc1.bias is None else fc1.bias[keep])
     _slice_channel_constants(block, keep)

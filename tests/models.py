@@ -10,7 +10,7 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-D, H = 16, 48
+D, H = 16, 48  # width of the residual stream and of the MLP hidden layer
 
 
 class Builder:
