@@ -30,19 +30,23 @@ class Variant:
 
 
 def variants() -> list[Variant]:
-    out = [Variant("original (fp32)", "reference"), Variant("int8 per-channel (ORT)", "reference",
-                                                           ["cleanup", "quantize"])]
+    out = [Variant("original (fp32)", "reference"),
+           Variant("ORT transformer-optimized (fuse)", "reference", ["cleanup", "fuse"]),
+           Variant("ORT int8 per-channel", "reference", ["cleanup", "quantize"]),
+           Variant("ORT fused + int8 per-channel", "reference", ["cleanup", "fuse", "quantize"])]
     for keep in (0.75, 0.5, 0.4):
         for comp in (False, True):
             name = f"prune keep {keep:.0%}" + (" + LS compensation" if comp else " (no compensation)")
             out.append(Variant(name, "prune", ["cleanup", "prune"], {"prune": {"keep": keep, "compensate": comp}}))
-        out.append(Variant(f"prune keep {keep:.0%} + LS + int8", "prune", ["cleanup", "prune", "quantize"],
-                           {"prune": {"keep": keep}}))
+        out.append(Variant(f"prune keep {keep:.0%} + LS + fuse + int8", "prune",
+                           ["cleanup", "prune", "fuse", "quantize"], {"prune": {"keep": keep}}))
+    out.append(Variant("prune floor 0.995 + fuse + int8", "prune", ["cleanup", "prune", "fuse", "quantize"],
+                       {"prune": {"floor": 0.995}}))
     for params in (0.5, 0.4):
         for method in ("svd", "whitened"):
             out.append(Variant(f"lowrank {method} {params:.0%} params", "lowrank", ["cleanup", "lowrank"],
                                {"lowrank": {"params": params, "method": method, "max_rank_ratio": 1.0}}))
-    for spec in ("0.5", "2:4"):
+    for spec in ("0.5", "2:4", "0.8"):
         out.append(Variant(f"sparse {spec} (wanda + LS, storage)", "sparse", ["cleanup", "sparse"],
                            {"sparse": {"pattern": spec}}))
     return out
@@ -96,19 +100,38 @@ def _measure_and_print(rows: list[dict], target, runs: int) -> None:
     feed = synthesize_feed(input_specs(sessions[0]), np.random.default_rng(0), {"batch": 1, "sequence": 128})
     samples = measure_interleaved([lambda s=s: s.run(None, feed) for s in sessions], 5, runs)
     p50 = [LatencyStats.from_samples(x).p50_ms for x in samples]
-    int8 = next((p for r, p in zip(rows, p50, strict=True) if r["label"].startswith("int8")), None)
+    int8 = next((p for r, p in zip(rows, p50, strict=True) if r["label"] == "ORT int8 per-channel"), None)
     print(f"\nall-MiniLM-L6-v2, batch 1, sequence 128, {runs} interleaved runs each, "
           f"{target.name} target ({', '.join(config.providers)}); fidelity: held-out sentence embeddings\n")
     header = f"{'variant':<40} {'params':>11} {'file MB':>8} {'p50 ms':>8} {'vs fp32':>8} {'vs int8':>8} " \
              f"{'cosine':>8} {'NN agree':>9}"
     print(header + "\n" + "-" * len(header))
+    table = []
     for r, p in zip(rows, p50, strict=True):
         model = onnx.load(str(r["path"]))
         params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
         params += sum(int(np.prod(t.dims)) for t in model.graph.sparse_initializer)
-        vs_int8 = f"{p / int8:.3f}×" if int8 else "-"
-        print(f"{r['label']:<40} {params:>11,} {r['path'].stat().st_size / 1e6:>8.2f} {p:>8.3f} "
-              f"{p / p50[0]:>7.3f}× {vs_int8:>8} {r['cosine']:>8.4f} {r['nn']:>9.3f}")
+        row = {"variant": r["label"], "params": params, "file_mb": r["path"].stat().st_size / 1e6, "p50_ms": p,
+               "vs_fp32": p / p50[0], "vs_int8": p / int8 if int8 else None, "cosine": r["cosine"],
+               "nn_agreement": r["nn"]}
+        table.append(row)
+        vs_int8 = f"{row['vs_int8']:.3f}×" if int8 else "-"
+        print(f"{r['label']:<40} {params:>11,} {row['file_mb']:>8.2f} {p:>8.3f} "
+              f"{row['vs_fp32']:>7.3f}× {vs_int8:>8} {r['cosine']:>8.4f} {r['nn']:>9.3f}")
+    _write(table, rows[0]["path"].parent, runs)
+
+
+def _write(table: list[dict], folder: Path, runs: int) -> None:
+    import json
+
+    (folder / "bench.json").write_text(json.dumps({"runs": runs, "rows": table}, indent=1))
+    lines = ["| variant | params | file MB | p50 ms | vs fp32 | vs int8 | cosine | NN agree |", "|---" * 8 + "|"]
+    for r in table:
+        vs_int8 = f"{r['vs_int8']:.3f}×" if r["vs_int8"] else "-"
+        lines.append(f"| {r['variant']} | {r['params']:,} | {r['file_mb']:.2f} | {r['p50_ms']:.3f} | "
+                     f"{r['vs_fp32']:.3f}× | {vs_int8} | {r['cosine']:.4f} | {r['nn_agreement']:.3f} |")
+    (folder / "bench.md").write_text("\n".join(lines) + "\n")
+    print(f"\nwritten: {folder / 'bench.json'}, {folder / 'bench.md'}")
 
 
 if __name__ == "__main__":

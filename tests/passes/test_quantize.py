@@ -26,3 +26,12 @@ def test_nothing_to_quantize_is_a_note():
     graph = gs.import_onnx(b.model("x", b.op("Relu", ["x"])))
     result = get_pass("quantize").run(graph, PassContext())
     assert not result.changed and result.notes
+
+
+def test_fuse_pass_fuses_a_real_bert_and_is_a_noop_elsewhere():
+    from edgec.passes.fuse import FusePass
+
+    b = models.Builder()
+    graph = gs.import_onnx(b.model("x", b.op("Relu", ["x"])))
+    result = FusePass().run(graph, PassContext())
+    assert not result.changed and "nothing to fuse" in result.notes[0]
