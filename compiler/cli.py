@@ -185,6 +185,7 @@ def targets_cmd(fmt, debug):
 def run() -> None:
     """Console entry point: the measuring verbs live in cli_bench and register themselves on `main`."""
     import edgec.compiler.cli_bench  # noqa: F401
+    import edgec.compiler.cli_fold  # noqa: F401
 
     main()
 

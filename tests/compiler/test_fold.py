@@ -1,0 +1,88 @@
+"""edgec fold on a real fine-tune made here: the sample ViT trained on a shapes task, then fine-tuned."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from edgec.compiler.cli import main
+from edgec.compiler.cli_fold import fold_cmd  # noqa: F401  (registers the verb)
+
+
+def _cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    pytest.importorskip("torch")
+    from edgec.samples.finetune import make_pair
+
+    folder = tmp_path_factory.mktemp("finetune")
+    accuracy = make_pair(folder, base_steps=150, tune_steps=150)
+    assert accuracy["tuned_fine_accuracy"] > accuracy["base_fine_accuracy"] + 0.2   # a real fine-tune
+    return folder
+
+
+def _fold(pair, tmp_path, method, drop, *extra):
+    out = tmp_path / f"{method}-{drop}.onnx"
+    code, text = _cli("fold", pair / "base.onnx", pair / "tuned.onnx", "-o", out, "--method", method,
+                      "--drop", drop, "--calib", pair / "inputs.npz", "--format", "json", *extra)
+    assert code == 0, text
+    return out, json.loads(text)
+
+
+@pytest.mark.slow
+def test_exact_fold_reproduces_the_fine_tune(pair, tmp_path):
+    out, report = _fold(pair, tmp_path, "exact", 0.0)
+    assert report["unmatched"] == [] and report["matched"] > 10
+    feed = {"pixel_values": np.load(pair / "inputs.npz")["pixel_values"][:4]}
+    a = ort.InferenceSession(str(pair / "tuned.onnx"), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    b = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_dare_and_darex_keep_fidelity_at_p09_and_the_delta_is_small(pair, tmp_path):
+    for method in ("dare", "darex-q"):
+        _, report = _fold(pair, tmp_path, method, 0.9, "--emit-delta", tmp_path / f"{method}.npz")
+        assert report["fidelity"][0]["cosine"] >= 0.99, (method, report["fidelity"])
+        assert report["delta_bytes"] <= 0.15 * report["tuned_bytes"]
+        assert 0.05 < report["kept_fraction"] < 0.15
+
+
+@pytest.mark.slow
+def test_darex_q_beats_dare_at_p099(pair, tmp_path):
+    _, dare = _fold(pair, tmp_path, "dare", 0.99)
+    _, darex = _fold(pair, tmp_path, "darex-q", 0.99)
+    assert darex["q"] > 0.01
+    assert darex["fidelity"][0]["rel_l2"] <= dare["fidelity"][0]["rel_l2"]
+
+
+@pytest.mark.slow
+def test_delta_file_rebuilds_the_variant(pair, tmp_path):
+    folded, _ = _fold(pair, tmp_path, "magnitude", 0.9, "--emit-delta", tmp_path / "v.npz")
+    rebuilt = tmp_path / "rebuilt.onnx"
+    code, text = _cli("fold", pair / "base.onnx", "--apply", tmp_path / "v.npz", "-o", rebuilt)
+    assert code == 0, text
+    a, b = onnx.load(str(folded)), onnx.load(str(rebuilt))
+    for x, y in zip(a.graph.initializer, b.graph.initializer, strict=True):
+        np.testing.assert_allclose(onnx.numpy_helper.to_array(y), onnx.numpy_helper.to_array(x), atol=2e-3)
+
+
+def test_fold_usage_errors(tmp_path, save):
+    import models
+
+    base = save(models.mlp_model("relu"), "base")
+    code, text = _cli("fold", base, "-o", tmp_path / "o.onnx")
+    assert code == 2 and "BASE and TUNED" in text
+    code, text = _cli("fold", base, base, "-o", base)
+    assert code == 2 and "input" in text
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    code, text = _cli("fold", base, "--apply", bad, "-o", tmp_path / "o.onnx")
+    assert code == 2 and "not an edgec delta file" in text
