@@ -23,15 +23,25 @@ from edgec.compiler.errors import InputError
 @click.option("--calib", type=click.Path(path_type=Path), help=".npz of unlabeled inputs (q search and verification).")
 @click.option("--emit-delta", type=click.Path(path_type=Path), help="Also write a compact delta file for this variant.")
 @click.option("--apply", "apply_path", type=click.Path(path_type=Path), help="Rebuild a variant: BASE + this delta.")
+@click.option("--lora", "lora_path", type=click.Path(path_type=Path), help="Fold a PEFT LoRA adapter folder into BASE.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 @_handle_errors
-def fold_cmd(base, tuned, output, method, drop, per_layer_q, calib, emit_delta, apply_path, seed, force, fmt, debug):
+def fold_cmd(base, tuned, output, method, drop, per_layer_q, calib, emit_delta, apply_path, lora_path, seed, force,
+             fmt, debug):
     """Fold TUNED − BASE (pruned by METHOD) into one model verified against TUNED; or --apply a delta file."""
     from edgec.compiler.fold_driver import apply, fold
 
+    if lora_path:
+        from edgec.compiler.lora import fold_lora
+
+        result = fold_lora(base, lora_path, output, force)
+        click.echo(json.dumps(result, indent=2) if fmt == "json" else
+                   f"folded {len(result['folded'])} LoRA modules (scale {result['scale']:g}) into {output}"
+                   + "".join(f"\n  note: not folded: {m}" for m in result["unmatched"]))
+        return
     if apply_path:
         apply(base, apply_path, output, force)
         click.echo(f"wrote {output} ({output.stat().st_size:,} bytes) from {base} + {apply_path}")

@@ -86,3 +86,39 @@ def test_fold_usage_errors(tmp_path, save):
     bad.write_bytes(b"nope")
     code, text = _cli("fold", base, "--apply", bad, "-o", tmp_path / "o.onnx")
     assert code == 2 and "not an edgec delta file" in text
+
+
+def test_lora_adapter_folds_into_the_exported_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    safetensors = pytest.importorskip("safetensors.numpy")
+    from edgec.compiler.export import _torch_export
+    from edgec.samples.models import MLP
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = MLP(16, 64)
+
+        def forward(self, x):
+            return self.block(x)
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    example = (torch.randn(1, 5, 16),)
+    _torch_export(net, example, tmp_path / "base.onnx", "legacy", 17)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 16)).astype(np.float32), rng.standard_normal((64, 4)).astype(np.float32) * 0.1
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 8}))
+    safetensors.save_file({"base_model.model.block.fc1.lora_A.weight": a,
+                           "base_model.model.block.fc1.lora_B.weight": b}, str(adapter / "adapter_model.safetensors"))
+    code, text = _cli("fold", tmp_path / "base.onnx", "--lora", adapter, "-o", tmp_path / "lora.onnx", "--format", "json")
+    assert code == 0, text
+    assert json.loads(text)["folded"] == ["block.fc1"]
+    with torch.no_grad():
+        net.block.fc1.weight += 2.0 * torch.from_numpy(b @ a)
+        expected = net(example[0]).numpy()
+    got = ort.InferenceSession(str(tmp_path / "lora.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input_0": example[0].numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
