@@ -64,6 +64,9 @@ def session_options(config: SessionConfig, profile_file: str | None = None) -> o
         opts.intra_op_num_threads = config.threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # Idle intra-op threads would otherwise spin for a while after each run; with two or more sessions
+    # measured interleaved on a small machine, one session's spinning threads steal the cores of the next.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile_file:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_file

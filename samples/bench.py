@@ -10,6 +10,7 @@ so the latency ratios are comparable on a noisy machine. Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--only", help="comma-separated groups: prune,lowrank,sparse")
+    parser.add_argument("--reuse", action="store_true", help="reuse models compiled by an earlier run")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     base, calib = args.out / "minilm.onnx", args.out / "sentences.npz"
@@ -78,11 +80,17 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"label": v.label, "path": base, "cosine": 1.0, "nn": 1.0})
             continue
         path = args.out / f"{len(rows):02d}.onnx"
+        cached = path.with_suffix(".fidelity.json")
+        if args.reuse and path.exists() and cached.exists() and json.loads(cached.read_text())["label"] == v.label:
+            rows.append({**json.loads(cached.read_text()), "path": path})
+            continue
         opts = CompileOptions(output=path, passes=v.passes, pass_options=v.options, calib=calib, min_cosine=0.0,
                               force=True, measure=False, gate_outputs=["sentence_embedding"])
         report = compile_model(base, target, opts)
         fid = next(f for f in report.fidelity if f["name"] == "sentence_embedding")
-        rows.append({"label": v.label, "path": path, "cosine": fid["cosine"], "nn": fid.get("nn_agreement", 0)})
+        row = {"label": v.label, "cosine": fid["cosine"], "nn": fid.get("nn_agreement", 0)}
+        cached.write_text(json.dumps(row))
+        rows.append({**row, "path": path})
         print(f"compiled {v.label}: cosine {fid['cosine']:.4f}", flush=True)
     _measure_and_print(rows, target, args.runs)
 
