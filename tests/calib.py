@@ -29,3 +29,24 @@ class OrtCalibration:
             aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
             out[name] = Gram(aug.T @ aug, len(rows))
         return out
+
+
+def apply_pass(name: str, model: onnx.ModelProto, feeds, **options):
+    """Run one pass on a model with calibration from `feeds`; returns (rewritten model, PassResult)."""
+    from edgec.passes import PassContext, get_pass
+
+    graph = gs.import_onnx(model)
+    result = get_pass(name).run(graph, PassContext(calibration=OrtCalibration(feeds), options=options))
+    graph.cleanup().toposort()
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    return out, result
+
+
+def rel_err(model: onnx.ModelProto, other: onnx.ModelProto, feeds) -> float:
+    """‖other(x) − model(x)‖ / ‖model(x)‖ over the feeds (first output)."""
+    import models
+
+    ref = np.concatenate([models.run(model, f)[0].ravel() for f in feeds])
+    got = np.concatenate([models.run(other, f)[0].ravel() for f in feeds])
+    return float(np.linalg.norm(ref - got) / np.linalg.norm(ref))

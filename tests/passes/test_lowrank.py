@@ -7,22 +7,14 @@ from edgec.passes import lowrank_plan as plan
 from edgec.passes.mlp import find_mlps
 
 import models
-from calib import OrtCalibration
+from calib import OrtCalibration, apply_pass, rel_err
 
 
 def _lowrank(model, feeds, **options):
-    graph = gs.import_onnx(model)
-    result = get_pass("lowrank").run(graph, PassContext(calibration=OrtCalibration(feeds), options=options))
-    graph.cleanup().toposort()
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    return out, result
+    return apply_pass("lowrank", model, feeds, **options)
 
 
-def _rel_err(model, other, feeds):
-    ref = np.concatenate([models.run(model, f)[0].ravel() for f in feeds])
-    got = np.concatenate([models.run(other, f)[0].ravel() for f in feeds])
-    return np.linalg.norm(ref - got) / np.linalg.norm(ref)
+_rel_err = rel_err
 
 
 @pytest.mark.parametrize("style", ["matmul", "gemm"])

@@ -2,26 +2,18 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
 
-from edgec.passes import PassContext, get_pass, sparse_plan
+from edgec.passes import sparse_plan
 from edgec.passes.mlp import find_mlps
 
 import models
-from calib import OrtCalibration
+from calib import apply_pass, rel_err
 
 
 def _sparse(model, feeds, **options):
-    graph = gs.import_onnx(model)
-    result = get_pass("sparse").run(graph, PassContext(calibration=OrtCalibration(feeds), options=options))
-    graph.cleanup().toposort()
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    return out, result
+    return apply_pass("sparse", model, feeds, **options)
 
 
-def _rel_err(model, other, feeds):
-    ref = np.concatenate([models.run(model, f)[0].ravel() for f in feeds])
-    got = np.concatenate([models.run(other, f)[0].ravel() for f in feeds])
-    return np.linalg.norm(ref - got) / np.linalg.norm(ref)
+_rel_err = rel_err
 
 
 def test_two_four_keeps_two_of_every_four_inputs_per_output():
