@@ -6,7 +6,7 @@ from edgec.passes import PassContext, get_pass
 from edgec.passes.mlp import find_mlps
 
 import models
-from calib import OrtCalibration, apply_pass
+from calib import OrtCalibration, apply_pass, rel_err
 
 
 def _prune(model, feeds, **options):
