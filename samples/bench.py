@@ -39,9 +39,9 @@ def variants() -> list[Variant]:
         for comp in (False, True):
             name = f"prune keep {keep:.0%}" + (" + LS compensation" if comp else " (no compensation)")
             out.append(Variant(name, "prune", ["cleanup", "prune"], {"prune": {"keep": keep, "compensate": comp}}))
-        out.append(Variant(f"prune keep {keep:.0%} + LS + fuse + int8", "prune",
-                           ["cleanup", "prune", "fuse", "quantize"], {"prune": {"keep": keep}}))
-    out.append(Variant("prune floor 0.995 + fuse + int8", "prune", ["cleanup", "prune", "fuse", "quantize"],
+        out.append(Variant(f"prune keep {keep:.0%} + LS + int8", "prune", ["cleanup", "prune", "quantize"],
+                           {"prune": {"keep": keep}}))
+    out.append(Variant("prune floor 0.995 + int8", "prune", ["cleanup", "prune", "quantize"],
                        {"prune": {"floor": 0.995}}))
     for params in (0.5, 0.4):
         for method in ("svd", "whitened"):
