@@ -31,6 +31,23 @@ def synthesized_feeds(specs: list[InputSpec], count: int, seed: int, dims: dict[
     return [synthesize_feed(specs, rng, dims, vocab_size) for _ in range(count)]
 
 
+def vocabulary_size(model: onnx.ModelProto, default: int = 1000) -> int:
+    """Token ids must index the embedding tables: the fewest rows of any Gather table an integer input
+    reaches (through Casts/Unsqueezes), or `default` when no input feeds a Gather."""
+    tables = {t.name: t.dims[0] for t in model.graph.initializer if len(t.dims) == 2}
+    int_inputs = {i.name for i in model.graph.input
+                  if i.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)}
+    reach = set(int_inputs)
+    sizes = []
+    for node in model.graph.node:           # nodes are topologically sorted in a valid model
+        if node.op_type in ("Cast", "Unsqueeze", "Reshape", "Flatten") and node.input and node.input[0] in reach:
+            reach.update(node.output)
+        elif node.op_type == "Gather" and len(node.input) > 1 and node.input[1] in reach \
+                and node.input[0] in tables:
+            sizes.append(int(tables[node.input[0]]))
+    return min(sizes) if sizes else default
+
+
 def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
     """Arrays keyed by input name; samples along axis 0, cut into the model's batch size."""
     if not path.is_file():

@@ -17,6 +17,7 @@ from edgec.compiler.calibration import (
     load_npz_feeds,
     split_feeds,
     synthesized_feeds,
+    vocabulary_size,
 )
 from edgec.compiler.errors import InputError, NegativeResult, ProviderError
 from edgec.compiler.probe import FidelityProbe
@@ -79,7 +80,7 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     report = CompileReport(str(path), None, target.name, list(resolved.providers), pipeline,
                            notes=list(resolved.notes))
     reference = _session(original, config, path)
-    split = _feeds(reference, options, path)                                # 2 calibrate
+    split = _feeds(reference, original, options, path)                      # 2 calibrate
     report.calibration = {"source": split.source, "calibration": len(split.calibration),
                           "held_out": len(split.held_out)}
     editable = densify_sparse_initializers(original)
@@ -151,7 +152,7 @@ def _session(model: onnx.ModelProto, config: SessionConfig, path: Path):
         raise InputError(f"{path}: ONNX Runtime cannot load this model ({str(exc).splitlines()[0][:200]})") from None
 
 
-def _feeds(session, options: CompileOptions, path: Path) -> FeedSplit:
+def _feeds(session, model: onnx.ModelProto, options: CompileOptions, path: Path) -> FeedSplit:
     try:
         specs = input_specs(session)
     except ValueError as exc:
@@ -160,7 +161,8 @@ def _feeds(session, options: CompileOptions, path: Path) -> FeedSplit:
         feeds = load_npz_feeds(options.calib, specs)
         source = str(options.calib)
     else:
-        feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims)
+        feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims,
+                                  vocabulary_size(model))
         source = "synthesized"
     try:
         for feed in feeds:        # every feed once, so a bad one fails here with a clear message

@@ -138,3 +138,18 @@ def test_a_slower_compile_is_rolled_back(save, tmp_path, monkeypatch):
                           "--format", "json")
     assert code == 0 and not json.loads(text)["rolled_back"]
     assert sum(n.op_type == "MatMul" for n in onnx.load(str(out)).graph.node) > 12
+
+
+def test_token_ids_are_synthesized_inside_a_small_vocabulary(save, tmp_path):
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper
+
+    table = numpy_helper.from_array(np.random.default_rng(0).standard_normal((37, models.D)).astype(np.float32), "emb")
+    graph = h.make_graph([h.make_node("Gather", ["emb", "input_ids"], ["y"])], "g",
+                         [h.make_tensor_value_info("input_ids", T.INT64, ["batch", "sequence"])],
+                         [h.make_tensor_value_info("y", T.FLOAT, ["batch", "sequence", models.D])], [table])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    code, text = _compile(save(model), "-o", tmp_path / "o.onnx", "--no-measure")
+    assert code == 0, text
