@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgec.compiler.errors import EdgecError, InputError
+from edgec.compiler.errors import EdgecError, InputError, NegativeResult
 from edgec.targets import TargetError, builtin_target_names, load_target
 
 
@@ -90,6 +90,7 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--report", type=click.Path(path_type=Path), help="Where to write report.json.")
 @click.option("--min-cosine", type=float, help="Fidelity gate (overrides the target's); 0 turns it off.")
 @click.option("--gate-outputs", help="Comma-separated outputs the fidelity gate judges (default: all).")
+@click.option("--goal", help="speedup=2, latency=10ms or size=0.5: try pipelines, keep the best meeting it.")
 @click.option("--dim", multiple=True, help="Fix a symbolic dimension for synthesized inputs: NAME=VALUE.")
 @click.option("--runs", type=int, help="Latency runs (default: the target's).")
 @click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
@@ -99,7 +100,7 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 @_handle_errors
-def compile_cmd(model, target, output, passes, pass_option, calib, report, min_cosine, gate_outputs, dim, runs,
+def compile_cmd(model, target, output, passes, pass_option, calib, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
@@ -114,7 +115,14 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
         pass_options=_parse_pass_options(pass_option), calib=calib, min_cosine=min_cosine, force=force,
         seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None)
-    result = compile_model(model, profile, options)
+    tried = None
+    if goal:
+        from edgec.compiler.goal import compile_to_goal, parse_goal
+
+        parsed = parse_goal(goal)
+        result, tried = compile_to_goal(model, profile, options, parsed)
+    else:
+        result = compile_model(model, profile, options)
     out_path = Path(result.output) if result.output else (output or default_output(model, profile))
     report_path = report or out_path.with_suffix(".report.json")
     if report_path.resolve() == model.resolve():
@@ -125,6 +133,12 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
     else:
         print_report(result)
         click.echo(f"  report: {report_path}")
+    if tried is not None:
+        for point in tried:
+            click.echo(f"  goal search: {point['pipeline']:<28} {point['result']:>16}, cosine {point['cosine']:.4f}"
+                       f"{'' if point['ok'] else ' (fails the gate)'}{'  ✓ meets the goal' if point['meets_goal'] else ''}")
+        if not any(p["meets_goal"] for p in tried):
+            raise NegativeResult(f"no pipeline meets --goal {goal}; the best point was written: {result.notes[-1]}")
     raise_if_failed(result)
 
 

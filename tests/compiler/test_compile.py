@@ -153,3 +153,16 @@ def test_token_ids_are_synthesized_inside_a_small_vocabulary(save, tmp_path):
     model.ir_version = 8
     code, text = _compile(save(model), "-o", tmp_path / "o.onnx", "--no-measure")
     assert code == 0, text
+
+
+def test_goal_search_keeps_the_best_pipeline_or_exits_1(save, tmp_path):
+    src = save(models.mlp_model("gelu", blocks=2))
+    out = tmp_path / "goal.onnx"
+    code, text = _compile(src, "--goal", "size=0.9", "-o", out, "--runs", "5", "--min-cosine", "0.9")
+    assert code == 0, text
+    assert "meets the goal" in text and out.exists()
+    assert "goal size=0.9: chose" in json.loads(out.with_suffix(".report.json").read_text())["notes"][-1]
+    code, text = _compile(src, "--goal", "speedup=1000", "-o", tmp_path / "g2.onnx", "--runs", "5")
+    assert code == 1 and "no pipeline meets --goal speedup=1000" in text
+    code, text = _compile(src, "--goal", "faster=yes")
+    assert code == 2 and "expected speedup=2" in text

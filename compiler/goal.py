@@ -1,0 +1,95 @@
+"""Goal-driven compile: try candidate pipelines, keep the best one that meets the goal and the fidelity gate.
+
+Goals (Olive-style names): `speedup=2` (latency ≤ original / 2), `latency=10ms` (compiled p50), `size=0.5`
+(bytes of weights ≤ half). Each candidate is a full compile (verified on held-out inputs, measured
+interleaved against the original on the target), written to a temporary folder; the winner is moved to
+the output. No candidate meeting the goal → exit 1, naming the best point reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgec.compiler.driver import CompileOptions, compile_model
+from edgec.compiler.errors import InputError
+from edgec.compiler.report import CompileReport
+from edgec.targets import TargetProfile
+
+
+@dataclass(frozen=True)
+class Goal:
+    kind: str       # speedup | latency | size
+    value: float
+
+    def met(self, report: CompileReport) -> bool:
+        return self.score(report) <= self.limit
+
+    @property
+    def limit(self) -> float:
+        return 1.0 / self.value if self.kind == "speedup" else self.value
+
+    def score(self, report: CompileReport) -> float:
+        """Lower is better: latency ratio, compiled p50 in ms, or weight-bytes ratio."""
+        if self.kind == "size":
+            return report.after.bytes / max(report.before.bytes, 1)
+        if not report.latency:
+            return float("inf")
+        return report.latency["ratio_p50"] if self.kind == "speedup" else report.latency["compiled"]["p50_ms"]
+
+    def describe(self, report: CompileReport) -> str:
+        s = self.score(report)
+        return {"speedup": f"{1 / s:.2f}× faster", "latency": f"{s:.2f} ms", "size": f"{s:.2f}× the bytes"}[self.kind]
+
+
+def parse_goal(text: str) -> Goal:
+    m = re.fullmatch(r"\s*(speedup|latency|size)\s*=\s*([0-9.]+)\s*(ms|x|×)?\s*", text)
+    if not m:
+        raise InputError(f"--goal {text}: expected speedup=2, latency=10ms or size=0.5")
+    goal = Goal(m.group(1), float(m.group(2)))
+    if goal.value <= 0 or (goal.kind == "size" and goal.value > 1):
+        raise InputError(f"--goal {text}: out of range")
+    return goal
+
+
+def candidates(floor: float) -> list[tuple[str, list[str], dict]]:
+    """From the most conservative to the most aggressive."""
+    return [
+        ("cleanup", ["cleanup"], {}),
+        (f"prune floor {floor}", ["cleanup", "prune"], {"prune": {"floor": floor}}),
+        ("int8", ["cleanup", "quantize"], {}),
+        (f"prune floor {floor} + int8", ["cleanup", "prune", "quantize"], {"prune": {"floor": floor}}),
+        ("prune keep 0.75 + int8", ["cleanup", "prune", "quantize"], {"prune": {"keep": 0.75}}),
+        ("prune keep 0.5 + int8", ["cleanup", "prune", "quantize"], {"prune": {"keep": 0.5}}),
+    ]
+
+
+def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal) -> tuple[CompileReport, list]:
+    output = options.output or path.with_name(f"{path.stem}.{target.name}.onnx")
+    gate = target.min_cosine if options.min_cosine is None else options.min_cosine
+    floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
+    tried, best = [], None
+    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+        for i, (label, passes, pass_options) in enumerate(candidates(floor)):
+            trial = dataclasses.replace(options, output=Path(tmp) / f"candidate{i}.onnx", passes=passes,
+                                        pass_options=pass_options, force=True, measure=True, allow_slower=True)
+            report = compile_model(path, target, trial)
+            point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and goal.met(report),
+                     "result": goal.describe(report),
+                     "cosine": min((f["cosine"] for f in report.fidelity), default=1.0)}
+            tried.append(point)
+            if report.ok and (best is None or goal.score(report) < goal.score(best[1])):
+                best = (trial.output, report, label)
+        if best is None:
+            raise InputError("no candidate pipeline passed the fidelity gate")
+        src, report, label = best
+        if output.exists() and not options.force:
+            raise InputError(f"{output}: already exists (use --force to replace it)")
+        os.replace(src, output)
+        report.output = str(output)
+        report.notes.append(f"goal {goal.kind}={goal.value}: chose '{label}' ({goal.describe(report)})")
+    return report, tried
