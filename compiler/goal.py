@@ -80,7 +80,8 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
             report = compile_model(path, target, trial)
             point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and goal.met(report),
                      "result": goal.describe(report),
-                     "cosine": min((f["cosine"] for f in report.fidelity), default=1.0)}
+                     "cosine": min((f["cosine"] for f in report.fidelity
+                                    if options.gate_outputs is None or f["name"] in options.gate_outputs), default=1.0)}
             tried.append(point)
             if report.ok and (best is None or goal.score(report) < goal.score(best[1])):
                 best = (trial.output, report, label)
