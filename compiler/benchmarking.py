@@ -10,8 +10,9 @@ import numpy as np
 from edgec.compiler import modelio
 from edgec.compiler.calibration import load_npz_feeds
 from edgec.compiler.devices import QemuDevice
-from edgec.compiler.driver import placement_notes, session_config
+from edgec.compiler.driver import session_config
 from edgec.compiler.errors import InputError, ProviderError
+from edgec.compiler.measuring import placement_notes
 from edgec.compiler.progress import progress_bar
 from edgec.runtime.bench import benchmark, machine_info
 from edgec.runtime.fidelity import compare_outputs

@@ -20,8 +20,8 @@ from edgec.compiler.calibration import (
     vocabulary_size,
 )
 from edgec.compiler.errors import InputError, NegativeResult, ProviderError
+from edgec.compiler.measuring import measure_or_roll_back
 from edgec.compiler.probe import FidelityProbe
-from edgec.compiler.progress import progress_bar
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
 from edgec.compiler.storage import densify_sparse_initializers, sparsify_initializers
 from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
@@ -30,10 +30,7 @@ from edgec.passes.graph import count_params
 from edgec.passes.mlp import find_mlps
 from edgec.runtime.fidelity import compare_outputs
 from edgec.runtime.inputs import input_specs
-from edgec.runtime.latency import LatencyStats, measure_interleaved
-from edgec.runtime.placement import first_provider_share, node_placement
 from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_session, resolve_providers
-from edgec.runtime.stats import mann_whitney_greater
 from edgec.targets import TargetProfile
 
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul",
@@ -72,10 +69,7 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     modelio.ensure_writable_output(output, [path], options.force)
     original = modelio.load_model(path)                                     # 1 load
     config = session_config(target)
-    try:
-        resolved = resolve_providers(config)
-    except ProviderUnavailable as exc:
-        raise ProviderError(str(exc)) from None
+    resolved = _resolve(config)
     pipeline = _plan(options.passes if options.passes is not None else list(target.pipeline))   # 3 plan
     report = CompileReport(str(path), None, target.name, list(resolved.providers), pipeline,
                            notes=list(resolved.notes))
@@ -83,39 +77,18 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     split = _feeds(reference, original, options, path)                      # 2 calibrate
     report.calibration = {"source": split.source, "calibration": len(split.calibration),
                           "held_out": len(split.held_out)}
-    editable = densify_sparse_initializers(original)
-    blocker = modelio.rewrite_blocker(editable)
-    if blocker:                       # a no-op with a note: the output is the input, verified and measured
-        report.notes.append(f"left unchanged: {blocker}")
-        pipeline = report.pipeline = []
-    graph = modelio.to_graph(editable) if not blocker else None
-    discovery = find_mlps(graph) if graph is not None else None
-    report.mlp_blocks = len(discovery.blocks) if discovery else 0
-    if discovery and not discovery.blocks:
-        report.notes.append("no MLP blocks found: nothing for the MLP passes to rewrite (a no-op)")
-    quantized = sorted({n.op_type for n in original.graph.node} & QUANTIZED_OPS)
-    if quantized:
-        report.notes.append(f"quantized layers ({', '.join(quantized)}) are left alone")
-    # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
-    # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
-    fit, search = split_feeds(split.calibration)
-    capture = ActivationCapture(fit, config, original, options.seed)
-    probe = FidelityProbe(reference, search, config, original)
-    for name in pipeline:                                                   # 4 rewrite
-        report.passes.append(_run_pass(name, graph, capture, probe, target, options))
-    compiled = _tidy(graph, original, report) if graph is not None else original   # 5 tidy
+    graph = _editable_graph(original, report)
+    if graph is not None:                                                   # 4 rewrite, 5 tidy
+        _rewrite(graph, original, reference, split, config, report, target, options)
+        compiled = _tidy(graph, original, report)
+    else:
+        compiled = original
     report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
     candidate = _session(compiled, config, path)
     _verify(report, reference, candidate, split, target, options)          # 6 verify
     if options.measure:                                                     # 7 measure
-        report.latency = _measure(reference, candidate, split.held_out[0], target, options)
-        report.placement = node_placement(compiled.SerializeToString(), config, split.held_out[0], resolved)
-        report.notes += placement_notes(report.placement, target)
-        if _measurably_slower(report.latency) and not options.allow_slower and report.ok:
-            compiled = original                        # never ship a slower model: roll back
-            report.rolled_back = True
-            report.notes.append(f"the compiled model measured {report.latency['ratio_p50']:.3f}× the original's "
-                                "latency: rolled back, the output is the original model (--allow-slower keeps it)")
+        compiled = measure_or_roll_back(report, reference, candidate, compiled, original, split, config,
+                                         resolved, target, options)
     if not any(r.changed for r in report.passes) and report.mlp_blocks:
         report.notes.append(_no_change_note(report))
     if report.ok:                                                           # 8 save
@@ -124,6 +97,42 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
         if target.output_format == "ort":
             report.mobile = _mobile_outputs(compiled, output, options)
     return report
+
+
+def _resolve(config: SessionConfig):
+    try:
+        return resolve_providers(config)
+    except ProviderUnavailable as exc:
+        raise ProviderError(str(exc)) from None
+
+
+def _editable_graph(original: onnx.ModelProto, report: CompileReport) -> gs.Graph | None:
+    """The graph the passes edit, or None (a no-op with a note) when graphsurgeon cannot represent it."""
+    editable = densify_sparse_initializers(original)
+    blocker = modelio.rewrite_blocker(editable)
+    if blocker:
+        report.notes.append(f"left unchanged: {blocker}")
+        report.pipeline = []
+        return None
+    graph = modelio.to_graph(editable)
+    report.mlp_blocks = len(find_mlps(graph).blocks)
+    if not report.mlp_blocks:
+        report.notes.append("no MLP blocks found: nothing for the MLP passes to rewrite (a no-op)")
+    quantized = sorted({n.op_type for n in original.graph.node} & QUANTIZED_OPS)
+    if quantized:
+        report.notes.append(f"quantized layers ({', '.join(quantized)}) are left alone")
+    return graph
+
+
+def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: SessionConfig,
+             report: CompileReport, target: TargetProfile, options: CompileOptions) -> None:
+    # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
+    # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
+    fit, search = split_feeds(split.calibration)
+    capture = ActivationCapture(fit, config, original, options.seed)
+    probe = FidelityProbe(reference, search, config, original)
+    for name in report.pipeline:
+        report.passes.append(_run_pass(name, graph, capture, probe, target, options))
 
 
 def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOptions) -> dict:
@@ -236,32 +245,6 @@ def _verify(report: CompileReport, reference, candidate, split: FeedSplit, targe
             report.fidelity_ok = False
             report.notes.append(f"output '{name}': mean cosine {fid.cosine:.5f} is below the gate {threshold}")
     report.ok = report.fidelity_ok
-
-
-def _measure(reference, candidate, feed, target: TargetProfile, options: CompileOptions) -> dict:
-    warmup = options.warmup if options.warmup is not None else target.latency.warmup
-    runs = options.runs if options.runs is not None else target.latency.runs
-    runners = [lambda: reference.run(None, feed), lambda: candidate.run(None, feed)]
-    with progress_bar("measuring latency (original vs compiled, interleaved)", runs) as advance:
-        samples = measure_interleaved(runners, warmup, runs, target.latency.max_seconds, advance)
-    orig, comp = LatencyStats.from_samples(samples[0]), LatencyStats.from_samples(samples[1])
-    return {"original": orig.__dict__, "compiled": comp.__dict__,
-            "ratio_p50": comp.p50_ms / orig.p50_ms if orig.p50_ms else float("nan"),
-            "p_slower": mann_whitney_greater(np.array(samples[1]), np.array(samples[0])),
-            "warmup": warmup, "runs": orig.runs}
-
-
-def _measurably_slower(latency: dict, alpha: float = 0.01) -> bool:
-    """Slower by the median (over 3 %) and by a Mann–Whitney test, so noise alone does not roll back."""
-    return latency["ratio_p50"] > 1.03 and latency["p_slower"] < alpha
-
-
-def placement_notes(placement: dict[str, int], target: TargetProfile) -> list[str]:
-    first = target.execution_providers[0]
-    share = first_provider_share(placement, first)
-    if target.min_ep_share > 0 and share < target.min_ep_share:
-        return [f"only {share:.0%} of nodes ran on {first} (the profile asks for ≥ {target.min_ep_share:.0%})"]
-    return []
 
 
 def _no_change_note(report: CompileReport) -> str:
