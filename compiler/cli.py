@@ -87,7 +87,8 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--passes", help="Comma-separated pass list (default: the target's pipeline).")
 @click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
 @click.option("--calib", type=click.Path(path_type=Path), help=".npz of calibration inputs keyed by input name.")
-@click.option("--report", type=click.Path(path_type=Path), help="Where to write report.json.")
+@click.option("--report", type=click.Path(path_type=Path),
+              help="Where to write the report: .json (default OUT.report.json) or .md (Markdown).")
 @click.option("--min-cosine", type=float, help="Fidelity gate (overrides the target's); 0 turns it off.")
 @click.option("--gate-outputs", help="Comma-separated outputs the fidelity gate judges (default: all).")
 @click.option("--goal", help="speedup=2, latency=10ms or size=0.5: try pipelines, keep the best meeting it.")
@@ -127,7 +128,12 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
     report_path = report or out_path.with_suffix(".report.json")
     if report_path.resolve() == model.resolve():
         raise InputError(f"{report_path}: report path is the input file")
-    write_text_atomic(result.to_json(), report_path)
+    if report_path.suffix.lower() in (".md", ".markdown"):
+        from edgec.compiler.report_md import to_markdown
+
+        write_text_atomic(to_markdown(result), report_path)
+    else:
+        write_text_atomic(result.to_json(), report_path)
     if fmt == "json":
         click.echo(result.to_json())
     else:

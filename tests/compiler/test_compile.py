@@ -166,3 +166,13 @@ def test_goal_search_keeps_the_best_pipeline_or_exits_1(save, tmp_path):
     assert code == 1 and "no pipeline meets --goal speedup=1000" in text
     code, text = _compile(src, "--goal", "faster=yes")
     assert code == 2 and "expected speedup=2" in text
+
+
+def test_markdown_report(save, tmp_path):
+    src = save(models.mlp_model("gelu"))
+    report = tmp_path / "report.md"
+    code, text = _compile(src, "-o", tmp_path / "o.onnx", "--runs", "3", "--report", report)
+    assert code == 0, text
+    md = report.read_text()
+    assert md.startswith("# edgec compile → x86") and "| latency p50 (ms) |" in md
+    assert "| cosine | worst cosine |" in md and "pass **prune**" in md
