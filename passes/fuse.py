@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassResult, build_options
-from edgec.passes.quantize import _quiet_root_logger, _replace_contents
+from edgec.passes.ort_tools import quiet_root_logger, replace_contents
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class FusePass:
         opts = build_options(FuseOptions, ctx.options, self.name)
         model = gs.export_onnx(graph, do_type_check=False)
         before = Counter(n.op for n in graph.nodes)
-        with _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):   # it prints to stdout
+        with quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):   # it prints to stdout
             logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
             optimized = optimize_model(model, model_type=opts.model_type, num_heads=opts.num_heads,
                                        hidden_size=opts.hidden_size, opt_level=0)
@@ -44,6 +44,6 @@ class FusePass:
         new_ops = {op: n for op, n in after.items() if n > before.get(op, 0) and op not in before}
         if not new_ops:
             return PassResult(False, {"fused": {}}, ["the transformer optimizer found nothing to fuse"])
-        _replace_contents(graph, fused)
+        replace_contents(graph, fused)
         return PassResult(True, {"fused": new_ops, "nodes_before": sum(before.values()),
                                  "nodes_after": sum(after.values())})

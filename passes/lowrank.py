@@ -16,7 +16,7 @@ from edgec.passes import lowrank_plan as plan
 from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.linear import Linear
 from edgec.passes.linear_edit import Factorized, factorize_linear
-from edgec.passes.mlp import find_mlps, layer_name
+from edgec.passes.mlp import editable_blocks, layer_name
 from edgec.passes.refine import refine_block, torch_activation
 from edgec.passes.search import smallest_budget
 
@@ -39,7 +39,7 @@ class LowRankPass:
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(LowRankOptions, ctx.options, self.name)
         _validate(opts)
-        blocks = [b for b in find_mlps(graph).blocks if not b.shared_weights]
+        blocks = editable_blocks(graph)
         if not blocks:
             return PassResult(False, {"layers": 0}, ["no MLP block to factorize"])
         layers = [lin for b in blocks for lin in (b.fc1, b.fc2)]
@@ -79,7 +79,7 @@ class LowRankPass:
 
         def score_at(params: float) -> float:
             trial = graph.copy()
-            layers = [lin for b in find_mlps(trial).blocks if not b.shared_weights for lin in (b.fc1, b.fc2)]
+            layers = [lin for b in editable_blocks(trial) for lin in (b.fc1, b.fc2)]
             ranks = plan.allocate(spectra, params, ctx.rank_multiple)
             _factorize(trial, layers, spectra, means, ranks, opts, [])
             return ctx.fidelity(trial)

@@ -95,6 +95,11 @@ def find_mlps(graph: gs.Graph) -> Discovery:
     return found
 
 
+def editable_blocks(graph: gs.Graph) -> list[MLPBlock]:
+    """The blocks a pass may rewrite: those whose weights no other layer shares."""
+    return [b for b in find_mlps(graph).blocks if not b.shared_weights]
+
+
 def _fc2_test(graph: gs.Graph):
     def is_fc2(node: gs.Node, tensor: gs.Tensor) -> bool:
         if node.op not in ("MatMul", "Gemm") or node.inputs[0] is not tensor:

@@ -15,7 +15,7 @@ from edgec.passes import prune_plan
 from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.graph import constant_value, forget_shapes
 from edgec.passes.linear_edit import set_linear
-from edgec.passes.mlp import MLPBlock, find_mlps
+from edgec.passes.mlp import MLPBlock, editable_blocks, find_mlps
 from edgec.passes.search import smallest_budget
 
 
@@ -95,7 +95,7 @@ def _search_keep(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pru
 
     def score_at(keep: float) -> float:
         trial = graph.copy()
-        trial_blocks = [b for b in find_mlps(trial).blocks if not b.shared_weights]
+        trial_blocks = editable_blocks(trial)
         _prune_blocks(trial, trial_blocks, grams, replace(opts, keep=keep), ctx.rank_multiple, [], orders)
         return ctx.fidelity(trial)
 

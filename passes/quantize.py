@@ -7,9 +7,7 @@ is the one pass that touches the disk, and only there.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.ort_tools import quiet_root_logger, replace_contents
 
 
 @dataclass(frozen=True)
@@ -39,38 +38,15 @@ class QuantizePass:
         if not before:
             return PassResult(False, {"quantized": 0}, ["no MatMul/Gemm to quantize"])
         model = gs.export_onnx(graph, do_type_check=False)
-        with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
+        with tempfile.TemporaryDirectory() as tmp, quiet_root_logger():
             out = Path(tmp) / "quantized.onnx"
             quantize_dynamic(model, out, op_types_to_quantize=ops, per_channel=opts.per_channel,
                              reduce_range=opts.reduce_range, weight_type=QuantType.QInt8,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             quantized = gs.import_onnx(onnx.load(str(out)))
-        _replace_contents(graph, quantized)
+        replace_contents(graph, quantized)
         after = sum(n.op in ops for n in graph.nodes)
         integer = sum(n.op in ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul") for n in graph.nodes)
         notes = [] if integer else ["ONNX Runtime's quantizer left every layer in float"]
         return PassResult(integer > 0, {"quantized": before - after, "integer_ops": integer,
                                         "per_channel": opts.per_channel}, notes)
-
-
-@contextmanager
-def _quiet_root_logger():
-    """The quantizer logs advice on the root logger ("consider pre-processing"); keep the CLI clean."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def _replace_contents(graph: gs.Graph, other: gs.Graph) -> None:
-    """Make `graph` hold `other`'s nodes and tensors, keeping its own input and output tensor objects."""
-    by_name = {t.name: t for t in other.inputs + other.outputs}
-    graph.nodes = other.nodes
-    graph.inputs = [by_name.get(t.name, t) for t in graph.inputs]
-    graph.outputs = [by_name.get(t.name, t) for t in graph.outputs]
-    for domain in other.import_domains or []:
-        if domain.domain not in {d.domain for d in graph.import_domains or []}:
-            graph.import_domains.append(domain)

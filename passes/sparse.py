@@ -15,7 +15,7 @@ import onnx_graphsurgeon as gs
 from edgec.passes import sparse_plan
 from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.linear_edit import set_linear
-from edgec.passes.mlp import find_mlps, layer_name
+from edgec.passes.mlp import editable_blocks, layer_name
 
 SPEED_NOTE = ("unstructured/N:M sparsity saves file size only: ONNX Runtime densifies sparse weights at load, "
               "so the model runs no faster on CPU execution providers")
@@ -37,7 +37,7 @@ class SparsePass:
         sparse_plan.parse_pattern(opts.pattern)
         if opts.score not in sparse_plan.SCORES:
             raise ValueError(f"sparse: score must be one of {sparse_plan.SCORES}")
-        blocks = [b for b in find_mlps(graph).blocks if not b.shared_weights]
+        blocks = editable_blocks(graph)
         if not blocks:
             return PassResult(False, {"layers": 0}, ["no MLP block to sparsify"])
         pairs = [(lin, t) for b in blocks for lin, t in ((b.fc1, b.fc1.x.name), (b.fc2, b.act.output.name))]
