@@ -4,17 +4,9 @@ import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
-from click.testing import CliRunner
-
-from edgec.compiler.cli import main
-from edgec.compiler.cli_bench import bench_cmd  # noqa: F401  (registers the verbs)
 
 import models
-
-
-def _cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
+from clirun import run_cli
 
 
 def heavy_model(extra_branch: bool, seed: int = 0):
@@ -35,7 +27,7 @@ def heavy_model(extra_branch: bool, seed: int = 0):
 def test_bench_reports_percentiles_placement_and_baseline(save, tmp_path):
     path = save(models.mlp_model("gelu"))
     base = tmp_path / "base.json"
-    code, out = _cli("bench", path, "--runs", "8", "--warmup", "1", "--format", "json", "--save-baseline", base)
+    code, out = run_cli("bench", path, "--runs", "8", "--warmup", "1", "--format", "json", "--save-baseline", base)
     assert code == 0, out
     r = json.loads(out)
     assert r["latency"]["runs"] == 8 and len(r["samples_ms"]) == 8
@@ -47,7 +39,7 @@ def test_bench_reports_percentiles_placement_and_baseline(save, tmp_path):
 
 
 def test_bench_names_missing_providers(save):
-    code, out = _cli("bench", save(models.mlp_model("relu")), "--target", "gpu", "--runs", "3", "--format", "json")
+    code, out = run_cli("bench", save(models.mlp_model("relu")), "--target", "gpu", "--runs", "3", "--format", "json")
     assert code == 0
     notes = json.loads(out)["notes"]
     assert any("CUDAExecutionProvider" in n and "fell back" in n for n in notes)
@@ -55,7 +47,7 @@ def test_bench_names_missing_providers(save):
 
 def test_compare_gives_ratio_interval_and_fidelity(save):
     path = save(models.mlp_model("gelu"))
-    code, out = _cli("compare", path, path, "--runs", "10", "--warmup", "1", "--format", "json")
+    code, out = run_cli("compare", path, path, "--runs", "10", "--warmup", "1", "--format", "json")
     assert code == 0, out
     r = json.loads(out)
     assert r["ratio_ci95"][0] <= r["ratio"] <= r["ratio_ci95"][1]
@@ -65,7 +57,7 @@ def test_compare_gives_ratio_interval_and_fidelity(save):
 def test_check_against_fails_on_a_slower_model_and_passes_a_copy(save, tmp_path):
     fast, slow = save(heavy_model(False), "fast"), save(heavy_model(True), "slow")
     junit = tmp_path / "junit.xml"
-    code, out = _cli("check", slow, "--against", fast, "--runs", "15", "--warmup", "2", "--junit", junit)
+    code, out = run_cli("check", slow, "--against", fast, "--runs", "15", "--warmup", "2", "--junit", junit)
     assert code == 1, out
     assert "REGRESSION" in out
     suite = ET.parse(junit).getroot()
@@ -73,7 +65,7 @@ def test_check_against_fails_on_a_slower_model_and_passes_a_copy(save, tmp_path)
     assert suite.find("testcase/failure") is not None
     copy = tmp_path / "copy.onnx"
     copy.write_bytes(fast.read_bytes())
-    code, out = _cli("check", copy, "--against", fast, "--runs", "15", "--warmup", "2", "--junit", junit)
+    code, out = run_cli("check", copy, "--against", fast, "--runs", "15", "--warmup", "2", "--junit", junit)
     assert code == 0, out
     assert ET.parse(junit).getroot().get("failures") == "0"
 
@@ -81,11 +73,11 @@ def test_check_against_fails_on_a_slower_model_and_passes_a_copy(save, tmp_path)
 def test_check_against_a_baseline_file_and_github_outputs(save, tmp_path, monkeypatch):
     fast, slow = save(heavy_model(False), "fast"), save(heavy_model(True), "slow")
     base = tmp_path / "base.json"
-    assert _cli("bench", fast, "--runs", "25", "--warmup", "5", "--save-baseline", base)[0] == 0
+    assert run_cli("bench", fast, "--runs", "25", "--warmup", "5", "--save-baseline", base)[0] == 0
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    code, out = _cli("check", slow, "--baseline", base, "--runs", "25", "--warmup", "5")
+    code, out = run_cli("check", slow, "--baseline", base, "--runs", "25", "--warmup", "5")
     assert code == 1, out
     assert code == 1
     assert "::error" in out and "edgec latency regression" in out
@@ -94,11 +86,11 @@ def test_check_against_a_baseline_file_and_github_outputs(save, tmp_path, monkey
 
 def test_check_usage_errors(save, tmp_path):
     path = save(models.mlp_model("relu"))
-    code, out = _cli("check", path)
+    code, out = run_cli("check", path)
     assert code == 2 and "exactly one of" in out
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    code, out = _cli("check", path, "--baseline", bad)
+    code, out = run_cli("check", path, "--baseline", bad)
     assert code == 2 and "not an edgec baseline" in out
 
 
@@ -106,7 +98,7 @@ def test_bench_inputs_from_npz(save, tmp_path):
     model = models.mlp_model("relu")
     inputs = tmp_path / "in.npz"
     np.savez(inputs, x=np.ones((2, 3, models.D), np.float32))
-    code, out = _cli("bench", save(model), "--inputs", inputs, "--runs", "3", "--format", "markdown")
+    code, out = run_cli("bench", save(model), "--inputs", inputs, "--runs", "3", "--format", "markdown")
     assert code == 0 and "| runs | 3 |" in out
 
 
@@ -115,9 +107,9 @@ def test_min_ep_share_is_checked_in_bench_and_compile(save, tmp_path):
     board.write_text('execution_providers = ["XnnpackExecutionProvider", "CPUExecutionProvider"]\n'
                      'min_ep_share = 0.5\npipeline = ["cleanup"]\n')
     path = save(models.mlp_model("relu"))
-    code, out = _cli("bench", path, "--target", board, "--runs", "3", "--format", "json")
+    code, out = run_cli("bench", path, "--target", board, "--runs", "3", "--format", "json")
     assert code == 0 and any("0% of nodes ran on XnnpackExecutionProvider" in n for n in json.loads(out)["notes"])
-    code, out = _cli("compile", path, "--target", board, "-o", tmp_path / "o.onnx", "--runs", "3", "--format", "json")
+    code, out = run_cli("compile", path, "--target", board, "-o", tmp_path / "o.onnx", "--runs", "3", "--format", "json")
     report = json.loads(out)
     assert code == 0 and report["placement"]["CPUExecutionProvider"] > 0
     assert any("XnnpackExecutionProvider" in n and "asks for" in n for n in report["notes"])

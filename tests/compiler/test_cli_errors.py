@@ -7,17 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from edgec.compiler.cli import main
 
 import models
+from clirun import run_cli
 from conftest import sha256
-
-
-def _invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def _one_line_error(output: str) -> str:
@@ -33,19 +26,19 @@ def model_path(save):
 
 
 def test_missing_file(tmp_path):
-    code, out = _invoke("compile", tmp_path / "nope.onnx", "--no-measure")
+    code, out = run_cli("compile", tmp_path / "nope.onnx", "--no-measure")
     assert code == 2 and "no such file" in _one_line_error(out)
 
 
 def test_directory_instead_of_file(tmp_path):
-    code, out = _invoke("compile", tmp_path, "--no-measure", "-o", tmp_path / "out.onnx")
+    code, out = run_cli("compile", tmp_path, "--no-measure", "-o", tmp_path / "out.onnx")
     assert code == 2 and "directory" in _one_line_error(out)
 
 
 def test_file_that_is_not_onnx(tmp_path):
     path = tmp_path / "notes.onnx"
     path.write_text("hello, this is not a model\n" * 20)
-    code, out = _invoke("inspect", path)
+    code, out = run_cli("inspect", path)
     assert code == 2 and "not" in _one_line_error(out)
 
 
@@ -53,26 +46,26 @@ def test_truncated_onnx(model_path):
     data = model_path.read_bytes()
     model_path.write_bytes(data[: len(data) // 2])
     before = sha256(model_path)
-    code, out = _invoke("compile", model_path, "--no-measure")
+    code, out = run_cli("compile", model_path, "--no-measure")
     assert code == 2 and str(model_path) in _one_line_error(out)
     assert sha256(model_path) == before
 
 
 def test_unknown_target(model_path):
-    code, out = _invoke("compile", model_path, "--target", "toaster", "--no-measure")
+    code, out = run_cli("compile", model_path, "--target", "toaster", "--no-measure")
     line = _one_line_error(out)
     assert code == 2 and "toaster" in line and "arm" in line and "x86" in line
 
 
 def test_unknown_pass(model_path):
-    code, out = _invoke("compile", model_path, "--passes", "cleanup,magic", "--no-measure")
+    code, out = run_cli("compile", model_path, "--passes", "cleanup,magic", "--no-measure")
     line = _one_line_error(out)
     assert code == 2 and "magic" in line and "cleanup" in line
 
 
 def test_output_equal_to_input(model_path):
     before = sha256(model_path)
-    code, out = _invoke("compile", model_path, "-o", model_path, "--no-measure", "--force")
+    code, out = run_cli("compile", model_path, "-o", model_path, "--no-measure", "--force")
     assert code == 2 and "input" in _one_line_error(out)
     assert sha256(model_path) == before
 
@@ -80,10 +73,10 @@ def test_output_equal_to_input(model_path):
 def test_existing_output_needs_force(model_path, tmp_path):
     out_path = tmp_path / "out.onnx"
     out_path.write_bytes(b"keep me")
-    code, out = _invoke("compile", model_path, "-o", out_path, "--no-measure")
+    code, out = run_cli("compile", model_path, "-o", out_path, "--no-measure")
     assert code == 2 and "--force" in _one_line_error(out)
     assert out_path.read_bytes() == b"keep me"
-    code, _ = _invoke("compile", model_path, "-o", out_path, "--no-measure", "--force")
+    code, _ = run_cli("compile", model_path, "-o", out_path, "--no-measure", "--force")
     assert code == 0 and out_path.read_bytes() != b"keep me"
 
 
@@ -96,18 +89,18 @@ def test_existing_output_needs_force(model_path, tmp_path):
 def test_calibration_file_that_does_not_match(model_path, tmp_path, arrays, message):
     calib = tmp_path / "calib.npz"
     np.savez(calib, **arrays)
-    code, out = _invoke("compile", model_path, "--calib", calib, "--no-measure")
+    code, out = run_cli("compile", model_path, "--calib", calib, "--no-measure")
     line = _one_line_error(out)
     assert code == 2 and message in line and "calib.npz" in line
 
 
 def test_bad_min_cosine(model_path):
-    code, out = _invoke("compile", model_path, "--min-cosine", "1.5", "--no-measure")
+    code, out = run_cli("compile", model_path, "--min-cosine", "1.5", "--no-measure")
     assert code == 2 and "min-cosine" in _one_line_error(out)
 
 
 def test_bad_pass_option(model_path):
-    code, out = _invoke("compile", model_path, "--pass-option", "cleanup.nonsense=1", "--no-measure")
+    code, out = run_cli("compile", model_path, "--pass-option", "cleanup.nonsense=1", "--no-measure")
     assert code == 2 and "nonsense" in _one_line_error(out)
 
 

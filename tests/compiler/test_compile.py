@@ -5,19 +5,17 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from edgec.compiler.cli import main
 from edgec.passes import REGISTRY, PassResult
 from edgec.passes.mlp import find_mlps
 
 import models
+from clirun import run_cli
 from conftest import sha256
 
 
 def _compile(*args):
-    result = CliRunner().invoke(main, ["compile", *map(str, args)])
-    return result.exit_code, result.output
+    return run_cli("compile", *args)
 
 
 @pytest.mark.parametrize("act, style", [("gelu", "matmul"), ("erf_new", "gemm"), ("tanh", "constant_node"),

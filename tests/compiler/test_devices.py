@@ -12,18 +12,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from edgec.compiler.cli import main
-from edgec.compiler.cli_bench import bench_cmd  # noqa: F401  (registers the verbs)
 from edgec.compiler.devices import ARMLAB_CACHE, QemuDevice
 
 import models
-
-
-def _cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
+from clirun import run_cli
 
 
 def _free_port() -> int:
@@ -86,7 +79,7 @@ def sshd(tmp_path_factory, device_python):
 @pytest.mark.slow
 def test_bench_over_ssh_brings_the_json_back(sshd, save):
     path = save(models.mlp_model("gelu"))
-    code, out = _cli("bench", path, "--device", sshd, "--runs", "5", "--warmup", "1", "--format", "json")
+    code, out = run_cli("bench", path, "--device", sshd, "--runs", "5", "--warmup", "1", "--format", "json")
     assert code == 0, out
     r = json.loads(out)
     assert r["device"] == sshd and r["latency"]["runs"] == 5 and len(r["samples_ms"]) == 5
@@ -94,13 +87,13 @@ def test_bench_over_ssh_brings_the_json_back(sshd, save):
 
 
 def test_unreachable_device_exits_4(save):
-    code, out = _cli("bench", save(models.mlp_model("relu")), "--device", "ssh://nobody@127.0.0.1:1", "--runs", "2")
+    code, out = run_cli("bench", save(models.mlp_model("relu")), "--device", "ssh://nobody@127.0.0.1:1", "--runs", "2")
     assert code == 4
     assert out.strip().startswith("edgec: error:") and "unreachable" in out and "Traceback" not in out
 
 
 def test_bad_device_spec_is_a_usage_error(save):
-    code, out = _cli("bench", save(models.mlp_model("relu")), "--device", "carrier-pigeon")
+    code, out = run_cli("bench", save(models.mlp_model("relu")), "--device", "carrier-pigeon")
     assert code == 2 and "ssh://" in out
 
 
@@ -111,7 +104,7 @@ def qemu():
     if not (ARMLAB_CACHE / "bin" / "arm-python").exists():
         if os.geteuid() != 0:
             pytest.skip("building the aarch64 sysroot needs root")
-        code, out = _cli("device-setup", "qemu-aarch64")
+        code, out = run_cli("device-setup", "qemu-aarch64")
         assert code == 0, out
     return QemuDevice()
 
@@ -120,13 +113,13 @@ def qemu():
 def test_compiled_mlp_runs_under_qemu_aarch64_like_on_x86(qemu, save, tmp_path):
     src = save(models.mlp_model("gelu", blocks=2))
     out = tmp_path / "compiled.onnx"
-    code, text = _cli("compile", src, "--target", "arm", "-o", out, "--min-cosine", "0", "--no-measure",
+    code, text = run_cli("compile", src, "--target", "arm", "-o", out, "--min-cosine", "0", "--no-measure",
                       "--pass-option", "prune.floor=0", "--pass-option", "prune.keep=0.5")
     assert code == 0, text
     feed = models.feeds(onnx.load(str(out)), 1, seq=7)[0]
     arm = qemu.run(out, feed)
     x86 = models.run(onnx.load(str(out)), feed)[0]
     np.testing.assert_allclose(next(iter(arm.values())), x86, atol=1e-4, rtol=1e-4)
-    code, text = _cli("bench", out, "--device", "qemu-aarch64", "--format", "json")
+    code, text = run_cli("bench", out, "--device", "qemu-aarch64", "--format", "json")
     r = json.loads(text)
     assert code == 0 and r["latency_meaningful"] is False and max(r["host_agreement"].values()) < 1e-4

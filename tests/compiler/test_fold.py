@@ -6,15 +6,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
 
-from edgec.compiler.cli import main
-from edgec.compiler.cli_fold import fold_cmd  # noqa: F401  (registers the verb)
-
-
-def _cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
+import models
+from clirun import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +24,7 @@ def pair(tmp_path_factory):
 
 def _fold(pair, tmp_path, method, drop, *extra):
     out = tmp_path / f"{method}-{drop}.onnx"
-    code, text = _cli("fold", pair / "base.onnx", pair / "tuned.onnx", "-o", out, "--method", method,
+    code, text = run_cli("fold", pair / "base.onnx", pair / "tuned.onnx", "-o", out, "--method", method,
                       "--drop", drop, "--calib", pair / "inputs.npz", "--format", "json", *extra)
     assert code == 0, text
     return out, json.loads(text)
@@ -67,7 +61,7 @@ def test_darex_q_beats_dare_at_p099(pair, tmp_path):
 def test_delta_file_rebuilds_the_variant(pair, tmp_path):
     folded, _ = _fold(pair, tmp_path, "magnitude", 0.9, "--emit-delta", tmp_path / "v.npz")
     rebuilt = tmp_path / "rebuilt.onnx"
-    code, text = _cli("fold", pair / "base.onnx", "--apply", tmp_path / "v.npz", "-o", rebuilt)
+    code, text = run_cli("fold", pair / "base.onnx", "--apply", tmp_path / "v.npz", "-o", rebuilt)
     assert code == 0, text
     a, b = onnx.load(str(folded)), onnx.load(str(rebuilt))
     for x, y in zip(a.graph.initializer, b.graph.initializer, strict=True):
@@ -75,16 +69,14 @@ def test_delta_file_rebuilds_the_variant(pair, tmp_path):
 
 
 def test_fold_usage_errors(tmp_path, save):
-    import models
-
     base = save(models.mlp_model("relu"), "base")
-    code, text = _cli("fold", base, "-o", tmp_path / "o.onnx")
+    code, text = run_cli("fold", base, "-o", tmp_path / "o.onnx")
     assert code == 2 and "BASE and TUNED" in text
-    code, text = _cli("fold", base, base, "-o", base)
+    code, text = run_cli("fold", base, base, "-o", base)
     assert code == 2 and "input" in text
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"nope")
-    code, text = _cli("fold", base, "--apply", bad, "-o", tmp_path / "o.onnx")
+    code, text = run_cli("fold", base, "--apply", bad, "-o", tmp_path / "o.onnx")
     assert code == 2 and "not an edgec delta file" in text
 
 
@@ -113,7 +105,7 @@ def test_lora_adapter_folds_into_the_exported_model(tmp_path):
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 8}))
     safetensors.save_file({"base_model.model.block.fc1.lora_A.weight": a,
                            "base_model.model.block.fc1.lora_B.weight": b}, str(adapter / "adapter_model.safetensors"))
-    code, text = _cli("fold", tmp_path / "base.onnx", "--lora", adapter, "-o", tmp_path / "lora.onnx", "--format", "json")
+    code, text = run_cli("fold", tmp_path / "base.onnx", "--lora", adapter, "-o", tmp_path / "lora.onnx", "--format", "json")
     assert code == 0, text
     assert json.loads(text)["folded"] == ["block.fc1"]
     with torch.no_grad():

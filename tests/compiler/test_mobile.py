@@ -2,20 +2,19 @@ import json
 
 import numpy as np
 import onnxruntime as ort
-from click.testing import CliRunner
 
-from edgec.compiler.cli import main
 from edgec.compiler.mobile import parse_usability
 
 import models
+from clirun import run_cli
 
 
 def test_android_compile_writes_a_loadable_ort_model_and_usability(save, tmp_path):
     model = models.mlp_model("relu")
     out = tmp_path / "m.android.onnx"
-    result = CliRunner().invoke(main, ["compile", str(save(model)), "--target", "android", "-o", str(out),
-                                       "--passes", "cleanup", "--no-measure"])
-    assert result.exit_code == 0, result.output
+    code, text = run_cli("compile", save(model), "--target", "android", "-o", out, "--passes", "cleanup",
+                         "--no-measure")
+    assert code == 0, text
     report = json.loads(out.with_suffix(".report.json").read_text())
     ort_path = out.with_suffix(".ort")
     assert report["mobile"]["ort_model"] == str(ort_path) and ort_path.stat().st_size == report["mobile"]["ort_bytes"]

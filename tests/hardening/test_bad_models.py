@@ -4,20 +4,17 @@ import json
 
 import numpy as np
 import onnx
-from click.testing import CliRunner
 from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
 
-from edgec.compiler.cli import main
-
 import models
+from clirun import run_cli
 from conftest import sha256
 
 
 def _compile(*args):
-    result = CliRunner().invoke(main, ["compile", *map(str, args)])
-    return result.exit_code, result.output
+    return run_cli("compile", *args)
 
 
 def _report(path):

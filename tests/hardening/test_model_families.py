@@ -9,9 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
 
-from edgec.compiler.cli import main
+from clirun import run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -24,24 +23,19 @@ FAMILIES = {  # name → (export source, exporter, MLP blocks discovery must fin
 }
 
 
-def _cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_default_pipeline_on_family(family, tmp_path):
     source, exporter, blocks = FAMILIES[family]
     src = tmp_path / f"{family}.onnx"
-    code, out = _cli("export", source, "-o", src, "--exporter", exporter)
+    code, out = run_cli("export", source, "-o", src, "--exporter", exporter)
     assert code == 0, out
-    info = json.loads(_cli("inspect", src, "--format", "json")[1])
+    info = json.loads(run_cli("inspect", src, "--format", "json")[1])
     assert len(info["mlp_blocks"]) == blocks
     if family.startswith("convnext"):
         assert any("Conv" in m["reason"] for m in info["near_misses"])
     dst = tmp_path / "out.onnx"
-    code, out = _cli("compile", src, "--target", "arm", "-o", dst, "--runs", "10", "--format", "json")
+    code, out = run_cli("compile", src, "--target", "arm", "-o", dst, "--runs", "10", "--format", "json")
     assert code == 0, out
     report = json.loads(out)
     assert report["ok"] and all(f["cosine"] >= 0.99 for f in report["fidelity"])

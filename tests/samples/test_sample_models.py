@@ -8,9 +8,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
 
-from edgec.compiler.cli import main
+from clirun import run_cli
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -26,9 +25,9 @@ CASES = {  # name → (export source, exporter, expected MLP blocks)
 
 
 def _cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
+    code, output = run_cli(*args)
+    assert code == 0, output
+    return output
 
 
 @pytest.fixture(scope="module")
