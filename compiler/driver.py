@@ -22,6 +22,7 @@ from edgec.compiler.calibration import (
 from edgec.compiler.errors import InputError, NegativeResult, ProviderError
 from edgec.compiler.measuring import measure_or_roll_back
 from edgec.compiler.probe import FidelityProbe
+from edgec.compiler.progress import progress_bar
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
 from edgec.compiler.storage import densify_sparse_initializers, sparsify_initializers
 from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
@@ -192,7 +193,7 @@ def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: Fid
     pass_options = options.pass_options[name] if name in options.pass_options else target.options_for(name)
     ctx = PassContext(calibration=capture, fidelity=probe, options=pass_options,
                       rank_multiple=target.rank_multiple, seed=options.seed,
-                      providers=target.execution_providers)
+                      providers=target.execution_providers, progress=progress_bar)
     nodes0, (params0, bytes0) = len(graph.nodes), count_params(graph)
     start = time.perf_counter()
     try:

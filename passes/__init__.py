@@ -9,6 +9,7 @@ from edgec.passes.fuse import FusePass
 from edgec.passes.lowrank import LowRankPass
 from edgec.passes.prune import PrunePass
 from edgec.passes.quantize import QuantizePass
+from edgec.passes.share import SharePass
 from edgec.passes.sparse import SparsePass
 
 REGISTRY = {
@@ -17,6 +18,7 @@ REGISTRY = {
     LowRankPass.name: LowRankPass,
     PrunePass.name: PrunePass,
     QuantizePass.name: QuantizePass,
+    SharePass.name: SharePass,
     SparsePass.name: SparsePass,
 }
 

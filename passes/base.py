@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from contextlib import contextmanager
+from typing import Any, Callable, ContextManager, Protocol
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -58,6 +59,17 @@ class PassContext:
     rank_multiple: int = 1
     seed: int = 0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)   # the target's execution providers, in order
+    # progress(description, total) → a context manager yielding advance(done); the driver shows a bar
+    progress: Callable[[str, int], ContextManager[Callable[[int], None]]] = field(default=None)
+
+    def __post_init__(self):
+        if self.progress is None:
+            self.progress = _silent_progress
+
+
+@contextmanager
+def _silent_progress(description: str, total: int):
+    yield lambda done: None
 
 
 class PassOptionError(ValueError):

@@ -47,6 +47,14 @@ def variants() -> list[Variant]:
         for method in ("svd", "whitened"):
             out.append(Variant(f"lowrank {method} {params:.0%} params", "lowrank", ["cleanup", "lowrank"],
                                {"lowrank": {"params": params, "method": method, "max_rank_ratio": 1.0}}))
+    for params in (0.5, 0.4):       # every variant here stores the same MLP bytes as lowrank at `params`
+        share = {"params": params, "group": 2}
+        out += [Variant(f"share {params:.0%} init (speed, groups of 2)", "share", ["cleanup", "share"],
+                        {"share": share}),
+                Variant(f"share {params:.0%} + reconstruction", "share", ["cleanup", "share"],
+                        {"share": {**share, "train_steps": 600, "lr": 3e-4}}),
+                Variant(f"share {params:.0%} storage, 75%-sparse V + recon", "share", ["cleanup", "share"],
+                        {"share": {**share, "mode": "storage", "train_steps": 600}})]
     for spec in ("0.5", "2:4", "0.8"):
         out.append(Variant(f"sparse {spec} (wanda + LS, storage)", "sparse", ["cleanup", "sparse"],
                            {"sparse": {"pattern": spec}}))
@@ -62,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="edgec.samples.bench")
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--only", help="comma-separated groups: prune,lowrank,sparse")
+    parser.add_argument("--only", help="comma-separated groups: prune,lowrank,share,sparse")
     parser.add_argument("--reuse", action="store_true", help="reuse models compiled by an earlier run")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -14,14 +14,14 @@ class OrtCalibration:
     def __init__(self, feeds):
         self.feeds = feeds
 
+    def activations(self, graph, names, max_rows=None):
+        sess = self._session(graph, names)
+        return {name: np.concatenate([a.reshape(-1, a.shape[-1]) for a in
+                                      (sess.run([name], f)[0] for f in self.feeds)]).astype(float)[:max_rows]
+                for name in names}
+
     def grams(self, graph, names):
-        model = gs.export_onnx(graph)
-        model.ir_version = 8
-        outputs = {o.name for o in model.graph.output}
-        for name in names:
-            if name not in outputs:
-                model.graph.output.append(onnx.ValueInfoProto(name=name))
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        sess = self._session(graph, names)
         out = {}
         for name in names:
             arrays = [sess.run([name], f)[0] for f in self.feeds]
@@ -29,6 +29,15 @@ class OrtCalibration:
             aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
             out[name] = Gram(aug.T @ aug, len(rows))
         return out
+
+    def _session(self, graph, names):
+        model = gs.export_onnx(graph)
+        model.ir_version = 8
+        outputs = {o.name for o in model.graph.output}
+        for name in names:
+            if name not in outputs:
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def apply_pass(name: str, model: onnx.ModelProto, feeds, **options):
