@@ -88,7 +88,8 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
 @click.option("--calib", type=click.Path(path_type=Path), help=".npz of calibration inputs keyed by input name.")
 @click.option("--report", type=click.Path(path_type=Path),
-              help="Where to write the report: .json (default OUT.report.json) or .md (Markdown).")
+              help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
+                   "or .html (one page, plots embedded).")
 @click.option("--min-cosine", type=float, help="Fidelity gate (overrides the target's); 0 turns it off.")
 @click.option("--gate-outputs", help="Comma-separated outputs the fidelity gate judges (default: all).")
 @click.option("--goal", help="speedup=2, latency=10ms or size=0.5: try pipelines, keep the best meeting it.")
@@ -105,8 +106,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
                 no_measure, allow_slower, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
-    from edgec.compiler.modelio import write_text_atomic
     from edgec.compiler.report import print_report
+    from edgec.compiler.report_files import write_report
 
     profile = _target(target)
     if min_cosine is not None and not 0 <= min_cosine <= 1:
@@ -128,12 +129,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
     report_path = report or out_path.with_suffix(".report.json")
     if report_path.resolve() == model.resolve():
         raise InputError(f"{report_path}: report path is the input file")
-    if report_path.suffix.lower() in (".md", ".markdown"):
-        from edgec.compiler.report_md import to_markdown
-
-        write_text_atomic(to_markdown(result), report_path)
-    else:
-        write_text_atomic(result.to_json(), report_path)
+    write_report(result, report_path)
     if fmt == "json":
         click.echo(result.to_json())
     else:

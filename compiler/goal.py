@@ -79,7 +79,8 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
                                         pass_options=pass_options, force=True, measure=True, allow_slower=True)
             report = compile_model(path, target, trial)
             point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and goal.met(report),
-                     "result": goal.describe(report),
+                     "result": goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
+                     "bytes_ratio": report.after.bytes / max(report.before.bytes, 1),
                      "cosine": min((f["cosine"] for f in report.fidelity
                                     if options.gate_outputs is None or f["name"] in options.gate_outputs), default=1.0)}
             tried.append(point)
@@ -92,5 +93,6 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
             raise InputError(f"{output}: already exists (use --force to replace it)")
         os.replace(src, output)
         report.output = str(output)
+        report.candidates = [{**p, "chosen": p["pipeline"] == label} for p in tried]
         report.notes.append(f"goal {goal.kind}={goal.value}: chose '{label}' ({goal.describe(report)})")
     return report, tried

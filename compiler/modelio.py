@@ -138,10 +138,14 @@ def save_model_atomic(model: onnx.ModelProto, output: Path) -> int:
 
 
 def write_text_atomic(text: str, output: Path) -> None:
+    write_bytes_atomic(text.encode("utf-8"), output)
+
+
+def write_bytes_atomic(data: bytes, output: Path) -> None:
     tmp = make_tempfile(output)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -76,6 +76,7 @@ class CompileReport:
     mobile: dict[str, Any] = field(default_factory=dict)
     placement: dict[str, int] = field(default_factory=dict)
     rolled_back: bool = False
+    candidates: list[dict] = field(default_factory=list)   # goal search: every pipeline evaluated
     notes: list[str] = field(default_factory=list)
     ok: bool = True
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from edgec.compiler.report import CompileReport
 
 
-def to_markdown(r: CompileReport) -> str:
+def to_markdown(r: CompileReport, plots: list[tuple[str, str]] = ()) -> str:
+    """`plots`: (title, relative path of the PNG) to link under the tables."""
     lines = [f"# edgec compile → {r.target}", "",
              f"`{r.input}` → `{r.output or 'not written'}` on {', '.join(r.providers)}; "
              f"pipeline `{','.join(r.pipeline) or '(none)'}`; result **{'OK' if r.ok else 'FAILED'}**", ""]
@@ -30,6 +31,14 @@ def to_markdown(r: CompileReport) -> str:
             cells += [f"{f[k]:.3f}" if k in f else "-" for k in ("top1_agreement", "nn_agreement")]
             lines.append(f"| {f['name']} | " + " | ".join(cells) + " |")
         lines.append("")
+    if r.candidates:
+        lines += ["| goal search | result | latency ratio | cosine | gate | goal |", "|---|---|---:|---:|---|---|"]
+        for c in r.candidates:
+            ratio = f"{c['latency_ratio']:.3f}" if c.get("latency_ratio") else "-"
+            lines.append(f"| {c['pipeline']}{' ★' if c.get('chosen') else ''} | {c['result']} | {ratio} | "
+                         f"{c['cosine']:.4f} | {'pass' if c['ok'] else 'fail'} | {'met' if c['meets_goal'] else '-'} |")
+        lines.append("")
+    lines += [f"![{title}]({rel})\n" for title, rel in plots]
     for p in r.passes:
         stats = ", ".join(f"{k}={v}" for k, v in p.stats.items() if not isinstance(v, (list, dict)))
         lines.append(f"- pass **{p.name}**: {'changed' if p.changed else 'no change'} in {p.seconds:.2f} s"

@@ -18,7 +18,7 @@ from edgec.passes.linear import Linear
 from edgec.passes.linear_edit import Factorized, factorize_linear
 from edgec.passes.mlp import editable_blocks, layer_name
 from edgec.passes.refine import refine_block, torch_activation
-from edgec.passes.search import smallest_budget
+from edgec.passes.search import describe, smallest_budget
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,10 @@ class LowRankPass:
         layers = [lin for b in blocks for lin in (b.fc1, b.fc2)]
         spectra, means = self._spectra(graph, blocks, opts, ctx)
         notes: list[str] = []
-        params = opts.params
+        params, trace = opts.params, None
         if opts.floor:
             params, trace = self._search(graph, spectra, means, opts, ctx)
-            notes.append(f"params searched for calibration cosine ≥ {opts.floor}: {', '.join(trace)}; "
-                         f"chose {params:.3f}")
+            notes.append(describe("params", opts.floor, trace, params))
         if opts.rank > 0:
             ranks = [min(opts.rank, s.max_rank) for s in spectra]
         else:
@@ -57,6 +56,8 @@ class LowRankPass:
         targets = _block_io(graph, blocks, opts, ctx) if opts.refine_steps > 0 else None
         stats, done = _factorize(graph, layers, spectra, means, ranks, opts, notes)
         stats["params_budget"] = params
+        if trace is not None:
+            stats["search"] = {"knob": "params", "floor": opts.floor, "points": [list(p) for p in trace]}
         if targets is not None:
             stats["refined"] = _refine(graph, blocks, done, targets, opts, ctx, notes)
         return PassResult(stats["factorized"] > 0, stats, notes)
@@ -94,8 +95,8 @@ def _factorize(graph: gs.Graph, layers: list[Linear], spectra, means, ranks: lis
     for lin, spec, mean, rank in zip(layers, spectra, means, ranks, strict=True):
         label = layer_name(lin)
         cap = spec.max_rank if opts.rank > 0 else int(opts.max_rank_ratio * plan.break_even(spec))
-        entry = {"layer": label, "shape": f"{spec.in_features}x{spec.out_features}",
-                 "effective_rank": plan.effective_rank(spec)}
+        entry = {"layer": label, "shape": f"{spec.in_features}x{spec.out_features}", "max_rank": spec.max_rank,
+                 "effective_rank": plan.effective_rank(spec), "spectrum": plan.captured_curve(spec)}
         if rank == 0 or rank > cap:
             why = "budget gives it no rank" if rank == 0 else f"rank {rank} > {cap} saves too little time"
             notes.append(f"{label}: kept dense ({why})")

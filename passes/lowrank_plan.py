@@ -123,3 +123,9 @@ def effective_rank(spec: Spectrum, points: int = 24) -> int:
     x, y = grid / max(spec.max_rank, 1), curve
     distance = y - (y[0] + (y[-1] - y[0]) * x)
     return int(grid[int(np.argmax(distance))])
+
+
+def captured_curve(spec: Spectrum, points: int = 32) -> list[list[float]]:
+    """[rank, fraction of output energy captured] at `points` ranks: the spectrum a report plots."""
+    ranks = np.unique(np.linspace(0, spec.max_rank, points).round().astype(int))
+    return [[int(r), round(1.0 - spec.rel_error(int(r)) ** 2, 5)] for r in ranks]

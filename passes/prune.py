@@ -16,7 +16,7 @@ from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.graph import constant_value, forget_shapes
 from edgec.passes.linear_edit import set_linear
 from edgec.passes.mlp import MLPBlock, editable_blocks, find_mlps
-from edgec.passes.search import smallest_budget
+from edgec.passes.search import describe, smallest_budget
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,14 @@ class PrunePass:
         orders = {b.act.output.name: _order(b, grams, opts) for b in blocks}
         keep = opts.keep
         if opts.floor:
-            keep, search_notes = _search_keep(graph, blocks, grams, opts, ctx, orders)
-            notes += search_notes
+            keep, trace = _search_keep(graph, blocks, grams, opts, ctx, orders)
+            notes.append(describe("keep", opts.floor, trace, keep))
             if keep >= 1.0:
-                return PassResult(False, {"blocks": 0, "keep": 1.0}, notes)
+                return PassResult(False, {"blocks": 0, "keep": 1.0, "search": _search_stats(opts, trace)}, notes)
         stats = _prune_blocks(graph, blocks, grams, replace(opts, keep=keep), ctx.rank_multiple, notes, orders)
         stats["keep"] = keep
+        if opts.floor:
+            stats["search"] = _search_stats(opts, trace)
         return PassResult(stats["blocks"] > 0, stats, notes)
 
 
@@ -99,8 +101,11 @@ def _search_keep(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pru
         _prune_blocks(trial, trial_blocks, grams, replace(opts, keep=keep), ctx.rank_multiple, [], orders)
         return ctx.fidelity(trial)
 
-    keep, trace = smallest_budget(score_at, opts.floor)
-    return keep, [f"keep searched for calibration cosine ≥ {opts.floor}: {', '.join(trace)}; chose {keep:.3f}"]
+    return smallest_budget(score_at, opts.floor)
+
+
+def _search_stats(opts, trace) -> dict:
+    return {"knob": "keep", "floor": opts.floor, "points": [list(p) for p in trace]}
 
 
 def _validate(opts: PruneOptions) -> None:

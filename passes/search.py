@@ -7,17 +7,23 @@ from typing import Callable
 STEPS = 32
 
 
-def smallest_budget(score_at: Callable[[float], float], floor: float) -> tuple[float, list[str]]:
+def smallest_budget(score_at: Callable[[float], float], floor: float) -> tuple[float, list[tuple[float, float]]]:
     """`score_at(budget)` is the fidelity of the model compressed to `budget` (1.0 = uncompressed, which
-    always meets the floor). Assumes fidelity grows with the budget; returns the budget and a trace."""
+    always meets the floor). Assumes fidelity grows with the budget; returns the budget and the
+    (budget, fidelity) points it evaluated."""
     lo, hi = 1, STEPS
     trace = []
     while lo < hi:
         mid = (lo + hi) // 2
         score = score_at(mid / STEPS)
-        trace.append(f"{mid / STEPS:.3f}→{score:.4f}")
+        trace.append((mid / STEPS, round(float(score), 6)))
         if score >= floor:
             hi = mid
         else:
             lo = mid + 1
     return hi / STEPS, trace
+
+
+def describe(knob: str, floor: float, trace: list[tuple[float, float]], chosen: float) -> str:
+    points = ", ".join(f"{b:.3f}→{s:.4f}" for b, s in trace)
+    return f"{knob} searched for calibration cosine ≥ {floor}: {points}; chose {chosen:.3f}"

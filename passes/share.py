@@ -50,11 +50,12 @@ class SharePass:
         grouping = plan.groups([(b.d_in, b.hidden) for b in blocks], opts.group)
         notes = [f"mode {opts.mode}: " + ("factors executed (fewer FLOPs)" if opts.mode == "speed" else
                                           "weights rebuilt from U and sparse V at load (smaller file, same speed)")]
-        solved, stats = [], []
+        solved, stats, spectra = [], [], {}
         for members in grouping:
             group = _solve_group([weights[i] for i in members], [blocks[i] for i in members], opts, sparsity,
                                  ctx, notes)
             if group is not None:
+                *group, spectra[members[0]] = group
                 solved.append((members, *group))
         if not opts.train_steps and sparsity > 0:
             target = sparsity if opts.rank else _closed_form_sparsity(solved, opts.params, sparsity)
@@ -67,7 +68,8 @@ class SharePass:
             shared = SharedBasis(graph, label, basis, blocks[members[0]].fc1.weight.dtype)
             for i, f in zip(members, factors, strict=True):
                 write_block(graph, blocks[i].fc1, blocks[i].fc2, shared, f, opts.mode)
-            stats.append(_group_stats(label, members, blocks, basis, factors, rank))
+            stats.append({**_group_stats(label, members, blocks, basis, factors, rank),
+                          "spectrum": plan.captured_curve(spectra[members[0]])})
         result = {"mode": opts.mode, "groups": len(stats), "blocks_shared": sum(len(s["blocks"]) for s in stats),
                   "dense_bytes": sum(s["dense_bytes"] for s in stats),
                   "stored_bytes": sum(s["stored_bytes"] for s in stats), "per_group": stats}
@@ -115,9 +117,9 @@ def _solve_group(weights, blocks, opts: ShareOptions, sparsity: float, ctx: Pass
         notes.append(f"{label}: rank {rank} > d = {d} helps only with training; closed form uses {d} and "
                      f"spends the rest of the budget on non-zeros")
         rank = init_rank
-    basis, _ = plan.shared_basis(weights, init_rank)
+    basis, sigma = plan.shared_basis(weights, init_rank)
     factors = [plan.solve_factors(w, basis) for w in weights]
-    return (*plan.padded(basis, factors, rank), rank)
+    return (*plan.padded(basis, factors, rank), rank, sigma)
 
 
 def _round(rank: int, multiple: int) -> int:

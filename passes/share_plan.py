@@ -157,3 +157,11 @@ def padded(basis: np.ndarray, factors: list[BlockFactors], rank: int, tau: float
         out.append(BlockFactors(np.vstack([f.v1, f.v1[top1] / tau]), f.c1,
                                 np.hstack([f.v2t, f.v2t[:, top1] / tau]), f.c2))
     return u, out
+
+
+def captured_curve(sigma: np.ndarray, points: int = 32) -> list[list[float]]:
+    """[rank, fraction of the whitened group's energy captured] at `points` ranks (for the report)."""
+    energy = np.concatenate([[0.0], np.cumsum(sigma.astype(np.float64) ** 2)])
+    ranks = np.unique(np.linspace(0, len(sigma), points).round().astype(int))
+    total = energy[-1] or 1.0
+    return [[int(r), round(float(energy[r] / total), 5)] for r in ranks]
