@@ -29,7 +29,7 @@ from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.graph import count_params
 from edgec.passes.mlp import find_mlps
-from edgec.runtime.fidelity import compare_outputs
+from edgec.runtime.fidelity import compare_outputs, token_mask
 from edgec.runtime.inputs import input_specs
 from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_session, resolve_providers
 from edgec.targets import TargetProfile
@@ -239,7 +239,8 @@ def _verify(report: CompileReport, reference, candidate, split: FeedSplit, targe
         ref = [r[k] for r in refs]
         if not np.issubdtype(np.asarray(ref[0]).dtype, np.number):
             continue
-        fid = compare_outputs(name, [np.asarray(r) for r in ref], [np.asarray(g[k]) for g in gots])
+        fid = compare_outputs(name, [np.asarray(r) for r in ref], [np.asarray(g[k]) for g in gots],
+                              [token_mask(f) for f in split.held_out])
         report.fidelity.append(fid.as_dict())
         gated = options.gate_outputs is None or name in options.gate_outputs
         if gated and threshold > 0 and not (fid.cosine >= threshold):

@@ -7,7 +7,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler.calibration import Feed
-from edgec.runtime.fidelity import compare_outputs
+from edgec.runtime.fidelity import compare_outputs, token_mask
 from edgec.runtime.session import SessionConfig, create_session
 
 
@@ -20,6 +20,7 @@ class FidelityProbe:
         self.original = original
         self.names = [o.name for o in reference_session.get_outputs()]
         self.reference = [reference_session.run(self.names, f) for f in feeds]
+        self.masks = [token_mask(f) for f in feeds]
         self.calls = 0
 
     def __call__(self, graph: gs.Graph) -> float:
@@ -33,6 +34,6 @@ class FidelityProbe:
             ref = [np.asarray(r[k]) for r in self.reference]
             if not np.issubdtype(ref[0].dtype, np.floating):
                 continue
-            fid = compare_outputs(name, ref, [np.asarray(g[k]) for g in got])
+            fid = compare_outputs(name, ref, [np.asarray(g[k]) for g in got], self.masks)
             worst = min(worst, fid.cosine if fid.cosine == fid.cosine else -1.0)
         return worst

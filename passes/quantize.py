@@ -1,8 +1,10 @@
-"""quantize: int8 dynamic quantization of MatMul/Gemm weights through ONNX Runtime's quantization tool.
+"""quantize: int8 through ONNX Runtime's quantization tools — dynamic (weights int8, activations quantized
+at run time) or static QDQ (activation ranges calibrated on the calibration feeds).
 
-Runs last, after the compression passes (pruned or factorized layers quantize like any other). The
-tool only writes to a path, so the graph takes a round trip through a private temporary folder; this
-is the one pass that touches the disk, and only there.
+Runs last, after the compression passes (pruned or factorized layers quantize like any other). With a
+`floor`, the quantized graph is scored on the driver's search feeds and the pass keeps the float graph
+when int8 would fall below it — how the arm and android targets make int8 their default "where fidelity
+allows". The tools only write to a path, so the graph takes a round trip through a private temporary folder.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import onnx_graphsurgeon as gs
 from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.ort_tools import quiet_root_logger, replace_contents
 
+MODES = ("dynamic", "static")
+INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "DequantizeLinear")
+
 
 @dataclass(frozen=True)
 class QuantizeOptions:
+    mode: str = "dynamic"         # dynamic | static (QDQ, calibrated activation ranges)
     per_channel: bool = True      # per-channel weights: ~0.993 cosine on MiniLM vs ~0.96 per-tensor
     reduce_range: bool = False    # 7-bit weights, for CPUs without VNNI that saturate in int16 sums
     ops: str = "MatMul,Gemm"
+    floor: float = 0.0            # > 0: keep the float graph if int8 scores below this calibration cosine
 
 
 class QuantizePass:
@@ -30,23 +37,62 @@ class QuantizePass:
     Options = QuantizeOptions
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         opts = build_options(QuantizeOptions, ctx.options, self.name)
+        if opts.mode not in MODES:
+            raise ValueError(f"quantize: mode must be one of {MODES}, not '{opts.mode}'")
         ops = [o.strip() for o in opts.ops.split(",") if o.strip()]
         before = sum(n.op in ops for n in graph.nodes)
         if not before:
             return PassResult(False, {"quantized": 0}, ["no MatMul/Gemm to quantize"])
-        model = gs.export_onnx(graph, do_type_check=False)
-        with tempfile.TemporaryDirectory() as tmp, quiet_root_logger():
-            out = Path(tmp) / "quantized.onnx"
-            quantize_dynamic(model, out, op_types_to_quantize=ops, per_channel=opts.per_channel,
-                             reduce_range=opts.reduce_range, weight_type=QuantType.QInt8,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-            quantized = gs.import_onnx(onnx.load(str(out)))
+        quantized = _quantize(gs.export_onnx(graph, do_type_check=False), opts, ops, ctx)
+        integer = sum(n.op in INTEGER_OPS for n in quantized.nodes)
+        if not integer:
+            return PassResult(False, {"quantized": 0}, ["ONNX Runtime's quantizer left every layer in float"])
+        stats = {"mode": opts.mode, "per_channel": opts.per_channel, "integer_ops": integer}
+        if opts.floor and ctx.fidelity is not None:
+            stats["calibration_cosine"] = score = round(float(ctx.fidelity(quantized)), 6)
+            if score < opts.floor:
+                return PassResult(False, stats, [f"int8 skipped: calibration cosine {score:.4f} < floor {opts.floor} "
+                                                 "(the float graph is kept)"])
         replace_contents(graph, quantized)
-        after = sum(n.op in ops for n in graph.nodes)
-        integer = sum(n.op in ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul") for n in graph.nodes)
-        notes = [] if integer else ["ONNX Runtime's quantizer left every layer in float"]
-        return PassResult(integer > 0, {"quantized": before - after, "integer_ops": integer,
-                                        "per_channel": opts.per_channel}, notes)
+        stats["quantized"] = before - sum(n.op in ops and not _dequantized_weight(n) for n in graph.nodes)
+        return PassResult(True, stats, [])
+
+
+def _dequantized_weight(node: gs.Node) -> bool:
+    """A QDQ-format layer: its weight comes out of a DequantizeLinear."""
+    return len(node.inputs) > 1 and any(p.op == "DequantizeLinear" for p in node.inputs[1].inputs)
+
+
+def _quantize(model: onnx.ModelProto, opts: QuantizeOptions, ops: list[str], ctx: PassContext) -> gs.Graph:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}   # fused graphs have tensors of unknown type
+    with tempfile.TemporaryDirectory() as tmp, quiet_root_logger():
+        out = Path(tmp) / "quantized.onnx"
+        if opts.mode == "dynamic":
+            quantize_dynamic(model, out, op_types_to_quantize=ops, per_channel=opts.per_channel,
+                             reduce_range=opts.reduce_range, weight_type=QuantType.QInt8, extra_options=extra)
+        else:
+            quantize_static(model, out, _Reader(_feeds(ctx)), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=ops, per_channel=opts.per_channel, reduce_range=opts.reduce_range,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            extra_options={**extra, "MatMulConstBOnly": True})
+        return gs.import_onnx(onnx.load(str(out)))
+
+
+def _feeds(ctx: PassContext) -> list[dict]:
+    feeds = getattr(ctx.calibration, "feeds", None)
+    if not feeds:
+        raise ValueError("quantize: mode=static needs calibration inputs")
+    return list(feeds)
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over a list of feed dicts."""
+
+    def __init__(self, feeds: list[dict]):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)

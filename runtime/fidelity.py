@@ -22,13 +22,34 @@ class OutputFidelity:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray]) -> OutputFidelity:
-    """Compare one output over a list of samples (one array per held-out feed)."""
+def token_mask(feed: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The feed's attention mask ([batch, sequence], non-zero = a real token), if it has one."""
+    for key, value in feed.items():
+        if "attention_mask" in key.lower() and np.asarray(value).ndim == 2:
+            return np.asarray(value) != 0
+    return None
+
+
+def _masked(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Per-token outputs ([batch, sequence, ...]) at the real tokens only: padding positions carry values no
+    consumer reads, and comparing them would judge the model on garbage."""
+    if mask is None or a.ndim < 2 or a.shape[:2] != mask.shape or mask.all() or not mask.any():
+        return a
+    return a[mask]
+
+
+def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
+                    masks: list[np.ndarray | None] | None = None) -> OutputFidelity:
+    """Compare one output over a list of samples (one array per held-out feed); `masks` (one per sample,
+    from `token_mask`) restricts per-token outputs to the real tokens."""
     if len(ref) != len(got) or not ref:
         raise ValueError("need the same non-zero number of reference and compiled samples")
     for a, b in zip(ref, got, strict=True):
         if a.shape != b.shape:
             raise ValueError(f"output '{name}': shape {b.shape} differs from the original {a.shape}")
+    if masks is not None:
+        ref = [_masked(np.asarray(a), m) for a, m in zip(ref, masks, strict=True)]
+        got = [_masked(np.asarray(b), m) for b, m in zip(got, masks, strict=True)]
     a_all = np.concatenate([np.asarray(a, np.float64).ravel() for a in ref])
     b_all = np.concatenate([np.asarray(b, np.float64).ravel() for b in got])
     if not (np.isfinite(b_all).all()):

@@ -35,3 +35,25 @@ def test_fuse_pass_fuses_a_real_bert_and_is_a_noop_elsewhere():
     graph = gs.import_onnx(b.model("x", b.op("Relu", ["x"])))
     result = FusePass().run(graph, PassContext())
     assert not result.changed and "nothing to fuse" in result.notes[0]
+
+
+def test_static_qdq_quantizes_weights_and_activations_from_calibration():
+    from calib import apply_pass, rel_err
+
+    model = models.mlp_model("gelu", blocks=2)
+    feeds = models.feeds(model, 8, seq=20)
+    out, result = apply_pass("quantize", model, feeds, mode="static")
+    ops = [n.op_type for n in out.graph.node]
+    assert result.changed and result.stats["quantized"] == 4
+    assert ops.count("QuantizeLinear") >= 4 and ops.count("DequantizeLinear") >= 8
+    assert rel_err(model, out, models.feeds(model, 4, seed=5, seq=20)) < 0.05
+
+
+def test_floor_keeps_the_float_graph_when_int8_falls_below_it():
+    model = models.mlp_model("gelu", blocks=2)
+    graph = gs.import_onnx(model)
+    result = get_pass("quantize").run(graph, PassContext(options={"floor": 0.999}, fidelity=lambda g: 0.98))
+    assert not result.changed and "int8 skipped" in result.notes[0]
+    assert "MatMulInteger" not in {n.op for n in graph.nodes}
+    result = get_pass("quantize").run(graph, PassContext(options={"floor": 0.95}, fidelity=lambda g: 0.98))
+    assert result.changed and "MatMulInteger" in {n.op for n in graph.nodes}

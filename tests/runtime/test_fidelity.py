@@ -46,3 +46,18 @@ def test_nan_output_fails_loudly():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         compare_outputs("y", [np.zeros((1, 3))], [np.zeros((1, 4))])
+
+
+def test_padding_tokens_are_left_out_of_per_token_outputs():
+    from edgec.runtime.fidelity import compare_outputs, token_mask
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((1, 6, 4))
+    got = ref.copy()
+    got[0, 4:] = rng.standard_normal((2, 4)) * 100          # garbage only at the two padding positions
+    feed = {"input_ids": np.ones((1, 6), np.int64), "attention_mask": np.array([[1, 1, 1, 1, 0, 0]])}
+    mask = token_mask(feed)
+    assert compare_outputs("h", [ref], [got], [mask]).cosine == pytest.approx(1.0)
+    assert compare_outputs("h", [ref], [got]).cosine < 0.5
+    pooled = rng.standard_normal((1, 4))                      # not per-token: compared whole
+    assert compare_outputs("p", [pooled], [pooled + 1], [mask]).cosine < 1.0
