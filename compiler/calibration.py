@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ class FeedSplit:
     calibration: list[Feed]
     held_out: list[Feed]
     source: str
+    training: Callable[[], Iterable[Feed]] | None = None   # a streamed training set (recovery), if any
 
 
 def synthesized_feeds(specs: list[InputSpec], count: int, seed: int, dims: dict[str, int] | None = None,

@@ -87,6 +87,14 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--passes", help="Comma-separated pass list (default: the target's pipeline).")
 @click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
 @click.option("--calib", type=click.Path(path_type=Path), help=".npz of calibration inputs keyed by input name.")
+@click.option("--calib-text", type=click.Path(path_type=Path), help="Unlabeled text, one per line (needs --tokenizer).")
+@click.option("--tokenizer", type=click.Path(path_type=Path), help="Hugging Face tokenizer folder for --calib-text.")
+@click.option("--calib-dir", type=click.Path(path_type=Path), help="A folder of images (resized to the input).")
+@click.option("--calib-hook", help="module:function yielding feed dicts (given the input specs).")
+@click.option("--calib-count", type=int, default=96, show_default=True,
+              help="Items of --calib-text/-dir/-hook used for calibration; the rest train --recover.")
+@click.option("--recover", is_flag=True, help="Distil the compressed model against the original (torch).")
+@click.option("--train-minutes", type=float, default=5.0, show_default=True, help="Budget of --recover.")
 @click.option("--report", type=click.Path(path_type=Path),
               help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
                    "or .html (one page, plots embedded).")
@@ -102,7 +110,8 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 @_handle_errors
-def compile_cmd(model, target, output, passes, pass_option, calib, report, min_cosine, gate_outputs, goal, dim, runs,
+def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, calib_hook,
+                calib_count, recover, train_minutes, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
@@ -116,7 +125,9 @@ def compile_cmd(model, target, output, passes, pass_option, calib, report, min_c
         output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
         pass_options=_parse_pass_options(pass_option), calib=calib, min_cosine=min_cosine, force=force,
         seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs, allow_slower=allow_slower,
-        gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None)
+        gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
+        calib_text=calib_text, tokenizer=tokenizer, calib_dir=calib_dir, calib_hook=calib_hook,
+        calib_count=calib_count, recover_minutes=train_minutes if recover else 0.0)
     tried = None
     if goal:
         from edgec.compiler.goal import compile_to_goal, parse_goal

@@ -24,6 +24,7 @@ from edgec.compiler.measuring import measure_or_roll_back
 from edgec.compiler.probe import FidelityProbe
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
+from edgec.compiler.teacher import Teacher
 from edgec.compiler.storage import densify_sparse_initializers, sparsify_initializers
 from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
 from edgec.passes.cleanup import CleanupPass
@@ -54,6 +55,12 @@ class CompileOptions:
     warmup: int | None = None
     gate_outputs: list[str] | None = None   # outputs the fidelity gate judges (default: all)
     allow_slower: bool = False               # keep a compiled model that measures slower than the original
+    calib_text: Path | None = None           # one text per line, tokenized with `tokenizer`
+    tokenizer: Path | None = None
+    calib_dir: Path | None = None            # a folder of images
+    calib_hook: str | None = None            # module:function yielding feed dicts
+    calib_count: int = 96                    # items of a text / image / hook source used for calibration
+    recover_minutes: float = 0.0             # > 0: recovery distillation (before quantize) for this long
 
 
 def session_config(target: TargetProfile) -> SessionConfig:
@@ -71,7 +78,8 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     original = modelio.load_model(path)                                     # 1 load
     config = session_config(target)
     resolved = _resolve(config)
-    pipeline = _plan(options.passes if options.passes is not None else list(target.pipeline))   # 3 plan
+    pipeline = _plan(_with_recovery(options.passes if options.passes is not None else list(target.pipeline),
+                                    options))                                # 3 plan
     report = CompileReport(str(path), None, target.name, list(resolved.providers), pipeline,
                            notes=list(resolved.notes))
     reference = _session(original, config, path)
@@ -132,8 +140,9 @@ def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: Ses
     fit, search = split_feeds(split.calibration)
     capture = ActivationCapture(fit, config, original, options.seed)
     probe = FidelityProbe(reference, search, config, original)
+    teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search)
     for name in report.pipeline:
-        report.passes.append(_run_pass(name, graph, capture, probe, target, options))
+        report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options))
 
 
 def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOptions) -> dict:
@@ -144,6 +153,15 @@ def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOption
         raise InputError(f"{ort_path}: already exists (use --force to replace it)")
     size = convert_to_ort(output, ort_path)
     return {"ort_model": str(ort_path), "ort_bytes": size, "usability": usability(model, options.dims)}
+
+
+def _with_recovery(names: list[str], options: CompileOptions) -> list[str]:
+    """--recover: distillation right before quantize (an int8 graph cannot be trained), else at the end."""
+    if options.recover_minutes <= 0 or "recover" in names:
+        return names
+    options.pass_options.setdefault("recover", {})["minutes"] = options.recover_minutes
+    at = names.index("quantize") if "quantize" in names else len(names)
+    return names[:at] + ["recover"] + names[at:]
 
 
 def _plan(names: list[str]) -> list[str]:
@@ -167,7 +185,11 @@ def _feeds(session, model: onnx.ModelProto, options: CompileOptions, path: Path)
         specs = input_specs(session)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from None
-    if options.calib:
+    training = None
+    if options.calib_text or options.calib_dir or options.calib_hook:
+        data = _data_source(options, specs)
+        feeds, source, training = data.calibration, data.label, data.training
+    elif options.calib:
         feeds = load_npz_feeds(options.calib, specs)
         source = str(options.calib)
     else:
@@ -182,10 +204,23 @@ def _feeds(session, model: onnx.ModelProto, options: CompileOptions, path: Path)
         raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "
                          f"({str(exc).splitlines()[0][:160]}); {hint}") from None
     calibration, held_out = split_feeds(feeds)
-    return FeedSplit(calibration, held_out, source)
+    return FeedSplit(calibration, held_out, source, training)
 
 
-def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: FidelityProbe,
+def _data_source(options: CompileOptions, specs):
+    from edgec.compiler import data_sources
+
+    if sum(bool(x) for x in (options.calib, options.calib_text, options.calib_dir, options.calib_hook)) > 1:
+        raise InputError("give one of --calib, --calib-text, --calib-dir and --calib-hook")
+    if options.calib_text:
+        return data_sources.text_source(options.calib_text, options.tokenizer, specs, options.calib_count,
+                                        options.dims.get("sequence", 128))
+    if options.calib_dir:
+        return data_sources.image_source(options.calib_dir, specs, options.calib_count)
+    return data_sources.hook_source(options.calib_hook, specs, options.calib_count)
+
+
+def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: FidelityProbe, teacher: Teacher,
               target: TargetProfile, options: CompileOptions) -> PassRecord:
     pass_ = get_pass(name)
     # Options given on the command line replace the profile's options for that pass as a whole, so that
@@ -193,7 +228,7 @@ def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: Fid
     pass_options = options.pass_options[name] if name in options.pass_options else target.options_for(name)
     ctx = PassContext(calibration=capture, fidelity=probe, options=pass_options,
                       rank_multiple=target.rank_multiple, seed=options.seed,
-                      providers=target.execution_providers, progress=progress_bar)
+                      providers=target.execution_providers, progress=progress_bar, teacher=teacher)
     nodes0, (params0, bytes0) = len(graph.nodes), count_params(graph)
     start = time.perf_counter()
     try:

@@ -9,6 +9,7 @@ from edgec.passes.fuse import FusePass
 from edgec.passes.lowrank import LowRankPass
 from edgec.passes.prune import PrunePass
 from edgec.passes.quantize import QuantizePass
+from edgec.passes.recover import RecoverPass
 from edgec.passes.share import SharePass
 from edgec.passes.sparse import SparsePass
 
@@ -18,6 +19,7 @@ REGISTRY = {
     LowRankPass.name: LowRankPass,
     PrunePass.name: PrunePass,
     QuantizePass.name: QuantizePass,
+    RecoverPass.name: RecoverPass,
     SharePass.name: SharePass,
     SparsePass.name: SparsePass,
 }

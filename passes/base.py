@@ -50,6 +50,23 @@ class Gram:
         return np.diag(self.xtx) / max(self.rows, 1)
 
 
+class TeacherSource(Protocol):
+    """The original model, for passes that train against it (recovery distillation)."""
+
+    held_out: list[dict[str, np.ndarray]]      # feeds early stopping scores on (never the final held-out set)
+
+    def training_feeds(self):
+        """One pass over the training data, streamed (a fresh iterator on every call)."""
+        ...
+
+    def has_tensor(self, name: str) -> bool:
+        ...
+
+    def run(self, feed: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        """The original model's tensors `names` (outputs or intermediates) on `feed`."""
+        ...
+
+
 @dataclass
 class PassContext:
     calibration: CalibrationSource | None = None
@@ -61,6 +78,7 @@ class PassContext:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)   # the target's execution providers, in order
     # progress(description, total) → a context manager yielding advance(done); the driver shows a bar
     progress: Callable[[str, int], ContextManager[Callable[[int], None]]] = field(default=None)
+    teacher: TeacherSource | None = None
 
     def __post_init__(self):
         if self.progress is None:

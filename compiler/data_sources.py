@@ -1,0 +1,123 @@
+"""The user's unlabeled data as model feeds: text files (tokenized), image folders, or a Python hook.
+
+Each source gives a small list of calibration feeds (the first `count` items: statistics for the passes
+and the verification split) and a *stream* of training feeds over everything after them (read lazily,
+re-opened on every pass over the data, never held in memory), used by recovery distillation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from edgec.compiler.calibration import Feed
+from edgec.compiler.errors import InputError
+from edgec.runtime.inputs import InputSpec
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass
+class DataSource:
+    label: str
+    calibration: list[Feed]
+    training: Callable[[], Iterable[Feed]]
+
+
+def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], count: int,
+                max_length: int = 128, batch: int = 16) -> DataSource:
+    if tokenizer_dir is None:
+        raise InputError("--calib-text needs --tokenizer DIR (a Hugging Face tokenizer folder)")
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such text file")
+    tokenizer = _tokenizer(tokenizer_dir)
+    names = {s.name for s in specs}
+
+    def encode(lines: list[str]) -> Feed:
+        enc = tokenizer(lines, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        feed = {k: np.asarray(v, np.int64) for k, v in enc.items() if k in names}
+        if "token_type_ids" in names and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        missing = names - set(feed)
+        if missing:
+            raise InputError(f"--calib-text: the tokenizer gives no {sorted(missing)} (the model's inputs)")
+        return feed
+
+    def lines() -> Iterator[str]:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            yield from (line.strip() for line in f if line.strip())
+
+    head = list(itertools.islice(lines(), count))
+    if not head:
+        raise InputError(f"{path}: no text lines")
+
+    def training() -> Iterator[Feed]:
+        rest = itertools.islice(lines(), count, None)
+        while chunk := list(itertools.islice(rest, batch)):
+            yield encode(chunk)
+
+    return DataSource(f"{path} (text)", [encode([line]) for line in head], training)
+
+
+def _tokenizer(folder: Path):
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise InputError("--calib-text needs the transformers package (pip install 'edgec[hf]')") from None
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds
+        raise InputError(f"{folder}: not a tokenizer folder ({str(exc).splitlines()[0][:120]})") from None
+
+
+def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource:
+    if not Path(folder).is_dir():
+        raise InputError(f"{folder}: no such folder")
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    image_specs = [s for s in specs if len(s.shape) == 4]
+    if len(specs) != 1 or not image_specs:
+        raise InputError("--calib-dir needs a model with one NCHW image input")
+    spec = image_specs[0]
+    channels, height, width = (d if isinstance(d, int) and d > 0 else default
+                               for d, default in zip(spec.shape[1:], (3, 224, 224), strict=True))
+
+    def load(path: Path) -> Feed:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
+            array = np.asarray(img, np.float32) / 255.0
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        return {spec.name: array[None].astype(np.float32)}
+
+    return DataSource(f"{folder} (images, scaled to [0, 1])", [load(p) for p in files[:count]],
+                      lambda: (load(p) for p in files[count:]))
+
+
+def hook_source(spec: str, specs: list[InputSpec], count: int) -> DataSource:
+    """`module:function` — a function taking the model's input specs (or nothing) and yielding feed dicts."""
+    module_name, _, function_name = spec.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InputError(f"--calib-hook {spec}: cannot import it ({exc})") from None
+
+    def stream() -> Iterator[Feed]:
+        try:
+            items = function(specs)
+        except TypeError:
+            items = function()
+        for feed in items:
+            yield {k: np.asarray(v) for k, v in feed.items()}
+
+    head = list(itertools.islice(stream(), count))
+    if not head:
+        raise InputError(f"--calib-hook {spec}: yielded no feeds")
+    return DataSource(f"{spec} (hook)", head, lambda: itertools.islice(stream(), count, None))

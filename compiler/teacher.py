@@ -1,0 +1,41 @@
+"""The original model as a teacher for recovery distillation: its outputs and named intermediate tensors
+on any feed (ONNX Runtime), the training stream and the feeds early stopping scores on."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import onnx
+
+from edgec.compiler.calibration import Feed
+from edgec.runtime.session import SessionConfig, create_session
+
+
+class Teacher:
+    def __init__(self, original: onnx.ModelProto, config: SessionConfig, training: Callable[[], Iterable[Feed]],
+                 held_out: list[Feed]):
+        self.original = original
+        self.config = config
+        self._training = training
+        self.held_out = held_out
+        self._sessions: dict[tuple[str, ...], object] = {}
+
+    def training_feeds(self) -> Iterable[Feed]:
+        """One pass over the training data (a fresh stream on every call)."""
+        return self._training()
+
+    def has_tensor(self, name: str) -> bool:
+        graph = self.original.graph
+        return (any(t.name == name for t in list(graph.input) + list(graph.output))
+                or any(name in n.output for n in graph.node))
+
+    def run(self, feed: Feed, names: list[str]) -> list[np.ndarray]:
+        key = tuple(names)
+        if key not in self._sessions:
+            model = onnx.ModelProto()
+            model.CopyFrom(self.original)
+            present = {o.name for o in model.graph.output}
+            model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in present)
+            self._sessions[key] = create_session(model.SerializeToString(), self.config)
+        return self._sessions[key].run(names, feed)

@@ -1,0 +1,154 @@
+"""Recovery distillation, the training loop: the compressed model's torch view learns to match the teacher.
+
+Loss per batch: for every float output, (1 − cosine) per row plus the MSE over the teacher's mean square
+(per-token outputs at real tokens only), and the same normalized MSE on intermediate tensors the two
+graphs share (the MLP block outputs), weighted by `intermediate`. AdamW; the learning rate follows a
+cosine over the *time* budget (the number of steps a budget buys is unknown in advance). Every
+`eval_every` steps the held-out feeds are scored (min over outputs of the mean cosine); the best weights
+are kept, and training stops early after `patience` evaluations without improvement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from edgec.passes.torch_view import TorchView, to_torch_feed
+from edgec.runtime.fidelity import compare_outputs, token_mask
+
+
+@dataclass
+class DistillSettings:
+    minutes: float
+    lr: float = 5e-5
+    intermediate: float = 1.0
+    eval_every: int = 50
+    patience: int = 8
+    batch: int = 8            # feeds stacked per step when their shapes agree
+    seed: int = 0
+
+
+@dataclass
+class DistillResult:
+    steps: int = 0
+    seconds: float = 0.0
+    held_out_before: float = 0.0
+    held_out_best: float = 0.0
+    stopped_early: bool = False
+    curve: list[dict] = field(default_factory=list)   # {"seconds", "steps", per-output held-out cosine}
+
+
+def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[str], settings: DistillSettings,
+            progress: Callable[[int], None] = lambda done: None) -> DistillResult:
+    torch.manual_seed(settings.seed)
+    names = outputs + intermediates
+    held = [(f, teacher.run(f, outputs)) for f in teacher.held_out]
+    result = DistillResult()
+    scores = _scores(view, held, outputs)
+    best = result.held_out_before = result.held_out_best = min(scores.values())
+    best_state = {k: v.detach().clone() for k, v in view.weights.items()}
+    optimizer = torch.optim.AdamW(view.weights.parameters(), lr=settings.lr, weight_decay=0.0)
+    budget, start, stale = settings.minutes * 60, time.perf_counter(), 0
+    result.curve.append({"seconds": 0.0, "steps": 0, **scores})
+    while True:
+        for feed in _batches(_cycle(teacher), settings.batch):
+            elapsed = time.perf_counter() - start
+            if elapsed >= budget:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+            target = dict(zip(names, teacher.run(feed, names), strict=True))
+            got = view(to_torch_feed(feed), intermediates)
+            loss = _loss(got, target, outputs, intermediates, settings.intermediate, token_mask(feed))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            result.steps += 1
+            progress(min(int(elapsed), int(budget)))
+            if result.steps % settings.eval_every == 0:
+                scores = _scores(view, held, outputs)
+                score = min(scores.values())
+                result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps, **scores})
+                if score > best:
+                    best, stale = score, 0
+                    best_state = {k: v.detach().clone() for k, v in view.weights.items()}
+                else:
+                    stale += 1
+                if stale >= settings.patience:
+                    result.stopped_early = True
+                    break
+        break
+    with torch.no_grad():
+        for key, value in best_state.items():
+            view.weights[key].copy_(value)
+    result.seconds = round(time.perf_counter() - start, 1)
+    result.held_out_best = best
+    return result
+
+
+def _cycle(teacher) -> Iterable[dict]:
+    while True:
+        empty = True
+        for feed in teacher.training_feeds():
+            empty = False
+            yield feed
+        if empty:
+            return
+
+
+def _batches(feeds: Iterable[dict], size: int) -> Iterable[dict]:
+    """Stack consecutive feeds of equal shapes along axis 0 (the batch axis), up to `size`."""
+    pending: list[dict] = []
+    for feed in feeds:
+        if pending and any(feed[k].shape[1:] != pending[0][k].shape[1:] for k in feed):
+            yield _stack(pending)
+            pending = []
+        pending.append(feed)
+        if len(pending) >= size:
+            yield _stack(pending)
+            pending = []
+    if pending:
+        yield _stack(pending)
+
+
+def _stack(feeds: list[dict]) -> dict:
+    return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]} if len(feeds) > 1 else feeds[0]
+
+
+def _rows(t: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
+    if mask is not None and t.dim() >= 2 and tuple(t.shape[:2]) == mask.shape and not mask.all():
+        t = t[torch.from_numpy(mask)]
+    return t.reshape(-1, t.shape[-1]) if t.dim() >= 2 else t.reshape(1, -1)
+
+
+def _loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Tensor:
+    total = torch.zeros(())
+    for name in outputs + intermediates:
+        t = torch.from_numpy(np.asarray(target[name]))
+        if not t.is_floating_point():
+            continue
+        s, t = _rows(got[name], mask), _rows(t, mask)
+        mse = torch.mean((s - t) ** 2) / (torch.mean(t ** 2) + 1e-12)
+        if name in intermediates:
+            total = total + weight * mse
+        else:
+            total = total + mse + torch.mean(1 - torch.nn.functional.cosine_similarity(s, t, dim=-1, eps=1e-8))
+    return total
+
+
+def _scores(view: TorchView, held: list, outputs: list[str]) -> dict[str, float]:
+    """Mean cosine of every float output on the held-out feeds (per-token outputs at real tokens)."""
+    with torch.no_grad():
+        got = [view(to_torch_feed(f)) for f, _ in held]
+    out = {}
+    for k, name in enumerate(outputs):
+        ref = [np.asarray(r[k]) for _, r in held]
+        if np.issubdtype(ref[0].dtype, np.floating):
+            fid = compare_outputs(name, ref, [g[name].numpy() for g in got], [token_mask(f) for f, _ in held])
+            out[name] = round(float(fid.cosine), 6)
+    return out or {"none": 1.0}

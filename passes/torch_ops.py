@@ -1,0 +1,180 @@
+"""ONNX operators as torch functions, for the trainable view of a graph (`torch_view.py`).
+
+Each entry takes (inputs, attrs) — inputs are torch tensors or None for omitted optional inputs — and
+returns a tuple of outputs. Shape arithmetic runs on int64 tensors like everything else; values that
+must be Python ints (axes, shapes, slice bounds) are read with `.tolist()`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgec.passes.onnx_dtypes import torch_dtype
+
+
+def _ints(t) -> list[int]:
+    return [int(v) for v in (t.tolist() if torch.is_tensor(t) else t)]
+
+
+def _axes(inputs, attrs, index: int = 1):
+    if len(inputs) > index and inputs[index] is not None:
+        return _ints(inputs[index])
+    return attrs.get("axes")
+
+
+def _reshape(x, shape, allowzero=0):
+    dims = _ints(shape)
+    if not allowzero:
+        dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    return x.reshape(dims)
+
+
+def _slice(inputs, attrs):
+    x = inputs[0]
+    starts, ends = _ints(inputs[1]), _ints(inputs[2])
+    axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else list(range(len(starts)))
+    steps = _ints(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    index = [slice(None)] * x.dim()
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        n = x.shape[a]
+        if st < 0:   # negative steps: flip, then slice forward
+            x = x.flip(a)
+            s, e = n - 1 - max(min(s, n - 1), -n - 1 if s < 0 else -1), n - 1 - max(min(e, n), -n - 1)
+            s, e, st = (s + n if s < 0 else s), e, -st
+        index[a] = slice(max(min(s + n if s < 0 else s, n), 0), max(min(e + n if e < 0 else e, n), 0), st)
+    return x[tuple(index)]
+
+
+def _reduce(fn):
+    def op(inputs, attrs):
+        axes = _axes(inputs, attrs)
+        keep = bool(attrs.get("keepdims", 1))
+        if not axes:
+            if attrs.get("noop_with_empty_axes", 0):
+                return (inputs[0],)
+            axes = list(range(inputs[0].dim()))
+        return (fn(inputs[0], axes, keep),)
+    return op
+
+
+def _gemm(inputs, attrs):
+    a, b = inputs[0], inputs[1]
+    a = a.t() if attrs.get("transA", 0) else a
+    b = b.t() if attrs.get("transB", 0) else b
+    y = attrs.get("alpha", 1.0) * (a @ b)
+    if len(inputs) > 2 and inputs[2] is not None:
+        y = y + attrs.get("beta", 1.0) * inputs[2]
+    return (y,)
+
+
+def _layer_norm(inputs, attrs):
+    x = inputs[0]
+    axis = attrs.get("axis", -1) % x.dim()
+    shape = x.shape[axis:]
+    bias = inputs[2] if len(inputs) > 2 else None
+    return (F.layer_norm(x, shape, inputs[1], bias, attrs.get("epsilon", 1e-5)),)
+
+
+def _conv(inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    dims = w.dim() - 2
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise NotImplementedError("Conv auto_pad")
+    pads = attrs.get("pads", [0] * 2 * dims)
+    if pads[:dims] != pads[dims:]:
+        raise NotImplementedError("asymmetric Conv padding")
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
+    return (fn(x, w, b, attrs.get("strides", 1), pads[:dims], attrs.get("dilations", 1), attrs.get("group", 1)),)
+
+
+def _split(inputs, attrs):
+    x, axis = inputs[0], attrs.get("axis", 0)
+    sizes = _ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
+    if sizes is None:
+        parts = attrs["num_outputs"] if "num_outputs" in attrs else None
+        return tuple(torch.chunk(x, parts, axis)) if parts else None
+    return tuple(torch.split(x, sizes, axis))
+
+
+def _clip(inputs, attrs):
+    lo = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("min")
+    hi = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("max")
+    return (torch.clamp(inputs[0], lo, hi),)
+
+
+def _squeeze(inputs, attrs):
+    axes = _axes(inputs, attrs)
+    x = inputs[0]
+    if axes is None:
+        return (x.squeeze(),)
+    for a in sorted((a % x.dim() for a in axes), reverse=True):
+        x = x.squeeze(a)
+    return (x,)
+
+
+def _unsqueeze(inputs, attrs):
+    x = inputs[0]
+    axes = _axes(inputs, attrs)
+    rank = x.dim() + len(axes)
+    for a in sorted(a % rank for a in axes):
+        x = x.unsqueeze(a)
+    return (x,)
+
+
+def _constant(inputs, attrs):
+    for key in ("value", "value_float", "value_int", "value_floats", "value_ints"):
+        if key in attrs:
+            return (torch.as_tensor(np.array(attrs[key])),)
+    raise NotImplementedError("Constant without a value")
+
+
+def _gelu(inputs, attrs):
+    approximate = attrs.get("approximate", "none")
+    return (F.gelu(inputs[0], approximate=approximate.decode() if isinstance(approximate, bytes) else approximate),)
+
+
+OPS = {
+    "Add": lambda i, a: (i[0] + i[1],), "Sub": lambda i, a: (i[0] - i[1],), "Mul": lambda i, a: (i[0] * i[1],),
+    "Div": lambda i, a: (torch.div(i[0], i[1], rounding_mode="trunc") if not i[0].is_floating_point()
+                         else i[0] / i[1],),
+    "Pow": lambda i, a: (torch.pow(i[0], i[1]),), "Sqrt": lambda i, a: (torch.sqrt(i[0]),),
+    "Erf": lambda i, a: (torch.erf(i[0]),), "Tanh": lambda i, a: (torch.tanh(i[0]),),
+    "Sigmoid": lambda i, a: (torch.sigmoid(i[0]),), "Relu": lambda i, a: (F.relu(i[0]),),
+    "Exp": lambda i, a: (torch.exp(i[0]),), "Log": lambda i, a: (torch.log(i[0]),),
+    "Neg": lambda i, a: (-i[0],), "Abs": lambda i, a: (torch.abs(i[0]),), "Reciprocal": lambda i, a: (1 / i[0],),
+    "Max": lambda i, a: (torch.stack(torch.broadcast_tensors(*i)).amax(0),),
+    "Min": lambda i, a: (torch.stack(torch.broadcast_tensors(*i)).amin(0),),
+    "Gelu": _gelu, "HardSigmoid": lambda i, a: (torch.clamp(a.get("alpha", 0.2) * i[0] + a.get("beta", 0.5), 0, 1),),
+    "HardSwish": lambda i, a: (F.hardswish(i[0]),), "Softmax": lambda i, a: (torch.softmax(i[0], a.get("axis", -1)),),
+    "MatMul": lambda i, a: (i[0] @ i[1],), "Gemm": _gemm, "Conv": _conv,
+    "Transpose": lambda i, a: (i[0].permute(a["perm"]) if "perm" in a else i[0].permute(*reversed(range(i[0].dim()))),),
+    "Reshape": lambda i, a: (_reshape(i[0], i[1], a.get("allowzero", 0)),),
+    "Flatten": lambda i, a: (i[0].reshape(int(torch.tensor(i[0].shape[:a.get("axis", 1) % max(i[0].dim(), 1)]).prod())
+                                          if a.get("axis", 1) else 1, -1),),
+    "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Concat": lambda i, a: (torch.cat(i, a["axis"]),),
+    "Gather": lambda i, a: (torch.index_select(i[0], a.get("axis", 0) % i[0].dim(),
+                                               (i[1] % i[0].shape[a.get("axis", 0)]).reshape(-1))
+                            .reshape(list(i[0].shape[:a.get("axis", 0) % i[0].dim()]) + list(i[1].shape)
+                                     + list(i[0].shape[a.get("axis", 0) % i[0].dim() + 1:])),),
+    "Shape": lambda i, a: (torch.tensor(i[0].shape[a.get("start", 0):a.get("end")], dtype=torch.int64),),
+    "Cast": lambda i, a: (i[0].to(torch_dtype(a["to"])),), "Slice": lambda i, a: (_slice(i, a),),
+    "Where": lambda i, a: (torch.where(i[0], i[1], i[2]),), "Equal": lambda i, a: (i[0] == i[1],),
+    "Less": lambda i, a: (i[0] < i[1],), "Greater": lambda i, a: (i[0] > i[1],), "Not": lambda i, a: (~i[0],),
+    "And": lambda i, a: (i[0] & i[1],), "Or": lambda i, a: (i[0] | i[1],),
+    "Expand": lambda i, a: (i[0] * torch.ones(_ints(i[1]), dtype=i[0].dtype),),
+    "ReduceMean": _reduce(lambda x, ax, k: x.mean(ax, keepdim=k)),
+    "ReduceSum": _reduce(lambda x, ax, k: x.sum(ax, keepdim=k)),
+    "ReduceMax": _reduce(lambda x, ax, k: x.amax(ax, keepdim=k)),
+    "ReduceL2": _reduce(lambda x, ax, k: torch.sqrt((x * x).sum(ax, keepdim=k))),
+    "LayerNormalization": _layer_norm, "Constant": _constant,
+    "ConstantOfShape": lambda i, a: (torch.full(_ints(i[0]), float(a["value"].ravel()[0]) if "value" in a else 0.0,
+                                                dtype=torch.as_tensor(a["value"]).dtype if "value" in a
+                                                else torch.float32),),
+    "Identity": lambda i, a: (i[0],), "Clip": _clip, "Split": _split,
+    "Mod": lambda i, a: (torch.fmod(i[0], i[1]) if a.get("fmod", 0) else torch.remainder(i[0], i[1]),),
+    "Range": lambda i, a: (torch.arange(i[0].item(), i[1].item(), i[2].item(), dtype=i[0].dtype),),
+    "Dropout": lambda i, a: (i[0],),
+}

@@ -1,0 +1,136 @@
+"""Recovery distillation on the real all-MiniLM-L6-v2 at 50 % of MLP units kept (`make bench-recover`).
+
+Data: the text file given to the compile starts with the 296 evaluation sentences (`sentences.txt`: the
+passes' calibration statistics, the early-stopping split and the final held-out split, none trained on)
+followed by WordNet's glosses and examples (the training stream). One compile trains for the largest
+budget; its curve gives the held-out cosine after every evaluation (the other budgets are read off it,
+so they are points of one run with a cosine schedule over the largest budget, not separate runs). Then
+the recovered model is quantized to int8 and timed interleaved against ONNX Runtime's int8 of the original.
+
+    python -m edgec.samples.bench_recover [--out build/recover] [--minutes 30] [--keep 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _text_file(out: Path, limit: int) -> tuple[Path, int]:
+    from edgec.samples.corpus import ensure_wordnet, sentences as wordnet
+    from edgec.samples.minilm import sentences
+
+    ensure_wordnet()
+    evaluation = sentences()
+    seen = set(evaluation)
+    path = out / "eval_then_wordnet.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(evaluation) + "\n")
+        for i, text in enumerate(t for t in wordnet() if t not in seen):
+            if i >= limit:
+                break
+            f.write(text + "\n")
+    return path, len(evaluation)
+
+
+def _held_out_fidelity(original: Path, compiled: Path, feeds: list[dict]) -> dict:
+    import onnxruntime as ort
+
+    from edgec.runtime.fidelity import compare_outputs, token_mask
+
+    a = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(compiled), providers=["CPUExecutionProvider"])
+    ref = [a.run(["sentence_embedding"], f)[0] for f in feeds]
+    got = [b.run(["sentence_embedding"], f)[0] for f in feeds]
+    fid = compare_outputs("sentence_embedding", ref, got, [token_mask(f) for f in feeds])
+    return {"mean_cosine": fid.cosine, "min_cosine": fid.min_cosine}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from edgec.compiler.calibration import split_feeds
+    from edgec.compiler.driver import CompileOptions, compile_model
+    from edgec.compiler.export import export
+    from edgec.samples.minilm import model_dir, tokenize
+    from edgec.targets import load_target
+
+    parser = argparse.ArgumentParser(prog="edgec.samples.bench_recover")
+    parser.add_argument("--out", type=Path, default=Path("build/recover"))
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--keep", type=float, default=0.5)
+    parser.add_argument("--corpus-lines", type=int, default=150_000)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=None, help="recover.lr (default: the pass's)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / "minilm.onnx"
+    if not base.exists():
+        export("minilm", base)
+    text, n_eval = _text_file(args.out, args.corpus_lines)
+    from edgec.samples.minilm import sentences
+
+    held = split_feeds([tokenize([s]) for s in sentences()])[1]       # the driver's final held-out split
+    target = load_target("x86")
+    results = {}
+    for minutes in (0.0, args.minutes):
+        out = args.out / f"keep{args.keep:g}_recover{minutes:g}.onnx"
+        report = compile_model(base, target, CompileOptions(
+            output=out, passes=["cleanup", "prune"], calib_text=text,
+            pass_options={"prune": {"keep": args.keep}, **({"recover": {"lr": args.lr}} if args.lr else {})},
+            tokenizer=model_dir(), calib_count=n_eval, recover_minutes=minutes, min_cosine=0.0, force=True,
+            measure=False, gate_outputs=["sentence_embedding"]))
+        recover = next((p for p in report.passes if p.name == "recover"), None)
+        results[minutes] = {"held_out": _held_out_fidelity(base, out, held), "path": out,
+                            "curve": recover.stats.get("curve", []) if recover else []}
+        print(f"keep {args.keep:.0%}, {minutes:g} min of recovery: held-out sentence cosine "
+              f"{results[minutes]['held_out']['mean_cosine']:.4f} (min {results[minutes]['held_out']['min_cosine']:.4f})",
+              flush=True)
+    _print_curve(results[args.minutes]["curve"], args.minutes)
+    _int8(base, results[args.minutes]["path"], held, target, args)
+    (args.out / "recover.json").write_text(json.dumps(
+        {str(k): {**v, "path": str(v["path"])} for k, v in results.items()}, indent=1, default=float))
+
+
+def _print_curve(curve: list[dict], minutes: float) -> None:
+    print(f"\nheld-out (early-stopping split) sentence-embedding cosine during the {minutes:g}-min run:")
+    marks = sorted({m for m in (5, 15, 30, minutes) if m <= minutes})
+    for m in marks:
+        point = max((c for c in curve if c["seconds"] <= m * 60), key=lambda c: c["seconds"], default=None)
+        if point:
+            print(f"  after {m:>4g} min ({point['steps']:>5} steps): sentence cosine "
+                  f"{point.get('sentence_embedding', float('nan')):.4f}, "
+                  f"token cosine {point.get('last_hidden_state', float('nan')):.4f}")
+
+
+def _int8(base: Path, recovered: Path, held: list[dict], target, args) -> None:
+    from edgec.compiler.driver import CompileOptions, compile_model, session_config
+    from edgec.runtime.inputs import input_specs, synthesize_feed
+    from edgec.runtime.latency import LatencyStats, measure_interleaved
+    from edgec.runtime.session import create_session
+
+    paths = {"ORT int8 per-channel (original)": base, "recovered + int8": recovered}
+    quantized = {}
+    for label, src in paths.items():
+        out = args.out / f"{src.stem}.int8.onnx"
+        compile_model(src, target, CompileOptions(output=out, passes=["cleanup", "quantize"], min_cosine=0.0,
+                                                  force=True, measure=False))
+        quantized[label] = out
+    config = session_config(target)
+    sessions = [create_session(str(p), config) for p in quantized.values()]
+    feed = synthesize_feed(input_specs(sessions[0]), np.random.default_rng(0), {"batch": 1, "sequence": 128})
+    samples = measure_interleaved([lambda s=s: s.run(None, feed) for s in sessions], 5, args.runs)
+    p50 = [LatencyStats.from_samples(x).p50_ms for x in samples]
+    print(f"\nint8, batch 1, sequence 128, {args.runs} interleaved runs:")
+    for (label, path), p in zip(quantized.items(), p50, strict=True):
+        fid = _held_out_fidelity(base, path, held)
+        print(f"  {label:<32} p50 {p:7.3f} ms  {p / p50[0]:.3f}× of ORT int8   held-out sentence cosine "
+              f"{fid['mean_cosine']:.4f} (min {fid['min_cosine']:.4f})")
+
+
+if __name__ == "__main__":
+    main()
