@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import onnx

@@ -24,8 +24,8 @@ from edgec.compiler.measuring import measure_or_roll_back
 from edgec.compiler.probe import FidelityProbe
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
-from edgec.compiler.teacher import Teacher
 from edgec.compiler.storage import densify_sparse_initializers, sparsify_initializers
+from edgec.compiler.teacher import Teacher
 from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.graph import count_params

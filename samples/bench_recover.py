@@ -23,7 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _text_file(out: Path, limit: int) -> tuple[Path, int]:
-    from edgec.samples.corpus import ensure_wordnet, sentences as wordnet
+    from edgec.samples.corpus import ensure_wordnet
+    from edgec.samples.corpus import sentences as wordnet
     from edgec.samples.minilm import sentences
 
     ensure_wordnet()
