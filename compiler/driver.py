@@ -155,9 +155,13 @@ def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOption
     return {"ort_model": str(ort_path), "ort_bytes": size, "usability": usability(model, options.dims)}
 
 
+COMPRESSING = {"prune", "lowrank", "share", "sparse"}
+
+
 def _with_recovery(names: list[str], options: CompileOptions) -> list[str]:
-    """--recover: distillation right before quantize (an int8 graph cannot be trained), else at the end."""
-    if options.recover_minutes <= 0 or "recover" in names:
+    """--recover: distillation right before quantize (an int8 graph cannot be trained), else at the end;
+    only in pipelines that compress (an uncompressed model has nothing to recover)."""
+    if options.recover_minutes <= 0 or "recover" in names or not COMPRESSING & set(names):
         return names
     options.pass_options.setdefault("recover", {})["minutes"] = options.recover_minutes
     at = names.index("quantize") if "quantize" in names else len(names)
