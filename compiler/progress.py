@@ -10,12 +10,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 @contextmanager
 def progress_bar(description: str, total: int):
+    """Yields advance(done, info=None): `info` (e.g. the current held-out fidelity) follows the description."""
     if not sys.stderr.isatty():
-        yield lambda done: None
+        yield lambda done, info=None: None
         return
     from rich.console import Console
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
+        yield lambda done, info=None: bar.update(
+            task, completed=done, description=description if info is None else f"{description} ({info})")

@@ -76,7 +76,7 @@ class PassContext:
     rank_multiple: int = 1
     seed: int = 0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)   # the target's execution providers, in order
-    # progress(description, total) → a context manager yielding advance(done); the driver shows a bar
+    # progress(description, total) → a context manager yielding advance(done, info=None); the driver shows a bar
     progress: Callable[[str, int], ContextManager[Callable[[int], None]]] = field(default=None)
     teacher: TeacherSource | None = None
 
@@ -87,7 +87,7 @@ class PassContext:
 
 @contextmanager
 def _silent_progress(description: str, total: int):
-    yield lambda done: None
+    yield lambda done, info=None: None
 
 
 class PassOptionError(ValueError):

@@ -1,7 +1,8 @@
 """Recovery distillation, the training loop: the compressed model's torch view learns to match the teacher.
 
 Loss per batch: for every float output, (1 − cosine) per row plus the MSE over the teacher's mean square
-(per-token outputs at real tokens only), and the same normalized MSE on intermediate tensors the two
+(per-token outputs at real tokens only; outputs named *logits* add KL(teacher ‖ student) of the softmax),
+and the same normalized MSE on intermediate tensors the two
 graphs share (the MLP block outputs), weighted by `intermediate`. AdamW; the learning rate follows a
 cosine over the *time* budget (the number of steps a budget buys is unknown in advance). Every
 `eval_every` steps the held-out feeds are scored (min over outputs of the mean cosine); the best weights
@@ -44,7 +45,7 @@ class DistillResult:
 
 
 def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[str], settings: DistillSettings,
-            progress: Callable[[int], None] = lambda done: None) -> DistillResult:
+            progress: Callable[..., None] = lambda done, info=None: None) -> DistillResult:
     torch.manual_seed(settings.seed)
     names = outputs + intermediates
     held = [(f, teacher.run(f, outputs)) for f in teacher.held_out]
@@ -69,7 +70,7 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
             loss.backward()
             optimizer.step()
             result.steps += 1
-            progress(min(int(elapsed), int(budget)))
+            progress(min(int(elapsed), int(budget)), f"held-out cosine {best:.4f}")
             if result.steps % settings.eval_every == 0:
                 scores = _scores(view, held, outputs)
                 score = min(scores.values())
@@ -136,8 +137,11 @@ def _loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Ten
         mse = torch.mean((s - t) ** 2) / (torch.mean(t ** 2) + 1e-12)
         if name in intermediates:
             total = total + weight * mse
-        else:
-            total = total + mse + torch.mean(1 - torch.nn.functional.cosine_similarity(s, t, dim=-1, eps=1e-8))
+            continue
+        total = total + mse + torch.mean(1 - torch.nn.functional.cosine_similarity(s, t, dim=-1, eps=1e-8))
+        if "logit" in name.lower() and t.shape[-1] > 1:     # classifier outputs: KL(teacher ‖ student)
+            total = total + torch.nn.functional.kl_div(torch.log_softmax(s, -1), torch.log_softmax(t, -1),
+                                                       log_target=True, reduction="batchmean")
     return total
 
 
