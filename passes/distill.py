@@ -26,10 +26,10 @@ from edgec.runtime.fidelity import compare_outputs, token_mask
 @dataclass
 class DistillSettings:
     minutes: float
-    lr: float = 5e-5
+    lr: float = 1e-4
     intermediate: float = 1.0
-    eval_every: int = 50
-    patience: int = 8
+    eval_every: int = 100
+    patience: int = 15
     batch: int = 8            # feeds stacked per step when their shapes agree
     seed: int = 0
 
