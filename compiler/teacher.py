@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from edgec.compiler.calibration import Feed
+from edgec.runtime.fidelity import compare_outputs, token_mask
 from edgec.runtime.session import SessionConfig, create_session
 
 
@@ -39,3 +40,13 @@ class Teacher:
             model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in present)
             self._sessions[key] = create_session(model.SerializeToString(), self.config)
         return self._sessions[key].run(names, feed)
+
+    @staticmethod
+    def token_mask(feed: Feed) -> np.ndarray | None:
+        """Which positions of per-token outputs are real tokens (the feed's attention mask), if known."""
+        return token_mask(feed)
+
+    @staticmethod
+    def cosine(name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: list[Feed]) -> float:
+        """Mean cosine of an output over feeds, the way the compile's verification measures it."""
+        return compare_outputs(name, refs, gots, [token_mask(f) for f in feeds]).cosine

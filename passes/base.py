@@ -66,6 +66,14 @@ class TeacherSource(Protocol):
         """The original model's tensors `names` (outputs or intermediates) on `feed`."""
         ...
 
+    def token_mask(self, feed: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Real-token positions of per-token outputs (from the feed's attention mask), if any."""
+        ...
+
+    def cosine(self, name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: list) -> float:
+        """Mean cosine of one output over feeds, measured like the compile's verification."""
+        ...
+
 
 @dataclass
 class PassContext:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from edgec.passes.torch_view import TorchView, to_torch_feed
-from edgec.runtime.fidelity import compare_outputs, token_mask
 
 
 @dataclass
@@ -50,7 +49,7 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
     names = outputs + intermediates
     held = [(f, teacher.run(f, outputs)) for f in teacher.held_out]
     result = DistillResult()
-    scores = _scores(view, held, outputs)
+    scores = _scores(view, held, outputs, teacher)
     best = result.held_out_before = result.held_out_best = min(scores.values())
     best_state = {k: v.detach().clone() for k, v in view.weights.items()}
     optimizer = torch.optim.AdamW(view.weights.parameters(), lr=settings.lr, weight_decay=0.0)
@@ -65,14 +64,14 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
                 group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
             target = dict(zip(names, teacher.run(feed, names), strict=True))
             got = view(to_torch_feed(feed), intermediates)
-            loss = _loss(got, target, outputs, intermediates, settings.intermediate, token_mask(feed))
+            loss = _loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             result.steps += 1
             progress(min(int(elapsed), int(budget)), f"held-out cosine {best:.4f}")
             if result.steps % settings.eval_every == 0:
-                scores = _scores(view, held, outputs)
+                scores = _scores(view, held, outputs, teacher)
                 score = min(scores.values())
                 result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps, **scores})
                 if score > best:
@@ -145,7 +144,7 @@ def _loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Ten
     return total
 
 
-def _scores(view: TorchView, held: list, outputs: list[str]) -> dict[str, float]:
+def _scores(view: TorchView, held: list, outputs: list[str], teacher) -> dict[str, float]:
     """Mean cosine of every float output on the held-out feeds (per-token outputs at real tokens)."""
     with torch.no_grad():
         got = [view(to_torch_feed(f)) for f, _ in held]
@@ -153,6 +152,6 @@ def _scores(view: TorchView, held: list, outputs: list[str]) -> dict[str, float]
     for k, name in enumerate(outputs):
         ref = [np.asarray(r[k]) for _, r in held]
         if np.issubdtype(ref[0].dtype, np.floating):
-            fid = compare_outputs(name, ref, [g[name].numpy() for g in got], [token_mask(f) for f, _ in held])
-            out[name] = round(float(fid.cosine), 6)
+            cosine = teacher.cosine(name, ref, [g[name].numpy() for g in got], [f for f, _ in held])
+            out[name] = round(float(cosine), 6)
     return out or {"none": 1.0}
