@@ -99,6 +99,13 @@ def split_feeds(feeds: list[Feed], held_out_fraction: float = 0.25, min_held_out
     return feeds[:-n_held], feeds[-n_held:]
 
 
+def session_with_outputs(model: onnx.ModelProto, names: list[str], config: SessionConfig):
+    """A session on `model` that also returns the intermediate tensors `names` (the model is modified)."""
+    present = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in present)
+    return create_session(model.SerializeToString(), config)
+
+
 class ActivationCapture:
     """Runs the current graph with extra outputs to collect activations for the passes."""
 
@@ -111,12 +118,7 @@ class ActivationCapture:
     def _session_with_outputs(self, graph: gs.Graph, names: list[str]):
         from edgec.compiler.modelio import to_model  # local: avoids a cycle at import time
 
-        model = to_model(graph, self.original)
-        present = {o.name for o in model.graph.output}
-        for name in names:
-            if name not in present:
-                model.graph.output.append(onnx.ValueInfoProto(name=name))
-        return create_session(model.SerializeToString(), self.session)
+        return session_with_outputs(to_model(graph, self.original), names, self.session)
 
     def grams(self, graph: gs.Graph, names: list[str]) -> dict[str, Gram]:
         sess = self._session_with_outputs(graph, names)

@@ -8,9 +8,9 @@ from typing import Callable, Iterable
 import numpy as np
 import onnx
 
-from edgec.compiler.calibration import Feed
+from edgec.compiler.calibration import Feed, session_with_outputs
 from edgec.runtime.fidelity import compare_outputs, token_mask
-from edgec.runtime.session import SessionConfig, create_session
+from edgec.runtime.session import SessionConfig
 
 
 class Teacher:
@@ -36,9 +36,7 @@ class Teacher:
         if key not in self._sessions:
             model = onnx.ModelProto()
             model.CopyFrom(self.original)
-            present = {o.name for o in model.graph.output}
-            model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in present)
-            self._sessions[key] = create_session(model.SerializeToString(), self.config)
+            self._sessions[key] = session_with_outputs(model, names, self.config)
         return self._sessions[key].run(names, feed)
 
     @staticmethod
