@@ -89,11 +89,14 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
                                for d, default in zip(spec.shape[1:], (3, 224, 224), strict=True))
 
     def load(path: Path) -> Feed:
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
-            array = np.asarray(img, np.float32) / 255.0
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
+                array = np.asarray(img, np.float32) / 255.0
+        except (OSError, UnidentifiedImageError) as exc:
+            raise InputError(f"{path}: not a readable image ({str(exc).splitlines()[0][:120]})") from None
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
         return {spec.name: array[None].astype(np.float32)}
 

@@ -117,3 +117,14 @@ def test_hook_source(tmp_path, monkeypatch):
     source = hook_source("my_feeds:feeds", [], count=4)
     assert len(source.calibration) == 4 and len(list(source.training())) == 2
     sys.modules.pop("my_feeds", None)
+
+
+def test_a_corrupt_image_is_a_clear_error(tmp_path):
+    from edgec.compiler.data_sources import image_source
+    from edgec.compiler.errors import InputError
+    from edgec.runtime.inputs import InputSpec
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    spec = InputSpec("pixel_values", np.dtype(np.float32), ("batch", 3, 32, 32))
+    with pytest.raises(InputError, match="broken.png: not a readable image"):
+        image_source(tmp_path, [spec], count=3)
