@@ -114,11 +114,14 @@ def hook_source(spec: str, specs: list[InputSpec], count: int) -> DataSource:
 
     def stream() -> Iterator[Feed]:
         try:
-            items = function(specs)
-        except TypeError:
-            items = function()
-        for feed in items:
-            yield {k: np.asarray(v) for k, v in feed.items()}
+            try:
+                items = function(specs)
+            except TypeError:
+                items = function()
+            for feed in items:
+                yield {k: np.asarray(v) for k, v in feed.items()}
+        except Exception as exc:  # noqa: BLE001 - the user's code: any failure is an input error
+            raise InputError(f"--calib-hook {spec} failed: {type(exc).__name__}: {exc}") from None
 
     head = list(itertools.islice(stream(), count))
     if not head:

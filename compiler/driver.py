@@ -140,7 +140,7 @@ def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: Ses
     fit, search = split_feeds(split.calibration)
     capture = ActivationCapture(fit, config, original, options.seed)
     probe = FidelityProbe(reference, search, config, original)
-    teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search)
+    teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search, options.gate_outputs)
     for name in report.pipeline:
         report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options))
 
@@ -239,6 +239,8 @@ def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: Fid
         result = pass_.run(graph, ctx)
     except PassOptionError as exc:
         raise InputError(str(exc)) from None
+    except InputError:
+        raise               # bad user data met mid-pass (e.g. a --calib-hook that fails while streaming)
     except Exception as exc:
         raise RuntimeError(f"pass '{name}' failed: {exc}") from exc
     seconds = time.perf_counter() - start

@@ -15,8 +15,9 @@ from edgec.runtime.session import SessionConfig
 
 class Teacher:
     def __init__(self, original: onnx.ModelProto, config: SessionConfig, training: Callable[[], Iterable[Feed]],
-                 held_out: list[Feed]):
+                 held_out: list[Feed], judged: list[str] | None = None):
         self.original = original
+        self.judged = judged
         self.config = config
         self._training = training
         self.held_out = held_out

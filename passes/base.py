@@ -54,6 +54,7 @@ class TeacherSource(Protocol):
     """The original model, for passes that train against it (recovery distillation)."""
 
     held_out: list[dict[str, np.ndarray]]      # feeds early stopping scores on (never the final held-out set)
+    judged: list[str] | None                   # the outputs the user's fidelity gate judges (None: all)
 
     def training_feeds(self):
         """One pass over the training data, streamed (a fresh iterator on every call)."""
@@ -112,7 +113,20 @@ def build_options(options_type: type, given: dict[str, Any], pass_name: str):
     for key, value in given.items():
         default = names[key].default
         try:
-            converted[key] = type(default)(value) if default is not dataclasses.MISSING and default is not None else value
+            if isinstance(default, bool) and isinstance(value, str):
+                converted[key] = _boolean(value)
+            else:
+                converted[key] = type(default)(value) if default is not dataclasses.MISSING and default is not None else value
         except (TypeError, ValueError):
             raise PassOptionError(f"pass '{pass_name}': option {key}={value!r} is not a {type(default).__name__}") from None
     return options_type(**converted)
+
+
+def _boolean(text: str) -> bool:
+    """`true/false`, `yes/no`, `on/off`, `1/0` (bool("false") would be True)."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(text)

@@ -3,8 +3,11 @@
 Loss per batch: for every float output, (1 − cosine) per row plus the MSE over the teacher's mean square
 (per-token outputs at real tokens only; outputs named *logits* add KL(teacher ‖ student) of the softmax),
 and the same normalized MSE on intermediate tensors the two
-graphs share (the MLP block outputs), weighted by `intermediate`. AdamW; the learning rate follows a
-cosine over the *time* budget (the number of steps a budget buys is unknown in advance). Every
+graphs share (the MLP block outputs), weighted by `intermediate`. AdamW in two groups: the weights the
+compression rewrote (`rewritten`) learn at `lr × rewritten_lr`, the untouched ones at `lr` (or stay frozen
+with `train_rest=False`).
+The learning rate warms up linearly over the first `warmup` fraction of the *time* budget, then follows a
+cosine (the number of steps a budget buys is unknown in advance). Every
 `eval_every` steps the held-out feeds are scored (min over outputs of the mean cosine); the best weights
 are kept, and training stops early after `patience` evaluations without improvement.
 """
@@ -31,6 +34,11 @@ class DistillSettings:
     patience: int = 15
     batch: int = 8            # feeds stacked per step when their shapes agree
     seed: int = 0
+    rewritten_lr: float = 1.0     # multiplier of lr for the weights the compression rewrote
+    warmup: float = 0.0           # fraction of the budget spent ramping the learning rate up from 0
+    rewritten: frozenset[str] = frozenset()   # initializer names of those weights
+    train_rest: bool = True       # False: the weights compression did not touch stay frozen
+    judged: tuple[str, ...] = ()  # outputs early stopping scores (min of their held-out cosines); () = all
 
 
 @dataclass
@@ -50,9 +58,9 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
     held = [(f, teacher.run(f, outputs)) for f in teacher.held_out]
     result = DistillResult()
     scores = _scores(view, held, outputs, teacher)
-    best = result.held_out_before = result.held_out_best = min(scores.values())
+    best = result.held_out_before = result.held_out_best = _judged(scores, settings.judged)
     best_state = {k: v.detach().clone() for k, v in view.weights.items()}
-    optimizer = torch.optim.AdamW(view.weights.parameters(), lr=settings.lr, weight_decay=0.0)
+    optimizer = _optimizer(view, settings)
     budget, start, stale = settings.minutes * 60, time.perf_counter(), 0
     result.curve.append({"seconds": 0.0, "steps": 0, **scores})
     while True:
@@ -61,7 +69,7 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
             if elapsed >= budget:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+                group["lr"] = group["peak"] * _schedule(elapsed / budget, settings.warmup)
             target = dict(zip(names, teacher.run(feed, names), strict=True))
             got = view(to_torch_feed(feed), intermediates)
             loss = _loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
@@ -72,7 +80,7 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
             progress(min(int(elapsed), int(budget)), f"held-out cosine {best:.4f}")
             if result.steps % settings.eval_every == 0:
                 scores = _scores(view, held, outputs, teacher)
-                score = min(scores.values())
+                score = _judged(scores, settings.judged)
                 result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps, **scores})
                 if score > best:
                     best, stale = score, 0
@@ -89,6 +97,29 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
     result.seconds = round(time.perf_counter() - start, 1)
     result.held_out_best = best
     return result
+
+
+def _optimizer(view: TorchView, settings: DistillSettings) -> torch.optim.Optimizer:
+    rewritten = [p for name, p in view.named_weights() if name in settings.rewritten]
+    kept = [p for name, p in view.named_weights() if name not in settings.rewritten]
+    groups = [{"params": rewritten, "peak": settings.lr * settings.rewritten_lr}]
+    if settings.train_rest:
+        groups.append({"params": kept, "peak": settings.lr})
+    else:
+        for p in kept:
+            p.requires_grad_(False)
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("recover: no weight to train (compression rewrote none and train_rest is off)")
+    return torch.optim.AdamW([{**g, "lr": g["peak"]} for g in groups], weight_decay=0.0)
+
+
+def _schedule(fraction: float, warmup: float) -> float:
+    """Learning-rate factor at this fraction of the budget: linear warm-up, then a cosine down to 0."""
+    if fraction < warmup:
+        return fraction / warmup
+    rest = (fraction - warmup) / max(1.0 - warmup, 1e-9)
+    return 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
 
 
 def _cycle(teacher) -> Iterable[dict]:
@@ -142,6 +173,11 @@ def _loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Ten
             total = total + torch.nn.functional.kl_div(torch.log_softmax(s, -1), torch.log_softmax(t, -1),
                                                        log_target=True, reduction="batchmean")
     return total
+
+
+def _judged(scores: dict[str, float], judged: tuple[str, ...]) -> float:
+    picked = [v for k, v in scores.items() if k in judged]
+    return min(picked or scores.values())
 
 
 def _scores(view: TorchView, held: list, outputs: list[str], teacher) -> dict[str, float]:

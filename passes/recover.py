@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.mlp import editable_blocks
 
 ROUND_TRIP_TOLERANCE = 1e-5     # relative L2 between the torch view and ONNX Runtime before training
@@ -27,6 +27,11 @@ class RecoverOptions:
     batch: int = 8
     eval_every: int = 100
     patience: int = 15
+    rewritten_lr: float = 1.0    # lr multiplier for the weights compression rewrote
+    train_rest: bool = True      # False: train only the weights compression rewrote
+    warmup: float = 0.0          # fraction of the budget for a linear learning-rate warm-up
+    match: str = "mlp"           # intermediate matching: mlp (block outputs) | layer (residual stream after
+                                 # each block: its Add, or the LayerNormalization that follows) | none
 
 
 class RecoverPass:
@@ -35,6 +40,10 @@ class RecoverPass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(RecoverOptions, ctx.options, self.name)
+        if opts.match not in ("mlp", "layer", "none"):
+            raise PassOptionError(f"pass 'recover': match={opts.match!r} is not one of mlp, layer, none")
+        if opts.lr <= 0 or opts.rewritten_lr <= 0 or not 0 <= opts.warmup < 1:
+            raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
         if opts.minutes <= 0:
             return PassResult(False, {}, ["recover: a budget of 0 minutes trains nothing"])
         if ctx.teacher is None:
@@ -55,28 +64,59 @@ class RecoverPass:
             from edgec.passes.recover_blocks import train_blocks
 
             return train_blocks(graph, ctx, opts.minutes, f"whole-model training unavailable ({exc})")
-        return _distill(graph, view, ctx, opts, error)
+        return _distill(graph, view, ctx, opts, error, _rewritten(model, ctx.teacher.original))
 
 
-def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, error: float) -> PassResult:
+def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, error: float,
+             rewritten: frozenset[str]) -> PassResult:
     from edgec.passes.distill import DistillSettings, distill
     from edgec.passes.ort_tools import replace_contents
 
     outputs = [t.name for t in graph.outputs]
-    intermediates = [b.fc2.y.name for b in editable_blocks(graph)
-                     if b.fc2.y.name not in outputs and ctx.teacher.has_tensor(b.fc2.y.name)]
+    # every output teaches (token states too: measured richer than the sentence embedding alone), but the
+    # best weights are chosen on what the user's gate judges
+    judged = [n for n in outputs if ctx.teacher.judged is None or n in ctx.teacher.judged] or outputs
+    matched = [_matched_tensor(b.fc2.y, opts.match) for b in editable_blocks(graph)] if opts.match != "none" else []
+    intermediates = [t.name for t in matched if t.name not in outputs and ctx.teacher.has_tensor(t.name)]
     settings = DistillSettings(opts.minutes, opts.lr, opts.intermediate, opts.eval_every, opts.patience, opts.batch,
-                               ctx.seed)
+                               ctx.seed, opts.rewritten_lr, opts.warmup, rewritten, opts.train_rest, tuple(judged))
     with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
         result = distill(view, ctx.teacher, outputs, intermediates, settings, advance)
     trained = gs.import_onnx(view.write_back())
     replace_contents(graph, trained)
-    stats = {**asdict(result), "trainable_tensors": len(view.trainable), "matched_intermediates": len(intermediates),
+    stats = {**asdict(result), "trainable_tensors": len(view.trainable),
+             "rewritten_tensors": len(rewritten & set(view.trainable)), "matched_intermediates": len(intermediates),
              "round_trip_rel_error": float(f"{error:.2e}")}
     note = (f"distilled {result.steps} steps in {result.seconds:.0f} s: held-out cosine "
             f"{result.held_out_before:.4f} → {result.held_out_best:.4f}"
             + (" (stopped early)" if result.stopped_early else ""))
     return PassResult(result.held_out_best > result.held_out_before, stats, [note])
+
+
+def _matched_tensor(mlp_output: gs.Variable, where: str) -> gs.Variable:
+    """The MLP block's output, or (where=layer) the residual stream it is added into."""
+    tensor = mlp_output
+    if where == "layer":
+        for op in ("Add", "LayerNormalization"):
+            users = tensor.outputs
+            if len(users) != 1 or users[0].op != op:
+                break
+            tensor = users[0].outputs[0]
+    return tensor
+
+
+def _rewritten(model, original) -> frozenset[str]:
+    """Initializers the compression created or changed: absent from the original, or different there."""
+    from onnx import numpy_helper
+
+    before = {i.name: i for i in original.graph.initializer}
+    changed = set()
+    for init in model.graph.initializer:
+        old = before.get(init.name)
+        if old is None or list(old.dims) != list(init.dims) or old.data_type != init.data_type \
+                or not np.array_equal(numpy_helper.to_array(old), numpy_helper.to_array(init)):
+            changed.add(init.name)
+    return frozenset(changed)
 
 
 def _round_trip_error(view, model, feeds, ctx: PassContext) -> float:

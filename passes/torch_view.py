@@ -78,6 +78,10 @@ class TorchView(torch.nn.Module):
                     env[name] = value
         return {name: env[name] for name in list(self.output_names) + list(extra)}
 
+    def named_weights(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """(initializer name, parameter) for every trainable initializer."""
+        return [(name, self.weights[key]) for name, key in self._keys.items()]
+
     def write_back(self) -> onnx.ModelProto:
         """The model with every trained initializer replaced by its current value (structure unchanged)."""
         out = onnx.ModelProto()

@@ -128,3 +128,22 @@ def test_a_corrupt_image_is_a_clear_error(tmp_path):
     spec = InputSpec("pixel_values", np.dtype(np.float32), ("batch", 3, 32, 32))
     with pytest.raises(InputError, match="broken.png: not a readable image"):
         image_source(tmp_path, [spec], count=3)
+
+
+def test_a_hook_that_fails_mid_stream_is_an_input_error(save, tmp_path, monkeypatch):
+    (tmp_path / "flaky_feeds.py").write_text(
+        "import numpy as np\n"
+        "def feeds(specs):\n"
+        "    for i in range(40):\n"
+        "        if i == 30:\n"
+        "            raise OSError('the camera went away')\n"
+        "        yield {'x': np.random.default_rng(i).standard_normal((1, 5, 16)).astype(np.float32)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = save(models.mlp_model("gelu", blocks=1))
+    code, text = run_cli("compile", src, "--passes", "cleanup,prune", "--calib-hook", "flaky_feeds:feeds",
+                         "--calib-count", "24", "--recover", "--train-minutes", "0.05", "--no-measure",
+                         "-o", tmp_path / "out.onnx")
+    sys.modules.pop("flaky_feeds", None)
+    assert code == 2, text
+    assert "flaky_feeds:feeds failed: OSError: the camera went away" in text and "Traceback" not in text
+    assert not (tmp_path / "out.onnx").exists()

@@ -1,0 +1,84 @@
+"""The distillation loop's schedule, parameter groups and focus, on small random MLP models."""
+
+import numpy as np
+import onnx
+import pytest
+
+import models
+
+torch = pytest.importorskip("torch")
+
+from edgec.compiler.teacher import Teacher  # noqa: E402
+from edgec.passes.distill import DistillSettings, _schedule, distill  # noqa: E402
+from edgec.passes.recover import _rewritten  # noqa: E402
+from edgec.passes.torch_view import TorchView  # noqa: E402
+from edgec.runtime.session import SessionConfig  # noqa: E402
+
+
+def test_the_learning_rate_warms_up_linearly_then_follows_a_cosine_to_zero():
+    assert _schedule(0.0, 0.1) == 0.0
+    assert _schedule(0.05, 0.1) == pytest.approx(0.5)
+    assert _schedule(0.1, 0.1) == pytest.approx(1.0)
+    assert _schedule(0.55, 0.1) == pytest.approx(0.5)
+    assert _schedule(1.0, 0.1) == pytest.approx(0.0, abs=1e-12)
+    assert _schedule(0.0, 0.0) == pytest.approx(1.0)          # no warm-up: start at the peak
+
+
+def _perturbed(model: onnx.ModelProto, names: set[str], scale: float = 0.7) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for init in out.graph.initializer:
+        if init.name in names:
+            init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * scale, init.name))
+    return out
+
+
+def _fc2_weights(model: onnx.ModelProto) -> set[str]:
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    return {n.input[1] for n in matmuls[1::2]}
+
+
+def test_rewritten_weights_are_the_initializers_compression_changed_or_created():
+    original = models.mlp_model("gelu", blocks=2)
+    student = _perturbed(original, _fc2_weights(original))
+    student.graph.initializer.append(onnx.numpy_helper.from_array(np.ones(3, np.float32), "new_factor"))
+    assert _rewritten(student, original) == _fc2_weights(original) | {"new_factor"}
+
+
+def _teacher(model: onnx.ModelProto, judged=None) -> Teacher:
+    feeds = models.feeds(model, 24, seq=6)
+    return Teacher(model, SessionConfig(), lambda: iter(feeds[4:]), feeds[:4], judged)
+
+
+def test_with_train_rest_off_only_the_rewritten_weights_learn():
+    original = models.mlp_model("gelu", blocks=2)
+    rewritten = _fc2_weights(original)
+    view = TorchView(_perturbed(original, rewritten))
+    before = {name: p.detach().clone() for name, p in view.named_weights()}
+    settings = DistillSettings(minutes=0.02, lr=1e-3, rewritten_lr=10, warmup=0.1, eval_every=5, batch=1,
+                               rewritten=frozenset(rewritten), train_rest=False)
+    result = distill(view, _teacher(original), [original.graph.output[0].name], [], settings)
+    assert result.steps > 5 and result.held_out_best > result.held_out_before
+    for name, p in view.named_weights():
+        changed = not torch.equal(p.detach(), before[name])
+        assert changed == (name in rewritten), name
+
+
+def test_nothing_to_train_is_a_clear_error():
+    original = models.mlp_model("gelu", blocks=1)
+    settings = DistillSettings(minutes=0.01, train_rest=False)
+    with pytest.raises(ValueError, match="no weight to train"):
+        distill(TorchView(original), _teacher(original), [original.graph.output[0].name], [], settings)
+
+
+def test_layer_matching_follows_the_mlp_output_into_the_residual_stream():
+    import onnx_graphsurgeon as gs
+
+    from edgec.passes.mlp import editable_blocks
+    from edgec.passes.recover import _matched_tensor
+
+    graph = gs.import_onnx(models.mlp_model("gelu", blocks=2))
+    block = editable_blocks(graph)[0]
+    assert _matched_tensor(block.fc2.y, "mlp") is block.fc2.y
+    residual = _matched_tensor(block.fc2.y, "layer")
+    assert [n.op for n in residual.inputs] == ["Add"] and block.fc2.y in residual.inputs[0].inputs
