@@ -23,14 +23,14 @@ ROUND_TRIP_TOLERANCE = 1e-5     # relative L2 between the torch view and ONNX Ru
 class RecoverOptions:
     minutes: float = 5.0         # training budget (wall clock)
     lr: float = 1e-4             # MiniLM: 1e-3 diverges, 1e-4 improves steadily (3e-4 is noisier)
-    intermediate: float = 1.0    # weight of the MLP-block-output matching next to the output distillation
+    intermediate: float = 3.0    # weight of the intermediate matching next to the output distillation
     batch: int = 8
     eval_every: int = 100
     patience: int = 15
-    rewritten_lr: float = 1.0    # lr multiplier for the weights compression rewrote
+    rewritten_lr: float = 5.0    # lr multiplier for the weights compression rewrote (MiniLM: 10 overshoots)
     train_rest: bool = True      # False: train only the weights compression rewrote
-    warmup: float = 0.0          # fraction of the budget for a linear learning-rate warm-up
-    match: str = "mlp"           # intermediate matching: mlp (block outputs) | layer (residual stream after
+    warmup: float = 0.05         # fraction of the budget for a linear learning-rate warm-up
+    match: str = "layer"         # intermediate matching: mlp (block outputs) | layer (residual stream after
                                  # each block: its Add, or the LayerNormalization that follows) | none
 
 
@@ -64,7 +64,12 @@ class RecoverPass:
             from edgec.passes.recover_blocks import train_blocks
 
             return train_blocks(graph, ctx, opts.minutes, f"whole-model training unavailable ({exc})")
-        return _distill(graph, view, ctx, opts, error, _rewritten(model, ctx.teacher.original))
+        rewritten = _rewritten(model, ctx.teacher.original)
+        trainable = set(view.trainable) if opts.train_rest else rewritten & set(view.trainable)
+        if not trainable:
+            return PassResult(False, {}, ["recover: no float32 weight to train (float16 and integer weights "
+                                          "are left as they are)"])
+        return _distill(graph, view, ctx, opts, error, rewritten)
 
 
 def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, error: float,

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
@@ -43,6 +44,16 @@ def test_float16_model_compiles(save, tmp_path):
     src = save(to_float16(models.mlp_model("relu")))
     out = tmp_path / "o.onnx"
     code, text = _compile(src, "-o", out, "--runs", "3", "--min-cosine", "0.98")
+    assert code == 0, text
+    assert onnx.load(str(out)).graph.input[0].type.tensor_type.elem_type == T.FLOAT16
+
+
+def test_float16_model_with_recovery_is_not_an_error(save, tmp_path):
+    pytest.importorskip("torch")
+    src = save(to_float16(models.mlp_model("relu")))
+    out = tmp_path / "o.onnx"
+    code, text = _compile(src, "-o", out, "--passes", "cleanup,prune", "--recover", "--train-minutes", "0.03",
+                          "--no-measure", "--min-cosine", "0")
     assert code == 0, text
     assert onnx.load(str(out)).graph.input[0].type.tensor_type.elem_type == T.FLOAT16
 
