@@ -12,7 +12,7 @@ _ORT_TYPES = {
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
     "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
 }
-DEFAULT_DIMS = {"batch": 1, "sequence": 128, "spatial": 224}
+DEFAULT_DIMS = {"batch": 1, "sequence": 128, "spatial": 224, "samples": 16000}
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,10 @@ def _guess_dim(name: str, index: int, spec: InputSpec, dims: dict[str, int]) -> 
     low = name.lower()
     if index == 0 or re.search(r"batch|^n$|^b$", low):
         return dims.get("batch", DEFAULT_DIMS["batch"])
+    if spec.role == "data" and len(spec.shape) == 2 and index == 1:
+        # a float [batch, n] input with a free n is a waveform (wav2vec2, HuBERT, Whisper-style front ends
+        # need hundreds of samples per frame): one second at 16 kHz unless --dim samples=N says otherwise
+        return dims.get("samples", DEFAULT_DIMS["samples"])
     if re.search(r"seq|len|token|time|frames", low) or spec.role != "data":
         return dims.get("sequence", DEFAULT_DIMS["sequence"])
     if len(spec.shape) == 4 and index >= 2:

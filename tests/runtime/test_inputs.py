@@ -42,3 +42,14 @@ def test_same_seed_same_feed():
     b = synthesize_feed(specs, np.random.default_rng(3))
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert isinstance(onnx.__version__, str)
+
+
+def test_a_free_length_float_vector_is_a_waveform_of_one_second():
+    from edgec.runtime.inputs import InputSpec
+
+    audio = InputSpec("input_values", np.dtype(np.float32), ("batch_size", "sequence_length"))
+    assert concrete_shape(audio) == (1, 16000)
+    assert concrete_shape(audio, {"samples": 8000}) == (1, 8000)
+    assert concrete_shape(audio, {"sequence_length": 400}) == (1, 400)
+    tokens = InputSpec("input_ids", np.dtype(np.int64), ("batch_size", "sequence_length"))
+    assert concrete_shape(tokens) == (1, 128)
