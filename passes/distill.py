@@ -2,14 +2,13 @@
 
 Loss per batch: for every float output, (1 − cosine) per row plus the MSE over the teacher's mean square
 (per-token outputs at real tokens only; outputs named *logits* add KL(teacher ‖ student) of the softmax),
-and the same normalized MSE on intermediate tensors the two
-graphs share (the MLP block outputs), weighted by `intermediate`. AdamW in two groups: the weights the
+and the same normalized MSE on the intermediate tensors the caller names (recover: the residual stream
+after every compressed block), weighted by `intermediate`. AdamW in two groups: the weights the
 compression rewrote (`rewritten`) learn at `lr × rewritten_lr`, the untouched ones at `lr` (or stay frozen
-with `train_rest=False`).
-The learning rate warms up linearly over the first `warmup` fraction of the *time* budget, then follows a
-cosine (the number of steps a budget buys is unknown in advance). Every
-`eval_every` steps the held-out feeds are scored (min over outputs of the mean cosine); the best weights
-are kept, and training stops early after `patience` evaluations without improvement.
+with `train_rest=False`). The learning rate warms up linearly over the first `warmup` fraction of the
+*time* budget, then follows a cosine (the number of steps a budget buys is unknown in advance). Every
+`eval_every` steps the held-out feeds are scored (the min over the `judged` outputs of their mean cosine);
+the best weights are kept, and training stops early after `patience` evaluations without improvement.
 """
 
 from __future__ import annotations

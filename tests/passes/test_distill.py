@@ -82,3 +82,11 @@ def test_layer_matching_follows_the_mlp_output_into_the_residual_stream():
     assert _matched_tensor(block.fc2.y, "mlp") is block.fc2.y
     residual = _matched_tensor(block.fc2.y, "layer")
     assert [n.op for n in residual.inputs] == ["Add"] and block.fc2.y in residual.inputs[0].inputs
+
+
+def test_early_stopping_scores_the_judged_outputs_only():
+    from edgec.passes.distill import _judged
+
+    scores = {"sentence_embedding": 0.95, "last_hidden_state": 0.90}
+    assert _judged(scores, ("sentence_embedding",)) == 0.95
+    assert _judged(scores, ()) == 0.90                         # nothing judged: the worst output
