@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassResult, build_options
-from edgec.passes.ort_tools import quiet_root_logger, replace_contents
+from edgec.passes.ort_tools import opset18_reduction_shapes, quiet_root_logger, replace_contents
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class FusePass:
         opts = build_options(FuseOptions, ctx.options, self.name)
         model = gs.export_onnx(graph, do_type_check=False)
         before = Counter(n.op for n in graph.nodes)
-        with quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):   # it prints to stdout
+        with quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()), opset18_reduction_shapes():
             logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
             optimized = optimize_model(model, model_type=opts.model_type, num_heads=opts.num_heads,
                                        hidden_size=opts.hidden_size, opt_level=0)

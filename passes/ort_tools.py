@@ -29,3 +29,41 @@ def replace_contents(graph: gs.Graph, other: gs.Graph) -> None:
     for domain in other.import_domains or []:
         if domain.domain not in {d.domain for d in graph.import_domains or []}:
             graph.import_domains.append(domain)
+
+
+# Opset 18 moved `axes` of every reduction into an input. ONNX Runtime's symbolic shape inference reads it
+# for ReduceSum/ReduceMean/ReduceProd only; any other reduction (e.g. the ReduceL2 of a dynamo-exported
+# normalize head) leaves its output shapeless, the inference raises further down, and the transformer
+# optimizer silently skips every shape-dependent fusion.
+_OPSET18_REDUCTIONS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin",
+                       "ReduceSumSquare")
+
+
+@contextmanager
+def opset18_reduction_shapes():
+    """While active, ONNX Runtime's symbolic shape inference infers every opset-18 reduction like ReduceSum
+    (the same rule it already applies to ReduceMean at opset 18)."""
+    import sys
+
+    import onnxruntime.tools.symbolic_shape_infer as tools_copy
+    import onnxruntime.transformers.shape_infer_helper  # noqa: F401 - loads the optimizer's own copy
+
+    # the transformer optimizer imports the module a second time under a top-level name (a sys.path hack)
+    classes = {m.SymbolicShapeInference for m in (tools_copy, sys.modules.get("symbolic_shape_infer")) if m}
+    originals = {cls: cls.__dict__["_infer_impl"] for cls in classes}
+
+    def patched(original, get_opset):
+        def infer(self, *args, **kwargs):
+            if get_opset(self.out_mp_) >= 18:
+                self.dispatcher_.update({op: self._infer_ReduceSum for op in _OPSET18_REDUCTIONS
+                                         if op not in self.dispatcher_})
+            return original(self, *args, **kwargs)
+        return infer
+
+    for cls, original in originals.items():
+        cls._infer_impl = patched(original, sys.modules[cls.__module__].get_opset)
+    try:
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls._infer_impl = original

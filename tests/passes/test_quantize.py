@@ -57,3 +57,34 @@ def test_floor_keeps_the_float_graph_when_int8_falls_below_it():
     assert "MatMulInteger" not in {n.op for n in graph.nodes}
     result = get_pass("quantize").run(graph, PassContext(options={"floor": 0.95}, fidelity=lambda g: 0.98))
     assert result.changed and "MatMulInteger" in {n.op for n in graph.nodes}
+
+
+def _opset18_normalize_head() -> "onnx.ModelProto":
+    """Add → LayerNormalization (a SkipLayerNormalization candidate) → an L2-normalize head as the dynamo
+    exporter writes it at opset 18: ReduceL2 with axes as an input → Clip → Expand → Div."""
+    import onnx
+
+    b = models.Builder(opset=18)
+    y = b.op("LayerNormalization", [b.op("Add", ["x", models.linear(b, "x", models.D, models.D)]),
+                                    b.const(np.ones(models.D)), b.const(np.zeros(models.D))], axis=-1)
+    b.inits.append(onnx.numpy_helper.from_array(np.array([-1], np.int64), "axes"))
+    norm = b.op("Clip", [b.op("ReduceL2", [y, "axes"], keepdims=1), b.const(np.array(1e-12))])
+    return b.model("x", b.op("Div", [y, b.op("Expand", [norm, b.op("Shape", [y])])]))
+
+
+def test_opset18_reductions_get_shapes_so_the_optimizer_can_fuse():
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from edgec.passes.fuse import FusePass
+    from edgec.passes.ort_tools import opset18_reduction_shapes
+
+    model = _opset18_normalize_head()
+    before = SymbolicShapeInference._infer_impl
+    with opset18_reduction_shapes():
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    assert SymbolicShapeInference._infer_impl is before                       # the patch is undone
+    shapes = {v.name: len(v.type.tensor_type.shape.dim) for v in inferred.graph.value_info}
+    reduced = next(n.output[0] for n in model.graph.node if n.op_type == "ReduceL2")
+    assert shapes[reduced] == 3
+    result = FusePass().run(gs.import_onnx(model), PassContext())
+    assert result.stats["fused"].get("SkipLayerNormalization") == 1
