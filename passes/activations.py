@@ -32,17 +32,21 @@ class Activation:
     output: gs.Tensor
     # constants inside the region whose last dimension is the hidden width (sliced when pruning)
     channel_constants: list[gs.Tensor] = field(default_factory=list)
+    gate: gs.Tensor | None = None     # gated MLPs: the "up" projection's output the activation multiplies by
 
 
 class NoActivation(Exception):
     """Why the nodes after fc1 are not an element-wise activation feeding one linear layer."""
 
 
-def match_activation(graph: gs.Graph, start: gs.Tensor, hidden: int, is_fc2) -> tuple[Activation, gs.Node]:
+def match_activation(graph: gs.Graph, start: gs.Tensor, hidden: int, is_fc2,
+                     is_gate=lambda tensor: False) -> tuple[Activation, gs.Node]:
     """Grow the element-wise region from `start` (fc1's output) until it reaches fc2.
 
-    `is_fc2(node, tensor)` says whether a node consuming `tensor` is a linear layer taking it as x.
-    Returns the activation and the fc2 node, or raises NoActivation with the reason.
+    `is_fc2(node, tensor)` says whether a node consuming `tensor` is a linear layer taking it as x;
+    `is_gate(tensor)` whether a tensor from outside the region may multiply into it (the "up" projection
+    of a gated MLP: SwiGLU, GeGLU). Returns the activation (its `gate` set for a gated MLP) and the fc2
+    node, or raises NoActivation with the reason.
     """
     region: list[gs.Node] = []
     produced = {id(start)}
@@ -72,21 +76,27 @@ def match_activation(graph: gs.Graph, start: gs.Tensor, hidden: int, is_fc2) -> 
     fc2, out = fc2_hits[0]
     if out is start:
         raise NoActivation("no non-linearity between the two linear layers")
-    channel = _check_inputs(region, produced, hidden)
+    channel, gate = _check_inputs(region, produced, hidden, is_gate)
     ops = [n.op for n in region]
     if not NONLINEAR.intersection(ops):
         raise NoActivation(f"element-wise ops {sorted(set(ops))} hold no non-linearity")
-    return Activation(classify(region), region, out, channel), fc2
+    pattern = classify(region)
+    return Activation(f"gated-{pattern}" if gate else pattern, region, out, channel, gate), fc2
 
 
-def _check_inputs(region: list[gs.Node], produced: set[int], hidden: int) -> list[gs.Tensor]:
-    """Every input of a region node is produced inside the region or a scalar / per-channel constant."""
-    channel = []
+def _check_inputs(region: list[gs.Node], produced: set[int], hidden: int,
+                  is_gate) -> tuple[list[gs.Tensor], gs.Tensor | None]:
+    """Every input of a region node is produced inside the region or a scalar / per-channel constant,
+    except at most one gate tensor multiplied in (gated MLPs)."""
+    channel, gate = [], None
     for node in region:
         for inp in node.inputs:
             if id(inp) in produced or not inp.name:
                 continue
             c = constant_value(inp)
+            if c is None and gate is None and node.op == "Mul" and is_gate(inp):
+                gate = inp
+                continue
             if c is None:
                 raise NoActivation(f"{node.op} '{node.name}' reads '{inp.name}' from outside the block")
             if c.value.size == 1:
@@ -95,7 +105,7 @@ def _check_inputs(region: list[gs.Node], produced: set[int], hidden: int) -> lis
                 channel.append(inp)
                 continue
             raise NoActivation(f"{node.op} '{node.name}' has a constant of shape {c.value.shape}")
-    return channel
+    return channel, gate
 
 
 def classify(region: list[gs.Node]) -> str:

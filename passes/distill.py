@@ -60,6 +60,7 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
     best = result.held_out_before = result.held_out_best = _judged(scores, settings.judged)
     best_state = {k: v.detach().clone() for k, v in view.weights.items()}
     optimizer = _optimizer(view, settings)
+    masks = _sparsity_masks(view)
     budget, start, stale = settings.minutes * 60, time.perf_counter(), 0
     result.curve.append({"seconds": 0.0, "steps": 0, **scores})
     while True:
@@ -75,6 +76,9 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            with torch.no_grad():
+                for p, mask in masks:
+                    p.mul_(mask)
             result.steps += 1
             progress(min(int(elapsed), int(budget)), f"held-out cosine {best:.4f}")
             if result.steps % settings.eval_every == 0:
@@ -111,6 +115,16 @@ def _optimizer(view: TorchView, settings: DistillSettings) -> torch.optim.Optimi
     if not groups:
         raise ValueError("recover: no weight to train (compression rewrote none and train_rest is off)")
     return torch.optim.AdamW([{**g, "lr": g["peak"]} for g in groups], weight_decay=0.0)
+
+
+def _sparsity_masks(view: TorchView, min_zeros: float = 0.3) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """Weights that are mostly exact zeros (a sparse pass's work) keep their zeros while training."""
+    out = []
+    for _, p in view.named_weights():
+        zero = p.detach() == 0
+        if p.dim() >= 2 and zero.float().mean().item() >= min_zeros:
+            out.append((p, (~zero).to(p.dtype)))
+    return out
 
 
 def _schedule(fraction: float, warmup: float) -> float:

@@ -22,6 +22,7 @@ class MLPBlock:
     act: Activation
     fc2: Linear
     shared_weights: bool = False   # a weight of this block is also used elsewhere: passes leave it alone
+    up: Linear | None = None       # gated MLPs (SwiGLU, GeGLU): fc2(act(fc1(x)) * up(x)); fc1 is the gate
 
     @property
     def hidden(self) -> int:
@@ -37,7 +38,11 @@ class MLPBlock:
 
     @property
     def params(self) -> int:
-        return self.fc1.params + self.fc2.params
+        return self.fc1.params + self.fc2.params + (self.up.params if self.up else 0)
+
+    @property
+    def linears(self) -> list[Linear]:
+        return [self.fc1, self.fc2] + ([self.up] if self.up else [])
 
     @property
     def name(self) -> str:
@@ -48,6 +53,7 @@ class MLPBlock:
             "index": self.index, "name": self.name, "pattern": self.act.pattern,
             "shape": f"{self.d_in}→{self.hidden}→{self.d_out}",
             "fc1": self.fc1.matmul.name, "fc2": self.fc2.matmul.name,
+            **({"up": self.up.matmul.name} if self.up else {}),
             "params": self.params, "shared_weights": self.shared_weights,
         }
 
@@ -76,8 +82,10 @@ def find_mlps(graph: gs.Graph) -> Discovery:
             fc1 = match_linear(graph, node)
         except NotLinear:
             continue
+        ups: dict[int, Linear] = {}
         try:
-            act, fc2_node = match_activation(graph, fc1.y, fc1.out_features, _fc2_test(graph))
+            act, fc2_node = match_activation(graph, fc1.y, fc1.out_features, _fc2_test(graph),
+                                             _gate_test(graph, fc1.out_features, ups))
             fc2 = match_linear(graph, fc2_node)
         except (NoActivation, NotLinear) as exc:
             if _leads_to_nonlinearity(fc1):
@@ -87,9 +95,13 @@ def find_mlps(graph: gs.Graph) -> Discovery:
             found.near_misses.append(NearMiss(node.name, node.op,
                                               f"fc2 takes {fc2.in_features} features, fc1 gives {fc1.out_features}"))
             continue
-        block = MLPBlock(len(found.blocks), fc1, act, fc2)
+        block = MLPBlock(len(found.blocks), fc1, act, fc2, up=ups.get(id(act.gate)) if act.gate is not None else None)
         found.blocks.append(block)
-        claimed.update(id(n) for n in fc1.nodes + act.nodes + fc2.nodes)
+        claimed.update(id(n) for lin in block.linears for n in lin.nodes)
+        claimed.update(id(n) for n in act.nodes)
+    # the up projection of a gated MLP was looked at first as a would-be fc1: not a near-miss after all
+    found.near_misses = [m for m in found.near_misses
+                         if not any(b.up is not None and b.up.matmul.name == m.node for b in found.blocks)]
     _mark_shared(graph, found.blocks)
     _orphan_activations(graph, found, claimed)
     return found
@@ -112,6 +124,26 @@ def _fc2_test(graph: gs.Graph):
     return is_fc2
 
 
+def _gate_test(graph: gs.Graph, hidden: int, found: dict[int, Linear]):
+    """Whether a tensor is the output of a linear layer of the hidden width (a gated MLP's up projection);
+    the Linear is remembered in `found` under the tensor's id."""
+    def is_up(tensor: gs.Tensor) -> bool:
+        producer = tensor.inputs[0] if tensor.inputs else None
+        if producer is not None and producer.op == "Add":      # MatMul + bias: find the MatMul
+            producer = next((t.inputs[0] for t in producer.inputs if t.inputs and t.inputs[0].op == "MatMul"), None)
+        if producer is None or producer.op not in ("MatMul", "Gemm"):
+            return False
+        try:
+            lin = match_linear(graph, producer)
+        except NotLinear:
+            return False
+        if lin.y is not tensor or lin.out_features != hidden:
+            return False
+        found[id(tensor)] = lin
+        return True
+    return is_up
+
+
 def _leads_to_nonlinearity(fc1: Linear) -> bool:
     return any(u.op in NONLINEAR for u in fc1.y.outputs)
 
@@ -127,7 +159,7 @@ def _mark_shared(graph: gs.Graph, blocks: list[MLPBlock]) -> None:
                 continue
             uses[id(lin.weight_source)] = uses.get(id(lin.weight_source), 0) + 1
     for block in blocks:
-        for lin in (block.fc1, block.fc2):
+        for lin in block.linears:
             if uses.get(id(lin.weight_source), 0) > 1 or len(lin.weight_source.outputs) > 1:
                 block.shared_weights = True
 

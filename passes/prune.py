@@ -137,9 +137,10 @@ def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple:
 
 def _apply(graph: gs.Graph, block: MLPBlock, plan: prune_plan.BlockPlan) -> None:
     keep = plan.keep
-    forget_shapes(block.fc1.nodes + block.act.nodes)   # the hidden width changes
-    fc1 = block.fc1
-    set_linear(graph, fc1, fc1.weight[:, keep], None if fc1.bias is None else fc1.bias[keep])
+    gated = [block.up] if block.up else []
+    forget_shapes(block.fc1.nodes + block.act.nodes + [n for up in gated for n in up.nodes])   # hidden width changes
+    for lin in [block.fc1] + gated:      # a gated MLP loses the same units from its gate and up projections
+        set_linear(graph, lin, lin.weight[:, keep], None if lin.bias is None else lin.bias[keep])
     _slice_channel_constants(block, keep)
     set_linear(graph, block.fc2, plan.weight, plan.bias)
 

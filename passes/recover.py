@@ -54,7 +54,9 @@ class RecoverPass:
             return PassResult(False, {}, ["recovery skipped: torch is not installed"])
         from edgec.passes.torch_view import TorchView, UnsupportedGraph
 
-        model = gs.export_onnx(graph.copy(), do_type_check=False)
+        ordered = graph.copy()
+        ordered.toposort()      # earlier passes append nodes (e.g. a new fc2 bias); the view runs them in order
+        model = gs.export_onnx(ordered, do_type_check=False)
         try:
             view = TorchView(model)
             error = _round_trip_error(view, model, ctx.teacher.held_out[:2], ctx)

@@ -118,6 +118,16 @@ def mlp_model(act: str = "gelu", style: str = "matmul", blocks: int = 2, seed: i
     return b.model("x", x)
 
 
+def gated_mlp_model(act: str = "silu", blocks: int = 2, seed: int = 0, bias: bool = False) -> onnx.ModelProto:
+    """LLaMA / T5-v1.1-style gated MLPs: x + down(act(gate(x)) * up(x))."""
+    b = Builder(seed, opset=20 if act == "gelu" else 17)
+    x = "x"
+    for _ in range(blocks):
+        hidden = b.op("Mul", [activation(b, linear(b, x, D, H, bias=bias), act), linear(b, x, D, H, bias=bias)])
+        x = b.op("Add", [x, linear(b, hidden, H, D, bias=bias)])
+    return b.model("x", x)
+
+
 def shared_weight_model(seed: int = 0) -> onnx.ModelProto:
     """Two MLP blocks that use the very same fc1 and fc2 initializers (tied layers)."""
     b = Builder(seed)

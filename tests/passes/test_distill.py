@@ -90,3 +90,22 @@ def test_early_stopping_scores_the_judged_outputs_only():
     scores = {"sentence_embedding": 0.95, "last_hidden_state": 0.90}
     assert _judged(scores, ("sentence_embedding",)) == 0.95
     assert _judged(scores, ()) == 0.90                         # nothing judged: the worst output
+
+
+def test_sparse_weights_keep_their_zeros_while_training():
+    original = models.mlp_model("gelu", blocks=2)
+    fc2 = _fc2_weights(original)
+    student = onnx.ModelProto()
+    student.CopyFrom(original)
+    for init in student.graph.initializer:
+        if init.name in fc2:
+            w = onnx.numpy_helper.to_array(init).copy()
+            w[:, ::2] = 0                                            # half the weights are exact zeros
+            init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
+    view = TorchView(student)
+    settings = DistillSettings(minutes=0.02, lr=1e-3, eval_every=5, batch=1, rewritten=frozenset(fc2))
+    distill(view, _teacher(original), [original.graph.output[0].name], [], settings)
+    for name, p in view.named_weights():
+        if name in fc2:
+            w = p.detach().numpy()
+            assert (w[:, ::2] == 0).all() and (w[:, 1::2] != 0).all()

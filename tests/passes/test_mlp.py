@@ -68,3 +68,15 @@ def test_describe_reports_shape_pattern_and_layer():
     assert info["index"] == 1 and info["pattern"] == "gelu"
     assert info["shape"] == f"{models.D}→{models.H}→{models.D}"
     assert info["params"] == 2 * models.D * models.H + models.D + models.H
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu"])
+def test_gated_mlps_are_found_with_their_up_projection(act):
+    graph = gs.import_onnx(models.gated_mlp_model(act, blocks=2))
+    found = find_mlps(graph)
+    assert len(found.blocks) == 2 and not found.near_misses
+    for block in found.blocks:
+        assert block.act.pattern == f"gated-{models.PATTERNS[act]}"
+        assert block.up is not None and block.up.out_features == block.hidden
+        assert block.up.matmul is not block.fc1.matmul
+        assert block.describe()["up"] == block.up.matmul.name

@@ -96,3 +96,22 @@ def test_floor_search_finds_the_fewest_units_meeting_it():
     assert result.changed and 0.7 <= result.stats["keep"] < 0.7 + 1 / 32 + 1e-9
     assert find_mlps(graph).blocks[0].hidden == int(np.ceil(models.H * result.stats["keep"]))
     assert len(seen) <= 6 and "chose" in result.notes[-1]
+
+
+def test_gated_mlps_lose_the_same_units_from_gate_and_up():
+    import onnx
+
+    model = models.gated_mlp_model("silu", blocks=2)
+    feeds = models.feeds(model, 48, seq=10)
+    pruned, result = _prune(model, feeds, keep=0.5)
+    assert result.changed
+    onnx.checker.check_model(pruned)
+    blocks = find_mlps(gs.import_onnx(pruned)).blocks
+    assert len(blocks) == 2
+    for block in blocks:
+        assert block.hidden == models.H // 2 and block.up.out_features == models.H // 2
+    # the units chosen and the least-squares compensation work as for plain MLPs
+    calib, held = feeds[:40], feeds[40:]
+    errors = {c: _rel_err(model, _prune(model, calib, keep=0.5, compensate=c)[0], held) for c in (False, True)}
+    assert errors[True] < errors[False]
+    assert _rel_err(model, _prune(model, calib, keep=0.75)[0], held) < errors[True]
