@@ -56,6 +56,40 @@ class SpeechLSTM(nn.Module):
         return (torch.randn(1, 50, 40),)
 
 
+class WaveEncoder(nn.Module):
+    """Raw 16 kHz waveform → a strided conv feature encoder (wav2vec2 style: its receptive field needs
+    hundreds of samples per frame) → LayerNorm → gated-MLP (SwiGLU) and GELU-MLP blocks → utterance logits."""
+
+    input_names, output_names = ["input_values"], ["logits"]
+    dynamic_axes = {"input_values": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size"}}
+
+    def __init__(self, dim: int = 48):
+        super().__init__()
+        convs = [nn.Conv1d(1, dim, 10, 5)] + [nn.Conv1d(dim, dim, 3, 2) for _ in range(6)]
+        self.convs = nn.ModuleList(convs)
+        self.norm = nn.LayerNorm(dim)
+        self.gate, self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.head = nn.Linear(dim, 8)
+
+    def forward(self, input_values):
+        x = input_values[:, None]
+        for conv in self.convs:
+            x = nn.functional.gelu(conv(x))
+        x = self.norm(x.transpose(1, 2))
+        x = x + self.down(nn.functional.silu(self.gate(x)) * self.up(x))
+        x = x + self.mlp(x)
+        return self.head(x.mean(1))
+
+    def example_inputs(self):
+        return (torch.randn(1, 16000),)
+
+
+def wave_encoder():
+    torch.manual_seed(0)
+    return WaveEncoder().eval()
+
+
 def tiny_convnext():
     torch.manual_seed(0)
     return TinyConvNeXt().eval()

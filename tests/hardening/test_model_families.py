@@ -20,6 +20,7 @@ FAMILIES = {  # name → (export source, exporter, MLP blocks discovery must fin
     "convnext-1x1": ("families:tiny_convnext", "legacy", 0),
     "speech-lstm": ("families:speech_lstm", "legacy", 1),
     "speech-lstm-dynamo": ("families:speech_lstm", "dynamo", 1),
+    "speech-wave-dynamo": ("families:wave_encoder", "dynamo", 2),   # raw audio in, a gated MLP inside
 }
 
 
@@ -51,6 +52,6 @@ def test_default_pipeline_on_family(family, tmp_path):
 
 
 def _feed(session):
-    rng = np.random.default_rng(0)
-    return {i.name: rng.random([d if isinstance(d, int) else 2 for d in i.shape], dtype=np.float32)
-            for i in session.get_inputs()}
+    from edgec.runtime.inputs import input_specs, synthesize_feed
+
+    return synthesize_feed(input_specs(session), np.random.default_rng(0), {"sequence": 8})
