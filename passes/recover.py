@@ -16,6 +16,7 @@ import onnx_graphsurgeon as gs
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.mlp import editable_blocks
 
+MATCHES = ("layer", "norms", "mlp", "none")
 ROUND_TRIP_TOLERANCE = 1e-5     # relative L2 between the torch view and ONNX Runtime before training
 
 
@@ -30,8 +31,9 @@ class RecoverOptions:
     rewritten_lr: float = 5.0    # lr multiplier for the weights compression rewrote (MiniLM: 10 overshoots)
     train_rest: bool = True      # False: train only the weights compression rewrote
     warmup: float = 0.05         # fraction of the budget for a linear learning-rate warm-up
-    match: str = "layer"         # intermediate matching: mlp (block outputs) | layer (residual stream after
-                                 # each block: its Add, or the LayerNormalization that follows) | none
+    match: str = "layer"         # intermediate matching: layer (the residual stream after each compressed block:
+                                 # its Add, or the LayerNormalization that follows) | norms (layer + every
+                                 # LayerNormalization output) | mlp (block outputs) | none
 
 
 class RecoverPass:
@@ -40,8 +42,8 @@ class RecoverPass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(RecoverOptions, ctx.options, self.name)
-        if opts.match not in ("mlp", "layer", "none"):
-            raise PassOptionError(f"pass 'recover': match={opts.match!r} is not one of mlp, layer, none")
+        if opts.match not in MATCHES:
+            raise PassOptionError(f"pass 'recover': match={opts.match!r} is not one of {', '.join(MATCHES)}")
         if opts.lr <= 0 or opts.rewritten_lr <= 0 or not 0 <= opts.warmup < 1:
             raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
         if opts.minutes <= 0:
@@ -83,8 +85,7 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, erro
     # every output teaches (token states too: measured richer than the sentence embedding alone), but the
     # best weights are chosen on what the user's gate judges
     judged = [n for n in outputs if ctx.teacher.judged is None or n in ctx.teacher.judged] or outputs
-    matched = [_matched_tensor(b.fc2.y, opts.match) for b in editable_blocks(graph)] if opts.match != "none" else []
-    intermediates = [t.name for t in matched if t.name not in outputs and ctx.teacher.has_tensor(t.name)]
+    intermediates = _intermediates(graph, opts.match, outputs, ctx.teacher)
     settings = DistillSettings(opts.minutes, opts.lr, opts.intermediate, opts.eval_every, opts.patience, opts.batch,
                                ctx.seed, opts.rewritten_lr, opts.warmup, rewritten, opts.train_rest, tuple(judged))
     with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
@@ -98,6 +99,17 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, erro
             f"{result.held_out_before:.4f} → {result.held_out_best:.4f}"
             + (" (stopped early)" if result.stopped_early else ""))
     return PassResult(result.held_out_best > result.held_out_before, stats, [note])
+
+
+def _intermediates(graph: gs.Graph, match: str, outputs: list[str], teacher) -> list[str]:
+    """Tensors both graphs compute that the student is taught to match (see RecoverOptions.match)."""
+    if match == "none":
+        return []
+    tensors = [_matched_tensor(b.fc2.y, "mlp" if match == "mlp" else "layer") for b in editable_blocks(graph)]
+    if match == "norms":
+        tensors += [n.outputs[0] for n in graph.nodes if n.op == "LayerNormalization"]
+    names = list(dict.fromkeys(t.name for t in tensors))
+    return [n for n in names if n not in outputs and teacher.has_tensor(n)]
 
 
 def _matched_tensor(mlp_output: gs.Variable, where: str) -> gs.Variable:
