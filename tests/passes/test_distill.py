@@ -109,3 +109,24 @@ def test_sparse_weights_keep_their_zeros_while_training():
         if name in fc2:
             w = p.detach().numpy()
             assert (w[:, ::2] == 0).all() and (w[:, 1::2] != 0).all()
+
+
+def test_norms_matching_adds_every_layer_normalization_output():
+    import onnx_graphsurgeon as gs
+
+    from edgec.passes.recover import _intermediates
+
+    b = models.Builder(opset=20)
+    normed = b.op("LayerNormalization", ["x", b.const(np.ones(models.D)), b.const(np.zeros(models.D))], axis=-1)
+    hidden = models.activation(b, models.linear(b, normed, models.D, models.H), "gelu")
+    y = b.op("Add", ["x", models.linear(b, hidden, models.H, models.D)])
+    graph = gs.import_onnx(b.model("x", b.op("Relu", [y])))
+
+    class Everything:
+        def has_tensor(self, name):
+            return True
+
+    layer = _intermediates(graph, "layer", ["out"], Everything())
+    assert layer == [y]
+    assert _intermediates(graph, "norms", ["out"], Everything()) == [y, normed]
+    assert _intermediates(graph, "none", ["out"], Everything()) == []
