@@ -25,7 +25,7 @@ def test_ctrl_c_mid_compile_leaves_no_partial_file(tmp_path):
     src, out = tmp_path / "vit.onnx", tmp_path / "vit.out.onnx"
     subprocess.run([*edgec, "export", "vit", "-o", str(src)], check=True, capture_output=True)
     before = src.read_bytes()
-    proc = subprocess.Popen([*edgec, "compile", str(src), "--target", "arm", "-o", str(out), "--runs", "500"],
+    proc = subprocess.Popen([*edgec, "compile", str(src), "--target", "arm", "-o", str(out), "--runs", "20000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
