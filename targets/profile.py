@@ -59,7 +59,8 @@ def builtin_target_names() -> list[str]:
 def load_target(name_or_path: str) -> TargetProfile:
     """Load a built-in profile by name, or a user's TOML file by path."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    # a built-in name wins over a folder of that name in the working directory (`--target arm` next to ./arm/)
+    if path.suffix == ".toml" or path.is_file() or (path.exists() and name_or_path not in builtin_target_names()):
         if not path.is_file():
             raise TargetError(f"{name_or_path}: target file not found")
         return _parse(path, default_name=path.stem)

@@ -26,7 +26,9 @@ def test_ctrl_c_mid_compile_leaves_no_partial_file(tmp_path):
     subprocess.run([*edgec, "export", "vit", "-o", str(src)], check=True, capture_output=True)
     before = src.read_bytes()
     proc = subprocess.Popen([*edgec, "compile", str(src), "--target", "arm", "-o", str(out), "--runs", "20000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a test run started in the background (`make test &`) inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

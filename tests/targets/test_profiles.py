@@ -43,3 +43,9 @@ def test_bad_profiles_are_clear_errors(tmp_path, text, message):
 def test_missing_profile_file(tmp_path):
     with pytest.raises(TargetError, match="not found"):
         load_target(str(tmp_path / "missing.toml"))
+
+
+def test_a_folder_named_like_a_builtin_target_does_not_shadow_it(tmp_path, monkeypatch):
+    (tmp_path / "arm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_target("arm").name == "arm"
