@@ -69,7 +69,7 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
             if elapsed >= budget:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = group["peak"] * _schedule(elapsed / budget, settings.warmup)
+                group["lr"] = group["peak"] * lr_factor(elapsed / budget, settings.warmup)
             target = dict(zip(names, teacher.run(feed, names), strict=True))
             got = view(to_torch_feed(feed), intermediates)
             loss = _loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
@@ -127,7 +127,7 @@ def _sparsity_masks(view: TorchView, min_zeros: float = 0.3) -> list[tuple[torch
     return out
 
 
-def _schedule(fraction: float, warmup: float) -> float:
+def lr_factor(fraction: float, warmup: float) -> float:
     """Learning-rate factor at this fraction of the budget: linear warm-up, then a cosine down to 0."""
     if fraction < warmup:
         return fraction / warmup

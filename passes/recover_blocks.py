@@ -7,7 +7,6 @@ act(x W1 + b1) W2 + b2 ≈ y, Adam with a cosine schedule, an equal share of the
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -57,6 +56,8 @@ def _capture(teacher, names: list[str]) -> dict[str, np.ndarray]:
 def _train(block, x: np.ndarray, y: np.ndarray, seconds: float, seed: int):
     import torch
 
+    from edgec.passes.distill import lr_factor
+
     torch.manual_seed(seed)
     act = torch_activation(block.act.pattern)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -75,7 +76,7 @@ def _train(block, x: np.ndarray, y: np.ndarray, seconds: float, seed: int):
     generator = torch.Generator().manual_seed(seed)
     while (elapsed := time.perf_counter() - start) < seconds:
         for group in optimizer.param_groups:
-            group["lr"] = 1e-4 * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
+            group["lr"] = 1e-4 * lr_factor(elapsed / seconds, warmup=0.0)
         idx = torch.randint(0, len(xt), (min(1024, len(xt)),), generator=generator)
         loss = torch.mean((act(xt[idx] @ w1 + b1) @ w2 + b2 - yt[idx]) ** 2)
         optimizer.zero_grad()

@@ -59,7 +59,7 @@ def test_floor_keeps_the_float_graph_when_int8_falls_below_it():
     assert result.changed and "MatMulInteger" in {n.op for n in graph.nodes}
 
 
-def _opset18_normalize_head() -> "onnx.ModelProto":
+def _opset18_normalize_head():
     """Add → LayerNormalization (a SkipLayerNormalization candidate) → an L2-normalize head as the dynamo
     exporter writes it at opset 18: ReduceL2 with axes as an input → Clip → Expand → Div."""
     import onnx
