@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import onnx_graphsurgeon as gs
 
 from edgec.passes import lowrank_plan as plan
-from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.linear import Linear
 from edgec.passes.linear_edit import Factorized, factorize_linear
 from edgec.passes.mlp import editable_blocks, layer_name
@@ -143,11 +143,11 @@ def _refine(graph: gs.Graph, blocks, done: dict[int, Factorized], targets: dict,
 
 def _validate(opts: LowRankOptions) -> None:
     if not 0 < opts.params <= 1:
-        raise ValueError(f"lowrank: params must lie in (0, 1], not {opts.params}")
+        raise PassOptionError(f"pass 'lowrank': params must lie in (0, 1], not {opts.params}")
     if opts.method not in plan.METHODS:
-        raise ValueError(f"lowrank: method must be one of {plan.METHODS}")
+        raise PassOptionError(f"pass 'lowrank': method must be one of {', '.join(plan.METHODS)}, not {opts.method!r}")
     if not 0 < opts.max_rank_ratio <= 1:
-        raise ValueError("lowrank: max_rank_ratio must lie in (0, 1]")
+        raise PassOptionError(f"pass 'lowrank': max_rank_ratio must lie in (0, 1], not {opts.max_rank_ratio}")
 
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes import prune_plan
-from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.graph import constant_value, forget_shapes
 from edgec.passes.linear_edit import set_linear
 from edgec.passes.mlp import MLPBlock, editable_blocks, find_mlps
@@ -110,11 +110,11 @@ def _search_stats(opts, trace) -> dict:
 
 def _validate(opts: PruneOptions) -> None:
     if not 0.0 < opts.keep <= 1.0:
-        raise ValueError(f"prune: keep must lie in (0, 1], not {opts.keep}")
+        raise PassOptionError(f"pass 'prune': keep must lie in (0, 1], not {opts.keep}")
     if opts.score not in prune_plan.SCORES:
-        raise ValueError(f"prune: score must be one of {prune_plan.SCORES}")
+        raise PassOptionError(f"pass 'prune': score must be one of {', '.join(prune_plan.SCORES)}, not {opts.score!r}")
     if opts.scope not in ("layer", "global"):
-        raise ValueError("prune: scope must be layer or global")
+        raise PassOptionError(f"pass 'prune': scope must be layer or global, not {opts.scope!r}")
 
 
 def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple: int) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.ort_tools import quiet_root_logger, replace_contents
 
 MODES = ("dynamic", "static")
@@ -39,7 +39,7 @@ class QuantizePass:
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(QuantizeOptions, ctx.options, self.name)
         if opts.mode not in MODES:
-            raise ValueError(f"quantize: mode must be one of {MODES}, not '{opts.mode}'")
+            raise PassOptionError(f"pass 'quantize': mode must be one of {', '.join(MODES)}, not {opts.mode!r}")
         ops = [o.strip() for o in opts.ops.split(",") if o.strip()]
         before = sum(n.op in ops for n in graph.nodes)
         if not before:

@@ -14,7 +14,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes import share_plan as plan
-from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.mlp import MLPBlock, editable_blocks, layer_name
 from edgec.passes.refine import torch_activation
 from edgec.passes.share_rewrite import MODES, SharedBasis, write_block
@@ -80,15 +80,15 @@ class SharePass:
 
 def _validated(opts: ShareOptions) -> ShareOptions:
     if opts.mode not in MODES:
-        raise ValueError(f"share: mode must be one of {MODES}, not '{opts.mode}'")
+        raise PassOptionError(f"pass 'share': mode must be one of {', '.join(MODES)}, not {opts.mode!r}")
     if not 0 < opts.params <= 1:
-        raise ValueError(f"share: params must lie in (0, 1], not {opts.params}")
+        raise PassOptionError(f"pass 'share': params must lie in (0, 1], not {opts.params}")
     if opts.group < 1:
-        raise ValueError("share: group must be at least 1")
+        raise PassOptionError(f"pass 'share': group must be at least 1, not {opts.group}")
     if opts.sparsity >= 1:
-        raise ValueError("share: sparsity must be below 1")
+        raise PassOptionError(f"pass 'share': sparsity must be below 1, not {opts.sparsity}")
     if opts.mode == "speed" and opts.sparsity > 0:
-        raise ValueError("share: sparse factors save no time on ONNX Runtime CPU; use mode=storage for them")
+        raise PassOptionError("pass 'share': sparse factors save no time on ONNX Runtime CPU; use mode=storage for them")
     return opts
 
 

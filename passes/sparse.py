@@ -13,7 +13,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes import sparse_plan
-from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.linear_edit import set_linear
 from edgec.passes.mlp import editable_blocks, layer_name
 
@@ -34,9 +34,12 @@ class SparsePass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(SparseOptions, ctx.options, self.name)
-        sparse_plan.parse_pattern(opts.pattern)
+        try:
+            sparse_plan.parse_pattern(opts.pattern)
+        except ValueError as exc:
+            raise PassOptionError(f"pass 'sparse': {exc}") from None
         if opts.score not in sparse_plan.SCORES:
-            raise ValueError(f"sparse: score must be one of {sparse_plan.SCORES}")
+            raise PassOptionError(f"pass 'sparse': score must be one of {', '.join(sparse_plan.SCORES)}, not {opts.score!r}")
         blocks = editable_blocks(graph)
         if not blocks:
             return PassResult(False, {"layers": 0}, ["no MLP block to sparsify"])

@@ -104,6 +104,20 @@ def test_bad_pass_option(model_path):
     assert code == 2 and "nonsense" in _one_line_error(out)
 
 
+@pytest.mark.parametrize("passes,option,named", [
+    ("cleanup,prune", "prune.keep=2", "keep"),
+    ("cleanup,prune", "prune.scope=everywhere", "scope"),
+    ("cleanup,lowrank", "lowrank.method=magic", "method"),
+    ("cleanup,sparse", "sparse.pattern=5:4", "5:4"),
+    ("cleanup,share", "share.group=0", "group"),
+    ("cleanup,quantize", "quantize.mode=int3", "mode"),
+])
+def test_bad_pass_option_value_is_an_input_error(model_path, passes, option, named):
+    code, out = run_cli("compile", model_path, "--passes", passes, "--pass-option", option, "--no-measure")
+    line = _one_line_error(out)
+    assert code == 2 and named in line and "internal" not in line
+
+
 def test_real_console_script_prints_no_traceback(tmp_path):
     exe = Path(sys.executable).with_name("edgec")
     cmd = [str(exe)] if exe.exists() else [shutil.which("edgec") or "edgec"]

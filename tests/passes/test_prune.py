@@ -2,7 +2,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
 
-from edgec.passes import PassContext, get_pass
+from edgec.passes import PassContext, PassOptionError, get_pass
 from edgec.passes.mlp import find_mlps
 
 import models
@@ -74,9 +74,9 @@ def test_shared_and_missing_blocks_are_notes_not_errors():
 
 
 def test_bad_options_are_errors():
-    with pytest.raises(ValueError, match="keep"):
+    with pytest.raises(PassOptionError, match="keep"):
         _prune(models.mlp_model(), [], keep=0.0)
-    with pytest.raises(ValueError, match="score"):
+    with pytest.raises(PassOptionError, match="score"):
         _prune(models.mlp_model(), [], score="vibes")
 
 
