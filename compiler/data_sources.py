@@ -2,7 +2,9 @@
 
 Each source gives a small list of calibration feeds (the first `count` items: statistics for the passes
 and the verification split) and a *stream* of training feeds over everything after them (read lazily,
-re-opened on every pass over the data, never held in memory), used by recovery distillation.
+re-opened on every pass over the data, never held in memory), used by recovery distillation. Files are
+often grouped (by topic, source, length); the stream is shuffled — text through a bounded buffer of lines,
+images by permuting their paths — with a new order on every pass. A hook's feeds come in its own order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from edgec.compiler.errors import InputError
 from edgec.runtime.inputs import InputSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+SHUFFLE_LINES = 20_000      # text lines held at once to shuffle the training stream (a few MB)
 
 
 @dataclass
@@ -56,8 +59,10 @@ def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], 
     if not head:
         raise InputError(f"{path}: no text lines")
 
+    passes = itertools.count()
+
     def training() -> Iterator[Feed]:
-        rest = itertools.islice(lines(), count, None)
+        rest = shuffled(itertools.islice(lines(), count, None), SHUFFLE_LINES, next(passes))
         while chunk := list(itertools.islice(rest, batch)):
             yield encode(chunk)
 
@@ -100,8 +105,27 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
         return {spec.name: array[None].astype(np.float32)}
 
-    return DataSource(f"{folder} (images, scaled to [0, 1])", [load(p) for p in files[:count]],
-                      lambda: (load(p) for p in files[count:]))
+    passes = itertools.count()
+
+    def training() -> Iterator[Feed]:
+        order = np.random.default_rng(next(passes)).permutation(len(files) - min(count, len(files)))
+        return (load(files[count + i]) for i in order)
+
+    return DataSource(f"{folder} (images, scaled to [0, 1])", [load(p) for p in files[:count]], training)
+
+
+def shuffled(items: Iterable, buffer: int, seed: int) -> Iterator:
+    """A streamed shuffle: hold `buffer` items, emit a random one as each new item arrives."""
+    rng = np.random.default_rng(seed)
+    held: list = []
+    for item in items:
+        if len(held) < buffer:
+            held.append(item)
+            continue
+        k = int(rng.integers(buffer))
+        yield held[k]
+        held[k] = item
+    yield from (held[k] for k in rng.permutation(len(held)))
 
 
 def hook_source(spec: str, specs: list[InputSpec], count: int) -> DataSource:

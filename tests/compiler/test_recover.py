@@ -1,4 +1,4 @@
-"""Recovery distillation as a compile stage, and the unlabeled-data sources that feed it."""
+"""Recovery distillation as a compile stage (the data sources that feed it: test_data_sources.py)."""
 
 import json
 import sys
@@ -62,72 +62,6 @@ def test_calib_text_needs_a_tokenizer(save, tmp_path):
     (tmp_path / "t.txt").write_text("hello world\n")
     code, text = run_cli("compile", src, "--calib-text", tmp_path / "t.txt", "-o", tmp_path / "o.onnx")
     assert code == 2 and "--tokenizer" in text
-
-
-def _token_specs():
-    from edgec.runtime.inputs import InputSpec
-
-    return [InputSpec(n, np.dtype(np.int64), ("batch", "sequence"))
-            for n in ("input_ids", "attention_mask", "token_type_ids")]
-
-
-def test_text_source_tokenizes_and_streams():
-    pytest.importorskip("transformers")
-    import tempfile
-    from pathlib import Path
-
-    from edgec.compiler.data_sources import text_source
-    from edgec.samples.minilm import model_dir
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lines.txt"
-        path.write_text("\n".join(f"sentence number {i} about something" for i in range(50)) + "\n")
-        source = text_source(path, model_dir(), _token_specs(), count=10, batch=16)
-        assert len(source.calibration) == 10
-        assert set(source.calibration[0]) == {"input_ids", "attention_mask", "token_type_ids"}
-        batches = list(source.training())
-        assert [b["input_ids"].shape[0] for b in batches] == [16, 16, 8]      # the 40 lines after the first 10
-        assert len(list(source.training())) == 3                              # a fresh stream each time
-
-
-def test_image_source_resizes_to_the_input(tmp_path):
-    from PIL import Image
-
-    from edgec.compiler.data_sources import image_source
-    from edgec.runtime.inputs import InputSpec
-
-    for i in range(5):
-        Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    spec = InputSpec("pixel_values", np.dtype(np.float32), ("batch", 3, 32, 32))
-    source = image_source(tmp_path, [spec], count=3)
-    assert [f["pixel_values"].shape for f in source.calibration] == [(1, 3, 32, 32)] * 3
-    assert len(list(source.training())) == 2
-    assert source.calibration[1]["pixel_values"].max() == pytest.approx(40 / 255)
-
-
-def test_hook_source(tmp_path, monkeypatch):
-    from edgec.compiler.data_sources import hook_source
-
-    (tmp_path / "my_feeds.py").write_text(
-        "import numpy as np\n"
-        "def feeds(specs):\n"
-        "    for i in range(6):\n"
-        "        yield {'x': np.full((1, 4, 16), i, np.float32)}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    source = hook_source("my_feeds:feeds", [], count=4)
-    assert len(source.calibration) == 4 and len(list(source.training())) == 2
-    sys.modules.pop("my_feeds", None)
-
-
-def test_a_corrupt_image_is_a_clear_error(tmp_path):
-    from edgec.compiler.data_sources import image_source
-    from edgec.compiler.errors import InputError
-    from edgec.runtime.inputs import InputSpec
-
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    spec = InputSpec("pixel_values", np.dtype(np.float32), ("batch", 3, 32, 32))
-    with pytest.raises(InputError, match="broken.png: not a readable image"):
-        image_source(tmp_path, [spec], count=3)
 
 
 def test_a_hook_that_fails_mid_stream_is_an_input_error(save, tmp_path, monkeypatch):

@@ -1,0 +1,108 @@
+"""The unlabeled-data sources (text, images, hooks) that feed calibration and recovery distillation."""
+
+import sys
+
+import numpy as np
+import pytest
+
+
+def _token_specs():
+    from edgec.runtime.inputs import InputSpec
+
+    return [InputSpec(n, np.dtype(np.int64), ("batch", "sequence"))
+            for n in ("input_ids", "attention_mask", "token_type_ids")]
+
+
+def test_text_source_tokenizes_and_streams(tmp_path):
+    source = _numbered_text_source(tmp_path, 50, count=10)
+    assert len(source.calibration) == 10
+    assert set(source.calibration[0]) == {"input_ids", "attention_mask", "token_type_ids"}
+    batches = list(source.training())
+    assert [b["input_ids"].shape[0] for b in batches] == [16, 16, 8]      # the 40 lines after the first 10
+    assert len(list(source.training())) == 3                              # a fresh stream each time
+
+
+def test_text_training_stream_is_shuffled_anew_on_every_pass(tmp_path, monkeypatch):
+    from edgec.compiler import data_sources
+
+    monkeypatch.setattr(data_sources, "SHUFFLE_LINES", 16)       # a buffer smaller than the file still mixes it
+    source = _numbered_text_source(tmp_path, 200, count=10)
+    first, second = _numbers(source.training()), _numbers(source.training())
+    assert sorted(first) == sorted(second) == list(range(10, 200))      # every training line once, no calibration line
+    assert first != sorted(first) and second != first
+    assert [_numbers([f]) for f in source.calibration] == [[i] for i in range(10)]   # calibration keeps file order
+
+
+def test_shuffled_keeps_every_item_once_and_is_seeded():
+    from edgec.compiler.data_sources import shuffled
+
+    out = list(shuffled(range(100), 10, seed=3))
+    assert sorted(out) == list(range(100)) and out != list(range(100))
+    assert out == list(shuffled(range(100), 10, seed=3))
+    assert sorted(shuffled(range(5), 10, seed=0)) == list(range(5))       # fewer items than the buffer
+
+
+def _numbered_text_source(folder, lines: int, count: int):
+    pytest.importorskip("transformers")
+    from edgec.compiler.data_sources import text_source
+    from edgec.samples.minilm import model_dir
+
+    path = folder / "lines.txt"
+    path.write_text("\n".join(f"sentence {i}" for i in range(lines)) + "\n")
+    return text_source(path, model_dir(), _token_specs(), count=count, batch=16)
+
+
+def _numbers(feeds) -> list[int]:
+    """The number in every `sentence N` line of the batches (the token after [CLS] and `sentence`)."""
+    from transformers import AutoTokenizer
+
+    from edgec.samples.minilm import model_dir
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
+    out = []
+    for feed in feeds:
+        for ids, mask in zip(feed["input_ids"], feed["attention_mask"], strict=True):
+            out.append(int(tok.decode(ids[mask.astype(bool)], skip_special_tokens=True).split()[1]))
+    return out
+
+
+def test_image_source_resizes_to_the_input(tmp_path):
+    from PIL import Image
+
+    from edgec.compiler.data_sources import image_source
+    from edgec.runtime.inputs import InputSpec
+
+    for i in range(5):
+        Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    spec = InputSpec("pixel_values", np.dtype(np.float32), ("batch", 3, 32, 32))
+    source = image_source(tmp_path, [spec], count=3)
+    assert [f["pixel_values"].shape for f in source.calibration] == [(1, 3, 32, 32)] * 3
+    assert len(list(source.training())) == 2
+    assert source.calibration[1]["pixel_values"].max() == pytest.approx(40 / 255)
+
+
+def test_hook_source(tmp_path, monkeypatch):
+    from edgec.compiler.data_sources import hook_source
+
+    (tmp_path / "my_feeds.py").write_text(
+        "import numpy as np\n"
+        "def feeds(specs):\n"
+        "    for i in range(6):\n"
+        "        yield {'x': np.full((1, 4, 16), i, np.float32)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = hook_source("my_feeds:feeds", [], count=4)
+    assert len(source.calibration) == 4 and len(list(source.training())) == 2
+    sys.modules.pop("my_feeds", None)
+
+
+def test_a_corrupt_image_is_a_clear_error(tmp_path):
+    from edgec.compiler.data_sources import image_source
+    from edgec.compiler.errors import InputError
+    from edgec.runtime.inputs import InputSpec
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    spec = InputSpec("pixel_values", np.dtype(np.float32), ("batch", 3, 32, 32))
+    with pytest.raises(InputError, match="broken.png: not a readable image"):
+        image_source(tmp_path, [spec], count=3)
+
+
