@@ -37,6 +37,7 @@ bench: $(STAMP)
 # Recovery distillation on MiniLM at 50 % of MLP units: 30 minutes of training, then int8 (needs wordnet-base).
 bench-recover: $(STAMP)
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5,15,30
+	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5 --keep 0.75
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
