@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"keep {args.keep:.0%}, {minutes:g} min of recovery ({results[minutes]['steps']} steps): held-out "
               f"sentence cosine {results[minutes]['held_out']['mean_cosine']:.4f} "
               f"(min {results[minutes]['held_out']['min_cosine']:.4f})", flush=True)
+        for note in recover.notes if recover else []:
+            print(f"  recover: {note}", flush=True)
     _print_table(results, args.keep)
     _int8(base, results[budgets[-1]]["path"], held, target, args)
     (args.out / f"recover_keep{args.keep:g}.json").write_text(json.dumps(
