@@ -25,6 +25,9 @@ class FeedSplit:
     held_out: list[Feed]
     source: str
     training: Callable[[], Iterable[Feed]] | None = None   # a streamed training set (recovery), if any
+    # the original model's outputs (all, in session order), computed once while the feeds were checked
+    search_outputs: list[list[np.ndarray]] | None = None      # on split_feeds(calibration)[1]
+    held_out_outputs: list[list[np.ndarray]] | None = None    # on held_out
 
 
 def synthesized_feeds(specs: list[InputSpec], count: int, seed: int, dims: dict[str, int] | None = None,

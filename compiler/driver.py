@@ -139,7 +139,7 @@ def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: Ses
     # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
     fit, search = split_feeds(split.calibration)
     capture = ActivationCapture(fit, config, original, options.seed)
-    probe = FidelityProbe(reference, search, config, original)
+    probe = FidelityProbe(reference, search, config, original, split.search_outputs)
     teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search, options.gate_outputs)
     for name in report.pipeline:
         report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options))
@@ -200,15 +200,20 @@ def _feeds(session, model: onnx.ModelProto, options: CompileOptions, path: Path)
         feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims,
                                   vocabulary_size(model))
         source = "synthesized"
-    try:
-        for feed in feeds:        # every feed once, so a bad one fails here with a clear message
-            session.run(None, feed)
+    calibration, held_out = split_feeds(list(range(len(feeds))))       # indices: the cut depends on length only
+    search, kept = split_feeds(calibration)[1], {}
+    wanted = set(search) | set(held_out)      # outputs kept for the probe and verification (not run twice)
+    try:        # every feed once, so a bad one fails here with a clear message
+        for i, feed in enumerate(feeds):
+            outputs = session.run(None, feed)
+            if i in wanted:
+                kept[i] = outputs
     except Exception as exc:  # noqa: BLE001 - ORT's own error types
         hint = "check the arrays in --calib" if options.calib else "give real inputs with --calib FILE.npz"
         raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "
                          f"({str(exc).splitlines()[0][:160]}); {hint}") from None
-    calibration, held_out = split_feeds(feeds)
-    return FeedSplit(calibration, held_out, source, training)
+    return FeedSplit([feeds[i] for i in calibration], [feeds[i] for i in held_out], source, training,
+                     [kept[i] for i in search], [kept[i] for i in held_out])
 
 
 def _data_source(options: CompileOptions, specs):
@@ -272,7 +277,7 @@ def _verify(report: CompileReport, reference, candidate, split: FeedSplit, targe
     unknown = sorted(set(options.gate_outputs or []) - set(names))
     if unknown:
         raise InputError(f"--gate-outputs: the model has no output(s) {unknown} (it has {names})")
-    refs = [reference.run(names, f) for f in split.held_out]
+    refs = split.held_out_outputs or [reference.run(names, f) for f in split.held_out]
     gots = [candidate.run(names, f) for f in split.held_out]
     threshold = target.min_cosine if options.min_cosine is None else options.min_cosine
     report.min_cosine = threshold

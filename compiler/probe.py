@@ -14,12 +14,14 @@ from edgec.runtime.session import SessionConfig, create_session
 class FidelityProbe:
     """Min over outputs of the mean cosine against the original model's outputs on `feeds`."""
 
-    def __init__(self, reference_session, feeds: list[Feed], session: SessionConfig, original: onnx.ModelProto):
+    def __init__(self, reference_session, feeds: list[Feed], session: SessionConfig, original: onnx.ModelProto,
+                 reference_outputs: list[list[np.ndarray]] | None = None):
+        """`reference_outputs`: the original's outputs on `feeds` (all, in session order) if already computed."""
         self.feeds = feeds
         self.session = session
         self.original = original
         self.names = [o.name for o in reference_session.get_outputs()]
-        self.reference = [reference_session.run(self.names, f) for f in feeds]
+        self.reference = reference_outputs or [reference_session.run(self.names, f) for f in feeds]
         self.masks = [token_mask(f) for f in feeds]
         self.calls = 0
 

@@ -99,6 +99,24 @@ def test_calibration_npz_is_used_and_split(save, tmp_path):
     assert report["calibration"] == {"source": str(calib), "calibration": 8, "held_out": 4}
 
 
+def test_the_originals_outputs_are_computed_once_and_kept_aligned(save, tmp_path):
+    import onnxruntime as ort
+
+    from edgec.compiler.calibration import split_feeds
+    from edgec.compiler.driver import CompileOptions, _feeds
+
+    path = save(models.mlp_model("gelu"))
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((12, 7, models.D)).astype(np.float32))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    split = _feeds(session, onnx.load(str(path)), CompileOptions(output=tmp_path / "o.onnx", calib=calib), path)
+    search = split_feeds(split.calibration)[1]
+    assert len(split.held_out_outputs) == len(split.held_out) == 4 and len(split.search_outputs) == len(search) == 4
+    for feeds, outputs in ((split.held_out, split.held_out_outputs), (search, split.search_outputs)):
+        for feed, kept in zip(feeds, outputs, strict=True):
+            np.testing.assert_array_equal(kept[0], session.run(None, feed)[0])
+
+
 class _MakeSlower:
     """Adds a heavy branch scaled by zero: same outputs, much slower."""
 
