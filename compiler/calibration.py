@@ -26,8 +26,12 @@ class FeedSplit:
     source: str
     training: Callable[[], Iterable[Feed]] | None = None   # a streamed training set (recovery), if any
     # the original model's outputs (all, in session order), computed once while the feeds were checked
-    search_outputs: list[list[np.ndarray]] | None = None      # on split_feeds(calibration)[1]
+    search_outputs: list[list[np.ndarray]] | None = None      # on fit_and_search()[1]
     held_out_outputs: list[list[np.ndarray]] | None = None    # on held_out
+
+    def fit_and_search(self) -> tuple[list[Feed], list[Feed]]:
+        """The calibration feeds the passes fit on, and those their searches are scored on."""
+        return split_feeds(self.calibration)
 
 
 def synthesized_feeds(specs: list[InputSpec], count: int, seed: int, dims: dict[str, int] | None = None,

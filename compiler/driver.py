@@ -137,7 +137,7 @@ def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: Ses
              report: CompileReport, target: TargetProfile, options: CompileOptions) -> None:
     # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
     # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
-    fit, search = split_feeds(split.calibration)
+    fit, search = split.fit_and_search()
     capture = ActivationCapture(fit, config, original, options.seed)
     probe = FidelityProbe(reference, search, config, original, split.search_outputs)
     teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search, options.gate_outputs)
@@ -200,20 +200,20 @@ def _feeds(session, model: onnx.ModelProto, options: CompileOptions, path: Path)
         feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims,
                                   vocabulary_size(model))
         source = "synthesized"
-    calibration, held_out = split_feeds(list(range(len(feeds))))       # indices: the cut depends on length only
-    search, kept = split_feeds(calibration)[1], {}
-    wanted = set(search) | set(held_out)      # outputs kept for the probe and verification (not run twice)
-    try:        # every feed once, so a bad one fails here with a clear message
-        for i, feed in enumerate(feeds):
-            outputs = session.run(None, feed)
-            if i in wanted:
-                kept[i] = outputs
+    split = FeedSplit(*split_feeds(feeds), source, training)
+    fit, search = split.fit_and_search()
+    # every feed once, so a bad one fails here with a clear message; the outputs the fidelity probe and the
+    # verification compare against are kept, not computed again
+    try:
+        for feed in fit:
+            session.run(None, feed)
+        split.search_outputs = [session.run(None, f) for f in search]
+        split.held_out_outputs = [session.run(None, f) for f in split.held_out]
     except Exception as exc:  # noqa: BLE001 - ORT's own error types
         hint = "check the arrays in --calib" if options.calib else "give real inputs with --calib FILE.npz"
         raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "
                          f"({str(exc).splitlines()[0][:160]}); {hint}") from None
-    return FeedSplit([feeds[i] for i in calibration], [feeds[i] for i in held_out], source, training,
-                     [kept[i] for i in search], [kept[i] for i in held_out])
+    return split
 
 
 def _data_source(options: CompileOptions, specs):

@@ -102,7 +102,6 @@ def test_calibration_npz_is_used_and_split(save, tmp_path):
 def test_the_originals_outputs_are_computed_once_and_kept_aligned(save, tmp_path):
     import onnxruntime as ort
 
-    from edgec.compiler.calibration import split_feeds
     from edgec.compiler.driver import CompileOptions, _feeds
 
     path = save(models.mlp_model("gelu"))
@@ -110,7 +109,7 @@ def test_the_originals_outputs_are_computed_once_and_kept_aligned(save, tmp_path
     np.savez(calib, x=np.random.default_rng(0).standard_normal((12, 7, models.D)).astype(np.float32))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     split = _feeds(session, onnx.load(str(path)), CompileOptions(output=tmp_path / "o.onnx", calib=calib), path)
-    search = split_feeds(split.calibration)[1]
+    search = split.fit_and_search()[1]
     assert len(split.held_out_outputs) == len(split.held_out) == 4 and len(split.search_outputs) == len(search) == 4
     for feeds, outputs in ((split.held_out, split.held_out_outputs), (search, split.search_outputs)):
         for feed, kept in zip(feeds, outputs, strict=True):
