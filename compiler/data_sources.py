@@ -3,14 +3,16 @@
 Each source gives a small list of calibration feeds (the first `count` items: statistics for the passes
 and the verification split) and a *stream* of training feeds over everything after them (read lazily,
 re-opened on every pass over the data, never held in memory), used by recovery distillation. Files are
-often grouped (by topic, source, length); the stream is shuffled — text through a bounded buffer of lines,
-images by permuting their paths — with a new order on every pass. A hook's feeds come in its own order.
+often grouped (by topic, source, length); the stream is shuffled with a new order on every pass — text by
+permuting an index of where each line starts (8 bytes a line; lines are read by seeking), images by
+permuting their paths. A hook's feeds come in its own order.
 Text batches are made of lines of similar token length (sorted within a window of the shuffled stream):
 padding to the longest line of a random batch wastes about half of the compute on short sentences.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 from dataclasses import dataclass
@@ -24,7 +26,6 @@ from edgec.compiler.errors import InputError
 from edgec.runtime.inputs import InputSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-SHUFFLE_LINES = 20_000      # text lines held at once to shuffle the training stream (a few MB)
 LENGTH_WINDOW = 64          # batches' worth of lines sorted by token length together
 
 
@@ -54,26 +55,27 @@ def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], 
             raise InputError(f"--calib-text: the tokenizer gives no {sorted(missing)} (the model's inputs)")
         return feed
 
-    def lines() -> Iterator[str]:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            yield from (line.strip() for line in f if line.strip())
+    def lines() -> Iterator[str]:       # read as bytes, as the training stream does (same line breaks)
+        with open(path, "rb") as f:
+            yield from (text for text in (_decoded(raw) for raw in f) if text)
 
     head = list(itertools.islice(lines(), count))
     if not head:
         raise InputError(f"{path}: no text lines")
 
     passes = itertools.count()
+    training_lines = functools.cache(lambda: line_offsets(path, skip=count))     # indexed on the first pass
 
     def training() -> Iterator[Feed]:
-        seed = next(passes)
-        rest = shuffled(itertools.islice(lines(), count, None), SHUFFLE_LINES, seed)
-        rng = np.random.default_rng(seed)
-        while window := list(itertools.islice(rest, batch * LENGTH_WINDOW)):
-            lengths = [len(ids) for ids in tokenizer(window, truncation=True, max_length=max_length)["input_ids"]]
-            order = np.argsort(lengths, kind="stable")
-            groups = [order[i:i + batch] for i in range(0, len(order), batch)]
-            for k in rng.permutation(len(groups)):
-                yield encode([window[i] for i in groups[k]])
+        rng = np.random.default_rng(next(passes))
+        order = rng.permutation(training_lines())
+        with open(path, "rb") as f:
+            for at in range(0, len(order), batch * LENGTH_WINDOW):
+                window = [_line_at(f, offset) for offset in order[at:at + batch * LENGTH_WINDOW]]
+                lengths = [len(ids) for ids in tokenizer(window, truncation=True, max_length=max_length)["input_ids"]]
+                groups = np.array_split(np.argsort(lengths, kind="stable"), range(batch, len(window), batch))
+                for k in rng.permutation(len(groups)):
+                    yield encode([window[i] for i in groups[k]])
 
     return DataSource(f"{path} (text)", [encode([line]) for line in head], training)
 
@@ -123,18 +125,26 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
     return DataSource(f"{folder} (images, scaled to [0, 1])", [load(p) for p in files[:count]], training)
 
 
-def shuffled(items: Iterable, buffer: int, seed: int) -> Iterator:
-    """A streamed shuffle: hold `buffer` items, emit a random one as each new item arrives."""
-    rng = np.random.default_rng(seed)
-    held: list = []
-    for item in items:
-        if len(held) < buffer:
-            held.append(item)
-            continue
-        k = int(rng.integers(buffer))
-        yield held[k]
-        held[k] = item
-    yield from (held[k] for k in rng.permutation(len(held)))
+def line_offsets(path: Path, skip: int) -> np.ndarray:
+    """Byte offsets where the non-empty lines after the first `skip` non-empty ones start."""
+    offsets, seen, position = [], 0, 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if _decoded(raw):
+                if seen >= skip:
+                    offsets.append(position)
+                seen += 1
+            position += len(raw)
+    return np.asarray(offsets, np.int64)
+
+
+def _line_at(f, offset: int) -> str:
+    f.seek(int(offset))
+    return _decoded(f.readline())
+
+
+def _decoded(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").strip()
 
 
 def hook_source(spec: str, specs: list[InputSpec], count: int) -> DataSource:

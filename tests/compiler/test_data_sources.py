@@ -22,15 +22,14 @@ def test_text_source_tokenizes_and_streams(tmp_path):
     assert len(list(source.training())) == 3                              # a fresh stream each time
 
 
-def test_text_training_stream_is_shuffled_anew_on_every_pass(tmp_path, monkeypatch):
-    from edgec.compiler import data_sources
-
-    monkeypatch.setattr(data_sources, "SHUFFLE_LINES", 16)       # a buffer smaller than the file still mixes it
+def test_text_training_stream_is_shuffled_anew_on_every_pass(tmp_path):
     source = _numbered_text_source(tmp_path, 200, count=10)
     first, second = _numbers(source.training()), _numbers(source.training())
     assert sorted(first) == sorted(second) == list(range(10, 200))      # every training line once, no calibration line
     assert first != sorted(first) and second != first
     assert [_numbers([f]) for f in source.calibration] == [[i] for i in range(10)]   # calibration keeps file order
+    early = [i for i, n in enumerate(first) if n < 105]       # the file's first half spreads over the whole pass
+    assert np.mean(early) == pytest.approx(len(first) / 2, rel=0.2)
 
 
 def test_text_batches_hold_lines_of_similar_length(tmp_path):
@@ -48,13 +47,15 @@ def test_text_batches_hold_lines_of_similar_length(tmp_path):
     assert sum(len(b["input_ids"]) for b in batches) == 400 and real / padded > 0.9    # random batches: ~0.5
 
 
-def test_shuffled_keeps_every_item_once_and_is_seeded():
-    from edgec.compiler.data_sources import shuffled
+def test_line_offsets_index_the_non_empty_lines_after_the_calibration_ones(tmp_path):
+    from edgec.compiler.data_sources import _line_at, line_offsets
 
-    out = list(shuffled(range(100), 10, seed=3))
-    assert sorted(out) == list(range(100)) and out != list(range(100))
-    assert out == list(shuffled(range(100), 10, seed=3))
-    assert sorted(shuffled(range(5), 10, seed=0)) == list(range(5))       # fewer items than the buffer
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(b"one\r\n\n  \ntwo\ncaf\xc3\xa9 \xff three\n\nfour")
+    with open(path, "rb") as f:
+        assert [_line_at(f, o) for o in line_offsets(path, skip=0)] == ["one", "two", "caf\u00e9 \ufffd three", "four"]
+        assert [_line_at(f, o) for o in line_offsets(path, skip=2)] == ["caf\u00e9 \ufffd three", "four"]
+    assert len(line_offsets(path, skip=9)) == 0
 
 
 def _numbered_text_source(folder, lines: int, count: int):
