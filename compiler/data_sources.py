@@ -45,15 +45,21 @@ def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], 
     tokenizer = _tokenizer(tokenizer_dir)
     names = {s.name for s in specs}
 
-    def encode(lines: list[str]) -> Feed:
-        enc = tokenizer(lines, padding=True, truncation=True, max_length=max_length, return_tensors="np")
-        feed = {k: np.asarray(v, np.int64) for k, v in enc.items() if k in names}
+    def tokenized(lines: list[str]):
+        return tokenizer(lines, truncation=True, max_length=max_length)
+
+    def batch_feed(encoding, rows) -> Feed:
+        """The model's feed of some rows of an encoding, padded to the longest of them."""
+        feed = {k: v for k, v in padded_rows(encoding, rows, tokenizer).items() if k in names}
         if "token_type_ids" in names and "token_type_ids" not in feed:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         missing = names - set(feed)
         if missing:
             raise InputError(f"--calib-text: the tokenizer gives no {sorted(missing)} (the model's inputs)")
         return feed
+
+    def encode(lines: list[str]) -> Feed:
+        return batch_feed(tokenized(lines), range(len(lines)))
 
     def lines() -> Iterator[str]:       # read as bytes, as the training stream does (same line breaks)
         with open(path, "rb") as f:
@@ -71,11 +77,11 @@ def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], 
         order = rng.permutation(training_lines())
         with open(path, "rb") as f:
             for at in range(0, len(order), batch * LENGTH_WINDOW):
-                window = [_line_at(f, offset) for offset in order[at:at + batch * LENGTH_WINDOW]]
-                lengths = [len(ids) for ids in tokenizer(window, truncation=True, max_length=max_length)["input_ids"]]
-                groups = np.array_split(np.argsort(lengths, kind="stable"), range(batch, len(window), batch))
+                encoding = tokenized([_line_at(f, offset) for offset in order[at:at + batch * LENGTH_WINDOW]])
+                lengths = [len(ids) for ids in encoding["input_ids"]]
+                groups = np.array_split(np.argsort(lengths, kind="stable"), range(batch, len(lengths), batch))
                 for k in rng.permutation(len(groups)):
-                    yield encode([window[i] for i in groups[k]])
+                    yield batch_feed(encoding, groups[k])
 
     return DataSource(f"{path} (text)", [encode([line]) for line in head], training)
 
@@ -123,6 +129,24 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
         return (load(files[count + i]) for i in order)
 
     return DataSource(f"{folder} (images, scaled to [0, 1])", [load(p) for p in files[:count]], training)
+
+
+def padded_rows(encoding, rows, tokenizer) -> dict[str, np.ndarray]:
+    """Some rows of an unpadded tokenizer encoding as int64 arrays, padded the way the tokenizer pads."""
+    rows = list(rows)
+    width = max(len(encoding["input_ids"][i]) for i in rows)
+    pads = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
+    out = {}
+    for key, sequences in encoding.items():
+        array = np.full((len(rows), width), pads.get(key, 0), np.int64)
+        for r, i in enumerate(rows):
+            values = sequences[i]
+            if tokenizer.padding_side == "left":
+                array[r, width - len(values):] = values
+            else:
+                array[r, :len(values)] = values
+        out[key] = array
+    return out
 
 
 def line_offsets(path: Path, skip: int) -> np.ndarray:

@@ -47,6 +47,21 @@ def test_text_batches_hold_lines_of_similar_length(tmp_path):
     assert sum(len(b["input_ids"]) for b in batches) == 400 and real / padded > 0.9    # random batches: ~0.5
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batches_are_padded_as_the_tokenizer_pads(side):
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from edgec.compiler.data_sources import padded_rows
+    from edgec.samples.minilm import model_dir
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True, padding_side=side)
+    lines = ["a short one", "a much longer line with many more words in it", "mid length line here"]
+    expected = tok([lines[2], lines[1]], padding=True, return_tensors="np")
+    got = padded_rows(tok(lines), [2, 1], tok)
+    assert set(got) == set(expected) and all(np.array_equal(got[k], expected[k]) for k in got)
+
+
 def test_line_offsets_index_the_non_empty_lines_after_the_calibration_ones(tmp_path):
     from edgec.compiler.data_sources import _line_at, line_offsets
 
