@@ -62,9 +62,7 @@ class RecoverPass:
         model = gs.export_onnx(ordered, do_type_check=False)
         try:
             view = TorchView(model)
-            error = _round_trip_error(view, model, ctx.teacher.held_out[:2], ctx)
-            if error > ROUND_TRIP_TOLERANCE:
-                raise UnsupportedGraph(f"the torch view differs from ONNX Runtime by {error:.1e} (relative)")
+            error, notes = _checked_round_trip(view, model, ctx.teacher.held_out[:2])
         except UnsupportedGraph as exc:
             from edgec.passes.recover_blocks import train_blocks
 
@@ -74,11 +72,11 @@ class RecoverPass:
         if not trainable:
             return PassResult(False, {}, ["recover: no float32 weight to train (float16 and integer weights "
                                           "are left as they are)"])
-        return _distill(graph, view, ctx, opts, error, rewritten)
+        return _distill(graph, view, ctx, opts, error, rewritten, notes)
 
 
 def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, error: float,
-             rewritten: frozenset[str]) -> PassResult:
+             rewritten: frozenset[str], notes: list[str]) -> PassResult:
     from edgec.passes.distill import DistillSettings, distill
     from edgec.passes.ort_tools import replace_contents
 
@@ -99,7 +97,7 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, erro
     note = (f"distilled {result.steps} steps in {result.seconds:.0f} s: held-out cosine "
             f"{result.held_out_before:.4f} → {result.held_out_best:.4f}"
             + (" (stopped early)" if result.stopped_early else ""))
-    return PassResult(result.held_out_best > result.held_out_before, stats, [note])
+    return PassResult(result.held_out_best > result.held_out_before, stats, notes + [note])
 
 
 def _intermediates(graph: gs.Graph, match: str, outputs: list[str], teacher) -> list[str]:
@@ -139,8 +137,25 @@ def _rewritten(model, original) -> frozenset[str]:
     return frozenset(changed)
 
 
-def _round_trip_error(view, model, feeds, ctx: PassContext) -> float:
-    """Worst relative L2 between the torch view and ONNX Runtime over the float outputs."""
+def _checked_round_trip(view, model, feeds) -> tuple[float, list[str]]:
+    """The round trip's error, or UnsupportedGraph. A failed check is measured once more: twice in about forty
+    MiniLM compiles a first check read ~1e-4 where every other one (and reruns on the same model) read 9e-7,
+    and a one-off must not cost the whole-model training (the compile's verification judges the result)."""
+    from edgec.passes.torch_view import UnsupportedGraph
+
+    error, output = _round_trip_error(view, model, feeds)
+    if error <= ROUND_TRIP_TOLERANCE:
+        return error, []
+    again, output_again = _round_trip_error(view, model, feeds)
+    if again > ROUND_TRIP_TOLERANCE:
+        raise UnsupportedGraph(f"the torch view differs from ONNX Runtime by {again:.1e} (relative, on "
+                               f"'{output_again}'; {error:.1e} when first measured)")
+    return again, [f"the torch view's round trip first measured {error:.1e} (relative, on '{output}'), "
+                   f"then {again:.1e}: trained the whole model"]
+
+
+def _round_trip_error(view, model, feeds) -> tuple[float, str]:
+    """Worst relative L2 between the torch view and ONNX Runtime over the float outputs, and that output."""
     import onnxruntime as ort
     import torch
 
@@ -148,7 +163,7 @@ def _round_trip_error(view, model, feeds, ctx: PassContext) -> float:
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    worst = 0.0
+    worst, where = 0.0, ""
     with torch.no_grad():
         for feed in feeds:
             got = view(to_torch_feed(feed))
@@ -156,6 +171,7 @@ def _round_trip_error(view, model, feeds, ctx: PassContext) -> float:
                 ref = np.asarray(ref, np.float64)
                 if not np.issubdtype(ref.dtype, np.floating) or not np.linalg.norm(ref):
                     continue
-                diff = np.linalg.norm(got[name].double().numpy() - ref) / np.linalg.norm(ref)
-                worst = max(worst, float(diff))
-    return worst
+                diff = float(np.linalg.norm(got[name].double().numpy() - ref) / np.linalg.norm(ref))
+                if diff > worst:
+                    worst, where = diff, name
+    return worst, where

@@ -57,6 +57,22 @@ def test_a_graph_the_view_cannot_run_falls_back_to_block_wise_training(save, tmp
     assert "CumSum" in recover["notes"][0] and "block-wise" in recover["notes"][0]
 
 
+@pytest.mark.parametrize("second, mode", [(1e-7, "whole-model"), (3e-4, "block-wise")])
+def test_a_failed_round_trip_is_measured_again_before_falling_back(save, tmp_path, monkeypatch, second, mode):
+    from edgec.passes import recover
+
+    readings = iter([(5e-4, "y"), (second, "y")])
+    monkeypatch.setattr(recover, "_round_trip_error", lambda view, model, feeds: next(readings))
+    src = save(models.mlp_model("gelu", blocks=1))
+    _, report = _compile(src, tmp_path, mode, "--recover", "--train-minutes", "0.02")
+    stats, notes = report["passes"][-1]["stats"], report["passes"][-1]["notes"]
+    assert next(readings, None) is None                                   # measured exactly twice
+    if mode == "whole-model":
+        assert stats["round_trip_rel_error"] == 1e-7 and "first measured 5.0e-04" in notes[0]
+    else:
+        assert stats["mode"] == "block-wise" and "3.0e-04 (relative, on 'y'; 5.0e-04 when first" in notes[0]
+
+
 def test_calib_text_needs_a_tokenizer(save, tmp_path):
     src = save(models.mlp_model("gelu"))
     (tmp_path / "t.txt").write_text("hello world\n")
