@@ -2,8 +2,8 @@
 
 Data: the text file given to the compile starts with the 296 evaluation sentences (`sentences.txt`: the
 passes' calibration statistics, the early-stopping split and the final held-out split, none trained on)
-followed by WordNet's glosses and examples (the training stream). Every budget is its own compile (its
-own warm-up and cosine schedule over that budget). Then the model of the largest budget is quantized to
+followed by WordNet's usage examples and the fortunes' sentences (the training stream, `corpus.py`).
+Every budget is its own compile (its own warm-up and cosine schedule over that budget). Then the model of the largest budget is quantized to
 int8 and timed interleaved against ONNX Runtime's int8 of the original.
 
     python -m edgec.samples.bench_recover [--out build/recover] [--budgets 0,5,15,30] [--keep 0.5]
@@ -24,17 +24,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _text_file(out: Path, limit: int) -> tuple[Path, int]:
-    from edgec.samples.corpus import ensure_wordnet
-    from edgec.samples.corpus import sentences as wordnet
+    from edgec.samples.corpus import ensure_fortunes, ensure_wordnet
+    from edgec.samples.corpus import sentences as corpus
     from edgec.samples.minilm import sentences
 
     ensure_wordnet()
+    ensure_fortunes()
     evaluation = sentences()
     seen = set(evaluation)
-    path = out / "eval_then_wordnet.txt"
+    path = out / "eval_then_corpus.txt"
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(evaluation) + "\n")
-        for i, text in enumerate(t for t in wordnet() if t not in seen):
+        for i, text in enumerate(t for t in corpus() if t not in seen):
             if i >= limit:
                 break
             f.write(text + "\n")

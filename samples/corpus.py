@@ -1,5 +1,8 @@
-"""An offline English corpus for distillation tests and benchmarks: WordNet's glosses and usage examples
-(Debian's `wordnet-base`, ~117 k synsets). Never the evaluation sentences of `samples/sentences.txt`.
+"""An offline English corpus for distillation tests and benchmarks, from Debian packages: WordNet's usage
+examples (`wordnet-base`, ~37 k) and the sentences of the `fortunes` quotes (~40 k). Never the evaluation
+sentences of `samples/sentences.txt`. WordNet's definitions ("Hairpiece consisting of a tress of false hair.")
+are left out: trained on after the examples they lowered MiniLM's held-out fidelity (15 min at 50 % kept:
+0.9743 on examples alone against 0.9726 on examples then definitions).
 
     python -m edgec.samples.corpus OUT.txt [--limit N]   →   one sentence per line
 """
@@ -14,39 +17,65 @@ from pathlib import Path
 from typing import Iterator
 
 WORDNET = Path("/usr/share/wordnet")
+FORTUNES = Path("/usr/share/games/fortunes")
+SKIPPED_FORTUNES = {"art", "ascii-art", "perl", "translate-me"}     # pictures, code, other languages
 QUOTED = re.compile(r'"([^"]{20,})"')
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
 def ensure_wordnet() -> Path:
-    """The WordNet data folder, installing `wordnet-base` with apt when possible (root, Debian)."""
-    if not (WORDNET / "data.noun").exists() and os.geteuid() == 0:
+    return _ensure(WORDNET / "data.noun", "wordnet-base")
+
+
+def ensure_fortunes() -> Path:
+    return _ensure(FORTUNES / "fortunes", "fortunes")
+
+
+def _ensure(marker: Path, package: str) -> Path:
+    """The package's data folder, installing it with apt when possible (root, Debian)."""
+    if not marker.exists() and os.geteuid() == 0:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wordnet-base"], env=env, capture_output=True)
-    if not (WORDNET / "data.noun").exists():
-        raise FileNotFoundError("WordNet data not found: install Debian's wordnet-base (apt-get install wordnet-base)")
-    return WORDNET
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True)
+    if not marker.exists():
+        raise FileNotFoundError(f"{marker} not found: install Debian's {package} (apt-get install {package})")
+    return marker.parent
 
 
-def sentences(folder: Path = WORDNET) -> Iterator[str]:
-    """Usage examples first (real sentences), then definitions, interleaved across parts of speech."""
-    for kind in ("examples", "definitions"):
-        for pos in ("noun", "verb", "adj", "adv"):
-            with open(folder / f"data.{pos}", encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if line.startswith("  ") or "|" not in line:
-                        continue          # the licence header
-                    gloss = line.split("|", 1)[1].strip()
-                    if kind == "examples":
-                        yield from (q.strip() for q in QUOTED.findall(gloss))
-                    else:
-                        text = gloss.split(";")[0].strip()
-                        if len(text) >= 20 and '"' not in text:
-                            yield text[0].upper() + text[1:] + "."
+def sentences() -> Iterator[str]:
+    """WordNet's usage examples, then the fortunes' sentences."""
+    yield from wordnet_examples()
+    yield from fortune_sentences()
+
+
+def wordnet_examples(folder: Path = WORDNET) -> Iterator[str]:
+    for pos in ("noun", "verb", "adj", "adv"):
+        with open(folder / f"data.{pos}", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.startswith("  ") and "|" in line:      # not the licence header
+                    yield from (q.strip() for q in QUOTED.findall(line.split("|", 1)[1]))
+
+
+def fortune_sentences(folder: Path = FORTUNES) -> Iterator[str]:
+    """Prose sentences of the quotes: attributions ("-- Mark Twain") dropped, lines joined, split at . ! ?"""
+    for path in sorted(folder.iterdir()):
+        if path.suffix or path.name in SKIPPED_FORTUNES or not path.is_file():
+            continue
+        for quote in path.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
+            prose = " ".join(line.strip() for line in quote.splitlines() if not line.strip().startswith("--"))
+            for sentence in SENTENCE_BREAK.split(prose):
+                sentence = " ".join(sentence.split())
+                if 20 <= len(sentence) <= 200 and _mostly_words(sentence):
+                    yield sentence
+
+
+def _mostly_words(text: str) -> bool:
+    return sum(c.isalpha() or c == " " for c in text) >= 0.9 * len(text)
 
 
 def write_corpus(out: Path, limit: int | None = None) -> int:
     ensure_wordnet()
+    ensure_fortunes()
     count = 0
     with open(out, "w", encoding="utf-8") as f:
         for text in sentences():
