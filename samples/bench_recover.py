@@ -3,8 +3,8 @@
 Data: the text file given to the compile starts with the 296 evaluation sentences (`sentences.txt`: the
 passes' calibration statistics, the early-stopping split and the final held-out split, none trained on)
 followed by WordNet's usage examples and the fortunes' sentences (the training stream, `corpus.py`).
-Every budget is its own compile (its own warm-up and cosine schedule over that budget). Then the model of the largest budget is quantized to
-int8 and timed interleaved against ONNX Runtime's int8 of the original.
+Every budget is its own compile (its own warm-up and cosine schedule over that budget). Then the model of
+the largest budget is quantized to int8 and timed interleaved against ONNX Runtime's int8 of the original.
 
     python -m edgec.samples.bench_recover [--out build/recover] [--budgets 0,5,15,30] [--keep 0.5]
 
@@ -24,12 +24,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _text_file(out: Path, limit: int) -> tuple[Path, int]:
-    from edgec.samples.corpus import ensure_fortunes, ensure_wordnet
+    from edgec.samples.corpus import ensure_corpus
     from edgec.samples.corpus import sentences as corpus
     from edgec.samples.minilm import sentences
 
-    ensure_wordnet()
-    ensure_fortunes()
+    ensure_corpus()
     evaluation = sentences()
     seen = set(evaluation)
     path = out / "eval_then_corpus.txt"
