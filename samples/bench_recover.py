@@ -24,21 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _text_file(out: Path, limit: int) -> tuple[Path, int]:
-    from edgec.samples.corpus import ensure_corpus
-    from edgec.samples.corpus import sentences as corpus
+    """The evaluation sentences first (the compile's calibration and held-out lines), then the corpus."""
+    from edgec.samples.corpus import write_corpus
     from edgec.samples.minilm import sentences
 
-    ensure_corpus()
-    evaluation = sentences()
-    seen = set(evaluation)
     path = out / "eval_then_corpus.txt"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(evaluation) + "\n")
-        for i, text in enumerate(t for t in corpus() if t not in seen):
-            if i >= limit:
-                break
-            f.write(text + "\n")
-    return path, len(evaluation)
+    write_corpus(path, limit, first=sentences())
+    return path, len(sentences())
 
 
 def _held_out_fidelity(original: Path, compiled: Path, feeds: list[dict]) -> dict:

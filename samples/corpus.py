@@ -79,15 +79,19 @@ def _mostly_words(text: str) -> bool:
     return sum(c.isalpha() or c == " " for c in text) >= 0.9 * len(text)
 
 
-def write_corpus(out: Path, limit: int | None = None) -> int:
+def write_corpus(out: Path, limit: int | None = None, first: list[str] = ()) -> int:
+    """One sentence a line: `first` (e.g. calibration sentences, which a compile reads from the file's head),
+    then up to `limit` corpus sentences that are not among them. Returns how many corpus sentences it wrote."""
     ensure_corpus()
-    count = 0
+    seen, count = set(first), 0
     with open(out, "w", encoding="utf-8") as f:
+        f.writelines(text + "\n" for text in first)
         for text in sentences():
-            f.write(text + "\n")
-            count += 1
-            if limit and count >= limit:
+            if limit is not None and count >= limit:
                 break
+            if text not in seen:
+                f.write(text + "\n")
+                count += 1
     return count
 
 

@@ -1,5 +1,6 @@
 """The offline training corpus of the recovery benchmark, read from Debian's data files (fakes here)."""
 
+from edgec.samples import corpus
 from edgec.samples.corpus import fortune_sentences, wordnet_examples
 
 
@@ -20,3 +21,12 @@ def test_wordnet_examples_are_the_quoted_usages(tmp_path):
     for pos in ("verb", "adj", "adv"):
         (tmp_path / f"data.{pos}").write_text("")
     assert list(wordnet_examples(tmp_path)) == ["the oceans are teeming with life"]
+
+
+def test_the_written_corpus_puts_the_given_sentences_first_and_never_repeats_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "ensure_corpus", lambda: None)
+    monkeypatch.setattr(corpus, "sentences", lambda: iter(["b held out", "c", "d", "e"]))
+    out = tmp_path / "corpus.txt"
+    assert corpus.write_corpus(out, limit=2, first=["a", "b held out"]) == 2
+    assert out.read_text().splitlines() == ["a", "b held out", "c", "d"]
+    assert corpus.write_corpus(out) == 4 and out.read_text().splitlines() == ["b held out", "c", "d", "e"]
