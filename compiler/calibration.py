@@ -129,13 +129,13 @@ class ActivationCapture:
 
     def grams(self, graph: gs.Graph, names: list[str]) -> dict[str, Gram]:
         sess = self._session_with_outputs(graph, names)
-        acc = {n: _GramAccumulator() for n in names}
+        halves = {n: (_GramAccumulator(), _GramAccumulator()) for n in names}   # even, odd feeds
         with progress_bar(f"calibration statistics of {len(names)} tensors", len(self.feeds)) as advance:
             for i, feed in enumerate(self.feeds):
                 for name, value in zip(names, sess.run(names, feed), strict=True):
-                    acc[name].add(np.asarray(value))
+                    halves[name][i % 2].add(np.asarray(value))
                 advance(i + 1)
-        return {n: a.result() for n, a in acc.items()}
+        return {n: _joined(even.result(), odd.result()) for n, (even, odd) in halves.items()}
 
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         sess = self._session_with_outputs(graph, names)
@@ -180,6 +180,13 @@ class _GramAccumulator:
         self.rows += x.shape[0]
         self.buffer, self.buffered = [], 0
 
-    def result(self) -> Gram:
+    def result(self) -> Gram | None:
         self._flush()
-        return Gram(self.matrix, self.rows)
+        return None if self.matrix is None else Gram(self.matrix, self.rows)
+
+
+def _joined(even: Gram | None, odd: Gram | None) -> Gram:
+    """The Gram of all feeds, remembering the even feeds' part when both halves saw rows."""
+    if odd is None:
+        return even
+    return Gram(even.matrix + odd.matrix, even.rows + odd.rows, even.matrix)

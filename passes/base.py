@@ -36,6 +36,8 @@ class Gram:
 
     matrix: np.ndarray
     rows: int
+    half: np.ndarray | None = None   # the same sum over the even-numbered feeds only (None: fewer than 2 feeds),
+                                     # so a fit on one half can be checked on the other (matrix − half)
 
     @property
     def features(self) -> int:

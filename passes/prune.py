@@ -26,7 +26,9 @@ class PruneOptions:
     compensate: bool = True    # re-solve fc2 and its bias by least squares on calibration data
     scope: str = "layer"       # layer: the same fraction everywhere | global: allocate across blocks
     min_keep: float = 0.1      # with scope=global, never keep less than this fraction of a block
-    damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix
+    damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix (the OBS scores; the
+                               # re-solve too unless validate picks one)
+    validate: bool = True      # pick the re-solve's ridge, or none, by 2-fold validation over the calibration feeds
     floor: float = 0.0         # > 0: ignore keep and search the fewest units that keep this calibration cosine
 
 
@@ -71,7 +73,7 @@ def _order(block: MLPBlock, grams: dict, opts: PruneOptions) -> np.ndarray:
 def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple: int,
                   notes: list[str], orders: dict[str, np.ndarray]) -> dict:
     counts = _allocate(blocks, grams, opts, multiple)
-    stats = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": []}
+    stats = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": [], "ridge": []}
     for block, count in zip(blocks, counts, strict=True):
         gram = grams[block.act.output.name]
         stats["hidden_before"] += block.hidden
@@ -80,12 +82,17 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
             notes.append(f"block {block.index}: keeps all {block.hidden} units")
             continue
         plan = prune_plan.plan_block(gram.matrix, gram.rows, block.fc2.weight, block.fc2.bias, count,
-                                     opts.score, opts.compensate, opts.damping, orders[block.act.output.name])
+                                     opts.score, opts.compensate, opts.damping, orders[block.act.output.name],
+                                     gram.half if opts.validate else None)
         _apply(graph, block, plan)
         stats["blocks"] += 1
         stats["hidden_after"] += len(plan.keep)
         stats["kept"].append(f"{block.index}:{len(plan.keep)}/{block.hidden}")
         stats["rel_error"].append(round(plan.rel_error, 5))
+        stats["ridge"].append(plan.damping)
+        if opts.compensate and plan.damping is None:
+            notes.append(f"block {block.index}: fc2 kept as it was on the kept units (a least-squares re-solve "
+                         "generalized worse between halves of the calibration data)")
     return stats
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.linalg
 
 SCORES = ("obs", "energy")
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # candidate dampings (relative to the mean diagonal) for validation
 
 
 @dataclass
@@ -22,6 +23,7 @@ class BlockPlan:
     weight: np.ndarray        # new fc2 weight [len(keep), out]
     bias: np.ndarray | None   # new fc2 bias [out] (None if fc2 had none and no compensation)
     rel_error: float          # ‖output change‖ / ‖output‖ on the calibration rows
+    damping: float | None = None   # ridge of the re-solve (None: fc2 kept as it was on the kept units)
 
 
 def augmented_weight(w2: np.ndarray, b2: np.ndarray | None) -> np.ndarray:
@@ -77,6 +79,23 @@ def compensate(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, damping: f
     return scipy.linalg.solve(lhs, rhs, assume_a="pos")
 
 
+def validated_damping(gram: np.ndarray, half: np.ndarray, w_aug: np.ndarray, keep: np.ndarray,
+                      candidates: tuple[float, ...] = RIDGES) -> float | None:
+    """The ridge whose re-solve generalizes best between two halves of the calibration feeds (fit on one,
+    error measured on the other, both ways), or None when keeping the kept units' original fc2 rows does
+    better than every re-solve. With few calibration rows per hidden unit an unregularized least-squares
+    fit memorizes them (measured on a random-weight T5 block with 288 rows for 256 units: the re-solve
+    took the held-out cosine from 0.991 to 0.929 at 94 % kept)."""
+    folds = [(half, gram - half), (gram - half, half)]
+    kept_rows = np.vstack([w_aug[keep], w_aug[-1:]])
+
+    def held_out_error(damping: float | None) -> float:
+        return sum(relative_error(check, w_aug, keep, kept_rows if damping is None
+                                  else compensate(fit, w_aug, keep, damping)) ** 2 for fit, check in folds)
+
+    return min([None, *candidates], key=held_out_error)
+
+
 def relative_error(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, w_new: np.ndarray) -> float:
     """‖[a,1]_K W' − [a,1] W̃‖ / ‖[a,1] W̃‖ from the Gram alone (no activations needed)."""
     hidden = gram.shape[0] - 1
@@ -88,18 +107,23 @@ def relative_error(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, w_new:
 
 
 def plan_block(gram: np.ndarray, rows: int, w2: np.ndarray, b2: np.ndarray | None, count: int, score: str,
-               compensated: bool, damping: float, order: np.ndarray | None = None) -> BlockPlan:
+               compensated: bool, damping: float, order: np.ndarray | None = None,
+               half: np.ndarray | None = None) -> BlockPlan:
+    """Keep the `count` most important units; re-solve fc2 on them when `compensated`, with the ridge
+    `validated_damping` picks when the even feeds' Gram `half` is given, else with `damping`."""
     w_aug = augmented_weight(w2, b2)
     if order is None:
         order = importance_order(gram, rows, w_aug, score, damping)
     keep = np.sort(order[:count])
-    if compensated:
+    if compensated and half is not None:
+        damping = validated_damping(gram, half, w_aug, keep, tuple(sorted({*RIDGES, damping})))
+    if compensated and damping is not None:
         w_new = compensate(gram, w_aug, keep, damping)
     else:
         w_new = np.vstack([w_aug[keep], w_aug[-1:]])
     err = relative_error(gram, w_aug, keep, w_new)
     bias = w_new[-1] if (b2 is not None or compensated) else None
-    return BlockPlan(keep, w_new[:-1], bias, err)
+    return BlockPlan(keep, w_new[:-1], bias, err, damping if compensated else None)
 
 
 def keep_count(hidden: int, keep: float, multiple: int, minimum: int) -> int:

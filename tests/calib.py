@@ -24,10 +24,9 @@ class OrtCalibration:
         sess = self._session(graph, names)
         out = {}
         for name in names:
-            arrays = [sess.run([name], f)[0] for f in self.feeds]
-            rows = np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).astype(float)
-            aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
-            out[name] = Gram(aug.T @ aug, len(rows))
+            grams = [_gram(sess.run([name], f)[0]) for f in self.feeds]     # as the driver: per feed, and
+            half = sum(g for g, _ in grams[::2]) if len(grams) > 1 else None  # the even feeds' part apart
+            out[name] = Gram(sum(g for g, _ in grams), sum(n for _, n in grams), half)
         return out
 
     def _session(self, graph, names):
@@ -38,6 +37,12 @@ class OrtCalibration:
             if name not in outputs:
                 model.graph.output.append(onnx.ValueInfoProto(name=name))
         return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _gram(array: np.ndarray) -> tuple[np.ndarray, int]:
+    rows = array.reshape(-1, array.shape[-1]).astype(float)
+    aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
+    return aug.T @ aug, len(rows)
 
 
 def apply_pass(name: str, model: onnx.ModelProto, feeds, **options):

@@ -52,3 +52,39 @@ def test_dead_units_go_first_and_do_not_break_the_solve():
                                                                (100, 0.33, 8, 40), (100, 0.01, 1, 8), (10, 0.9, 8, 10)])
 def test_keep_count_rounds_to_the_tile(hidden, keep, multiple, expected):
     assert prune_plan.keep_count(hidden, keep, multiple, 8) == expected
+
+
+def _halves(a: np.ndarray, feeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """The full Gram and the even feeds' part, `a` cut into `feeds` equal feeds (as the driver sums them)."""
+    aug = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+    parts = np.array_split(aug, feeds)
+    return aug.T @ aug, sum(p.T @ p for p in parts[::2])
+
+
+def _error(plan, a, w2, b2):
+    ref = a @ w2 + b2
+    got = a[:, plan.keep] @ plan.weight + plan.bias
+    return np.linalg.norm(got - ref) / np.linalg.norm(ref)
+
+
+def test_with_few_calibration_rows_validation_regularizes_the_resolve_and_generalizes_better():
+    plain, validated, choices = [], [], []
+    for seed in range(10):
+        everything, w2, b2, _ = _data(n=4000, hidden=24, seed=seed)
+        a, fresh = everything[:20], everything[20:]   # 20 rows for 12 kept units + bias: a plain re-solve memorizes
+        gram, half = _halves(a, feeds=4)
+        plan = prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", True, 1e-4, half=half)
+        plain.append(_error(prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", True, 1e-4), fresh, w2, b2))
+        validated.append(_error(plan, fresh, w2, b2))
+        choices.append(plan.damping)
+    assert all(d is None or d > 1e-4 for d in choices)
+    assert np.mean(validated) < np.mean(plain)
+
+
+def test_with_plenty_of_calibration_rows_validation_keeps_a_light_resolve():
+    a, w2, b2, _ = _data(n=4000, hidden=24, seed=5)
+    gram, half = _halves(a, feeds=8)
+    plan = prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", True, 1e-4, half=half)
+    uncompensated = prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", False, 1e-4)
+    assert plan.damping is not None and plan.damping <= 1e-2
+    assert plan.rel_error < uncompensated.rel_error

@@ -1,0 +1,32 @@
+"""The driver's calibration capture: streamed Gram matrices, with the even feeds' part kept apart."""
+
+import numpy as np
+import onnx_graphsurgeon as gs
+import pytest
+
+import models
+from edgec.compiler.calibration import ActivationCapture
+from edgec.runtime.session import SessionConfig
+
+
+def _gram_of(arrays):
+    rows = np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).astype(np.float64)
+    aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
+    return aug.T @ aug, len(rows)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_grams_sum_every_feed_and_keep_the_even_feeds_part_for_validation(count):
+    model = models.mlp_model("gelu", blocks=1)
+    feeds = models.feeds(model, count)
+    capture = ActivationCapture(feeds, SessionConfig(), model)
+    name = model.graph.output[0].name
+    gram = capture.grams(gs.import_onnx(model), [name])[name]
+    outputs = [models.run(model, f)[0] for f in feeds]
+    expected, rows = _gram_of(outputs)
+    np.testing.assert_allclose(gram.matrix, expected, rtol=1e-10)
+    assert gram.rows == rows
+    if count == 1:
+        assert gram.half is None           # nothing to validate against
+    else:
+        np.testing.assert_allclose(gram.half, _gram_of(outputs[::2])[0], rtol=1e-10)
