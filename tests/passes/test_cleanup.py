@@ -67,3 +67,23 @@ def test_no_mlp_model_survives_cleanup_unchanged():
 def test_unknown_option_is_a_clear_error():
     with pytest.raises(PassOptionError, match="has no option"):
         _cleanup(models.no_mlp_model(), bogus=1)
+
+
+def test_folding_log_of_zero_gives_minus_infinity_quietly():
+    """T5's relative-position buckets take log(0) on constants; the runtime gives -inf too, without a warning."""
+    import warnings
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Log", ["zeros"], ["logs"]), helper.make_node("Add", ["x", "logs"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [onnx.numpy_helper.from_array(np.array([0.0, 1.0], np.float32), "zeros")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cleaned, _ = _cleanup(model)
+    assert [n.op_type for n in cleaned.graph.node] == ["Add"]
+    np.testing.assert_array_equal(models.run(cleaned, {"x": np.ones(2, np.float32)})[0], [-np.inf, 1.0])
