@@ -55,6 +55,8 @@ def _reduce(fn):
             if attrs.get("noop_with_empty_axes", 0):
                 return (inputs[0],)
             axes = list(range(inputs[0].dim()))
+        if inputs[0].numel() == 0:
+            raise NotImplementedError("reductions over an empty set")
         return (fn(inputs[0], axes, keep),)
     return op
 
@@ -70,11 +72,52 @@ def _gemm(inputs, attrs):
 
 
 def _layer_norm(inputs, attrs):
+    """Also the optional Mean and InvStdDev outputs (over the normalized axes, kept as size-1 dims)."""
     x = inputs[0]
     axis = attrs.get("axis", -1) % x.dim()
     shape = x.shape[axis:]
     bias = inputs[2] if len(inputs) > 2 else None
-    return (F.layer_norm(x, shape, inputs[1], bias, attrs.get("epsilon", 1e-5)),)
+    epsilon = attrs.get("epsilon", 1e-5)
+    dims = list(range(axis, x.dim()))
+    mean = x.mean(dims, keepdim=True)
+    inv_std = torch.rsqrt(x.var(dims, unbiased=False, keepdim=True) + epsilon)
+    return F.layer_norm(x, shape, inputs[1], bias, epsilon), mean, inv_std
+
+
+def _instance_norm(inputs, attrs):
+    x, scale, bias = inputs
+    return (F.instance_norm(x, weight=scale, bias=bias, eps=attrs.get("epsilon", 1e-5)),)
+
+
+def _group_norm(inputs, attrs):
+    """GroupNormalization-21 (scale and bias per channel; opset 18's per-group form is declined)."""
+    x, scale, bias = inputs
+    groups = attrs["num_groups"]
+    if scale.numel() != x.shape[1]:
+        raise NotImplementedError("GroupNormalization with per-group scale (opset 18)")
+    return (F.group_norm(x, groups, scale, bias, attrs.get("epsilon", 1e-5)),)
+
+
+def _batch_norm(inputs, attrs):
+    if attrs.get("training_mode", 0):
+        raise NotImplementedError("BatchNormalization in training mode")
+    x, scale, bias, mean, var = inputs
+    return (F.batch_norm(x, mean, var, scale, bias, False, 0.0, attrs.get("epsilon", 1e-5)),)
+
+
+def _pad(inputs, attrs):
+    x, pads = inputs[0], _ints(inputs[1])
+    value = inputs[2].item() if len(inputs) > 2 and inputs[2] is not None and inputs[2].numel() else 0
+    axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else list(range(x.dim()))
+    mode = attrs.get("mode", "constant")
+    if mode != "constant" or min(pads) < 0:
+        raise NotImplementedError(f"Pad mode {mode} or negative pads")
+    half = len(pads) // 2
+    torch_pads = [0] * (2 * x.dim())
+    for k, a in enumerate(axes):        # F.pad wants (last axis begin, end, the one before, …)
+        a %= x.dim()
+        torch_pads[2 * (x.dim() - 1 - a)], torch_pads[2 * (x.dim() - 1 - a) + 1] = pads[k], pads[k + half]
+    return (F.pad(x, torch_pads, value=value),)
 
 
 def _conv(inputs, attrs):
@@ -102,7 +145,7 @@ def _split(inputs, attrs):
 def _clip(inputs, attrs):
     lo = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("min")
     hi = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("max")
-    return (torch.clamp(inputs[0], lo, hi),)
+    return (inputs[0] if lo is None and hi is None else torch.clamp(inputs[0], lo, hi),)
 
 
 def _squeeze(inputs, attrs):
@@ -176,5 +219,16 @@ OPS = {
     "Identity": lambda i, a: (i[0],), "Clip": _clip, "Split": _split,
     "Mod": lambda i, a: (torch.fmod(i[0], i[1]) if a.get("fmod", 0) else torch.remainder(i[0], i[1]),),
     "Range": lambda i, a: (torch.arange(i[0].item(), i[1].item(), i[2].item(), dtype=i[0].dtype),),
-    "Dropout": lambda i, a: (i[0],),
+    "Dropout": lambda i, a: (i[0], torch.ones_like(i[0], dtype=torch.bool)),
+    "IsNaN": lambda i, a: (torch.isnan(i[0]),),
+    "IsInf": lambda i, a: ((torch.isposinf(i[0]) & bool(a.get("detect_positive", 1)))
+                           | (torch.isneginf(i[0]) & bool(a.get("detect_negative", 1))),),
+    "Sin": lambda i, a: (torch.sin(i[0]),), "Cos": lambda i, a: (torch.cos(i[0]),),
+    "Floor": lambda i, a: (torch.floor(i[0]),), "Ceil": lambda i, a: (torch.ceil(i[0]),),
+    "Round": lambda i, a: (torch.round(i[0]),), "Sign": lambda i, a: (torch.sign(i[0]),),
+    "LessOrEqual": lambda i, a: (i[0] <= i[1],), "GreaterOrEqual": lambda i, a: (i[0] >= i[1],),
+    "ReduceMin": _reduce(lambda x, ax, k: x.amin(ax, keepdim=k)),
+    "Softplus": lambda i, a: (F.softplus(i[0]),), "LeakyRelu": lambda i, a: (F.leaky_relu(i[0], a.get("alpha", 0.01)),),
+    "Tile": lambda i, a: (i[0].repeat(_ints(i[1])),), "Pad": _pad,
+    "InstanceNormalization": _instance_norm, "GroupNormalization": _group_norm, "BatchNormalization": _batch_norm,
 }

@@ -63,7 +63,7 @@ class TorchView(torch.nn.Module):
                 self.weights[self._keys[init.name]] = torch.nn.Parameter(value)
             else:
                 self.constants[init.name] = value
-        self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n)) for n in model.graph.node]
+        self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n, len(n.output))) for n in model.graph.node]
         self.output_names = [o.name for o in model.graph.output]
 
     def forward(self, feed: dict[str, torch.Tensor], extra: list[str] = ()) -> dict[str, torch.Tensor]:
@@ -93,8 +93,8 @@ class TorchView(torch.nn.Module):
         return out
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    out = {}
+def _attrs(node: onnx.NodeProto, outputs: int) -> dict:
+    out = {"num_outputs": outputs} if node.op_type == "Split" else {}   # opset < 18: parts = outputs
     for a in node.attribute:
         value = onnx.helper.get_attribute_value(a)
         if isinstance(value, onnx.TensorProto):
@@ -106,4 +106,7 @@ def _attrs(node: onnx.NodeProto) -> dict:
 
 
 def to_torch_feed(feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
+    try:
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
+    except TypeError as exc:    # strings, bfloat16 and other types torch has no array form of
+        raise NotImplementedError(f"an input type torch cannot hold ({exc})") from exc
