@@ -44,14 +44,19 @@ def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], 
     if not Path(path).is_file():
         raise InputError(f"{path}: no such text file")
     tokenizer = _tokenizer(tokenizer_dir)
-    names = {s.name for s in specs}
+    dtypes = {s.name: s.dtype for s in specs}
+    names = set(dtypes)
+    fixed_batch, fixed_length = _fixed_text_dims(specs)
+    batch = fixed_batch or batch
+    max_length = fixed_length or max_length
 
     def tokenized(lines: list[str]):
         return tokenizer(lines, truncation=True, max_length=max_length)
 
     def batch_feed(encoding, rows) -> Feed:
-        """The model's feed of some rows of an encoding, padded to the longest of them."""
-        feed = {k: v for k, v in padded_rows(encoding, rows, tokenizer).items() if k in names}
+        """The model's feed of some rows of an encoding, padded to the longest of them (or the fixed length)."""
+        padded = padded_rows(encoding, rows, tokenizer, fixed_length)
+        feed = {k: v.astype(dtypes[k]) for k, v in padded.items() if k in names}
         if "token_type_ids" in names and "token_type_ids" not in feed:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         missing = names - set(feed)
@@ -82,9 +87,22 @@ def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], 
                 lengths = [len(ids) for ids in encoding["input_ids"]]
                 groups = np.array_split(np.argsort(lengths, kind="stable"), range(batch, len(lengths), batch))
                 for k in rng.permutation(len(groups)):
-                    yield batch_feed(encoding, groups[k])
+                    if not fixed_batch or len(groups[k]) == fixed_batch:    # a fixed batch takes no remainder
+                        yield batch_feed(encoding, groups[k])
 
-    return DataSource(f"{path} (text)", [encode([line]) for line in head], training)
+    step = fixed_batch or 1    # a model exported for a fixed batch gets calibration feeds of that many lines
+    calibration = [encode(head[i:i + step]) for i in range(0, len(head) - step + 1, step)]
+    if not calibration:
+        raise InputError(f"{path}: fewer lines than the model's fixed batch of {step}")
+    return DataSource(f"{path} (text)", calibration, training)
+
+
+def _fixed_text_dims(specs: list[InputSpec]) -> tuple[int | None, int | None]:
+    """The batch and sequence length a model's token inputs were exported with, where fixed (else None)."""
+    shapes = [s.shape for s in specs if len(s.shape) == 2]
+    batch = [d[0] for d in shapes if isinstance(d[0], int) and d[0] > 0]
+    length = [d[1] for d in shapes if isinstance(d[1], int) and d[1] > 0]
+    return (batch[0] if batch else None), (length[0] if length else None)
 
 
 def _tokenizer(folder: Path):
@@ -132,10 +150,11 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
     return DataSource(f"{folder} (images, scaled to [0, 1])", [load(p) for p in files[:count]], training)
 
 
-def padded_rows(encoding, rows, tokenizer) -> dict[str, np.ndarray]:
-    """Some rows of an unpadded tokenizer encoding as int64 arrays, padded the way the tokenizer pads."""
+def padded_rows(encoding, rows, tokenizer, width: int | None = None) -> dict[str, np.ndarray]:
+    """Some rows of an unpadded tokenizer encoding as int64 arrays, padded the way the tokenizer pads, to the
+    longest of them or to `width`."""
     rows = list(rows)
-    width = max(len(encoding["input_ids"][i]) for i in rows)
+    width = width or max(len(encoding["input_ids"][i]) for i in rows)
     pads = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
     out = {}
     for key, sequences in encoding.items():

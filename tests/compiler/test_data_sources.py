@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 
-def _token_specs():
+def _token_specs(shape=("batch", "sequence"), dtype=np.int64):
     from edgec.runtime.inputs import InputSpec
 
-    return [InputSpec(n, np.dtype(np.int64), ("batch", "sequence"))
-            for n in ("input_ids", "attention_mask", "token_type_ids")]
+    return [InputSpec(n, np.dtype(dtype), shape) for n in ("input_ids", "attention_mask", "token_type_ids")]
 
 
 def test_text_source_tokenizes_and_streams(tmp_path):
@@ -45,6 +44,21 @@ def test_text_batches_hold_lines_of_similar_length(tmp_path):
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     padded = sum(b["attention_mask"].size for b in batches)
     assert sum(len(b["input_ids"]) for b in batches) == 400 and real / padded > 0.9    # random batches: ~0.5
+
+
+def test_text_feeds_follow_a_model_exported_with_fixed_batch_length_and_int32_ids(tmp_path):
+    pytest.importorskip("transformers")
+    from edgec.compiler.data_sources import text_source
+    from edgec.samples.minilm import model_dir
+
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(f"sentence {i} " + "word " * (i % 40) for i in range(61)) + "\n")
+    source = text_source(path, model_dir(), _token_specs((2, 24), np.int32), count=9)
+    feeds = source.calibration + list(source.training())
+    assert len(source.calibration) == 4                                # 9 lines: four pairs, the odd one left out
+    assert {f[k].shape for f in feeds for k in f} == {(2, 24)}         # padded and truncated to the fixed shape
+    assert {f[k].dtype for f in feeds for k in f} == {np.dtype(np.int32)}
+    assert len(list(source.training())) == 26                          # the 52 training lines, in pairs
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
