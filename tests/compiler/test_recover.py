@@ -57,6 +57,28 @@ def test_a_graph_the_view_cannot_run_falls_back_to_block_wise_training(save, tmp
     assert "CumSum" in recover["notes"][0] and "block-wise" in recover["notes"][0]
 
 
+def test_an_operator_variant_the_view_fails_on_falls_back_with_a_note(save, tmp_path, monkeypatch):
+    from edgec.passes import torch_ops
+
+    def declined(inputs, attrs):
+        raise NotImplementedError("this Gelu variant")
+
+    monkeypatch.setitem(torch_ops.OPS, "Gelu", declined)
+    src = save(models.mlp_model("gelu", blocks=1))
+    _, report = _compile(src, tmp_path, "declined", "--recover", "--train-minutes", "0.02")
+    recover = report["passes"][-1]
+    assert recover["stats"]["mode"] == "block-wise"
+    assert "cannot run this graph (NotImplementedError: this Gelu variant)" in recover["notes"][0]
+
+
+def test_a_model_exported_for_batch_one_trains_on_feeds_one_at_a_time(save, tmp_path):
+    model = models.mlp_model("gelu", blocks=1)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    _, report = _compile(save(model), tmp_path, "batch1", "--recover", "--train-minutes", "0.05")
+    stats = report["passes"][-1]["stats"]
+    assert "mode" not in stats and stats["steps"] > 0 and stats["round_trip_rel_error"] <= 1e-5
+
+
 @pytest.mark.parametrize("second, mode", [(1e-7, "whole-model"), (3e-4, "block-wise")])
 def test_a_failed_round_trip_is_measured_again_before_falling_back(save, tmp_path, monkeypatch, second, mode):
     from edgec.passes import recover
