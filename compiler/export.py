@@ -80,11 +80,21 @@ def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int)
         else:
             example = _widen_unit_dims(example, axes, input_names)
             shapes = _dynamic_shapes(axes, input_names, example)
+            varargs = _varargs_name(module)
+            if varargs:      # forward(self, *inputs): torch.export wants the specs grouped under that name
+                shapes = {varargs: shapes}
             program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
                                         dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True,
                                         verbose=False)
             program.save(str(path))
             _name_dynamic_dims(path, axes)
+
+
+def _varargs_name(module) -> str | None:
+    import inspect
+
+    params = inspect.signature(module.forward).parameters.values()
+    return next((p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
 
 
 def _widen_unit_dims(example: tuple, axes: dict, input_names: list[str]) -> tuple:

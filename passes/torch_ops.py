@@ -167,6 +167,25 @@ def _unsqueeze(inputs, attrs):
     return (x,)
 
 
+def _cumsum(inputs, attrs):
+    x, axis = inputs[0], int(inputs[1].reshape(-1)[0])
+    reverse = attrs.get("reverse", 0)
+    y = torch.cumsum(x.flip(axis) if reverse else x, axis, dtype=x.dtype)
+    if attrs.get("exclusive", 0):
+        y = y - (x.flip(axis) if reverse else x)
+    return (y.flip(axis) if reverse else y,)
+
+
+def _gather_nd(inputs, attrs):
+    data, indices = inputs
+    batch, depth = attrs.get("batch_dims", 0), indices.shape[-1]
+    count = int(np.prod(data.shape[:batch], dtype=np.int64))
+    flat_data = data.reshape(count, *data.shape[batch:])
+    flat_index = indices.reshape(count, -1, depth) % torch.tensor(data.shape[batch:batch + depth])
+    rows = [flat_data[b][tuple(flat_index[b].T)] for b in range(count)]    # negative indices wrapped above
+    return (torch.stack(rows).reshape(*indices.shape[:-1], *data.shape[batch + depth:]),)
+
+
 def _constant(inputs, attrs):
     for key in ("value", "value_float", "value_int", "value_floats", "value_ints"):
         if key in attrs:
@@ -229,6 +248,6 @@ OPS = {
     "LessOrEqual": lambda i, a: (i[0] <= i[1],), "GreaterOrEqual": lambda i, a: (i[0] >= i[1],),
     "ReduceMin": _reduce(lambda x, ax, k: x.amin(ax, keepdim=k)),
     "Softplus": lambda i, a: (F.softplus(i[0]),), "LeakyRelu": lambda i, a: (F.leaky_relu(i[0], a.get("alpha", 0.01)),),
-    "Tile": lambda i, a: (i[0].repeat(_ints(i[1])),), "Pad": _pad,
+    "Tile": lambda i, a: (i[0].repeat(_ints(i[1])),), "Pad": _pad, "CumSum": _cumsum, "GatherND": _gather_nd,
     "InstanceNormalization": _instance_norm, "GroupNormalization": _group_norm, "BatchNormalization": _batch_norm,
 }

@@ -4,9 +4,10 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
 
-import models
 from edgec.compiler.calibration import ActivationCapture
 from edgec.runtime.session import SessionConfig
+
+import models
 
 
 def _gram_of(arrays):

@@ -45,6 +45,6 @@ def test_trained_values_are_written_back_into_the_same_initializers():
 
 def test_an_operator_the_view_lacks_is_reported():
     b = models.Builder()
-    y = b.op("CumSum", ["x", b.const(np.array(1, np.int64))])
-    with pytest.raises(UnsupportedGraph, match="CumSum"):
+    y = b.op("Hardmax", ["x"])
+    with pytest.raises(UnsupportedGraph, match="Hardmax"):
         TorchView(b.model("x", y))
