@@ -73,21 +73,35 @@ def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int)
     axes = getattr(module, "dynamic_axes", None) or {n: {0: "batch"} for n in input_names}
     if exporter not in EXPORTERS:
         raise InputError(f"unknown exporter '{exporter}' (known: {', '.join(EXPORTERS)})")
-    with torch.no_grad():
-        if exporter == "legacy":
-            torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
-                              dynamic_axes=axes, opset_version=opset, dynamo=False)
-        else:
-            example = _widen_unit_dims(example, axes, input_names)
-            shapes = _dynamic_shapes(axes, input_names, example)
-            varargs = _varargs_name(module)
-            if varargs:      # forward(self, *inputs): torch.export wants the specs grouped under that name
-                shapes = {varargs: shapes}
-            program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
-                                        dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True,
-                                        verbose=False)
-            program.save(str(path))
-            _name_dynamic_dims(path, axes)
+    try:
+        with torch.no_grad():
+            if exporter == "legacy":
+                torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
+                                  dynamic_axes=axes, opset_version=opset, dynamo=False)
+            else:
+                example = _widen_unit_dims(example, axes, input_names)
+                shapes = _dynamic_shapes(axes, input_names, example)
+                varargs = _varargs_name(module)
+                if varargs:      # forward(self, *inputs): torch.export wants the specs grouped under that name
+                    shapes = {varargs: shapes}
+                program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
+                                            dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True,
+                                            verbose=False)
+                program.save(str(path))
+    except Exception as exc:  # noqa: BLE001 - torch's exporters fail in many ways, all about the user's model
+        other = "dynamo" if exporter == "legacy" else "legacy"
+        raise InputError(f"torch could not export the model ({exporter} exporter, opset {opset}): "
+                         f"{_export_reason(exc)} — try another --opset or --exporter {other}") from None
+    if exporter != "legacy":
+        _name_dynamic_dims(path, axes)
+
+
+def _export_reason(exc: Exception) -> str:
+    """The line of a torch export error that says what went wrong (torch.export's are pages long)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if "## Exception summary" in lines:
+        lines = lines[lines.index("## Exception summary") + 1:]
+    return f"{type(exc).__name__}: {lines[0][:240] if lines else ''}"
 
 
 def _varargs_name(module) -> str | None:

@@ -37,3 +37,12 @@ def test_prune_and_recover_on_architecture(name, tmp_path):
     assert "mode" not in recover["stats"] and recover["stats"]["steps"] > 0, recover   # whole-model, no fallback
     assert recover["stats"]["round_trip_rel_error"] <= 1e-5
     assert report["fidelity"] and all(0 < f["cosine"] <= 1.0 + 1e-6 for f in report["fidelity"])
+
+
+def test_an_export_torch_refuses_is_a_clear_input_error(tmp_path):
+    src = tmp_path / "old.onnx"
+    code, out = run_cli("export", "hf_models:clip_text", "-o", src, "--exporter", "legacy", "--opset", "11")
+    assert code == 2 and not src.exists()
+    last = out.strip().splitlines()[-1]
+    assert "torch could not export the model (legacy exporter, opset 11)" in last
+    assert "scaled_dot_product_attention" in last and "--exporter dynamo" in last
