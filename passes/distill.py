@@ -55,57 +55,62 @@ class DistillResult:
 def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[str], settings: DistillSettings,
             progress: Callable[..., None] = lambda done, info=None: None) -> DistillResult:
     torch.manual_seed(settings.seed)
-    names = outputs + intermediates
     held = [(f, teacher.run(f, outputs)) for f in teacher.held_out]
-    result = DistillResult()
     scores = _scores(view, held, outputs, teacher)
-    best = result.held_out_before = result.held_out_best = _judged(scores, settings.judged)
-    best_state = {k: v.detach().clone() for k, v in view.weights.items()}
-    optimizer = _optimizer(view, settings)
-    masks = _sparsity_masks(view)
-    average = _Average(view, settings.ema)
-    budget, start, stale = settings.minutes * 60, time.perf_counter(), 0
-    result.curve.append({"seconds": 0.0, "steps": 0, **scores})
-    while True:
-        for feed in _batches(_cycle(teacher), settings.batch):
-            elapsed = time.perf_counter() - start
-            if elapsed >= budget:
+    best = _Best(view, _judged(scores, settings.judged))
+    result = DistillResult(held_out_before=best.score, curve=[{"seconds": 0.0, "steps": 0, **scores}])
+    optimizer, masks, average = _optimizer(view, settings), _sparsity_masks(view), _Average(view, settings.ema)
+    budget, start = settings.minutes * 60, time.perf_counter()
+    for feed in _batches(_cycle(teacher), settings.batch):
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = group["peak"] * lr_factor(elapsed / budget, settings.warmup)
+        target = dict(zip(outputs + intermediates, teacher.run(feed, outputs + intermediates), strict=True))
+        got = view(to_torch_feed(feed), intermediates)
+        loss = _loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for p, mask in masks:
+                p.mul_(mask)
+            average.update()
+        result.steps += 1
+        progress(min(int(elapsed), int(budget)), f"held-out cosine {best.score:.4f}")
+        if result.steps % settings.eval_every == 0:
+            with average.swapped_in():       # the averaged weights are the ones scored and kept, when on
+                scores = _scores(view, held, outputs, teacher)
+                best.offer(_judged(scores, settings.judged), view)
+            result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps, **scores})
+            if best.stale >= settings.patience:
+                result.stopped_early = True
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = group["peak"] * lr_factor(elapsed / budget, settings.warmup)
-            target = dict(zip(names, teacher.run(feed, names), strict=True))
-            got = view(to_torch_feed(feed), intermediates)
-            loss = _loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                for p, mask in masks:
-                    p.mul_(mask)
-                average.update()
-            result.steps += 1
-            progress(min(int(elapsed), int(budget)), f"held-out cosine {best:.4f}")
-            if result.steps % settings.eval_every == 0:
-                with average.swapped_in():
-                    scores = _scores(view, held, outputs, teacher)
-                    score = _judged(scores, settings.judged)
-                    if score > best:
-                        best_state = {k: v.detach().clone() for k, v in view.weights.items()}
-                result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps, **scores})
-                if score > best:
-                    best, stale = score, 0
-                else:
-                    stale += 1
-                if stale >= settings.patience:
-                    result.stopped_early = True
-                    break
-        break
-    with torch.no_grad():
-        for key, value in best_state.items():
-            view.weights[key].copy_(value)
+    best.restore(view)
     result.seconds = round(time.perf_counter() - start, 1)
-    result.held_out_best = best
+    result.held_out_best = best.score
     return result
+
+
+class _Best:
+    """The best-scoring weights so far, and how many evaluations have passed without beating them."""
+
+    def __init__(self, view: TorchView, score: float):
+        self.score, self.stale = score, 0
+        self.state = {k: v.detach().clone() for k, v in view.weights.items()}
+
+    def offer(self, score: float, view: TorchView) -> None:
+        if score > self.score:
+            self.score, self.stale = score, 0
+            self.state = {k: v.detach().clone() for k, v in view.weights.items()}
+        else:
+            self.stale += 1
+
+    def restore(self, view: TorchView) -> None:
+        with torch.no_grad():
+            for key, value in self.state.items():
+                view.weights[key].copy_(value)
 
 
 class _Average:
