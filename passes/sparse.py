@@ -26,6 +26,7 @@ class SparseOptions:
     pattern: str = "0.5"      # a fraction of zeros (0.5) or N:M (2:4, 4:8) along each output's inputs
     score: str = "wanda"      # wanda (|W|·‖x‖) | magnitude
     resolve: bool = True      # least-squares re-fit of the surviving weights and the bias
+    validate: bool = True     # pick the re-fit's ridge, or none, by 2-fold validation over the calibration feeds
 
 
 class SparsePass:
@@ -46,7 +47,7 @@ class SparsePass:
         pairs = [(lin, t) for b in blocks for lin, t in ((b.fc1, b.fc1.x.name), (b.fc2, b.act.output.name))]
         need_gram = opts.score == "wanda" or opts.resolve
         grams = ctx.calibration.grams(graph, sorted({t for _, t in pairs})) if need_gram else {}
-        notes, zeros, total, layers = [SPEED_NOTE], 0, 0, []
+        notes, zeros, total, layers, ridges = [SPEED_NOTE], 0, 0, [], []
         if "TensorrtExecutionProvider" in ctx.providers:
             notes.append("TensorRT can run 2:4-sparse weights on sparse tensor cores: enable trt_sparsity_enable")
         for lin, tensor in pairs:
@@ -57,8 +58,12 @@ class SparsePass:
             except ValueError as exc:
                 notes.append(f"{layer_name(lin)}: left dense ({exc})")
                 continue
-            if opts.resolve:
-                weight, bias = sparse_plan.resolve(lin.weight, lin.bias, g.matrix, keep)
+            damping = 1e-6 if opts.resolve else None
+            if opts.resolve and opts.validate and g.half is not None:
+                damping = sparse_plan.validated_damping(lin.weight, lin.bias, g.matrix, g.half, keep)
+                ridges.append(damping)
+            if damping is not None:
+                weight, bias = sparse_plan.resolve(lin.weight, lin.bias, g.matrix, keep, damping)
             else:
                 weight, bias = np.where(keep, lin.weight, 0), lin.bias
             set_linear(graph, lin, weight, bias)
@@ -66,4 +71,6 @@ class SparsePass:
             total += keep.size
             layers.append(layer_name(lin))
         stats = {"layers": len(layers), "zeros": zeros, "sparsity": round(zeros / total, 4) if total else 0.0}
+        if ridges:
+            stats["ridge"] = ridges        # per layer, None where the re-fit did not generalize and was skipped
         return PassResult(bool(layers), stats, notes)

@@ -59,16 +59,50 @@ def mask(score: np.ndarray, pattern: str) -> np.ndarray:
     return out.reshape(n_in, n_out)
 
 
+RIDGES = (1e-6, 1e-4, 1e-2, 1e-1, 1.0)     # candidate dampings (relative to the mean diagonal) for validation
+
+
 def resolve(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndarray, keep: np.ndarray,
             damping: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares re-fit of every column's surviving weights and bias; pruned entries stay zero."""
-    n_in = weight.shape[0]
-    w_aug = np.vstack([weight.astype(np.float64), (np.zeros(weight.shape[1]) if bias is None else bias)[None]])
+    new_w = _solved(_augmented(weight, bias), gram, keep, damping, range(weight.shape[1]))
+    return new_w[:-1], new_w[-1]
+
+
+def validated_damping(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndarray, half: np.ndarray,
+                      keep: np.ndarray, candidates: tuple[float, ...] = RIDGES, sample: int = 32) -> float | None:
+    """The ridge whose re-fit generalizes best between two halves of the calibration feeds (fit on one half,
+    output error on the other, both ways, over a sample of columns), or None when the surviving weights as
+    they are do better than every re-fit (few calibration rows per input: the re-fit memorizes them)."""
+    w_aug = _augmented(weight, bias)
+    columns = np.random.default_rng(0).choice(weight.shape[1], min(sample, weight.shape[1]), replace=False)
+    masked = np.where(np.vstack([keep, np.ones((1, keep.shape[1]), bool)]), w_aug, 0.0)
+    folds = [(half, gram - half), (gram - half, half)]
+
+    def held_out_error(damping: float | None) -> float:
+        total = 0.0
+        for fit, check in folds:
+            fitted = masked if damping is None else _solved(w_aug, fit, keep, damping, columns)
+            diff = (fitted - w_aug)[:, columns]
+            total += float(np.einsum("ij,ik,kj->", diff, check, diff))
+        return total
+
+    return min([None, *candidates], key=held_out_error)
+
+
+def _augmented(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    return np.vstack([weight.astype(np.float64), (np.zeros(weight.shape[1]) if bias is None else bias)[None]])
+
+
+def _solved(w_aug: np.ndarray, gram: np.ndarray, keep: np.ndarray, damping: float, columns) -> np.ndarray:
+    """The augmented weight with the given columns re-fitted on their survivors (other columns zero)."""
+    n_in = keep.shape[0]
     ridge = damping * (float(np.mean(np.diag(gram))) or 1.0)
     new_w = np.zeros_like(w_aug)
-    target = gram @ w_aug                                      # G[:, :] w̃ for every column at once
-    for j in range(weight.shape[1]):
+    columns = np.asarray(list(columns))
+    target = gram @ w_aug[:, columns]                         # G w̃ for those columns at once
+    for k, j in enumerate(columns):
         idx = np.append(np.flatnonzero(keep[:, j]), n_in)      # survivors + the bias row
         lhs = gram[np.ix_(idx, idx)] + ridge * np.eye(len(idx))
-        new_w[idx, j] = scipy.linalg.solve(lhs, target[idx, j], assume_a="pos")
-    return new_w[:-1], new_w[-1]
+        new_w[idx, j] = scipy.linalg.solve(lhs, target[idx, k], assume_a="pos")
+    return new_w

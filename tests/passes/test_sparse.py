@@ -65,6 +65,38 @@ def test_resolve_is_exact_least_squares_per_column():
         assert (new_w[~keep[:, j], j] == 0).all()
 
 
+def _fit_and_fresh(rows: int, seed: int):
+    """Correlated inputs (so a re-fit can help), split into four calibration feeds and fresh rows."""
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((16, 16)) * 0.5 + np.eye(16)
+    x = rng.standard_normal((rows + 4000, 16)) @ mix
+    w, b = rng.standard_normal((16, 12)), rng.standard_normal(12)
+    aug = np.concatenate([x[:rows], np.ones((rows, 1))], axis=1)
+    parts = np.array_split(aug, 4)
+    return w, b, aug.T @ aug, sum(p.T @ p for p in parts[::2]), x[rows:]
+
+
+def _fresh_error(w, b, new_w, new_b, fresh) -> float:
+    ref = fresh @ w + b
+    return float(np.linalg.norm(fresh @ new_w + new_b - ref) / np.linalg.norm(ref))
+
+
+def test_validation_keeps_a_light_refit_with_plenty_of_rows_and_regularizes_it_with_few():
+    w, b, gram, half, _ = _fit_and_fresh(4000, seed=0)
+    keep = sparse_plan.mask(np.abs(w), "0.5")
+    assert sparse_plan.validated_damping(w, b, gram, half, keep) in (1e-6, 1e-4)
+    plain, validated = [], []
+    for seed in range(10):
+        w, b, gram, half, fresh = _fit_and_fresh(12, seed)     # 12 rows for 8 survivors + bias per column
+        keep = sparse_plan.mask(np.abs(w), "0.5")
+        damping = sparse_plan.validated_damping(w, b, gram, half, keep)
+        assert damping is None or damping > 1e-6
+        chosen = (np.where(keep, w, 0), b) if damping is None else sparse_plan.resolve(w, b, gram, keep, damping)
+        plain.append(_fresh_error(w, b, *sparse_plan.resolve(w, b, gram, keep), fresh))
+        validated.append(_fresh_error(w, b, *chosen, fresh))
+    assert np.mean(validated) < np.mean(plain)
+
+
 @pytest.mark.parametrize("pattern", ["0", "1.5", "4:2", "abc"])
 def test_bad_patterns(pattern):
     with pytest.raises(ValueError):
