@@ -124,12 +124,15 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
         raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     image_specs = [s for s in specs if len(s.shape) == 4]
     if len(specs) != 1 or not image_specs:
-        raise InputError("--calib-dir needs a model with one NCHW image input")
+        raise InputError("--calib-dir needs a model with one image input (NCHW or NHWC)")
     spec = image_specs[0]
+    channels_last = _channels_last(spec.shape)
+    dims = spec.shape[1:] if not channels_last else (spec.shape[3], spec.shape[1], spec.shape[2])
     channels, height, width = (d if isinstance(d, int) and d > 0 else default
-                               for d, default in zip(spec.shape[1:], (3, 224, 224), strict=True))
+                               for d, default in zip(dims, (3, 224, 224), strict=True))
+    batch = spec.shape[0] if isinstance(spec.shape[0], int) and spec.shape[0] > 0 else 1
 
-    def load(path: Path) -> Feed:
+    def load(path: Path) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -138,16 +141,33 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
                 array = np.asarray(img, np.float32) / 255.0
         except (OSError, UnidentifiedImageError) as exc:
             raise InputError(f"{path}: not a readable image ({str(exc).splitlines()[0][:120]})") from None
-        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-        return {spec.name: array[None].astype(np.float32)}
+        array = array[:, :, None] if array.ndim == 2 else array      # H, W, C
+        return array if channels_last else array.transpose(2, 0, 1)
+
+    def feeds(paths: list[Path]) -> Iterator[Feed]:
+        """`batch` images a feed (a model exported for a fixed batch takes exactly that many)."""
+        for at in range(0, len(paths) - batch + 1, batch):
+            yield {spec.name: np.stack([load(p) for p in paths[at:at + batch]]).astype(spec.dtype)}
 
     passes = itertools.count()
+    calibration_files, training_files = files[:count], files[count:]
 
     def training() -> Iterator[Feed]:
-        order = np.random.default_rng(next(passes)).permutation(len(files) - min(count, len(files)))
-        return (load(files[count + i]) for i in order)
+        order = np.random.default_rng(next(passes)).permutation(len(training_files))
+        return feeds([training_files[i] for i in order])
 
-    return DataSource(f"{folder} (images, scaled to [0, 1])", [load(p) for p in files[:count]], training)
+    calibration = list(feeds(calibration_files))
+    if not calibration:
+        raise InputError(f"{folder}: fewer images than the model's fixed batch of {batch}")
+    layout = "NHWC" if channels_last else "NCHW"
+    return DataSource(f"{folder} (images, {layout}, scaled to [0, 1])", calibration, training)
+
+
+def _channels_last(shape: tuple) -> bool:
+    """NHWC when the last dimension looks like channels (1, 3 or 4) and the second does not."""
+    def is_channels(d) -> bool:
+        return isinstance(d, int) and d in (1, 3, 4)
+    return is_channels(shape[3]) and not is_channels(shape[1])
 
 
 def padded_rows(encoding, rows, tokenizer, width: int | None = None) -> dict[str, np.ndarray]:

@@ -126,6 +126,26 @@ def test_image_source_resizes_to_the_input(tmp_path):
     assert source.calibration[1]["pixel_values"].max() == pytest.approx(40 / 255)
 
 
+def test_images_follow_a_channels_last_input_and_a_fixed_batch(tmp_path):
+    from PIL import Image
+
+    from edgec.compiler.data_sources import image_source
+    from edgec.runtime.inputs import InputSpec
+
+    for i in range(7):
+        image = np.zeros((40, 50, 3), np.uint8)
+        image[..., 2] = 40 * i                                       # only the blue channel lit
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    spec = InputSpec("image", np.dtype(np.float32), (2, 24, 32, 3))  # TensorFlow-style NHWC, batch fixed at 2
+    source = image_source(tmp_path, [spec], count=4)
+    feeds = source.calibration + list(source.training())
+    assert len(source.calibration) == 2 and len(feeds) == 3            # 4 + 3 images in pairs, one left out
+    assert {f["image"].shape for f in feeds} == {(2, 24, 32, 3)}
+    assert source.calibration[1]["image"][1, :, :, 2].max() == pytest.approx(120 / 255)
+    assert source.calibration[1]["image"][..., :2].max() == 0.0
+    assert "NHWC" in source.label
+
+
 def test_hook_source(tmp_path, monkeypatch):
     from edgec.compiler.data_sources import hook_source
 
