@@ -69,7 +69,8 @@ def _guess_dim(name: str, index: int, spec: InputSpec, dims: dict[str, int]) -> 
         return dims.get("samples", DEFAULT_DIMS["samples"])
     if re.search(r"seq|len|token|time|frames", low) or spec.role != "data":
         return dims.get("sequence", DEFAULT_DIMS["sequence"])
-    if len(spec.shape) == 4 and index >= 2:
+    channels_last = spec.shape[-1] in (1, 3, 4)
+    if len(spec.shape) == 4 and (index >= 2 if not channels_last else index in (1, 2)):   # NCHW | NHWC
         return dims.get("spatial", DEFAULT_DIMS["spatial"])
     return dims.get("sequence", DEFAULT_DIMS["sequence"])
 

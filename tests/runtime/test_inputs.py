@@ -53,3 +53,11 @@ def test_a_free_length_float_vector_is_a_waveform_of_one_second():
     assert concrete_shape(audio, {"sequence_length": 400}) == (1, 400)
     tokens = InputSpec("input_ids", np.dtype(np.int64), ("batch_size", "sequence_length"))
     assert concrete_shape(tokens) == (1, 128)
+
+
+def test_a_channels_last_image_gets_square_spatial_dims():
+    from edgec.runtime.inputs import InputSpec
+
+    nhwc = InputSpec("image", np.dtype(np.float32), ("N", "H", "W", 3))
+    assert concrete_shape(nhwc) == (1, 224, 224, 3)
+    assert concrete_shape(nhwc, {"spatial": 96}) == (1, 96, 96, 3)
