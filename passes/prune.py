@@ -74,6 +74,7 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
                   notes: list[str], orders: dict[str, np.ndarray]) -> dict:
     counts = _allocate(blocks, grams, opts, multiple)
     stats = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": [], "ridge": []}
+    unsolved: list[str] = []
     for block, count in zip(blocks, counts, strict=True):
         gram = grams[block.act.output.name]
         stats["hidden_before"] += block.hidden
@@ -91,8 +92,10 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
         stats["rel_error"].append(round(plan.rel_error, 5))
         stats["ridge"].append(plan.damping)
         if opts.compensate and plan.damping is None:
-            notes.append(f"block {block.index}: fc2 kept as it was on the kept units (a least-squares re-solve "
-                         "generalized worse between halves of the calibration data)")
+            unsolved.append(str(block.index))
+    if unsolved:
+        notes.append(f"blocks {', '.join(unsolved)}: fc2 kept as it was on the kept units (a least-squares "
+                     "re-solve generalized worse between halves of the calibration data: too few rows?)")
     return stats
 
 
