@@ -147,7 +147,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         print_report(result)
         click.echo(f"  report: {report_path}")
     if tried is not None:
-        for point in tried:
+        for point in tried if fmt != "json" else []:      # JSON has them as "candidates"
             click.echo(f"  goal search: {point['pipeline']:<28} {point['result']:>16}, cosine {point['cosine']:.4f}"
                        f"{'' if point['ok'] else ' (fails the gate)'}{'  ✓ meets the goal' if point['meets_goal'] else ''}")
         if not any(p["meets_goal"] for p in tried):

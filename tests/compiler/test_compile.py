@@ -191,3 +191,19 @@ def test_markdown_report(save, tmp_path):
     md = report.read_text()
     assert md.startswith("# edgec compile → x86") and "| latency p50 (ms) |" in md
     assert "| cosine | worst cosine |" in md and "pass **prune**" in md
+
+
+def test_goal_search_with_recovery_trains_every_compressing_candidate(save, tmp_path):
+    pytest.importorskip("torch")
+    src = save(models.mlp_model("gelu", blocks=2))
+    out = tmp_path / "goal.onnx"
+    code, text = _compile(src, "--goal", "size=0.9", "--recover", "--train-minutes", "0.01", "-o", out,
+                          "--runs", "3", "--min-cosine", "0.9", "--format", "json")
+    assert code == 0, text
+    report = json.loads(text[text.index("{"):])                     # stdout is one JSON document
+    chosen = next(c for c in report["candidates"] if c["chosen"])
+    names = [p["name"] for p in report["passes"]]
+    assert ("prune" in names) == ("recover" in names)           # a pruned winner was trained before int8
+    if "quantize" in names and "recover" in names:
+        assert names.index("recover") < names.index("quantize")
+    assert chosen["ok"] and chosen["bytes_ratio"] <= 0.9
