@@ -3,9 +3,11 @@ model directory → ONNX with dynamic batch / sequence axes."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,7 +76,7 @@ def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int)
     if exporter not in EXPORTERS:
         raise InputError(f"unknown exporter '{exporter}' (known: {', '.join(EXPORTERS)})")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _output_kept_on_success():
             if exporter == "legacy":
                 torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
@@ -94,6 +96,34 @@ def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int)
                          f"{_export_reason(exc)} — try another --opset or --exporter {other}") from None
     if exporter != "legacy":
         _name_dynamic_dims(path, axes)
+
+
+@contextlib.contextmanager
+def _output_kept_on_success():
+    """What the exporter prints (fds 1 and 2: torch's C++ logging too) is passed on if it succeeds and
+    dropped if it fails: the TorchScript exporter dumps the whole IR graph before raising."""
+    streams = {1: sys.stdout, 2: sys.stderr}
+    saved, files = {}, {}
+    for fd, stream in streams.items():
+        stream.flush()
+        saved[fd], files[fd] = os.dup(fd), tempfile.TemporaryFile()
+        os.dup2(files[fd].fileno(), fd)
+    try:
+        yield
+        failed = False
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for fd, stream in streams.items():
+            stream.flush()
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+            files[fd].seek(0)
+            text = files[fd].read().decode(errors="replace")
+            files[fd].close()
+            if not failed:
+                stream.write(text)
 
 
 def _export_reason(exc: Exception) -> str:
