@@ -59,7 +59,7 @@ def mask(score: np.ndarray, pattern: str) -> np.ndarray:
     return out.reshape(n_in, n_out)
 
 
-RIDGES = (1e-6, 1e-4, 1e-2, 1e-1, 1.0)     # candidate dampings (relative to the mean diagonal) for validation
+RIDGES = (1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)   # candidate dampings for validation
 
 
 def resolve(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndarray, keep: np.ndarray,
@@ -73,7 +73,8 @@ def validated_damping(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndar
                       keep: np.ndarray, candidates: tuple[float, ...] = RIDGES, sample: int = 32) -> float | None:
     """The ridge whose re-fit generalizes best between two halves of the calibration feeds (fit on one half,
     output error on the other, both ways, over a sample of columns), or None when the surviving weights as
-    they are do better than every re-fit (few calibration rows per input: the re-fit memorizes them)."""
+    they are do better than every re-fit (few calibration rows per input: the re-fit memorizes them). As in
+    prune_plan.validated_damping, the ridge picked on half the rows is halved for the fit on all of them."""
     w_aug = _augmented(weight, bias)
     columns = np.random.default_rng(0).choice(weight.shape[1], min(sample, weight.shape[1]), replace=False)
     masked = np.where(np.vstack([keep, np.ones((1, keep.shape[1]), bool)]), w_aug, 0.0)
@@ -87,7 +88,8 @@ def validated_damping(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndar
             total += float(np.einsum("ij,ik,kj->", diff, check, diff))
         return total
 
-    return min([None, *candidates], key=held_out_error)
+    best = min([None, *candidates], key=held_out_error)
+    return None if best is None else best / 2
 
 
 def _augmented(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

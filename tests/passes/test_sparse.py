@@ -84,13 +84,13 @@ def _fresh_error(w, b, new_w, new_b, fresh) -> float:
 def test_validation_keeps_a_light_refit_with_plenty_of_rows_and_regularizes_it_with_few():
     w, b, gram, half, _ = _fit_and_fresh(4000, seed=0)
     keep = sparse_plan.mask(np.abs(w), "0.5")
-    assert sparse_plan.validated_damping(w, b, gram, half, keep) in (1e-6, 1e-4)
+    assert sparse_plan.validated_damping(w, b, gram, half, keep) <= 1e-3
     plain, validated = [], []
     for seed in range(10):
         w, b, gram, half, fresh = _fit_and_fresh(12, seed)     # 12 rows for 8 survivors + bias per column
         keep = sparse_plan.mask(np.abs(w), "0.5")
         damping = sparse_plan.validated_damping(w, b, gram, half, keep)
-        assert damping is None or damping > 1e-6
+        assert damping is None or damping > 1e-5
         chosen = (np.where(keep, w, 0), b) if damping is None else sparse_plan.resolve(w, b, gram, keep, damping)
         plain.append(_fresh_error(w, b, *sparse_plan.resolve(w, b, gram, keep), fresh))
         validated.append(_fresh_error(w, b, *chosen, fresh))
