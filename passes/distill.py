@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -39,7 +38,6 @@ class DistillSettings:
     rewritten: frozenset[str] = frozenset()   # initializer names of those weights
     train_rest: bool = True       # False: the weights compression did not touch stay frozen
     judged: tuple[str, ...] = ()  # outputs early stopping scores (min of their held-out cosines); () = all
-    ema: float = 0.0              # > 0: score and keep an exponential moving average of the weights (this decay)
 
 
 @dataclass
@@ -59,7 +57,7 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
     scores = _scores(view, held, outputs, teacher)
     best = _Best(view, _judged(scores, settings.judged))
     result = DistillResult(held_out_before=best.score, curve=[{"seconds": 0.0, "steps": 0, **scores}])
-    optimizer, masks, average = _optimizer(view, settings), _sparsity_masks(view), _Average(view, settings.ema)
+    optimizer, masks = _optimizer(view, settings), _sparsity_masks(view)
     budget, start = settings.minutes * 60, time.perf_counter()
     for feed in _batches(_cycle(teacher), settings.batch):
         elapsed = time.perf_counter() - start
@@ -76,13 +74,11 @@ def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[st
         with torch.no_grad():
             for p, mask in masks:
                 p.mul_(mask)
-            average.update()
         result.steps += 1
         progress(min(int(elapsed), int(budget)), f"held-out cosine {best.score:.4f}")
         if result.steps % settings.eval_every == 0:
-            with average.swapped_in():       # the averaged weights are the ones scored and kept, when on
-                scores = _scores(view, held, outputs, teacher)
-                best.offer(_judged(scores, settings.judged), view)
+            scores = _scores(view, held, outputs, teacher)
+            best.offer(_judged(scores, settings.judged), view)
             result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps, **scores})
             if best.stale >= settings.patience:
                 result.stopped_early = True
@@ -111,37 +107,6 @@ class _Best:
         with torch.no_grad():
             for key, value in self.state.items():
                 view.weights[key].copy_(value)
-
-
-class _Average:
-    """An exponential moving average of the trained weights (off when decay is 0). The decay ramps up as
-    (1 + t) / (10 + t) over the first steps so the average does not start out dominated by the initial weights."""
-
-    def __init__(self, view: TorchView, decay: float):
-        self.decay, self.steps = decay, 0
-        self.params = [p for p in view.weights.values() if p.requires_grad] if decay > 0 else []
-        self.shadow = [p.detach().clone() for p in self.params]
-
-    def update(self) -> None:
-        if self.params:
-            self.steps += 1
-            decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - decay)
-
-    @contextmanager
-    def swapped_in(self):
-        """The view runs with the averaged weights inside the block, its own ones again after it."""
-        if not self.params:
-            yield
-            return
-        live = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            torch._foreach_copy_([p.data for p in self.params], self.shadow)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_([p.data for p in self.params], live)
 
 
 def _optimizer(view: TorchView, settings: DistillSettings) -> torch.optim.Optimizer:

@@ -32,7 +32,6 @@ class RecoverOptions:
     rewritten_lr: float = 5.0    # lr multiplier for the weights compression rewrote (MiniLM: 10 overshoots)
     train_rest: bool = True      # False: train only the weights compression rewrote
     warmup: float = 0.05         # fraction of the budget for a linear learning-rate warm-up
-    ema: float = 0.0             # > 0: keep a moving average of the weights with this decay (e.g. 0.999)
     match: str = "layer"         # intermediate matching: layer (the residual stream after each compressed block:
                                  # its Add, or the LayerNormalization that follows) | norms (layer + every
                                  # LayerNormalization output) | mlp (block outputs) | none
@@ -46,8 +45,8 @@ class RecoverPass:
         opts = build_options(RecoverOptions, ctx.options, self.name)
         if opts.match not in MATCHES:
             raise PassOptionError(f"pass 'recover': match={opts.match!r} is not one of {', '.join(MATCHES)}")
-        if opts.lr <= 0 or opts.rewritten_lr <= 0 or not 0 <= opts.warmup < 1 or not 0 <= opts.ema < 1:
-            raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0, warmup and ema in [0, 1)")
+        if opts.lr <= 0 or opts.rewritten_lr <= 0 or not 0 <= opts.warmup < 1:
+            raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
         if opts.minutes <= 0:
             return PassResult(False, {}, ["recover: a budget of 0 minutes trains nothing"])
         if ctx.teacher is None:
@@ -88,8 +87,7 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, erro
     intermediates = _intermediates(graph, opts.match, outputs, ctx.teacher)
     batch = opts.batch if _batch_axis_free(view.model) else 1   # a model exported for batch 1 takes feeds one by one
     settings = DistillSettings(opts.minutes, opts.lr, opts.intermediate, opts.eval_every, opts.patience, batch,
-                               ctx.seed, opts.rewritten_lr, opts.warmup, rewritten, opts.train_rest, tuple(judged),
-                               ema=opts.ema)
+                               ctx.seed, opts.rewritten_lr, opts.warmup, rewritten, opts.train_rest, tuple(judged))
     with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
         result = distill(view, ctx.teacher, outputs, intermediates, settings, advance)
     trained = gs.import_onnx(view.write_back())

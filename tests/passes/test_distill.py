@@ -9,7 +9,7 @@ import models
 torch = pytest.importorskip("torch")
 
 from edgec.compiler.teacher import Teacher  # noqa: E402
-from edgec.passes.distill import DistillSettings, _scores, distill, lr_factor  # noqa: E402
+from edgec.passes.distill import DistillSettings, distill, lr_factor  # noqa: E402
 from edgec.passes.recover import _rewritten  # noqa: E402
 from edgec.passes.torch_view import TorchView  # noqa: E402
 from edgec.runtime.session import SessionConfig  # noqa: E402
@@ -131,31 +131,3 @@ def test_norms_matching_adds_every_layer_normalization_output():
     assert _intermediates(graph, "norms", ["out"], Everything()) == [y, normed]
     assert _intermediates(graph, "none", ["out"], Everything()) == []
 
-
-def test_the_weight_average_follows_the_weights_and_is_swapped_in_only_while_scoring():
-    from edgec.passes.distill import _Average
-
-    view = TorchView(models.mlp_model("gelu", blocks=1))
-    weight = next(iter(view.weights.values()))
-    start = weight.detach().clone()
-    average = _Average(view, decay=0.5)
-    with torch.no_grad():
-        weight.add_(1.0)
-    average.update()                       # ramped decay min(0.5, 2 / 11): the average moves 9/11 of the way
-    assert torch.allclose(average.shadow[0], start + 9 / 11)
-    with average.swapped_in():
-        assert torch.allclose(weight, start + 9 / 11)
-    assert torch.equal(weight.detach(), start + 1.0)
-
-
-def test_training_with_a_weight_average_keeps_the_best_averaged_weights():
-    original = models.mlp_model("gelu", blocks=2)
-    rewritten = _fc2_weights(original)
-    view = TorchView(_perturbed(original, rewritten))
-    settings = DistillSettings(minutes=0.02, lr=1e-3, warmup=0.1, eval_every=5, batch=1, ema=0.9,
-                               rewritten=frozenset(rewritten))
-    teacher, outputs = _teacher(original), [original.graph.output[0].name]
-    result = distill(view, teacher, outputs, [], settings)
-    assert result.steps > 5 and result.held_out_best > result.held_out_before
-    held = [(f, teacher.run(f, outputs)) for f in teacher.held_out]
-    assert _scores(view, held, outputs, teacher)[outputs[0]] == pytest.approx(result.held_out_best, abs=1e-6)
