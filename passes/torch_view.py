@@ -94,7 +94,9 @@ class TorchView(torch.nn.Module):
 
 
 def _attrs(node: onnx.NodeProto, outputs: int) -> dict:
-    out = {"num_outputs": outputs} if node.op_type == "Split" else {}   # opset < 18: parts = outputs
+    out = {"_outputs": outputs}            # how many outputs the node uses (LayerNormalization's are optional)
+    if node.op_type == "Split":
+        out["num_outputs"] = outputs       # opset < 18: as many equal parts as outputs
     for a in node.attribute:
         value = onnx.helper.get_attribute_value(a)
         if isinstance(value, onnx.TensorProto):
