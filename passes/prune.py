@@ -26,9 +26,9 @@ class PruneOptions:
     compensate: bool = True    # re-solve fc2 and its bias by least squares on calibration data
     scope: str = "layer"       # layer: the same fraction everywhere | global: allocate across blocks
     min_keep: float = 0.1      # with scope=global, never keep less than this fraction of a block
-    damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix (the OBS scores; the
-                               # re-solve too unless validate picks one)
-    validate: bool = True      # pick the re-solve's ridge, or none, by 2-fold validation over the calibration feeds
+    damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix (OBS scores, re-solve)
+    validate: str = "off"      # 2-fold validation over the calibration feeds decides: resolve (re-solve or keep
+                               # fc2 as it is) | ridge (also the ridge, from a grid; slower) | off
     floor: float = 0.0         # > 0: ignore keep and search the fewest units that keep this calibration cosine
 
 
@@ -84,7 +84,7 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
             continue
         plan = prune_plan.plan_block(gram.matrix, gram.rows, block.fc2.weight, block.fc2.bias, count,
                                      opts.score, opts.compensate, opts.damping, orders[block.act.output.name],
-                                     gram.half if opts.validate else None)
+                                     gram.half if opts.validate != "off" else None, opts.validate == "ridge")
         _apply(graph, block, plan)
         stats["blocks"] += 1
         stats["hidden_after"] += len(plan.keep)
@@ -123,6 +123,8 @@ def _validate(opts: PruneOptions) -> None:
         raise PassOptionError(f"pass 'prune': keep must lie in (0, 1], not {opts.keep}")
     if opts.score not in prune_plan.SCORES:
         raise PassOptionError(f"pass 'prune': score must be one of {', '.join(prune_plan.SCORES)}, not {opts.score!r}")
+    if opts.validate not in ("resolve", "ridge", "off"):
+        raise PassOptionError(f"pass 'prune': validate must be resolve, ridge or off, not {opts.validate!r}")
     if opts.scope not in ("layer", "global"):
         raise PassOptionError(f"pass 'prune': scope must be layer or global, not {opts.scope!r}")
 

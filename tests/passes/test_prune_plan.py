@@ -67,24 +67,34 @@ def _error(plan, a, w2, b2):
     return np.linalg.norm(got - ref) / np.linalg.norm(ref)
 
 
-def test_with_few_calibration_rows_validation_regularizes_the_resolve_and_generalizes_better():
+def _few_rows_errors(rows: int, ridge_grid: bool):
     plain, validated, choices = [], [], []
     for seed in range(10):
         everything, w2, b2, _ = _data(n=4000, hidden=24, seed=seed)
-        a, fresh = everything[:20], everything[20:]   # 20 rows for 12 kept units + bias: a plain re-solve memorizes
+        a, fresh = everything[:rows], everything[rows:]
         gram, half = _halves(a, feeds=4)
-        plan = prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", True, 1e-4, half=half)
-        plain.append(_error(prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", True, 1e-4), fresh, w2, b2))
+        plan = prune_plan.plan_block(gram, rows, w2, b2, 12, "obs", True, 1e-4, half=half, ridge_grid=ridge_grid)
+        plain.append(_error(prune_plan.plan_block(gram, rows, w2, b2, 12, "obs", True, 1e-4), fresh, w2, b2))
         validated.append(_error(plan, fresh, w2, b2))
         choices.append(plan.damping)
-    assert all(d is None or d > 1e-4 for d in choices)
-    assert np.mean(validated) < np.mean(plain)
+    return np.mean(plain), np.mean(validated), choices
+
+
+def test_with_fewer_rows_than_unknowns_validation_drops_the_resolve():
+    plain, validated, choices = _few_rows_errors(8, ridge_grid=False)   # 8 rows for 12 kept units + bias
+    assert choices == [None] * 10 and validated < 0.9 * plain
+
+
+def test_with_few_rows_the_validated_ridge_generalizes_better():
+    plain, validated, choices = _few_rows_errors(20, ridge_grid=True)
+    assert validated < plain and all(d is None or d > 1e-4 / 2 for d in choices)
 
 
 def test_with_plenty_of_calibration_rows_validation_keeps_a_light_resolve():
     a, w2, b2, _ = _data(n=4000, hidden=24, seed=5)
     gram, half = _halves(a, feeds=8)
     plan = prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", True, 1e-4, half=half)
+    grid = prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", True, 1e-4, half=half, ridge_grid=True)
     uncompensated = prune_plan.plan_block(gram, len(a), w2, b2, 12, "obs", False, 1e-4)
-    assert plan.damping is not None and plan.damping <= 1e-2
+    assert plan.damping == 1e-4 and grid.damping is not None and grid.damping <= 1e-2
     assert plan.rel_error < uncompensated.rel_error
