@@ -26,7 +26,8 @@ class SparseOptions:
     pattern: str = "0.5"      # a fraction of zeros (0.5) or N:M (2:4, 4:8) along each output's inputs
     score: str = "wanda"      # wanda (|W|·‖x‖) | magnitude
     resolve: bool = True      # least-squares re-fit of the surviving weights and the bias
-    validate: bool = True     # pick the re-fit's ridge, or none, by 2-fold validation over the calibration feeds
+    validate: bool = False    # pick the re-fit's ridge, or none, by 2-fold validation over the calibration feeds
+                              # (layer-local, like prune's: helps with very few rows, unmeasured on real models)
 
 
 class SparsePass:
