@@ -13,6 +13,8 @@ import re
 import numpy as np
 import scipy.linalg
 
+from edgec.passes.prune_plan import augmented_weight
+
 SCORES = ("wanda", "magnitude")
 
 
@@ -65,7 +67,7 @@ RIDGES = (1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)   # candida
 def resolve(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndarray, keep: np.ndarray,
             damping: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares re-fit of every column's surviving weights and bias; pruned entries stay zero."""
-    new_w = _solved(_augmented(weight, bias), gram, keep, damping, range(weight.shape[1]))
+    new_w = _solved(augmented_weight(weight, bias), gram, keep, damping, range(weight.shape[1]))
     return new_w[:-1], new_w[-1]
 
 
@@ -74,8 +76,8 @@ def validated_damping(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndar
     """The ridge whose re-fit generalizes best between two halves of the calibration feeds (fit on one half,
     output error on the other, both ways, over a sample of columns), or None when the surviving weights as
     they are do better than every re-fit (few calibration rows per input: the re-fit memorizes them). As in
-    prune_plan.validated_damping, the ridge picked on half the rows is halved for the fit on all of them."""
-    w_aug = _augmented(weight, bias)
+    prune_plan.plan_block, the ridge picked on half the rows is halved for the fit on all of them."""
+    w_aug = augmented_weight(weight, bias)
     columns = np.random.default_rng(0).choice(weight.shape[1], min(sample, weight.shape[1]), replace=False)
     masked = np.where(np.vstack([keep, np.ones((1, keep.shape[1]), bool)]), w_aug, 0.0)
     folds = [(half, gram - half), (gram - half, half)]
@@ -90,10 +92,6 @@ def validated_damping(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndar
 
     best = min([None, *candidates], key=held_out_error)
     return None if best is None else best / 2
-
-
-def _augmented(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    return np.vstack([weight.astype(np.float64), (np.zeros(weight.shape[1]) if bias is None else bias)[None]])
 
 
 def _solved(w_aug: np.ndarray, gram: np.ndarray, keep: np.ndarray, damping: float, columns) -> np.ndarray:
