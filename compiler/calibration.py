@@ -127,15 +127,19 @@ class ActivationCapture:
 
         return session_with_outputs(to_model(graph, self.original), names, self.session)
 
-    def grams(self, graph: gs.Graph, names: list[str]) -> dict[str, Gram]:
+    def grams(self, graph: gs.Graph, names: list[str], halves: bool = False) -> dict[str, Gram]:
+        """Σ [x, 1]ᵀ[x, 1] of every tensor over the feeds; with `halves`, also the even feeds' part (Gram.half),
+        which a pass validating a fit on the other half needs (one more matrix per tensor, so only on request)."""
         sess = self._session_with_outputs(graph, names)
-        halves = {n: (_GramAccumulator(), _GramAccumulator()) for n in names}   # even, odd feeds
+        parts = 2 if halves else 1
+        accumulators = {n: [_GramAccumulator() for _ in range(parts)] for n in names}   # even, odd feeds
         with progress_bar(f"calibration statistics of {len(names)} tensors", len(self.feeds)) as advance:
             for i, feed in enumerate(self.feeds):
                 for name, value in zip(names, sess.run(names, feed), strict=True):
-                    halves[name][i % 2].add(np.asarray(value))
+                    accumulators[name][i % parts].add(np.asarray(value))
                 advance(i + 1)
-        return {n: _joined(even.result(), odd.result()) for n, (even, odd) in halves.items()}
+        return {n: _joined(*(a.result() for a in accs)) if halves else accs[0].result()
+                for n, accs in accumulators.items()}
 
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         sess = self._session_with_outputs(graph, names)

@@ -49,7 +49,7 @@ class PrunePass:
             return PassResult(False, {"blocks": 0}, notes + ["keep=1: nothing to remove"])
         if ctx.calibration is None:
             raise ValueError("prune needs calibration data")
-        grams = ctx.calibration.grams(graph, [b.act.output.name for b in blocks])
+        grams = ctx.calibration.grams(graph, [b.act.output.name for b in blocks], halves=opts.validate != "off")
         orders = {b.act.output.name: _order(b, grams, opts) for b in blocks}
         keep = opts.keep
         if opts.floor:

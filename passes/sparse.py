@@ -47,7 +47,8 @@ class SparsePass:
             return PassResult(False, {"layers": 0}, ["no MLP block to sparsify"])
         pairs = [(lin, t) for b in blocks for lin, t in ((b.fc1, b.fc1.x.name), (b.fc2, b.act.output.name))]
         need_gram = opts.score == "wanda" or opts.resolve
-        grams = ctx.calibration.grams(graph, sorted({t for _, t in pairs})) if need_gram else {}
+        grams = ctx.calibration.grams(graph, sorted({t for _, t in pairs}), halves=opts.resolve and opts.validate) \
+            if need_gram else {}
         notes, zeros, total, layers, ridges = [SPEED_NOTE], 0, 0, [], []
         if "TensorrtExecutionProvider" in ctx.providers:
             notes.append("TensorRT can run 2:4-sparse weights on sparse tensor cores: enable trt_sparsity_enable")

@@ -17,12 +17,12 @@ def _gram_of(arrays):
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_grams_sum_every_feed_and_keep_the_even_feeds_part_for_validation(count):
+def test_grams_sum_every_feed_and_keep_the_even_feeds_part_when_asked(count):
     model = models.mlp_model("gelu", blocks=1)
     feeds = models.feeds(model, count)
     capture = ActivationCapture(feeds, SessionConfig(), model)
     name = model.graph.output[0].name
-    gram = capture.grams(gs.import_onnx(model), [name])[name]
+    gram = capture.grams(gs.import_onnx(model), [name], halves=True)[name]
     outputs = [models.run(model, f)[0] for f in feeds]
     expected, rows = _gram_of(outputs)
     np.testing.assert_allclose(gram.matrix, expected, rtol=1e-10)
@@ -31,3 +31,6 @@ def test_grams_sum_every_feed_and_keep_the_even_feeds_part_for_validation(count)
         assert gram.half is None           # nothing to validate against
     else:
         np.testing.assert_allclose(gram.half, _gram_of(outputs[::2])[0], rtol=1e-10)
+    plain = capture.grams(gs.import_onnx(model), [name])[name]
+    np.testing.assert_allclose(plain.matrix, expected, rtol=1e-10)
+    assert plain.rows == rows and plain.half is None     # the extra matrix only on request

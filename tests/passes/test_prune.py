@@ -115,3 +115,20 @@ def test_gated_mlps_lose_the_same_units_from_gate_and_up():
     errors = {c: _rel_err(model, _prune(model, calib, keep=0.5, compensate=c)[0], held) for c in (False, True)}
     assert errors[True] < errors[False]
     assert _rel_err(model, _prune(model, calib, keep=0.75)[0], held) < errors[True]
+
+
+
+@pytest.mark.parametrize("validate", ["off", "resolve", "ridge"])
+def test_validation_gets_the_calibration_halves_only_when_asked(validate, monkeypatch):
+    from edgec.passes import prune_plan
+
+    seen, plan_block = [], prune_plan.plan_block
+
+    def spy(*args, **kwargs):
+        seen.append(args[9])                       # half: the even feeds' Gram, or None
+        return plan_block(*args, **kwargs)
+
+    monkeypatch.setattr(prune_plan, "plan_block", spy)
+    model = models.mlp_model("gelu", residual=False, blocks=1)
+    _prune(model, models.feeds(model, 6, seq=30), keep=0.5, validate=validate)
+    assert len(seen) == 1 and (seen[0] is None) == (validate == "off")
