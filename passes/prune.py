@@ -6,12 +6,14 @@ compensation are in prune_plan.py; this file finds the blocks, gathers statistic
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes import prune_plan
+from edgec.passes import prune_alloc, prune_plan
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.graph import constant_value, forget_shapes
 from edgec.passes.linear_edit import set_linear
@@ -24,8 +26,9 @@ class PruneOptions:
     keep: float = 0.5          # fraction of hidden units kept (per block, or on average with scope=global)
     score: str = "obs"         # obs (error after compensation) | energy (sqrt E[a²] · ‖W2 row‖)
     compensate: bool = True    # re-solve fc2 and its bias by least squares on calibration data
-    scope: str = "layer"       # layer: the same fraction everywhere | global: allocate across blocks
-    min_keep: float = 0.1      # with scope=global, never keep less than this fraction of a block
+    scope: str = "layer"       # layer: the same fraction everywhere | global: allocate across blocks by their
+                               # layer-local errors | model: by the model's output fidelity (prune_alloc.py)
+    min_keep: float = 0.1      # with scope=global or model, never keep less than this fraction of a block
     damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix (OBS scores, re-solve)
     validate: str = "off"      # 2-fold validation over the calibration feeds decides: resolve (re-solve or keep
                                # fc2 as it is) | ridge (also the ridge, from a grid; slower) | off
@@ -51,13 +54,18 @@ class PrunePass:
             raise ValueError("prune needs calibration data")
         grams = ctx.calibration.grams(graph, [b.act.output.name for b in blocks], halves=opts.validate != "off")
         orders = {b.act.output.name: _order(b, grams, opts) for b in blocks}
+        allocation = _allocation(graph, blocks, grams, opts, ctx, orders)
         keep = opts.keep
         if opts.floor:
-            keep, trace = _search_keep(graph, blocks, grams, opts, ctx, orders)
+            keep, trace = _search_keep(graph, grams, opts, ctx, orders, allocation)
             notes.append(describe("keep", opts.floor, trace, keep))
             if keep >= 1.0:
                 return PassResult(False, {"blocks": 0, "keep": 1.0, "search": _search_stats(opts, trace)}, notes)
-        stats = _prune_blocks(graph, blocks, grams, replace(opts, keep=keep), ctx.rank_multiple, notes, orders)
+        counts = allocation(keep)
+        if opts.scope == "model":
+            uniform = _allocate(blocks, grams, replace(opts, keep=keep, scope="layer"), ctx.rank_multiple)
+            notes.append(_model_scope_note(counts, uniform, blocks))
+        stats = _prune_blocks(graph, blocks, grams, opts, counts, notes, orders)
         stats["keep"] = keep
         if opts.floor:
             stats["search"] = _search_stats(opts, trace)
@@ -70,9 +78,8 @@ def _order(block: MLPBlock, grams: dict, opts: PruneOptions) -> np.ndarray:
     return prune_plan.importance_order(gram.matrix, gram.rows, w_aug, opts.score, opts.damping)
 
 
-def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple: int,
+def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, counts: list[int],
                   notes: list[str], orders: dict[str, np.ndarray]) -> dict:
-    counts = _allocate(blocks, grams, opts, multiple)
     stats = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": [], "ridge": []}
     unsolved: list[str] = []
     for block, count in zip(blocks, counts, strict=True):
@@ -99,19 +106,50 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
     return stats
 
 
-def _search_keep(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions,
-                 ctx: PassContext, orders: dict[str, np.ndarray]) -> tuple[float, list[str]]:
+def _search_keep(graph: gs.Graph, grams: dict, opts: PruneOptions, ctx: PassContext,
+                 orders: dict[str, np.ndarray], allocation: Callable[[float], list[int]]) -> tuple[float, list[str]]:
     """The fewest units whose model keeps cosine ≥ floor on the driver's search feeds."""
+    return smallest_budget(lambda keep: _probe(graph, grams, opts, ctx, orders, allocation(keep)), opts.floor)
+
+
+def _probe(graph: gs.Graph, grams: dict, opts: PruneOptions, ctx: PassContext, orders: dict[str, np.ndarray],
+           counts: list[int]) -> float:
+    """The fidelity probe's score of the graph pruned to these units per block (the graph is left as it is)."""
     if ctx.fidelity is None:
-        raise ValueError("prune: floor needs the driver's fidelity probe")
+        raise ValueError("prune: floor and scope=model need the driver's fidelity probe")
+    trial = graph.copy()
+    _prune_blocks(trial, editable_blocks(trial), grams, opts, counts, [], orders)
+    return ctx.fidelity(trial)
 
-    def score_at(keep: float) -> float:
-        trial = graph.copy()
-        trial_blocks = editable_blocks(trial)
-        _prune_blocks(trial, trial_blocks, grams, replace(opts, keep=keep), ctx.rank_multiple, [], orders)
-        return ctx.fidelity(trial)
 
-    return smallest_budget(score_at, opts.floor)
+def _allocation(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, ctx: PassContext,
+                orders: dict[str, np.ndarray]) -> Callable[[float], list[int]]:
+    """keep → units per block, as the scope says. scope=model measures every block's loss curve once (4 probes
+    per block), so a floor search reuses them."""
+    multiple = ctx.rank_multiple
+    if opts.scope != "model":
+        return lambda keep: _allocate(blocks, grams, replace(opts, keep=keep), multiple)
+    hidden = [b.hidden for b in blocks]
+    lowest = max(opts.min_keep, prune_alloc.LEVELS[0])
+
+    def alone(index: int, fraction: float) -> float:
+        counts = list(hidden)
+        counts[index] = prune_plan.keep_count(hidden[index], fraction, multiple, 8)
+        return _probe(graph, grams, opts, ctx, orders, counts)
+
+    curves = prune_alloc.measure_curves(alone, len(blocks), lowest)
+
+    def counts(keep: float) -> list[int]:
+        chosen = [prune_plan.keep_count(h, f, multiple, 8)
+                  for h, f in zip(hidden, prune_alloc.allocate(curves, hidden, keep, lowest), strict=True)]
+        uniform = _allocate(blocks, grams, replace(opts, keep=keep, scope="layer"), multiple)
+        # the losses need not add up: the probe has the last word between this and the uniform allocation
+        if chosen != uniform and _probe(graph, grams, opts, ctx, orders, uniform) > \
+                _probe(graph, grams, opts, ctx, orders, chosen):
+            return uniform
+        return chosen
+
+    return functools.lru_cache(maxsize=None)(counts)     # a floor search asks again for the keep it chose
 
 
 def _search_stats(opts, trace) -> dict:
@@ -125,8 +163,15 @@ def _validate(opts: PruneOptions) -> None:
         raise PassOptionError(f"pass 'prune': score must be one of {', '.join(prune_plan.SCORES)}, not {opts.score!r}")
     if opts.validate not in ("resolve", "ridge", "off"):
         raise PassOptionError(f"pass 'prune': validate must be resolve, ridge or off, not {opts.validate!r}")
-    if opts.scope not in ("layer", "global"):
-        raise PassOptionError(f"pass 'prune': scope must be layer or global, not {opts.scope!r}")
+    if opts.scope not in ("layer", "global", "model"):
+        raise PassOptionError(f"pass 'prune': scope must be layer, global or model, not {opts.scope!r}")
+
+
+def _model_scope_note(counts: list[int], uniform: list[int], blocks: list[MLPBlock]) -> str:
+    if counts == uniform:
+        return "scope=model: the same fraction in every block scored at least as high on the probe; kept it"
+    return ("units per block chosen by the model's output fidelity: "
+            + ", ".join(f"{b.index}:{c}/{b.hidden}" for b, c in zip(blocks, counts, strict=True)))
 
 
 def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple: int) -> list[int]:

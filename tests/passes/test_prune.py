@@ -132,3 +132,34 @@ def test_validation_gets_the_calibration_halves_only_when_asked(validate, monkey
     model = models.mlp_model("gelu", residual=False, blocks=1)
     _prune(model, models.feeds(model, 6, seq=30), keep=0.5, validate=validate)
     assert len(seen) == 1 and (seen[0] is None) == (validate == "off")
+
+
+def _scope_model(fidelity):
+    model = models.mlp_model("gelu", residual=False, blocks=2)
+    graph = gs.import_onnx(model)
+    ctx = PassContext(calibration=OrtCalibration(models.feeds(model, 12, seq=20)), fidelity=fidelity,
+                      options={"keep": 0.5, "scope": "model"})
+    result = get_pass("prune").run(graph, ctx)
+    return [b.hidden for b in find_mlps(graph).blocks], result
+
+
+def test_model_scope_gives_units_to_the_block_the_outputs_miss_most():
+    def fidelity(graph):      # a stand-in probe: the second block's units are worth four times the first's
+        lost = [1 - b.hidden / models.H for b in find_mlps(graph).blocks]
+        return 1 - 0.01 * lost[0] ** 2 - 0.04 * lost[1] ** 2
+
+    hidden, result = _scope_model(fidelity)
+    assert hidden[1] > models.H // 2 > hidden[0] and abs(sum(hidden) - models.H) <= 8
+    assert any("chosen by the model's output fidelity: 0:" in n for n in result.notes)
+
+
+def test_model_scope_keeps_the_uniform_keep_when_the_probe_prefers_it():
+    def fidelity(graph):      # losses that do not add up: an uneven pair of blocks scores badly
+        hidden = [b.hidden for b in find_mlps(graph).blocks]
+        if max(hidden) < models.H and hidden[0] != hidden[1]:
+            return 0.5
+        lost = [1 - h / models.H for h in hidden]
+        return 1 - 0.01 * lost[0] ** 2 - 0.04 * lost[1] ** 2
+
+    hidden, result = _scope_model(fidelity)
+    assert hidden == [models.H // 2] * 2 and any("kept it" in n for n in result.notes)
