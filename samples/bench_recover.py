@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/recover"))
     parser.add_argument("--budgets", default="0,5,15,30", help="training minutes, one compile each")
     parser.add_argument("--keep", type=float, default=0.5)
+    parser.add_argument("--scope", default="layer", help="prune.scope: layer (the same keep in every block) | model")
     parser.add_argument("--corpus-lines", type=int, default=150_000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=None, help="recover.lr (default: the pass's)")
@@ -72,11 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     target = load_target("x86")
     results = {}
     budgets = sorted({float(m) for m in args.budgets.split(",")})
+    tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}")
     for minutes in budgets:
-        out = args.out / f"keep{args.keep:g}_recover{minutes:g}.onnx"
+        out = args.out / f"{tag}_recover{minutes:g}.onnx"
         report = compile_model(base, target, CompileOptions(
             output=out, passes=["cleanup", "prune"], calib_text=text,
-            pass_options={"prune": {"keep": args.keep}, **({"recover": {"lr": args.lr}} if args.lr else {})},
+            pass_options={"prune": {"keep": args.keep, "scope": args.scope}, **({"recover": {"lr": args.lr}} if args.lr else {})},
             tokenizer=model_dir(), calib_count=n_eval, recover_minutes=minutes, min_cosine=0.0, force=True,
             measure=False, gate_outputs=["sentence_embedding"]))
         recover = next((p for p in report.passes if p.name == "recover"), None)
@@ -88,14 +90,15 @@ def main(argv: list[str] | None = None) -> None:
               f"(min {results[minutes]['held_out']['min_cosine']:.4f})", flush=True)
         for note in recover.notes if recover else []:
             print(f"  recover: {note}", flush=True)
-    _print_table(results, args.keep)
+    _print_table(results, args.keep, args.scope)
     _int8(base, results[budgets[-1]]["path"], held, target, args)
-    (args.out / f"recover_keep{args.keep:g}.json").write_text(json.dumps(
+    (args.out / f"recover_{tag}.json").write_text(json.dumps(
         {str(k): {**v, "path": str(v["path"])} for k, v in results.items()}, indent=1, default=float))
 
 
-def _print_table(results: dict, keep: float) -> None:
-    print(f"\nall-MiniLM-L6-v2, {keep:.0%} of MLP units kept, held-out sentence-embedding cosine (74 sentences):")
+def _print_table(results: dict, keep: float, scope: str) -> None:
+    split = " (units per block chosen by output fidelity)" if scope == "model" else ""
+    print(f"\nall-MiniLM-L6-v2, {keep:.0%} of MLP units kept{split}, held-out sentence-embedding cosine (74 sentences):")
     print("| training minutes | steps | mean cosine | min cosine |\n|---|---|---|---|")
     for minutes, r in results.items():
         print(f"| {minutes:g} | {r['steps']} | {r['held_out']['mean_cosine']:.4f} | {r['held_out']['min_cosine']:.4f} |")
