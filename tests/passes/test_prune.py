@@ -78,6 +78,8 @@ def test_bad_options_are_errors():
         _prune(models.mlp_model(), [], keep=0.0)
     with pytest.raises(PassOptionError, match="score"):
         _prune(models.mlp_model(), [], score="vibes")
+    with pytest.raises(PassOptionError, match="layer, global or model"):
+        _prune(models.mlp_model(), [], scope="everywhere")
 
 
 def test_floor_search_finds_the_fewest_units_meeting_it():
