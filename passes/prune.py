@@ -124,24 +124,22 @@ def _probe(graph: gs.Graph, grams: dict, opts: PruneOptions, ctx: PassContext, o
 
 def _allocation(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, ctx: PassContext,
                 orders: dict[str, np.ndarray]) -> Callable[[float], list[int]]:
-    """keep → units per block, as the scope says. scope=model measures every block's loss curve once (4 probes
-    per block), so a floor search reuses them."""
+    """keep → units per block, as the scope says (scope=model: one probe per block and keep, two more to
+    compare the split with the uniform one)."""
     multiple = ctx.rank_multiple
     if opts.scope != "model":
         return lambda keep: _allocate(blocks, grams, replace(opts, keep=keep), multiple)
     hidden = [b.hidden for b in blocks]
-    lowest = max(opts.min_keep, prune_alloc.LEVELS[0])
 
-    def alone(index: int, fraction: float) -> float:
+    def alone(keep: float, index: int) -> float:
         counts = list(hidden)
-        counts[index] = prune_plan.keep_count(hidden[index], fraction, multiple, 8)
+        counts[index] = prune_plan.keep_count(hidden[index], keep, multiple, 8)
         return _probe(graph, grams, opts, ctx, orders, counts)
 
-    curves = prune_alloc.measure_curves(alone, len(blocks), lowest)
-
     def counts(keep: float) -> list[int]:
+        losses = prune_alloc.measure_losses(functools.partial(alone, keep), len(blocks))
         chosen = [prune_plan.keep_count(h, f, multiple, 8)
-                  for h, f in zip(hidden, prune_alloc.allocate(curves, hidden, keep, lowest), strict=True)]
+                  for h, f in zip(hidden, prune_alloc.allocate(losses, hidden, keep, opts.min_keep), strict=True)]
         uniform = _allocate(blocks, grams, replace(opts, keep=keep, scope="layer"), multiple)
         # the losses need not add up: the probe has the last word between this and the uniform allocation
         if chosen != uniform and _probe(graph, grams, opts, ctx, orders, uniform) > \
@@ -149,7 +147,7 @@ def _allocation(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Prun
             return uniform
         return chosen
 
-    return functools.lru_cache(maxsize=None)(counts)     # a floor search asks again for the keep it chose
+    return functools.lru_cache(maxsize=None)(counts)     # the floor search asks again for the keep it chose
 
 
 def _search_stats(opts, trace) -> dict:

@@ -2,62 +2,45 @@
 
 A layer-local error says little about what a block's units are worth to the model's outputs: on
 all-MiniLM-L6-v2, pruning one block alone to 25 % costs the sentence embedding 0.009–0.010 of cosine in
-blocks 1–3 but 0.017, 0.026 and 0.038 in blocks 0, 4 and 5. So every block is pruned alone at a few
-fractions and the driver's fidelity probe scores the whole model each time; assuming the blocks' losses add
-up, units then go greedily where they buy the most fidelity per unit, within the uniform keep's total.
+blocks 1–3 but 0.017, 0.026 and 0.038 in blocks 0, 4 and 5. So every block is pruned alone to the keep
+and the driver's fidelity probe scores the whole model: that block's loss s (1 − cosine).
+
+The split: if a block's loss grows like s · keep / f as its kept fraction f shrinks, the fractions that
+minimize the summed loss for the uniform keep's total number of units are f ∝ √(s / h) (h: the block's
+width; Lagrange). A greedy split on measured loss curves was tried first: assuming losses add up, it
+gave MiniLM's last two blocks every unit and the others 25 % — best before training (held-out 0.9455
+against 0.9321 uniform) but worse after 15 minutes of recovery (0.9763) than a milder split close to
+the square-root rule (0.9779; uniform 0.9747).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-LEVELS = (0.125, 0.25, 0.5, 0.75)   # fractions each block is probed at alone (1.0 costs nothing)
-STEP = 1 / 32                       # allocation granularity, a fraction of a block's units
+
+def measure_losses(score_alone: Callable[[int], float], blocks: int) -> list[float]:
+    """`score_alone(block)`: the probe's fidelity with only that block pruned to the keep."""
+    return [max(0.0, 1.0 - score_alone(index)) for index in range(blocks)]
 
 
-@dataclass(frozen=True)
-class LossCurve:
-    """A block's measured loss of probe fidelity (1 − cosine) against the fraction of its units kept."""
-
-    fractions: tuple[float, ...]     # ascending, ending at 1.0
-    losses: tuple[float, ...]        # the loss at each fraction (0 at 1.0)
-
-    def loss(self, fraction: float) -> float:
-        return float(np.interp(fraction, self.fractions, self.losses))
-
-
-def measure_curves(score_alone: Callable[[int, float], float], blocks: int, lowest: float) -> list[LossCurve]:
-    """`score_alone(block, fraction)`: the probe's fidelity with only that block pruned to that fraction."""
-    levels = sorted({max(lowest, f) for f in LEVELS if f < 1.0})
-    curves = []
-    for index in range(blocks):
-        losses = [max(0.0, 1.0 - score_alone(index, f)) for f in levels]
-        # more units never cost fidelity in this model of the loss: measurement noise must not say otherwise
-        monotone = np.maximum.accumulate(np.array(losses + [0.0])[::-1])[::-1]
-        curves.append(LossCurve(tuple(levels) + (1.0,), tuple(float(x) for x in monotone)))
-    return curves
-
-
-def allocate(curves: list[LossCurve], hidden: list[int], keep: float, lowest: float) -> list[float]:
-    """Fractions per block, each in [lowest, 1], whose units add up to about keep × all units (the total the
-    uniform keep would spend), chosen greedily by the loss each STEP of units saves per unit."""
-    fractions = [min(1.0, max(lowest, 0.0)) for _ in hidden]
-    budget = keep * sum(hidden) - sum(f * h for f, h in zip(fractions, hidden, strict=True))
-    while True:
-        best, best_gain = None, -1.0
-        for i, (curve, h) in enumerate(zip(curves, hidden, strict=True)):
-            step = min(STEP, 1.0 - fractions[i])
-            if step <= 1e-9 or step * h > budget + 1e-9:
-                continue
-            gain = (curve.loss(fractions[i]) - curve.loss(fractions[i] + step)) / (step * h)
-            # equal gains (the curves are piecewise linear) go to the block that has fewer units so far
-            if gain > best_gain + 1e-15 or (abs(gain - best_gain) <= 1e-15 and fractions[i] < fractions[best]):
-                best, best_gain = i, gain
-        if best is None:
-            return fractions
-        step = min(STEP, 1.0 - fractions[best])
-        fractions[best] += step
-        budget -= step * hidden[best]
+def allocate(losses: list[float], hidden: list[int], keep: float, lowest: float) -> list[float]:
+    """Fractions per block, each in [lowest, 1], f ∝ √(loss / width), spending keep × all units in total;
+    a block clipped at a bound keeps it and the others share what is left (water-filling)."""
+    hidden_arr = np.asarray(hidden, float)
+    weight = np.sqrt(np.maximum(np.asarray(losses, float), 1e-12) / hidden_arr)
+    budget = keep * hidden_arr.sum()
+    fixed = np.full(len(hidden), np.nan)
+    for _ in range(len(hidden) + 1):
+        free = np.isnan(fixed)
+        left = budget - np.nansum(fixed * hidden_arr)
+        fractions = np.where(free, weight * left / max((weight * hidden_arr)[free].sum(), 1e-30), fixed)
+        over, under = free & (fractions > 1.0), free & (fractions < lowest)
+        if over.any():                  # clip the full blocks first: what they leave may lift others over too
+            fixed[over] = 1.0
+        elif under.any():
+            fixed[under] = lowest
+        else:
+            break
+    return [float(f) for f in np.clip(fractions, lowest, 1.0)]
