@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 # Recovery distillation on MiniLM at 50 % of MLP units (0-30 min of training, then int8), and at 75 % (0-5 min); needs wordnet-base and fortunes (installed with apt when run as root).
 bench-recover: $(STAMP)
-	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5,15,30
+	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5,15,30 --scope model
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5 --keep 0.75
 
 lint: $(STAMP)

@@ -6,9 +6,10 @@ followed by WordNet's usage examples and the fortunes' sentences (the training s
 Every budget is its own compile (its own warm-up and cosine schedule over that budget). Then the model of
 the largest budget is quantized to int8 and timed interleaved against ONNX Runtime's int8 of the original.
 
-    python -m edgec.samples.bench_recover [--out build/recover] [--budgets 0,5,15,30] [--keep 0.5]
+    python -m edgec.samples.bench_recover [--out build/recover] [--budgets 0,5,15,30] [--keep 0.5] [--scope model]
 
-`make bench-recover` runs it at 50 % kept (0, 5, 15, 30 minutes) and at 75 % kept (0, 5 minutes).
+`make bench-recover` runs it at 50 % kept with the units split by output fidelity (prune scope=model; 0, 5,
+15, 30 minutes) and at 75 % kept, the same fraction in every block (0, 5 minutes).
 """
 
 from __future__ import annotations
