@@ -63,8 +63,7 @@ class PrunePass:
                 return PassResult(False, {"blocks": 0, "keep": 1.0, "search": _search_stats(opts, trace)}, notes)
         counts = allocation(keep)
         if opts.scope == "model":
-            uniform = _allocate(blocks, grams, replace(opts, keep=keep, scope="layer"), ctx.rank_multiple)
-            notes.append(_model_scope_note(counts, uniform, blocks))
+            notes.append(_model_scope_note(counts, _uniform(blocks, keep, ctx.rank_multiple), blocks))
         stats = _prune_blocks(graph, blocks, grams, opts, counts, notes, orders)
         stats["keep"] = keep
         if opts.floor:
@@ -131,16 +130,15 @@ def _allocation(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Prun
         return lambda keep: _allocate(blocks, grams, replace(opts, keep=keep), multiple)
     hidden = [b.hidden for b in blocks]
 
-    def alone(keep: float, index: int) -> float:
-        counts = list(hidden)
-        counts[index] = prune_plan.keep_count(hidden[index], keep, multiple, 8)
-        return _probe(graph, grams, opts, ctx, orders, counts)
-
     def counts(keep: float) -> list[int]:
-        losses = prune_alloc.measure_losses(functools.partial(alone, keep), len(blocks))
+        uniform = _uniform(blocks, keep, multiple)
+
+        def alone(index: int) -> float:       # only this block pruned to the keep
+            return _probe(graph, grams, opts, ctx, orders, hidden[:index] + uniform[index:index + 1] + hidden[index + 1:])
+
+        losses = prune_alloc.measure_losses(alone, len(blocks))
         chosen = [prune_plan.keep_count(h, f, multiple, 8)
                   for h, f in zip(hidden, prune_alloc.allocate(losses, hidden, keep, opts.min_keep), strict=True)]
-        uniform = _allocate(blocks, grams, replace(opts, keep=keep, scope="layer"), multiple)
         # the losses need not add up: the probe has the last word between this and the uniform allocation
         if chosen != uniform and _probe(graph, grams, opts, ctx, orders, uniform) > \
                 _probe(graph, grams, opts, ctx, orders, chosen):
@@ -172,10 +170,15 @@ def _model_scope_note(counts: list[int], uniform: list[int], blocks: list[MLPBlo
             + ", ".join(f"{b.index}:{c}/{b.hidden}" for b, c in zip(blocks, counts, strict=True)))
 
 
+def _uniform(blocks: list[MLPBlock], keep: float, multiple: int) -> list[int]:
+    """The same fraction of every block's units."""
+    return [prune_plan.keep_count(b.hidden, keep, multiple, 8) for b in blocks]
+
+
 def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple: int) -> list[int]:
     """Units to keep per block: the same fraction, or a global ranking of relative error scores."""
     if opts.scope == "layer":
-        return [prune_plan.keep_count(b.hidden, opts.keep, multiple, 8) for b in blocks]
+        return _uniform(blocks, opts.keep, multiple)
     pooled = []
     for i, b in enumerate(blocks):
         g = grams[b.act.output.name]
