@@ -1,14 +1,17 @@
-# Every target creates and uses .venv itself; torch and friends are pinned by constraints.txt.
+# Every target creates and uses .venv itself; torch is pinned by constraints.txt, everything else by
+# requirements.lock (generated from requirements.in by `make lock`: uv's universal resolver, so the same
+# file holds on x86_64 and aarch64; installed by pip, which finds the CPU build of torch on this disk).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install -q -c constraints.txt
+PIP := $(BIN)/pip install -q -c constraints.txt -c requirements.lock
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
 DEMO := build/demo
 
-.PHONY: install demo test bench bench-recover lint clean
+.PHONY: install demo test bench bench-recover lint clean lock sweep sweep-fast
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) torch==2.13.0
@@ -38,6 +41,13 @@ bench: $(STAMP)
 bench-recover: $(STAMP)
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5,15,30 --scope model
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5 --keep 0.75
+
+# Re-resolve every dependency (newest allowed by requirements.in and pyproject.toml) into requirements.lock.
+lock:
+	test -x $(VENV)/lock/bin/uv || ($(PY) -m venv $(VENV)/lock && $(VENV)/lock/bin/pip install -q uv==$(UV_VERSION))
+	$(VENV)/lock/bin/uv pip compile --universal --python-version 3.10 --index-url https://pypi.org/simple \
+		--no-emit-package torch --no-emit-package edgec --custom-compile-command "make lock" \
+		requirements.in -o requirements.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

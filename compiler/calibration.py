@@ -35,9 +35,9 @@ class FeedSplit:
 
 
 def synthesized_feeds(specs: list[InputSpec], count: int, seed: int, dims: dict[str, int] | None = None,
-                      vocab_size: int = 1000) -> list[Feed]:
+                      vocab_size: int = 1000, fixed: dict[str, object] | None = None) -> list[Feed]:
     rng = np.random.default_rng(seed)
-    return [synthesize_feed(specs, rng, dims, vocab_size) for _ in range(count)]
+    return [synthesize_feed(specs, rng, dims, vocab_size, fixed) for _ in range(count)]
 
 
 def vocabulary_size(model: onnx.ModelProto, default: int = 1000) -> int:
@@ -58,7 +58,9 @@ def vocabulary_size(model: onnx.ModelProto, default: int = 1000) -> int:
 
 
 def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
-    """Arrays keyed by input name; samples along axis 0, cut into the model's batch size."""
+    """Arrays keyed by input name, samples along axis 0, cut into the model's batch size; a rank-0 array
+    (a sample rate) is the same in every feed. Keys `ITEM/NAME` (e.g. `0/input`, `0/sr`) give whole feeds
+    one by one instead, for inputs that have no sample axis (recurrent states, scalars)."""
     if not path.is_file():
         raise InputError(f"{path}: calibration file not found")
     try:
@@ -66,19 +68,41 @@ def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: not a readable .npz file ({exc})") from None
-    names = {s.name for s in specs}
-    missing, extra = sorted(names - set(arrays)), sorted(set(arrays) - names)
-    if missing or extra:
-        raise InputError(f"{path}: arrays do not match the model inputs (missing {missing}, unexpected {extra})")
-    counts = {arrays[s.name].shape[0] if arrays[s.name].ndim else 0 for s in specs}
+    if arrays and all("/" in k for k in arrays):
+        return _itemized_feeds(path, arrays, specs)
+    _check_names(path, set(arrays), specs)
+    constant = {s.name for s in specs if arrays[s.name].ndim == 0 and len(s.shape) == 0}
+    counts = {arrays[s.name].shape[0] if arrays[s.name].ndim else 0 for s in specs if s.name not in constant}
     if len(counts) != 1 or 0 in counts:
         raise InputError(f"{path}: arrays must share a non-empty leading sample axis")
     for spec in specs:
         _check_array(path, spec, arrays[spec.name])
-    batch = _fixed_batch(specs)
+    batch = _fixed_batch([s for s in specs if s.name not in constant])
     total = counts.pop()
-    return [{s.name: arrays[s.name][i:i + batch].astype(s.dtype) for s in specs}
-            for i in range(0, total - batch + 1, batch)]
+    return [{s.name: (arrays[s.name] if s.name in constant else arrays[s.name][i:i + batch]).astype(s.dtype)
+             for s in specs} for i in range(0, total - batch + 1, batch)]
+
+
+def _itemized_feeds(path: Path, arrays: dict[str, np.ndarray], specs: list[InputSpec]) -> list[Feed]:
+    items: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        item, _, name = key.rpartition("/")
+        items.setdefault(item, {})[name] = value
+    feeds = []
+    for item in sorted(items, key=lambda k: (len(k), k)):
+        _check_names(path, set(items[item]), specs, f" (item {item})")
+        for spec in specs:
+            _check_array(path, spec, items[item][spec.name])
+        feeds.append({s.name: items[item][s.name].astype(s.dtype) for s in specs})
+    return feeds
+
+
+def _check_names(path: Path, given: set[str], specs: list[InputSpec], where: str = "") -> None:
+    names = {s.name for s in specs}
+    missing, extra = sorted(names - given), sorted(given - names)
+    if missing or extra:
+        raise InputError(f"{path}: arrays do not match the model inputs{where} (missing {missing}, "
+                         f"unexpected {extra})")
 
 
 def _check_array(path: Path, spec: InputSpec, array: np.ndarray) -> None:

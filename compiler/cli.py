@@ -80,6 +80,21 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
     return dims
 
 
+def _parse_input_values(values: tuple[str, ...]) -> dict[str, object]:
+    """--input NAME=VALUE: a number (sr=16000) or a JSON list (shape=[1,3])."""
+    fixed = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        try:
+            value = json.loads(text) if sep and name else None
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, (int, float, bool, list)):
+            raise InputError(f"--input '{item}': expected NAME=NUMBER or NAME=[JSON list]")
+        fixed[name] = value
+    return fixed
+
+
 @main.command("compile")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", "-t", default="x86", show_default=True, help="Built-in target name or a .toml profile.")
@@ -91,7 +106,7 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--tokenizer", type=click.Path(path_type=Path), help="Hugging Face tokenizer folder for --calib-text.")
 @click.option("--calib-dir", type=click.Path(path_type=Path), help="A folder of images (resized to the input).")
 @click.option("--calib-hook", help="module:function yielding feed dicts (given the input specs).")
-@click.option("--calib-count", type=int, default=96, show_default=True,
+@click.option("--calib-count", type=click.IntRange(min=1), default=96, show_default=True,
               help="Items of --calib-text/-dir/-hook used for calibration; the rest train --recover.")
 @click.option("--recover", is_flag=True, help="Distil the compressed model against the original (torch).")
 @click.option("--train-minutes", type=float, default=5.0, show_default=True, help="Budget of --recover.")
@@ -102,9 +117,13 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--gate-outputs", help="Comma-separated outputs the fidelity gate judges (default: all).")
 @click.option("--goal", help="speedup=2, latency=10ms or size=0.5: try pipelines, keep the best meeting it.")
 @click.option("--dim", multiple=True, help="Fix a symbolic dimension for synthesized inputs: NAME=VALUE.")
-@click.option("--runs", type=int, help="Latency runs (default: the target's).")
+@click.option("--runs", type=click.IntRange(min=1), help="Latency runs (default: the target's).")
 @click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
 @click.option("--allow-slower", is_flag=True, help="Keep a compiled model that measures slower (size goals).")
+@click.option("--allow-synthetic", is_flag=True,
+              help="Run lossy passes on synthesized inputs when no real ones are given (unsafe for real models).")
+@click.option("--input", "input_values", multiple=True,
+              help="NAME=VALUE: fix an input of every synthesized feed (a scalar such as a sample rate, or a list).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -112,7 +131,7 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 @_handle_errors
 def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, calib_hook,
                 calib_count, recover, train_minutes, report, min_cosine, gate_outputs, goal, dim, runs,
-                no_measure, allow_slower, seed, force, fmt, debug):
+                no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
     from edgec.compiler.report import print_report
@@ -127,7 +146,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
         calib_text=calib_text, tokenizer=tokenizer, calib_dir=calib_dir, calib_hook=calib_hook,
-        calib_count=calib_count, recover_minutes=train_minutes if recover else 0.0)
+        calib_count=calib_count, recover_minutes=train_minutes if recover else 0.0,
+        allow_synthetic=allow_synthetic, input_values=_parse_input_values(input_values))
     tried = None
     if goal:
         from edgec.compiler.goal import compile_to_goal, parse_goal

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -22,9 +21,9 @@ def measure_options(fn):
         click.option("--target", "-t", default="x86", show_default=True, help="Target name or .toml profile."),
         click.option("--inputs", type=click.Path(path_type=Path), help=".npz of inputs (first sample is used)."),
         click.option("--dim", multiple=True, help="Fix a symbolic dimension: NAME=VALUE."),
-        click.option("--warmup", type=int, help="Warm-up runs (default: the target's)."),
-        click.option("--runs", type=int, help="Measured runs (default: the target's)."),
-        click.option("--max-seconds", type=float, help="Stop measuring after this long."),
+        click.option("--warmup", type=click.IntRange(min=0), help="Warm-up runs (default: the target's)."),
+        click.option("--runs", type=click.IntRange(min=1), help="Measured runs (default: the target's)."),
+        click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), help="Stop measuring after this long."),
         click.option("--format", "fmt", type=FORMATS, default="table", show_default=True),
     ]):
         fn = option(fn)
@@ -152,6 +151,11 @@ def device_setup_cmd(device, debug):
     script = Path(__file__).with_name("qemu_aarch64.sh")
     env = {**os.environ, "EDGEC_ARMLAB_CACHE": str(ARMLAB_CACHE),
            "EDGEC_ARM_PACKAGES": f"onnxruntime=={onnxruntime.__version__} numpy=={numpy.__version__}"}
-    proc = subprocess.run(["bash", str(script)], env=env, stdout=sys.stdout, stderr=sys.stderr)
+    # the script's output is relayed line by line through click, not handed our file descriptors: under
+    # pytest, a notebook or any captured stream sys.stdout has no fileno
+    with subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            click.echo(line.rstrip("\n"), err=True)
     if proc.returncode != 0:
         raise DeviceError(f"{device}: set-up failed (exit {proc.returncode}); see the messages above")

@@ -6,32 +6,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler import modelio
+from edgec.compiler.attempts import Attempt, plan_attempts, synthetic_note, without_lossy
 from edgec.compiler.calibration import (
     ActivationCapture,
     FeedSplit,
-    load_npz_feeds,
-    split_feeds,
-    synthesized_feeds,
-    vocabulary_size,
 )
 from edgec.compiler.errors import InputError, NegativeResult, ProviderError
+from edgec.compiler.feeds import calibration_feeds
 from edgec.compiler.measuring import measure_or_roll_back
 from edgec.compiler.probe import FidelityProbe
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
 from edgec.compiler.storage import densify_sparse_initializers, sparsify_initializers
 from edgec.compiler.teacher import Teacher
+from edgec.compiler.verify import verify
 from edgec.passes import PassContext, PassOptionError, UnknownPass, get_pass
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.graph import count_params
 from edgec.passes.mlp import find_mlps
-from edgec.runtime.fidelity import compare_outputs, token_mask
-from edgec.runtime.inputs import input_specs
+from edgec.runtime.cpu import int8_saturates
 from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_session, resolve_providers
 from edgec.targets import TargetProfile
 
@@ -61,6 +58,8 @@ class CompileOptions:
     calib_hook: str | None = None            # module:function yielding feed dicts
     calib_count: int = 96                    # items of a text / image / hook source used for calibration
     recover_minutes: float = 0.0             # > 0: recovery distillation (before quantize) for this long
+    allow_synthetic: bool = False            # lossy passes may run on synthesized inputs
+    input_values: dict[str, object] = field(default_factory=dict)   # --input NAME=VALUE for synthesized feeds
 
 
 def session_config(target: TargetProfile) -> SessionConfig:
@@ -78,23 +77,32 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     original = modelio.load_model(path)                                     # 1 load
     config = session_config(target)
     resolved = _resolve(config)
-    pipeline = _plan(_with_recovery(options.passes if options.passes is not None else list(target.pipeline),
-                                    options))                                # 3 plan
-    report = CompileReport(str(path), None, target.name, list(resolved.providers), pipeline,
+    requested = options.passes if options.passes is not None else list(target.pipeline)
+    step_back = options.passes is None and not options.pass_options and options.min_cosine is None
+    requested = _plan(_with_recovery(requested, options))                   # 3 plan
+    report = CompileReport(str(path), None, target.name, list(resolved.providers), requested,
                            notes=list(resolved.notes))
+    input_checker_error = modelio.checker_error(original, path)
+    if input_checker_error:
+        report.notes.append(f"the input fails the ONNX checker ({input_checker_error}); ONNX Runtime runs it, "
+                            "so the compiled model is held to the same standard")
     reference = _session(original, config, path)
-    split = _feeds(reference, original, options, path)                      # 2 calibrate
+    split = calibration_feeds(reference, original, options, path, report.notes)   # 2 calibrate
     report.calibration = {"source": split.source, "calibration": len(split.calibration),
                           "held_out": len(split.held_out)}
-    graph = _editable_graph(original, report)
-    if graph is not None:                                                   # 4 rewrite, 5 tidy
-        _rewrite(graph, original, reference, split, config, report, target, options)
-        compiled = _tidy(graph, original, report)
-    else:
-        compiled = original
-    report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
-    candidate = _session(compiled, config, path)
-    _verify(report, reference, candidate, split, target, options)          # 6 verify
+    if split.source == "synthesized" and not options.allow_synthetic:
+        note = synthetic_note(requested)
+        requested = without_lossy(requested)
+        report.notes += [note] if note else []
+    editable = _editable_model(original, report)
+    attempts = plan_attempts(requested if editable is not None else [], options.pass_options, target, step_back)
+    for i, attempt in enumerate(attempts):                                  # 4 rewrite … 6 verify
+        last = i == len(attempts) - 1
+        compiled, candidate, failure = _attempt(attempt, editable, original, reference, split, config, report,
+                                                target, options, check=input_checker_error is None, fallible=not last)
+        if failure is None or last:
+            break
+        report.notes.append(f"stepped back from {attempt.label} ({failure}): trying {attempts[i + 1].label}")
     if options.measure:                                                     # 7 measure
         compiled = measure_or_roll_back(report, reference, candidate, compiled, original, split, config,
                                          resolved, target, options)
@@ -108,6 +116,33 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     return report
 
 
+def _attempt(attempt: Attempt, editable, original, reference, split, config, report: CompileReport,
+             target: TargetProfile, options: CompileOptions, check: bool, fallible: bool):
+    """Run one pipeline from the original: (compiled model, its session, why it failed or None). With
+    `fallible`, an error in a pass or in the rewritten model is a reason to step back, not a crash."""
+    report.pipeline, report.passes, report.fidelity, report.fidelity_ok = list(attempt.passes), [], [], True
+    compiled, candidate = original, None
+    try:
+        if attempt.passes:
+            graph = modelio.to_graph(editable)
+            _rewrite(graph, original, reference, split, config, report, target, options, attempt.pass_options)
+            compiled = _tidy(graph, original, report, check)
+        report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
+        candidate = _compiled_session(compiled, config)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a pass or the tidy step broke: an edgec bug, stepped back from
+        if not fallible:
+            raise
+        return compiled, None, f"an edgec error, please report it: {str(exc).splitlines()[0][:200]}"
+    verify(report, reference, candidate, split, target, options.gate_outputs, options.min_cosine)
+    if compiled is original and not report.ok:      # the original itself: its outputs vary from run to run
+        report.notes.append("the model's outputs differ between two runs of the same inputs (random or "
+                            "non-deterministic operators): the original is written unchanged")
+        report.fidelity_ok = report.ok = True
+    return compiled, candidate, None if report.ok else "the held-out inputs reject it"
+
+
 def _resolve(config: SessionConfig):
     try:
         return resolve_providers(config)
@@ -115,26 +150,29 @@ def _resolve(config: SessionConfig):
         raise ProviderError(str(exc)) from None
 
 
-def _editable_graph(original: onnx.ModelProto, report: CompileReport) -> gs.Graph | None:
-    """The graph the passes edit, or None (a no-op with a note) when graphsurgeon cannot represent it."""
+def _editable_model(original: onnx.ModelProto, report: CompileReport) -> onnx.ModelProto | None:
+    """The model the passes edit (a fresh graph of it per attempt), or None (a no-op with a note) when
+    graphsurgeon cannot represent it."""
     editable = densify_sparse_initializers(original)
     blocker = modelio.rewrite_blocker(editable)
     if blocker:
         report.notes.append(f"left unchanged: {blocker}")
-        report.pipeline = []
         return None
-    graph = modelio.to_graph(editable)
-    report.mlp_blocks = len(find_mlps(graph).blocks)
+    report.mlp_blocks = len(find_mlps(modelio.to_graph(editable)).blocks)
     if not report.mlp_blocks:
         report.notes.append("no MLP blocks found: nothing for the MLP passes to rewrite (a no-op)")
     quantized = sorted({n.op_type for n in original.graph.node} & QUANTIZED_OPS)
     if quantized:
         report.notes.append(f"quantized layers ({', '.join(quantized)}) are left alone")
-    return graph
+    if original.ir_version < modelio.IR_INITIALIZERS_NOT_INPUTS:
+        report.notes.append(f"IR version {original.ir_version} → {modelio.IR_INITIALIZERS_NOT_INPUTS} in a "
+                            "rewritten model (IR 4 only stopped requiring initializers among the graph inputs)")
+    return editable
 
 
 def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: SessionConfig,
-             report: CompileReport, target: TargetProfile, options: CompileOptions) -> None:
+             report: CompileReport, target: TargetProfile, options: CompileOptions,
+             pass_options: dict[str, dict]) -> None:
     # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
     # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
     fit, search = split.fit_and_search()
@@ -142,7 +180,7 @@ def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: Ses
     probe = FidelityProbe(reference, search, config, original, split.search_outputs)
     teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search, options.gate_outputs)
     for name in report.pipeline:
-        report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options))
+        report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options, pass_options))
 
 
 def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOptions) -> dict:
@@ -184,60 +222,23 @@ def _session(model: onnx.ModelProto, config: SessionConfig, path: Path):
         raise InputError(f"{path}: ONNX Runtime cannot load this model ({str(exc).splitlines()[0][:200]})") from None
 
 
-def _feeds(session, model: onnx.ModelProto, options: CompileOptions, path: Path) -> FeedSplit:
+def _compiled_session(model: onnx.ModelProto, config: SessionConfig):
     try:
-        specs = input_specs(session)
-    except ValueError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    training = None
-    if options.calib_text or options.calib_dir or options.calib_hook:
-        data = _data_source(options, specs)
-        feeds, source, training = data.calibration, data.label, data.training
-    elif options.calib:
-        feeds = load_npz_feeds(options.calib, specs)
-        source = str(options.calib)
-    else:
-        feeds = synthesized_feeds(specs, options.calib_samples, options.seed, options.dims,
-                                  vocabulary_size(model))
-        source = "synthesized"
-    split = FeedSplit(*split_feeds(feeds), source, training)
-    fit, search = split.fit_and_search()
-    # every feed once, so a bad one fails here with a clear message; the outputs the fidelity probe and the
-    # verification compare against are kept, not computed again
-    try:
-        for feed in fit:
-            session.run(None, feed)
-        split.search_outputs = [session.run(None, f) for f in search]
-        split.held_out_outputs = [session.run(None, f) for f in split.held_out]
-    except Exception as exc:  # noqa: BLE001 - ORT's own error types
-        hint = "check the arrays in --calib" if options.calib else "give real inputs with --calib FILE.npz"
-        raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "
-                         f"({str(exc).splitlines()[0][:160]}); {hint}") from None
-    return split
-
-
-def _data_source(options: CompileOptions, specs):
-    from edgec.compiler import data_sources
-
-    if sum(bool(x) for x in (options.calib, options.calib_text, options.calib_dir, options.calib_hook)) > 1:
-        raise InputError("give one of --calib, --calib-text, --calib-dir and --calib-hook")
-    if options.calib_text:
-        return data_sources.text_source(options.calib_text, options.tokenizer, specs, options.calib_count,
-                                        options.dims.get("sequence", 128))
-    if options.calib_dir:
-        return data_sources.image_source(options.calib_dir, specs, options.calib_count)
-    return data_sources.hook_source(options.calib_hook, specs, options.calib_count)
+        return create_session(model.SerializeToString(), config)
+    except Exception as exc:  # noqa: BLE001 - an edgec bug, not the user's input
+        raise RuntimeError(f"ONNX Runtime cannot load the compiled model ({str(exc).splitlines()[0][:200]})") from exc
 
 
 def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: FidelityProbe, teacher: Teacher,
-              target: TargetProfile, options: CompileOptions) -> PassRecord:
+              target: TargetProfile, options: CompileOptions, explicit: dict[str, dict]) -> PassRecord:
     pass_ = get_pass(name)
     # Options given on the command line replace the profile's options for that pass as a whole, so that
     # e.g. an explicit prune.keep is not overridden by the profile's prune.floor search.
-    pass_options = options.pass_options[name] if name in options.pass_options else target.options_for(name)
+    pass_options = explicit[name] if name in explicit else target.options_for(name)
     ctx = PassContext(calibration=capture, fidelity=probe, options=pass_options,
                       rank_multiple=target.rank_multiple, seed=options.seed,
-                      providers=target.execution_providers, progress=progress_bar, teacher=teacher)
+                      providers=target.execution_providers, progress=progress_bar, teacher=teacher,
+                      int8_saturates=int8_saturates())
     nodes0, (params0, bytes0) = len(graph.nodes), count_params(graph)
     start = time.perf_counter()
     try:
@@ -254,45 +255,23 @@ def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: Fid
                       bytes1 - bytes0, result.stats, result.notes)
 
 
-def _tidy(graph: gs.Graph, original: onnx.ModelProto, report: CompileReport) -> onnx.ModelProto:
+def _tidy(graph: gs.Graph, original: onnx.ModelProto, report: CompileReport, check: bool) -> onnx.ModelProto:
+    """Dead nodes, order, sparse storage; the ONNX checker when the input passed it (never stricter)."""
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     model, moved = sparsify_initializers(modelio.to_model(graph, original))
     if moved:
         report.notes.append(f"{len(moved)} mostly-zero weights stored as sparse initializers (smaller file; "
                             "ONNX Runtime densifies them at load)")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001
-        raise RuntimeError(f"the rewritten model fails the ONNX checker: {exc}") from exc
+    if check:
+        try:
+            onnx.checker.check_model(model)
+        except Exception as exc:  # noqa: BLE001
+            raise RuntimeError(f"the rewritten model fails the ONNX checker: {exc}") from exc
     try:
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as exc:  # noqa: BLE001
         report.notes.append(f"strict shape inference fails on the compiled model: {str(exc)[:160]}")
     return model
-
-
-def _verify(report: CompileReport, reference, candidate, split: FeedSplit, target: TargetProfile,
-            options: CompileOptions) -> None:
-    names = [o.name for o in reference.get_outputs()]
-    unknown = sorted(set(options.gate_outputs or []) - set(names))
-    if unknown:
-        raise InputError(f"--gate-outputs: the model has no output(s) {unknown} (it has {names})")
-    refs = split.held_out_outputs or [reference.run(names, f) for f in split.held_out]
-    gots = [candidate.run(names, f) for f in split.held_out]
-    threshold = target.min_cosine if options.min_cosine is None else options.min_cosine
-    report.min_cosine = threshold
-    for k, name in enumerate(names):
-        ref = [r[k] for r in refs]
-        if not np.issubdtype(np.asarray(ref[0]).dtype, np.number):
-            continue
-        fid = compare_outputs(name, [np.asarray(r) for r in ref], [np.asarray(g[k]) for g in gots],
-                              [token_mask(f) for f in split.held_out])
-        report.fidelity.append(fid.as_dict())
-        gated = options.gate_outputs is None or name in options.gate_outputs
-        if gated and threshold > 0 and not (fid.cosine >= threshold):
-            report.fidelity_ok = False
-            report.notes.append(f"output '{name}': mean cosine {fid.cosine:.5f} is below the gate {threshold}")
-    report.ok = report.fidelity_ok
 
 
 def _no_change_note(report: CompileReport) -> str:

@@ -81,7 +81,7 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
             point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and goal.met(report),
                      "result": goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
                      "bytes_ratio": report.after.bytes / max(report.before.bytes, 1),
-                     "cosine": min((f["cosine"] for f in report.fidelity
+                     "cosine": min((f["score"] for f in report.fidelity
                                     if options.gate_outputs is None or f["name"] in options.gate_outputs), default=1.0)}
             tried.append(point)
             if report.ok and (best is None or goal.score(report) < goal.score(best[1])):

@@ -6,14 +6,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
-from onnx import numpy_helper
 
 from edgec.compiler.errors import InputError
 
 MIN_OPSET = 7
+IR_INITIALIZERS_NOT_INPUTS = 4
 _TWO_GB = 2**31 - 1
 
 
@@ -37,33 +36,29 @@ def load_model(path: str | Path) -> onnx.ModelProto:
 
 
 def check_model(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse only what is not a model at all: a graph the ONNX checker rejects may still be one that
+    ONNX Runtime runs (old exporters), and the session that loads it is the judge (`checker_error` says why)."""
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{path}: not an ONNX model (no graph: truncated or a different file type)")
+    opset = model_opset(model)
+    if opset and opset < MIN_OPSET:
+        raise InputError(f"{path}: opset {opset} is below the minimum edgec supports ({MIN_OPSET})")
+
+
+def checker_error(model: onnx.ModelProto, path: Path | None = None) -> str | None:
+    """What the ONNX checker objects to in this model, or None when it passes."""
     try:
-        if model.ByteSize() < _TWO_GB:
+        if model.ByteSize() < _TWO_GB or path is None:
             onnx.checker.check_model(model)
         else:
             onnx.checker.check_model(str(path))
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: invalid ONNX model ({_short(exc)})") from None
-    opset = model_opset(model)
-    if opset < MIN_OPSET:
-        raise InputError(f"{path}: opset {opset} is below the minimum edgec supports ({MIN_OPSET})")
-    bad = _non_finite_initializer(model)
-    if bad:
-        raise InputError(f"{path}: weight '{bad}' holds NaN or Inf values; the model cannot be verified")
-
-
-def _non_finite_initializer(model: onnx.ModelProto) -> str | None:
-    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
-    for init in model.graph.initializer:
-        if init.data_type in floats and init.data_location != onnx.TensorProto.EXTERNAL:
-            if not np.isfinite(numpy_helper.to_array(init).astype(np.float32)).all():
-                return init.name
+        return _short(exc)
     return None
 
 
 def model_opset(model: onnx.ModelProto) -> int:
+    """The default-domain opset, or 0 for a model with none (e.g. only ai.onnx.ml operators)."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
@@ -83,7 +78,8 @@ def rewrite_blocker(model: onnx.ModelProto) -> str | None:
 def to_model(graph: gs.Graph, original: onnx.ModelProto) -> onnx.ModelProto:
     """Export a graph, keeping the original model's metadata, doc string, IR version and opsets."""
     model = gs.export_onnx(graph, do_type_check=False)
-    model.ir_version = original.ir_version
+    # IR 4 only relaxed "every initializer is a graph input"; the export lists initializers as inputs no more
+    model.ir_version = max(original.ir_version, IR_INITIALIZERS_NOT_INPUTS)
     model.producer_name = original.producer_name or "edgec"
     model.producer_version = original.producer_version
     model.domain = original.domain

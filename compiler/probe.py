@@ -12,7 +12,8 @@ from edgec.runtime.session import SessionConfig, create_session
 
 
 class FidelityProbe:
-    """Min over outputs of the mean cosine against the original model's outputs on `feeds`."""
+    """Min over outputs of the fidelity score (`runtime.fidelity`: cosine for vectors, range error for
+    few-value or non-negative outputs, agreement for labels) against the original's outputs on `feeds`."""
 
     def __init__(self, reference_session, feeds: list[Feed], session: SessionConfig, original: onnx.ModelProto,
                  reference_outputs: list[list[np.ndarray]] | None = None):
@@ -34,8 +35,8 @@ class FidelityProbe:
         worst = 1.0
         for k, name in enumerate(self.names):
             ref = [np.asarray(r[k]) for r in self.reference]
-            if not np.issubdtype(ref[0].dtype, np.floating):
+            if not np.issubdtype(ref[0].dtype, np.number) and ref[0].dtype != np.bool_:
                 continue
             fid = compare_outputs(name, ref, [np.asarray(g[k]) for g in got], self.masks)
-            worst = min(worst, fid.cosine if fid.cosine == fid.cosine else -1.0)
+            worst = min(worst, fid.score if fid.score == fid.score else -1.0)
         return worst

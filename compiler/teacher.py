@@ -47,5 +47,5 @@ class Teacher:
 
     @staticmethod
     def cosine(name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: list[Feed]) -> float:
-        """Mean cosine of an output over feeds, the way the compile's verification measures it."""
-        return compare_outputs(name, refs, gots, [token_mask(f) for f in feeds]).cosine
+        """An output's fidelity score over feeds (cosine for vectors), the way the compile's verification measures it."""
+        return compare_outputs(name, refs, gots, [token_mask(f) for f in feeds]).score

@@ -90,6 +90,8 @@ class PassContext:
     # progress(description, total) → a context manager yielding advance(done, info=None); the driver shows a bar
     progress: Callable[[str, int], ContextManager[Callable[[int], None]]] = field(default=None)
     teacher: TeacherSource | None = None
+    # the CPU that judges fidelity computes int8 with saturating int16 sums (x86 without VNNI: runtime.cpu)
+    int8_saturates: bool = False
 
     def __post_init__(self):
         if self.progress is None:

@@ -27,6 +27,7 @@ class FuseOptions:
 
 class FusePass:
     name = "fuse"
+    lossless = True        # runs on synthesized inputs too: it cannot change what the model computes
     Options = FuseOptions
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:

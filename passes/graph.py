@@ -78,7 +78,9 @@ def count_params(graph: gs.Graph) -> tuple[int, int]:
 
 
 def fresh_name(graph: gs.Graph, base: str) -> str:
-    names = graph.tensors().keys()
+    """`base`, or `base_N`, unused by any tensor or node: node names are optional in ONNX, so names made
+    from them ("linear.lowrank_B" for every unnamed layer) must be made unique here."""
+    names = set(graph.tensors().keys()) | {n.name for n in graph.nodes if n.name}
     if base not in names:
         return base
     i = 1

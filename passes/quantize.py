@@ -27,7 +27,9 @@ INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinear
 class QuantizeOptions:
     mode: str = "dynamic"         # dynamic | static (QDQ, calibrated activation ranges)
     per_channel: bool = True      # per-channel weights: ~0.993 cosine on MiniLM vs ~0.96 per-tensor
-    reduce_range: bool = False    # 7-bit weights, for CPUs without VNNI that saturate in int16 sums
+    # 7-bit weights: auto = when the judging CPU's int8 sums saturate (x86 without VNNI, ctx.int8_saturates), so
+    # the fidelity judged there is what every CPU computes (edgec.runtime.cpu); true = always (the x86 target)
+    reduce_range: str = "auto"
     ops: str = "MatMul,Gemm"
     floor: float = 0.0            # > 0: keep the float graph if int8 scores below this calibration cosine
 
@@ -44,19 +46,33 @@ class QuantizePass:
         before = sum(n.op in ops for n in graph.nodes)
         if not before:
             return PassResult(False, {"quantized": 0}, ["no MatMul/Gemm to quantize"])
-        quantized = _quantize(gs.export_onnx(graph, do_type_check=False), opts, ops, ctx)
+        reduce_range, notes = _reduce_range(opts.reduce_range, ctx.int8_saturates)
+        quantized = _quantize(gs.export_onnx(graph, do_type_check=False), opts, reduce_range, ops, ctx)
         integer = sum(n.op in INTEGER_OPS for n in quantized.nodes)
         if not integer:
             return PassResult(False, {"quantized": 0}, ["ONNX Runtime's quantizer left every layer in float"])
-        stats = {"mode": opts.mode, "per_channel": opts.per_channel, "integer_ops": integer}
+        stats = {"mode": opts.mode, "per_channel": opts.per_channel, "reduce_range": reduce_range,
+                 "integer_ops": integer}
         if opts.floor and ctx.fidelity is not None:
             stats["calibration_cosine"] = score = round(float(ctx.fidelity(quantized)), 6)
             if score < opts.floor:
-                return PassResult(False, stats, [f"int8 skipped: calibration cosine {score:.4f} < floor {opts.floor} "
-                                                 "(the float graph is kept)"])
+                return PassResult(False, stats, notes + [f"int8 skipped: calibration score {score:.4f} < floor "
+                                                         f"{opts.floor} (the float graph is kept)"])
         replace_contents(graph, quantized)
         stats["quantized"] = before - sum(n.op in ops and not _dequantized_weight(n) for n in graph.nodes)
-        return PassResult(True, stats, [])
+        return PassResult(True, stats, notes)
+
+
+def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:
+    choice = setting.strip().lower()
+    if choice not in ("auto", "true", "false"):
+        raise PassOptionError(f"pass 'quantize': reduce_range must be auto, true or false, not {setting!r}")
+    if choice != "auto":
+        return choice == "true", []
+    if host_saturates:
+        return True, ["7-bit int8 weights (reduce_range): this x86 CPU has no VNNI, its int8 sums would saturate; "
+                      "with 7 bits every CPU computes what was verified here"]
+    return False, []
 
 
 def _dequantized_weight(node: gs.Node) -> bool:
@@ -64,7 +80,8 @@ def _dequantized_weight(node: gs.Node) -> bool:
     return len(node.inputs) > 1 and any(p.op == "DequantizeLinear" for p in node.inputs[1].inputs)
 
 
-def _quantize(model: onnx.ModelProto, opts: QuantizeOptions, ops: list[str], ctx: PassContext) -> gs.Graph:
+def _quantize(model: onnx.ModelProto, opts: QuantizeOptions, reduce_range: bool, ops: list[str],
+              ctx: PassContext) -> gs.Graph:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}   # fused graphs have tensors of unknown type
@@ -72,10 +89,10 @@ def _quantize(model: onnx.ModelProto, opts: QuantizeOptions, ops: list[str], ctx
         out = Path(tmp) / "quantized.onnx"
         if opts.mode == "dynamic":
             quantize_dynamic(model, out, op_types_to_quantize=ops, per_channel=opts.per_channel,
-                             reduce_range=opts.reduce_range, weight_type=QuantType.QInt8, extra_options=extra)
+                             reduce_range=reduce_range, weight_type=QuantType.QInt8, extra_options=extra)
         else:
             quantize_static(model, out, _Reader(_feeds(ctx)), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=ops, per_channel=opts.per_channel, reduce_range=opts.reduce_range,
+                            op_types_to_quantize=ops, per_channel=opts.per_channel, reduce_range=reduce_range,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             extra_options={**extra, "MatMulConstBOnly": True})
         return gs.import_onnx(onnx.load(str(out)))

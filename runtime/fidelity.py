@@ -1,4 +1,14 @@
-"""How close a compiled model's outputs are to the original's."""
+"""How close a compiled model's outputs are to the original's, judged with a metric that fits each output.
+
+Per-sample cosine says little about most outputs: a one-value regressor's cosine is only its sign, and
+non-negative maps or probabilities have a cosine near 1 for almost anything. So each output gets a metric
+(`output_metric`) and a `score` on the same 0..1 scale the gates use:
+- `cosine`: signed vectors (embeddings, hidden states, logits) — the mean per-sample cosine;
+- `range`: one- or few-value outputs (regression, scores), non-negative maps and probabilities —
+  1 − RMS error / the output's range over the whole set (0.99 = an RMS error of 1 % of the range);
+- `agreement`: integer outputs (labels, indices) — the fraction of elements that are equal.
+Non-finite values that the original has too (a -inf mask fill, a NaN it produces) count as equal.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,8 @@ import numpy as np
 @dataclass(frozen=True)
 class OutputFidelity:
     name: str
+    metric: str          # cosine | range | agreement (see the module docstring)
+    score: float         # what the gates compare: 1.0 = identical
     cosine: float        # mean over samples of the per-sample cosine similarity
     min_cosine: float    # worst sample
     rel_l2: float        # ||a - b|| / ||a|| over everything
@@ -38,6 +50,19 @@ def _masked(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return a[mask]
 
 
+VECTOR_MIN_VALUES = 8     # fewer values per sample than this are "few-value" outputs, judged by range
+
+
+def output_metric(ref: list[np.ndarray]) -> str:
+    """The metric that fits an output, from the original's values over the whole set."""
+    if not np.issubdtype(ref[0].dtype, np.floating):
+        return "agreement"
+    per_sample = min(a.size // max(a.shape[0], 1) if a.ndim > 1 else a.size for a in ref)
+    finite = [a[np.isfinite(a)] for a in ref]
+    non_negative = all(f.size == 0 or f.min() >= 0 for f in finite)
+    return "range" if per_sample < VECTOR_MIN_VALUES or non_negative else "cosine"
+
+
 def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
                     masks: list[np.ndarray | None] | None = None) -> OutputFidelity:
     """Compare one output over a list of samples (one array per held-out feed); `masks` (one per sample,
@@ -50,18 +75,47 @@ def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
     if masks is not None:
         ref = [_masked(np.asarray(a), m) for a, m in zip(ref, masks, strict=True)]
         got = [_masked(np.asarray(b), m) for b, m in zip(got, masks, strict=True)]
-    a_all = np.concatenate([np.asarray(a, np.float64).ravel() for a in ref])
-    b_all = np.concatenate([np.asarray(b, np.float64).ravel() for b in got])
-    if not (np.isfinite(b_all).all()):
-        return OutputFidelity(name, float("nan"), float("nan"), float("inf"), float("inf"))
-    cos = [_cosine(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in zip(ref, got, strict=True)]
+    metric = output_metric([np.asarray(a) for a in ref])
+    ref, got, finite = _shared_non_finite_zeroed(ref, got)
+    if not finite:
+        return OutputFidelity(name, metric, float("nan"), float("nan"), float("nan"), float("inf"), float("inf"))
+    a_all = np.concatenate([a.ravel() for a in ref])
+    b_all = np.concatenate([b.ravel() for b in got])
+    cos = [_cosine(a, b) for a, b in zip(ref, got, strict=True)]
     norm = float(np.linalg.norm(a_all))
     diff = float(np.linalg.norm(a_all - b_all))
     rel = diff / norm if norm > 0 else (0.0 if diff == 0 else float("inf"))
     max_abs = float(np.max(np.abs(a_all - b_all))) if a_all.size else 0.0
+    score = {"cosine": float(np.mean(cos)), "range": _range_score(a_all, b_all),
+             "agreement": float(np.mean(a_all == b_all)) if a_all.size else 1.0}[metric]
     top1 = _top1_agreement(ref, got)
     nn, rho = _embedding_agreement(ref, got)
-    return OutputFidelity(name, float(np.mean(cos)), float(np.min(cos)), rel, max_abs, top1, nn, rho)
+    return OutputFidelity(name, metric, score, float(np.mean(cos)), float(np.min(cos)), rel, max_abs, top1, nn, rho)
+
+
+def _shared_non_finite_zeroed(ref, got) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
+    """float64 copies where values non-finite in both (the same NaN or infinity) are set to 0, and whether
+    every other value is finite: a non-finite value only one side has is a difference that matters."""
+    out_a, out_b, finite = [], [], True
+    for a, b in zip(ref, got, strict=True):
+        a, b = np.array(a, np.float64), np.array(b, np.float64)
+        same = (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))
+        a[same], b[same] = 0.0, 0.0
+        finite = finite and bool(np.isfinite(a).all() and np.isfinite(b).all())
+        out_a.append(a)
+        out_b.append(b)
+    return out_a, out_b, finite
+
+
+def _range_score(a: np.ndarray, b: np.ndarray) -> float:
+    """1 − RMS error relative to the reference's range (its largest magnitude when it is constant)."""
+    if not a.size:
+        return 1.0
+    rms = float(np.sqrt(np.mean((a - b) ** 2)))
+    scale = float(a.max() - a.min()) or float(np.max(np.abs(a)))
+    if scale == 0:
+        return 1.0 if rms == 0 else 0.0
+    return max(0.0, 1.0 - rms / scale)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -75,12 +75,31 @@ def _guess_dim(name: str, index: int, spec: InputSpec, dims: dict[str, int]) -> 
     return dims.get("sequence", DEFAULT_DIMS["sequence"])
 
 
+def is_scalar(spec: InputSpec) -> bool:
+    """A rank-0 input or one whose every dimension is fixed to 1: a setting (sample rate, flag), not data."""
+    return all(isinstance(d, int) and d == 1 for d in spec.shape)
+
+
+def fixed_value(spec: InputSpec, value, shape: tuple[int, ...]) -> np.ndarray:
+    """A value the user fixed for an input (`--input NAME=VALUE`), in the input's dtype, broadcast to
+    `shape` when it is a single number."""
+    array = np.asarray(value).astype(spec.dtype)
+    if array.size == 1 and array.shape != shape:
+        array = np.full(shape, array.reshape(()), dtype=spec.dtype)
+    return np.array(array, order="C")
+
+
 def synthesize_feed(specs: list[InputSpec], rng: np.random.Generator, dims: dict[str, int] | None = None,
-                    vocab_size: int = 1000) -> dict[str, np.ndarray]:
-    """One feed dict: token ids in vocabulary range, masks of ones, images in [0, 1]."""
+                    vocab_size: int = 1000, fixed: dict[str, object] | None = None) -> dict[str, np.ndarray]:
+    """One feed dict: token ids in vocabulary range, masks of ones, images in [0, 1]; `fixed` values
+    (by input name) are used as given."""
     feed = {}
+    fixed = fixed or {}
     for spec in specs:
         shape = concrete_shape(spec, dims)
+        if spec.name in fixed:
+            feed[spec.name] = fixed_value(spec, fixed[spec.name], shape)
+            continue
         role = spec.role
         if role == "mask":
             value = np.ones(shape, dtype=spec.dtype)
@@ -94,5 +113,5 @@ def synthesize_feed(specs: list[InputSpec], rng: np.random.Generator, dims: dict
             value = rng.random(shape, dtype=np.float32).astype(spec.dtype)
         else:
             value = rng.standard_normal(shape).astype(spec.dtype)
-        feed[spec.name] = np.ascontiguousarray(value)
+        feed[spec.name] = np.array(value, order="C")   # not ascontiguousarray: it makes scalars 1-D
     return feed

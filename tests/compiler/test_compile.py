@@ -76,14 +76,14 @@ class _BreakFirstMLP:
 def test_a_pass_that_breaks_numbers_fails_the_gate(save, tmp_path, monkeypatch):
     monkeypatch.setitem(REGISTRY, "break", _BreakFirstMLP)
     out = tmp_path / "out.onnx"
-    code, text = _compile(save(models.mlp_model("gelu", residual=False)), "--passes", "break", "-o", out,
+    code, text = _compile(save(models.mlp_model("gelu", residual=False)), "--passes", "break", "--allow-synthetic", "-o", out,
                           "--no-measure")
     assert code == 1
     assert not out.exists()
     assert "below the gate" in text
     report = json.loads((tmp_path / "out.report.json").read_text())
     assert not report["ok"] and report["fidelity"][0]["cosine"] < 0.99
-    code, _ = _compile(save(models.mlp_model("gelu", residual=False), "again"), "--passes", "break", "-o", out,
+    code, _ = _compile(save(models.mlp_model("gelu", residual=False), "again"), "--passes", "break", "--allow-synthetic", "-o", out,
                        "--no-measure", "--min-cosine", "0")
     assert code == 0 and out.exists()
 
@@ -102,13 +102,15 @@ def test_calibration_npz_is_used_and_split(save, tmp_path):
 def test_the_originals_outputs_are_computed_once_and_kept_aligned(save, tmp_path):
     import onnxruntime as ort
 
-    from edgec.compiler.driver import CompileOptions, _feeds
+    from edgec.compiler.driver import CompileOptions
+    from edgec.compiler.feeds import calibration_feeds
 
     path = save(models.mlp_model("gelu"))
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(0).standard_normal((12, 7, models.D)).astype(np.float32))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    split = _feeds(session, onnx.load(str(path)), CompileOptions(output=tmp_path / "o.onnx", calib=calib), path)
+    split = calibration_feeds(session, onnx.load(str(path)), CompileOptions(output=tmp_path / "o.onnx", calib=calib),
+                              path, [])
     search = split.fit_and_search()[1]
     assert len(split.held_out_outputs) == len(split.held_out) == 4 and len(split.search_outputs) == len(search) == 4
     for feeds, outputs in ((split.held_out, split.held_out_outputs), (search, split.search_outputs)):
@@ -144,12 +146,12 @@ def test_a_slower_compile_is_rolled_back(save, tmp_path, monkeypatch):
     monkeypatch.setitem(REGISTRY, "slower", _MakeSlower)
     src = save(models.mlp_model("relu", blocks=1))
     out = tmp_path / "out.onnx"
-    code, text = _compile(src, "--passes", "slower", "-o", out, "--runs", "40", "--format", "json")
+    code, text = _compile(src, "--passes", "slower", "--allow-synthetic", "-o", out, "--runs", "40", "--format", "json")
     assert code == 0, text
     report = json.loads(text)
     assert report["rolled_back"] and report["latency"]["ratio_p50"] > 1
     assert out.read_bytes() == onnx.load(str(src)).SerializeToString()
-    code, text = _compile(src, "--passes", "slower", "-o", out, "--runs", "10", "--allow-slower", "--force",
+    code, text = _compile(src, "--passes", "slower", "--allow-synthetic", "-o", out, "--runs", "10", "--allow-slower", "--force",
                           "--format", "json")
     assert code == 0 and not json.loads(text)["rolled_back"]
     assert sum(n.op_type == "MatMul" for n in onnx.load(str(out)).graph.node) > 12
@@ -173,11 +175,11 @@ def test_token_ids_are_synthesized_inside_a_small_vocabulary(save, tmp_path):
 def test_goal_search_keeps_the_best_pipeline_or_exits_1(save, tmp_path):
     src = save(models.mlp_model("gelu", blocks=2))
     out = tmp_path / "goal.onnx"
-    code, text = _compile(src, "--goal", "size=0.9", "-o", out, "--runs", "5", "--min-cosine", "0.9")
+    code, text = _compile(src, "--goal", "size=0.9", "--allow-synthetic", "-o", out, "--runs", "5", "--min-cosine", "0.9")
     assert code == 0, text
     assert "meets the goal" in text and out.exists()
     assert "goal size=0.9: chose" in json.loads(out.with_suffix(".report.json").read_text())["notes"][-1]
-    code, text = _compile(src, "--goal", "speedup=1000", "-o", tmp_path / "g2.onnx", "--runs", "5")
+    code, text = _compile(src, "--goal", "speedup=1000", "--allow-synthetic", "-o", tmp_path / "g2.onnx", "--runs", "5")
     assert code == 1 and "no pipeline meets --goal speedup=1000" in text
     code, text = _compile(src, "--goal", "faster=yes")
     assert code == 2 and "expected speedup=2" in text
@@ -186,7 +188,7 @@ def test_goal_search_keeps_the_best_pipeline_or_exits_1(save, tmp_path):
 def test_markdown_report(save, tmp_path):
     src = save(models.mlp_model("gelu"))
     report = tmp_path / "report.md"
-    code, text = _compile(src, "-o", tmp_path / "o.onnx", "--runs", "3", "--report", report)
+    code, text = _compile(src, "--allow-synthetic", "-o", tmp_path / "o.onnx", "--runs", "3", "--report", report)
     assert code == 0, text
     md = report.read_text()
     assert md.startswith("# edgec compile → x86") and "| latency p50 (ms) |" in md
@@ -197,7 +199,7 @@ def test_goal_search_with_recovery_trains_every_compressing_candidate(save, tmp_
     pytest.importorskip("torch")
     src = save(models.mlp_model("gelu", blocks=2))
     out = tmp_path / "goal.onnx"
-    code, text = _compile(src, "--goal", "size=0.9", "--recover", "--train-minutes", "0.01", "-o", out,
+    code, text = _compile(src, "--goal", "size=0.9", "--allow-synthetic", "--recover", "--train-minutes", "0.01", "-o", out,
                           "--runs", "3", "--min-cosine", "0.9", "--format", "json")
     assert code == 0, text
     report = json.loads(text[text.index("{"):])                     # stdout is one JSON document

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 
 def _compile(src, tmp_path, name, *extra):
     out = tmp_path / f"{name}.onnx"
-    code, text = run_cli("compile", src, "--passes", "cleanup,prune", "--pass-option", "prune.keep=0.25",
+    code, text = run_cli("compile", src, "--allow-synthetic", "--passes", "cleanup,prune", "--pass-option", "prune.keep=0.25",
                          "--no-measure", "--min-cosine", "0", "-o", out, *extra)
     assert code == 0, text
     return out, json.loads(out.with_suffix(".report.json").read_text())
@@ -35,7 +35,7 @@ def test_recover_trains_the_weights_and_keeps_the_structure(save, tmp_path):
 
 def test_recover_runs_before_quantize(save, tmp_path):
     src = save(models.mlp_model("gelu", blocks=1))
-    code, text = run_cli("compile", src, "--passes", "cleanup,prune,quantize", "--pass-option", "prune.keep=0.5",
+    code, text = run_cli("compile", src, "--allow-synthetic", "--passes", "cleanup,prune,quantize", "--pass-option", "prune.keep=0.5",
                          "--recover", "--train-minutes", "0.02", "--no-measure", "--min-cosine", "0",
                          "-o", tmp_path / "q.onnx")
     assert code == 0, text
@@ -110,7 +110,7 @@ def test_a_hook_that_fails_mid_stream_is_an_input_error(save, tmp_path, monkeypa
         "        yield {'x': np.random.default_rng(i).standard_normal((1, 5, 16)).astype(np.float32)}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     src = save(models.mlp_model("gelu", blocks=1))
-    code, text = run_cli("compile", src, "--passes", "cleanup,prune", "--calib-hook", "flaky_feeds:feeds",
+    code, text = run_cli("compile", src, "--allow-synthetic", "--passes", "cleanup,prune", "--calib-hook", "flaky_feeds:feeds",
                          "--calib-count", "24", "--recover", "--train-minutes", "0.05", "--no-measure",
                          "-o", tmp_path / "out.onnx")
     sys.modules.pop("flaky_feeds", None)

@@ -13,7 +13,7 @@ from clirun import run_cli
 
 
 def _compile_with_report(src, tmp_path, report, *extra):
-    code, text = run_cli("compile", src, "--passes", "cleanup,lowrank,prune", "--pass-option", "lowrank.floor=0.99",
+    code, text = run_cli("compile", src, "--allow-synthetic", "--passes", "cleanup,lowrank,prune", "--pass-option", "lowrank.floor=0.99",
                          "--pass-option", "prune.floor=0.99", "-o", tmp_path / "o.onnx", "--runs", "5",
                          "--allow-slower", "--report", report, *extra)
     assert code == 0, text
@@ -67,7 +67,7 @@ def test_markdown_report_links_png_plots(save, tmp_path):
 def test_goal_report_plots_every_candidate(save, tmp_path):
     src = save(models.mlp_model("gelu", blocks=2))
     report = tmp_path / "goal.html"
-    code, text = run_cli("compile", src, "--goal", "size=0.9", "-o", tmp_path / "g.onnx", "--runs", "3",
+    code, text = run_cli("compile", src, "--allow-synthetic", "--goal", "size=0.9", "-o", tmp_path / "g.onnx", "--runs", "3",
                          "--report", report)
     assert code == 0, text
     html = report.read_text()

@@ -61,19 +61,21 @@ def test_float16_model_with_recovery_is_not_an_error(save, tmp_path):
 def test_quantized_model_is_left_alone_with_a_note(save, tmp_path):
     model = models.mlp_model("relu")
     out = tmp_path / "q.onnx"
-    assert _compile(save(model), "--passes", "cleanup,quantize", "-o", out, "--no-measure", "--min-cosine", "0")[0] == 0
+    assert _compile(save(model), "--passes", "cleanup,quantize", "-o", out, "--no-measure", "--min-cosine", "0",
+                    "--allow-synthetic")[0] == 0
     code, text = _compile(out, "-o", tmp_path / "again.onnx", "--no-measure", "--min-cosine", "0")
     assert code == 0, text
     assert any("quantized layers" in n and "left alone" in n for n in _report(tmp_path / "again.onnx")["notes"])
 
 
-def test_nan_weights_are_rejected(save):
+def test_nan_weights_are_ordinary_constants_compared_as_equal(save, tmp_path):
+    # -inf mask fills and NaN constants are ordinary in real exports: what matters is an output difference
     model = models.mlp_model("relu")
     array = numpy_helper.to_array(model.graph.initializer[0]).copy()
     array.flat[0] = np.nan
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(array, model.graph.initializer[0].name))
-    code, out = _compile(save(model), "--no-measure")
-    assert code == 2 and "NaN or Inf" in _check_one_line(out)
+    code, out = _compile(save(model), "-o", tmp_path / "o.onnx", "--no-measure")
+    assert code == 0, out
 
 
 def test_unknown_custom_op_is_exit_2(save):

@@ -28,7 +28,7 @@ def test_prune_and_recover_on_architecture(name, tmp_path):
     code, out = run_cli("export", f"hf_models:{name}", "-o", src, "--exporter", exporter, "--opset", str(opset))
     assert code == 0, out
     dst = tmp_path / "out.onnx"
-    code, out = run_cli("compile", src, "--passes", "cleanup,prune", "--pass-option", "prune.keep=0.5",
+    code, out = run_cli("compile", src, "--allow-synthetic", "--passes", "cleanup,prune", "--pass-option", "prune.keep=0.5",
                         "--recover", "--train-minutes", "0.03", "--min-cosine", "0", "--no-measure", "-o", dst)
     assert code == 0, out
     report = json.loads(dst.with_suffix(".report.json").read_text())

@@ -1,0 +1,80 @@
+"""Which pipelines a compile tries, in order: what was asked, then steps back towards the original.
+
+The default pipeline (the target's own, with its own options) must never fail its own gate: when the point
+its searches chose is rejected on the held-out inputs, or a pass breaks, the compile steps back — tighter
+floors (a larger keep, int8 only if it scores higher), then the float graph, then only the lossless
+passes, finally the original model — each step with a note. What the user asked for explicitly (passes,
+pass options, a goal, --min-cosine) is tried as asked, and a failure exits 1.
+
+Lossy passes (anything not marked `lossless`) need real inputs: synthesized ones prove that a graph runs,
+not that a regressor or an embedder kept its meaning. Without data they are left out unless the user
+opts in with --allow-synthetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgec.passes import get_pass
+from edgec.targets import TargetProfile
+
+REAL_DATA_FLAGS = "--calib, --calib-text, --calib-dir or --calib-hook"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    label: str
+    passes: list[str]
+    pass_options: dict[str, dict] = field(default_factory=dict)   # replaces the target's options per pass
+
+
+def is_lossless(name: str) -> bool:
+    return bool(getattr(get_pass(name), "lossless", False))
+
+
+def without_lossy(passes: list[str]) -> list[str]:
+    return [p for p in passes if is_lossless(p)]
+
+
+def synthetic_note(requested: list[str]) -> str | None:
+    """The one line that says what was left out for want of real inputs, and which flag unlocks it."""
+    dropped = [p for p in requested if not is_lossless(p)]
+    if not dropped:
+        return None
+    return (f"no real inputs: only lossless passes ran ({', '.join(dropped)} left out); give real inputs with "
+            f"{REAL_DATA_FLAGS} to compress, or --allow-synthetic to compress on synthesized ones")
+
+
+def plan_attempts(passes: list[str], explicit_options: dict[str, dict], target: TargetProfile,
+                  step_back: bool) -> list[Attempt]:
+    first = Attempt("as planned", passes, explicit_options)
+    if not step_back:
+        return [first]
+    tighter = {name: _tightened(target.options_for(name)) for name in passes if "floor" in target.options_for(name)}
+    steps = [first]
+    no_recover = [p for p in passes if p != "recover"]
+    if tighter:
+        steps.append(Attempt("tighter floors", no_recover, tighter))
+    if "quantize" in passes:
+        steps.append(Attempt("the float graph", [p for p in no_recover if p != "quantize"], tighter))
+    lossless = without_lossy(passes)
+    if lossless != passes:
+        steps.append(Attempt("lossless passes only", lossless, {}))
+    steps.append(Attempt("the original model", [], {}))
+    return _distinct(steps)
+
+
+def _tightened(options: dict) -> dict:
+    """Half the distance of each floor to 1: e.g. prune keeps more units (0.995 → 0.9975)."""
+    floor = float(options["floor"])
+    return {**options, "floor": round(1 - (1 - floor) / 2, 6)} if 0 < floor < 1 else dict(options)
+
+
+def _distinct(steps: list[Attempt]) -> list[Attempt]:
+    seen, out = set(), []
+    for step in steps:
+        key = (tuple(step.passes), repr(sorted(step.pass_options.items())))
+        if key not in seen:
+            seen.add(key)
+            out.append(step)
+    return out

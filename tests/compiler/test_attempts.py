@@ -1,0 +1,30 @@
+"""Which pipelines a compile tries, and in which order it steps back."""
+
+from edgec.compiler.attempts import plan_attempts, synthetic_note, without_lossy
+from edgec.targets import load_target
+
+
+def test_the_default_arm_pipeline_steps_back_to_the_original():
+    steps = plan_attempts(["cleanup", "prune", "quantize"], {}, load_target("arm"), step_back=True)
+    assert [s.label for s in steps] == ["as planned", "tighter floors", "the float graph", "lossless passes only",
+                                        "the original model"]
+    tighter = steps[1].pass_options
+    assert tighter["prune"]["floor"] == 0.999 and tighter["quantize"]["floor"] == 0.9955
+    assert steps[2].passes == ["cleanup", "prune"] and steps[3].passes == ["cleanup"] and steps[4].passes == []
+
+
+def test_what_the_user_asked_for_is_tried_once():
+    steps = plan_attempts(["cleanup", "prune"], {"prune": {"keep": 0.5}}, load_target("x86"), step_back=False)
+    assert len(steps) == 1 and steps[0].pass_options == {"prune": {"keep": 0.5}}
+
+
+def test_recovery_is_not_repeated_when_stepping_back():
+    steps = plan_attempts(["cleanup", "prune", "recover"], {"recover": {"minutes": 1}}, load_target("x86"), True)
+    assert "recover" in steps[0].passes and all("recover" not in s.passes for s in steps[1:])
+
+
+def test_without_real_inputs_only_lossless_passes_remain_and_the_note_names_the_flags():
+    assert without_lossy(["cleanup", "prune", "fuse", "quantize"]) == ["cleanup", "fuse"]
+    note = synthetic_note(["cleanup", "prune"])
+    assert "prune" in note and "--calib" in note and "--allow-synthetic" in note
+    assert synthetic_note(["cleanup"]) is None

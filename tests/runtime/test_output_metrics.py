@@ -1,0 +1,47 @@
+"""Each output is judged with a metric that fits it (issue: cosine of a one-value regressor is its sign)."""
+
+import numpy as np
+import pytest
+
+from edgec.runtime.fidelity import compare_outputs, output_metric
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def test_a_one_value_regressor_is_judged_by_its_range_not_its_sign():
+    ref = [_rng().uniform(1, 5, size=(8, 1)).astype(np.float32) for _ in range(4)]
+    off = [r * 1.3 for r in ref]                          # 30 % too large: same sign, cosine exactly 1
+    fid = compare_outputs("y", ref, off)
+    assert fid.metric == "range" and fid.cosine == pytest.approx(1.0)
+    assert fid.score < 0.9
+
+
+def test_non_negative_maps_and_probabilities_are_judged_by_range():
+    rng = _rng()
+    maps = [1 / (1 + np.exp(-rng.standard_normal((1, 64, 64)))) for _ in range(4)]
+    moved = [np.clip(m + 0.1 * rng.standard_normal(m.shape), 0, 1) for m in maps]
+    fid = compare_outputs("saliency", maps, moved)
+    assert fid.metric == "range" and fid.cosine > 0.97 and fid.score < 0.95
+
+
+def test_signed_vectors_keep_the_per_sample_cosine():
+    ref = [_rng().standard_normal((2, 384)).astype(np.float32) for _ in range(3)]
+    fid = compare_outputs("embedding", ref, [r + 1e-3 for r in ref])
+    assert fid.metric == "cosine" and fid.score == fid.cosine > 0.999
+
+
+def test_integer_outputs_are_judged_by_agreement():
+    ref = [np.array([1, 2, 3, 4]), np.array([0, 0, 1, 1])]
+    got = [np.array([1, 2, 3, 0]), np.array([0, 0, 1, 1])]
+    assert output_metric(ref) == "agreement"
+    assert compare_outputs("label", ref, got).score == pytest.approx(7 / 8)
+
+
+def test_non_finite_values_both_sides_share_are_equal_and_others_fail():
+    ref = [np.array([[-np.inf, 1.0, np.nan, -2.0] * 4])]
+    assert compare_outputs("masked", ref, [ref[0].copy()]).score == pytest.approx(1.0)
+    broken = ref[0].copy()
+    broken[0, 1] = np.nan
+    assert not compare_outputs("masked", ref, [broken]).score >= 0.5
