@@ -105,6 +105,10 @@ def _parse_input_values(values: tuple[str, ...]) -> dict[str, object]:
 @click.option("--calib-text", type=click.Path(path_type=Path), help="Unlabeled text, one per line (needs --tokenizer).")
 @click.option("--tokenizer", type=click.Path(path_type=Path), help="Hugging Face tokenizer folder for --calib-text.")
 @click.option("--calib-dir", type=click.Path(path_type=Path), help="A folder of images (resized to the input).")
+@click.option("--image-preset", type=click.Choice(["imagenet", "clip", "unit", "signed", "raw"]),
+              help="How --calib-dir pixels are normalized (default: preprocessor_config.json beside the model).")
+@click.option("--image-resize", type=click.Choice(["stretch", "crop", "pad"]),
+              help="How --calib-dir images are fitted to the input (default stretch, or the config's crop).")
 @click.option("--calib-hook", help="module:function yielding feed dicts (given the input specs).")
 @click.option("--calib-count", type=click.IntRange(min=1), default=96, show_default=True,
               help="Items of --calib-text/-dir/-hook used for calibration; the rest train --recover.")
@@ -129,7 +133,8 @@ def _parse_input_values(values: tuple[str, ...]) -> dict[str, object]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 @_handle_errors
-def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, calib_hook,
+def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, image_preset,
+                image_resize, calib_hook,
                 calib_count, recover, train_minutes, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
@@ -147,7 +152,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
         calib_text=calib_text, tokenizer=tokenizer, calib_dir=calib_dir, calib_hook=calib_hook,
         calib_count=calib_count, recover_minutes=train_minutes if recover else 0.0,
-        allow_synthetic=allow_synthetic, input_values=_parse_input_values(input_values))
+        allow_synthetic=allow_synthetic, input_values=_parse_input_values(input_values),
+        image_preset=image_preset, image_resize=image_resize)
     tried = None
     if goal:
         from edgec.compiler.goal import compile_to_goal, parse_goal

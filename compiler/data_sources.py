@@ -24,6 +24,7 @@ import numpy as np
 
 from edgec.compiler.calibration import Feed
 from edgec.compiler.errors import InputError
+from edgec.compiler.image_prep import PRESETS, ImagePrep, fitted
 from edgec.runtime.inputs import InputSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -116,7 +117,7 @@ def _tokenizer(folder: Path):
         raise InputError(f"{folder}: not a tokenizer folder ({str(exc).splitlines()[0][:120]})") from None
 
 
-def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource:
+def image_source(folder: Path, specs: list[InputSpec], count: int, prep: ImagePrep | None = None) -> DataSource:
     if not Path(folder).is_dir():
         raise InputError(f"{folder}: no such folder")
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -126,6 +127,7 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
     if len(specs) != 1 or not image_specs:
         raise InputError("--calib-dir needs a model with one image input (NCHW or NHWC)")
     spec = image_specs[0]
+    prep = prep or PRESETS["unit"]
     channels_last = _channels_last(spec.shape)
     dims = spec.shape[1:] if not channels_last else (spec.shape[3], spec.shape[1], spec.shape[2])
     channels, height, width = (d if isinstance(d, int) and d > 0 else default
@@ -137,11 +139,11 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
 
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
+                img = fitted(img.convert("L" if channels == 1 else "RGB"), width, height, prep.resize)
                 array = np.asarray(img, np.float32) / 255.0
         except (OSError, UnidentifiedImageError) as exc:
             raise InputError(f"{path}: not a readable image ({str(exc).splitlines()[0][:120]})") from None
-        array = array[:, :, None] if array.ndim == 2 else array      # H, W, C
+        array = prep.normalize(array[:, :, None] if array.ndim == 2 else array)      # H, W, C
         return array if channels_last else array.transpose(2, 0, 1)
 
     def feeds(paths: list[Path]) -> Iterator[Feed]:
@@ -160,7 +162,7 @@ def image_source(folder: Path, specs: list[InputSpec], count: int) -> DataSource
     if not calibration:
         raise InputError(f"{folder}: fewer images than the model's fixed batch of {batch}")
     layout = "NHWC" if channels_last else "NCHW"
-    return DataSource(f"{folder} (images, {layout}, scaled to [0, 1])", calibration, training)
+    return DataSource(f"{folder} (images, {layout}, {prep.resize}, {prep.label})", calibration, training)
 
 
 def _channels_last(shape: tuple) -> bool:

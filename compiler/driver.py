@@ -60,6 +60,8 @@ class CompileOptions:
     recover_minutes: float = 0.0             # > 0: recovery distillation (before quantize) for this long
     allow_synthetic: bool = False            # lossy passes may run on synthesized inputs
     input_values: dict[str, object] = field(default_factory=dict)   # --input NAME=VALUE for synthesized feeds
+    image_preset: str | None = None          # --calib-dir pixels: imagenet | clip | unit | signed | raw
+    image_resize: str | None = None          # --calib-dir: stretch | crop | pad
 
 
 def session_config(target: TargetProfile) -> SessionConfig:

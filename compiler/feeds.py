@@ -11,6 +11,7 @@ import onnx
 
 from edgec.compiler.calibration import Feed, FeedSplit, load_npz_feeds, split_feeds, vocabulary_size
 from edgec.compiler.errors import InputError
+from edgec.compiler.image_prep import image_prep
 from edgec.compiler.synthesis import working_feeds
 from edgec.runtime.inputs import input_specs
 
@@ -25,7 +26,7 @@ def calibration_feeds(session, model: onnx.ModelProto, options, path: Path, note
         raise InputError(f"--input: the model has no input(s) {unknown} (it has {[s.name for s in specs]})")
     training = None
     if options.calib_text or options.calib_dir or options.calib_hook:
-        data = _data_source(options, specs)
+        data = _data_source(options, specs, path, notes)
         feeds, source, training = data.calibration, data.label, data.training
     elif options.calib:
         feeds, source = load_npz_feeds(options.calib, specs), str(options.calib)
@@ -61,7 +62,7 @@ def _run_original(session, split: FeedSplit, options, path: Path) -> None:
                          f"({str(exc).splitlines()[0][:160]}); {hint}") from None
 
 
-def _data_source(options, specs):
+def _data_source(options, specs, path: Path, notes: list[str]):
     from edgec.compiler import data_sources
 
     if sum(bool(x) for x in (options.calib, options.calib_text, options.calib_dir, options.calib_hook)) > 1:
@@ -70,5 +71,8 @@ def _data_source(options, specs):
         return data_sources.text_source(options.calib_text, options.tokenizer, specs, options.calib_count,
                                         options.dims.get("sequence", 128))
     if options.calib_dir:
-        return data_sources.image_source(options.calib_dir, specs, options.calib_count)
+        prep = image_prep(options.image_preset, options.image_resize, path)
+        if not prep.known:
+            notes.insert(0, f"calibration images as {prep.label} (give --image-preset imagenet|clip|unit|signed|raw)")
+        return data_sources.image_source(options.calib_dir, specs, options.calib_count, prep)
     return data_sources.hook_source(options.calib_hook, specs, options.calib_count)

@@ -10,6 +10,7 @@ VNNI and on an emulated AVX2 CPU alike; without reduce_range 0.0116 and 0.0218).
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import cache
 
@@ -33,7 +34,11 @@ def is_x86() -> bool:
 
 
 def int8_saturates() -> bool:
-    """True on an x86 CPU whose u8s8 int8 kernels saturate (no VNNI/AMX); unknown flags count as saturating."""
+    """True on an x86 CPU whose u8s8 int8 kernels saturate (no VNNI/AMX); unknown flags count as saturating.
+    EDGEC_INT8_NUMERICS=saturating|exact overrides the detection (to reproduce another machine's decisions)."""
+    forced = os.environ.get("EDGEC_INT8_NUMERICS", "").strip().lower()
+    if forced in ("saturating", "exact"):
+        return forced == "saturating"
     return is_x86() and not (cpu_flags() & EXACT_INT8_FLAGS)
 
 
