@@ -40,6 +40,7 @@ class Outcome:
     detail: str            # the task check's summary, or the error line
     seconds: float
     notes: list[str]
+    rewrites: str = ""     # passes that changed the model (beyond cleanup) and the size ratio, e.g. "quantize, 0.27× bytes"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     for model in chosen:
         for target in args.targets.split(","):
             outcome = sweep_one(model, target, args.cache, args.out, args.measure)
-            print(f"{outcome.model:<24} {target:<5} {outcome.status:<8} {outcome.detail}", flush=True)
+            print(f"{outcome.model:<24} {target:<5} {outcome.status:<8} {outcome.rewrites:<28} {outcome.detail}",
+                  flush=True)
             outcomes.append(outcome)
     (args.out / "results.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
     table = markdown_table(outcomes)
@@ -94,9 +96,20 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
            str(calib), "-o", str(compiled), "--report", str(report), "--force", "--format", "json"]
     proc = subprocess.run(cmd + ([] if measure else ["--no-measure"]), capture_output=True, text=True)
     seconds = round(time.perf_counter() - start, 1)
-    notes = json.loads(report.read_text()).get("notes", []) if report.exists() and proc.returncode == 0 else []
+    data = json.loads(report.read_text()) if report.exists() and proc.returncode == 0 else {}
     status, detail = _judge(model, proc, path, compiled, check_feeds)
-    return Outcome(model.name, model.kind, target, status, proc.returncode, detail, seconds, notes)
+    return Outcome(model.name, model.kind, target, status, proc.returncode, detail, seconds, data.get("notes", []),
+                   _rewrites(data))
+
+
+def _rewrites(report: dict) -> str:
+    changed = [p["name"] for p in report.get("passes", []) if p.get("changed") and p["name"] != "cleanup"]
+    if not report or report.get("rolled_back") or not changed:
+        return "unchanged" if report else ""
+    ratio = report["after"]["bytes"] / max(report["before"]["bytes"], 1)
+    latency = report.get("latency", {}).get("ratio_p50")
+    timed = f", {latency:.2f}× latency" if latency else ""
+    return f"{', '.join(changed)}: {ratio:.2f}× bytes{timed}"
 
 
 def _judge(model: SweepModel, proc, original: Path, compiled: Path, feeds: list[dict]) -> tuple[str, str]:
@@ -124,9 +137,9 @@ def _last_line(text: str) -> str:
 
 
 def markdown_table(outcomes: list[Outcome]) -> str:
-    rows = ["| model | kind | target | outcome | detail | s |", "|---|---|---|---|---|---|"]
-    rows += [f"| {o.model} | {o.kind} | {o.target} | {o.status} | {o.detail.replace('|', '/')} | {o.seconds} |"
-             for o in outcomes]
+    rows = ["| model | kind | target | outcome | rewrites | task check / reason | s |", "|---|---|---|---|---|---|---|"]
+    rows += [f"| {o.model} | {o.kind} | {o.target} | {o.status} | {o.rewrites} | {o.detail.replace('|', '/')} | "
+             f"{o.seconds} |" for o in outcomes]
     counts = {s: sum(o.status == s for o in outcomes) for s in ("kept", "changed", "refused", "crash")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     return "\n".join(rows) + f"\n\n{len(outcomes)} compiles: {summary}\n"
