@@ -14,9 +14,10 @@ from edgec.compiler.driver import session_config
 from edgec.compiler.errors import InputError, ProviderError
 from edgec.compiler.measuring import placement_notes
 from edgec.compiler.progress import progress_bar
+from edgec.compiler.synthesis import working_feeds
 from edgec.runtime.bench import benchmark, machine_info
 from edgec.runtime.fidelity import compare_outputs, token_mask
-from edgec.runtime.inputs import input_specs, synthesize_feed
+from edgec.runtime.inputs import input_specs
 from edgec.runtime.latency import LatencyStats, measure_interleaved
 from edgec.runtime.placement import node_placement
 from edgec.runtime.session import ProviderUnavailable, create_session, resolve_providers
@@ -41,7 +42,8 @@ def make_feed(session, inputs: Path | None, dims: dict[str, int], seed: int = 0)
     specs = input_specs(session)
     if inputs:
         return load_npz_feeds(inputs, specs)[0]
-    return synthesize_feed(specs, np.random.default_rng(seed), dims)
+    # the first synthesized guess, or the variant real models need (a sample rate, a chunk size)
+    return working_feeds(session, specs, 1, seed, dims, 1000, {})[0][0]
 
 
 def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, dims: dict | None = None,
@@ -53,7 +55,7 @@ def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, d
     settings = {"warmup": lat.warmup if warmup is None else warmup, "runs": lat.runs if runs is None else runs,
                 "max_seconds": lat.max_seconds if max_seconds is None else max_seconds, "dims": dims or {}}
     local = create_session(str(path), config, resolved)
-    feed = make_feed(local, inputs, dims or {}) if inputs or device else None
+    feed = make_feed(local, inputs, dims or {})
     if isinstance(device, QemuDevice):
         # emulation is 100-300× slower: a few runs prove it loads; the outputs prove it computes right
         settings.update(warmup=min(settings["warmup"], 1), runs=min(settings["runs"], 3))

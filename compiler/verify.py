@@ -26,7 +26,12 @@ def verify(report: CompileReport, reference, candidate, split: FeedSplit, target
         ref = [np.asarray(r[k]) for r in refs]
         if not (np.issubdtype(ref[0].dtype, np.number) or ref[0].dtype == np.bool_):
             continue
-        fid = compare_outputs(name, ref, [np.asarray(g[k]) for g in gots], [token_mask(f) for f in split.held_out])
+        try:
+            fid = compare_outputs(name, ref, [np.asarray(g[k]) for g in gots], [token_mask(f) for f in split.held_out])
+        except ValueError as exc:      # the compiled model gives another shape: as wrong as it gets
+            report.fidelity_ok = False
+            report.notes.append(f"output '{name}': {exc}")
+            continue
         report.fidelity.append(fid.as_dict())
         gated = gate_outputs is None or name in gate_outputs
         if gated and threshold > 0 and not (fid.score >= threshold):

@@ -6,6 +6,8 @@ non-negative maps or probabilities have a cosine near 1 for almost anything. So 
 - `cosine`: signed vectors (embeddings, hidden states, logits) — the mean per-sample cosine;
 - `range`: one- or few-value outputs (regression, scores), non-negative maps and probabilities —
   1 − RMS error / the output's range over the whole set (0.99 = an RMS error of 1 % of the range);
+  for class probabilities (rows that sum to 1) also the top-1 agreement, whichever is lower: an OCR
+  recognizer's per-step probabilities hardly move in RMS while its argmax — the text read — changes;
 - `agreement`: integer outputs (labels, indices) — the fraction of elements that are equal.
 Non-finite values that the original has too (a -inf mask fill, a NaN it produces) count as equal.
 """
@@ -89,6 +91,8 @@ def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
     score = {"cosine": float(np.mean(cos)), "range": _range_score(a_all, b_all),
              "agreement": float(np.mean(a_all == b_all)) if a_all.size else 1.0}[metric]
     top1 = _top1_agreement(ref, got)
+    if metric == "range" and top1 is not None and _is_probability(ref):
+        score = min(score, top1)
     nn, rho = _embedding_agreement(ref, got)
     return OutputFidelity(name, metric, score, float(np.mean(cos)), float(np.min(cos)), rel, max_abs, top1, nn, rho)
 
@@ -105,6 +109,16 @@ def _shared_non_finite_zeroed(ref, got) -> tuple[list[np.ndarray], list[np.ndarr
         out_a.append(a)
         out_b.append(b)
     return out_a, out_b, finite
+
+
+def _is_probability(ref: list[np.ndarray]) -> bool:
+    """Rows along the last axis that are distributions: in [0, 1] and summing to 1."""
+    if ref[0].ndim < 1 or ref[0].shape[-1] < 2:
+        return False
+    rows = np.concatenate([a.reshape(-1, a.shape[-1]) for a in ref]) if len({a.shape[-1] for a in ref}) == 1 else None
+    if rows is None or rows.size == 0 or rows.min() < 0 or rows.max() > 1 + 1e-4:
+        return False
+    return bool(np.mean(np.abs(rows.sum(axis=1) - 1) < 1e-3) > 0.99)
 
 
 def _range_score(a: np.ndarray, b: np.ndarray) -> float:
@@ -149,7 +163,7 @@ def _rows(samples: list[np.ndarray]) -> np.ndarray:
 
 def _embedding_agreement(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float | None, float | None]:
     """Nearest-neighbour agreement and Spearman correlation of pairwise cosine similarities."""
-    if not np.issubdtype(ref[0].dtype, np.floating) or ref[0].ndim < 1:
+    if not np.issubdtype(ref[0].dtype, np.floating) or ref[0].ndim < 1 or len({r.shape[-1] for r in ref}) > 1:
         return None, None
     a, b = _rows(ref), _rows(got)
     if a.shape[0] < 3 or a.shape[1] < 2:

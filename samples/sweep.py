@@ -98,18 +98,23 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
     seconds = round(time.perf_counter() - start, 1)
     data = json.loads(report.read_text()) if report.exists() and proc.returncode == 0 else {}
     status, detail = _judge(model, proc, path, compiled, check_feeds)
+    size = _file_bytes(compiled) / _file_bytes(path) if compiled.exists() else 0.0
     return Outcome(model.name, model.kind, target, status, proc.returncode, detail, seconds, data.get("notes", []),
-                   _rewrites(data))
+                   _rewrites(data, size))
 
 
-def _rewrites(report: dict) -> str:
+def _file_bytes(path: Path) -> int:
+    """The model file and its external data beside it."""
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.suffix not in (".json", ".npz"))
+
+
+def _rewrites(report: dict, ratio: float) -> str:
     changed = [p["name"] for p in report.get("passes", []) if p.get("changed") and p["name"] != "cleanup"]
     if not report or report.get("rolled_back") or not changed:
         return "unchanged" if report else ""
-    ratio = report["after"]["bytes"] / max(report["before"]["bytes"], 1)
     latency = report.get("latency", {}).get("ratio_p50")
     timed = f", {latency:.2f}× latency" if latency else ""
-    return f"{', '.join(changed)}: {ratio:.2f}× bytes{timed}"
+    return f"{', '.join(changed)}: {ratio:.2f}× file{timed}"
 
 
 def _judge(model: SweepModel, proc, original: Path, compiled: Path, feeds: list[dict]) -> tuple[str, str]:

@@ -36,10 +36,12 @@ def test_default_pipeline_on_family(family, tmp_path):
     if family.startswith("convnext"):
         assert any("Conv" in m["reason"] for m in info["near_misses"])
     dst = tmp_path / "out.onnx"
-    code, out = run_cli("compile", src, "--target", "arm", "-o", dst, "--runs", "10", "--format", "json")
+    # synthesized inputs, opted in: the lossy passes run, and the default pipeline steps back rather than fail
+    code, out = run_cli("compile", src, "--target", "arm", "-o", dst, "--runs", "10", "--format", "json",
+                        "--allow-synthetic")
     assert code == 0, out
     report = json.loads(out)
-    assert report["ok"] and all(f["cosine"] >= 0.99 for f in report["fidelity"])
+    assert report["ok"] and all(f["score"] >= 0.99 for f in report["fidelity"])
     compiled, original = onnx.load(str(dst)), onnx.load(str(src))
     assert [i.name for i in compiled.graph.input] == [i.name for i in original.graph.input]
     assert [o.name for o in compiled.graph.output] == [o.name for o in original.graph.output]

@@ -45,3 +45,19 @@ def test_non_finite_values_both_sides_share_are_equal_and_others_fail():
     broken = ref[0].copy()
     broken[0, 1] = np.nan
     assert not compare_outputs("masked", ref, [broken]).score >= 0.5
+
+
+def test_class_probabilities_are_also_judged_by_top1_agreement():
+    rng = _rng()
+    logits = [rng.standard_normal((1, 40, 30)) for _ in range(3)]
+    probs = [np.exp(x) / np.exp(x).sum(-1, keepdims=True) for x in logits]
+    swapped = [p[..., ::-1].copy() for p in probs]       # every step's argmax moves, the RMS barely does
+    fid = compare_outputs("ctc_probs", probs, swapped)
+    assert fid.metric == "range" and fid.top1_agreement < 0.2 and fid.score == fid.top1_agreement
+
+
+def test_outputs_whose_length_varies_between_samples_are_compared():
+    ref = [np.arange(n, dtype=np.int64)[None] for n in (30, 32, 28)]
+    assert compare_outputs("text_ids", ref, [r.copy() for r in ref]).score == 1.0
+    emb = [np.random.default_rng(n).standard_normal((1, n)) for n in (30, 32, 28)]
+    assert compare_outputs("frames", emb, [e.copy() for e in emb]).score == pytest.approx(1.0)
