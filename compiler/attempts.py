@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgec.compiler.errors import InputError
 from edgec.passes import get_pass
 from edgec.targets import TargetProfile
 
@@ -43,6 +44,21 @@ def synthetic_note(requested: list[str]) -> str | None:
         return None
     return (f"no real inputs: only lossless passes ran ({', '.join(dropped)} left out); give real inputs with "
             f"{REAL_DATA_FLAGS} to compress, or --allow-synthetic to compress on synthesized ones")
+
+
+def real_data_only(requested: list[str], source: str, allow_synthetic: bool, named: bool,
+                   notes: list[str]) -> list[str]:
+    """Without real inputs the lossy passes are left out (a note), unless --allow-synthetic; asked for by
+    name (--passes, a goal's candidates), that is an input error naming the flags."""
+    if source != "synthesized" or allow_synthetic:
+        return requested
+    note = synthetic_note(requested)
+    if note and named:
+        raise InputError(f"{', '.join(p for p in requested if p not in without_lossy(requested))} would judge "
+                         f"the compressed model on synthesized inputs only; give real inputs with {REAL_DATA_FLAGS} "
+                         "(or --allow-synthetic)")
+    notes += [note] if note else []
+    return without_lossy(requested)
 
 
 def plan_attempts(passes: list[str], explicit_options: dict[str, dict], target: TargetProfile,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,12 +12,12 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler import modelio
-from edgec.compiler.attempts import Attempt, plan_attempts, synthetic_note, without_lossy
+from edgec.compiler.attempts import Attempt, plan_attempts, real_data_only
 from edgec.compiler.calibration import (
     ActivationCapture,
     FeedSplit,
 )
-from edgec.compiler.errors import InputError, NegativeResult, ProviderError
+from edgec.compiler.errors import EdgecError, InputError, NegativeResult, ProviderError
 from edgec.compiler.feeds import calibration_feeds
 from edgec.compiler.measuring import measure_or_roll_back
 from edgec.compiler.probe import FidelityProbe
@@ -81,6 +83,7 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     resolved = _resolve(config)
     requested = options.passes if options.passes is not None else list(target.pipeline)
     step_back = options.passes is None and not options.pass_options and options.min_cosine is None
+    options = dataclasses.replace(options, pass_options=copy.deepcopy(options.pass_options))   # ours to extend
     requested = _plan(_with_recovery(requested, options))                   # 3 plan
     report = CompileReport(str(path), None, target.name, list(resolved.providers), requested,
                            notes=list(resolved.notes))
@@ -92,19 +95,12 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     split = calibration_feeds(reference, original, options, path, report.notes)   # 2 calibrate
     report.calibration = {"source": split.source, "calibration": len(split.calibration),
                           "held_out": len(split.held_out)}
-    if split.source == "synthesized" and not options.allow_synthetic:
-        note = synthetic_note(requested)
-        requested = without_lossy(requested)
-        report.notes += [note] if note else []
+    requested = real_data_only(requested, split.source, options.allow_synthetic, options.passes is not None,
+                               report.notes)
     editable = _editable_model(original, report)
     attempts = plan_attempts(requested if editable is not None else [], options.pass_options, target, step_back)
-    for i, attempt in enumerate(attempts):                                  # 4 rewrite … 6 verify
-        last = i == len(attempts) - 1
-        compiled, candidate, failure = _attempt(attempt, editable, original, reference, split, config, report,
-                                                target, options, check=input_checker_error is None, fallible=not last)
-        if failure is None or last:
-            break
-        report.notes.append(f"stepped back from {attempt.label} ({failure}): trying {attempts[i + 1].label}")
+    compiled, candidate = _first_accepted(attempts, editable, original, reference, split, config, report, target,
+                                          options, check=input_checker_error is None)   # 4 rewrite … 6 verify
     if options.measure:                                                     # 7 measure
         compiled = measure_or_roll_back(report, reference, candidate, compiled, original, split, config,
                                          resolved, target, options)
@@ -116,6 +112,23 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
         if target.output_format == "ort":
             report.mobile = _mobile_outputs(compiled, output, options)
     return report
+
+
+def _first_accepted(attempts: list[Attempt], editable, original, reference, split, config, report: CompileReport,
+                    target: TargetProfile, options: CompileOptions, check: bool):
+    """The first attempt the held-out inputs accept (the last one — the original — always is, or fails as
+    asked); the notes of rejected attempts give way to one step-back note each."""
+    for i, attempt in enumerate(attempts):
+        last, kept_notes = i == len(attempts) - 1, len(report.notes)
+        compiled, candidate, failure = _attempt(attempt, editable, original, reference, split, config, report,
+                                                target, options, check, fallible=not last)
+        if failure is None or last:
+            return compiled, candidate
+        why = "; ".join(report.notes[kept_notes:])[:300]
+        del report.notes[kept_notes:]
+        report.notes.append(f"stepped back from {attempt.label} ({failure}{': ' + why if why else ''}): "
+                            f"trying {attempts[i + 1].label}")
+    raise AssertionError("plan_attempts returns at least one attempt")
 
 
 def _attempt(attempt: Attempt, editable, original, reference, split, config, report: CompileReport,
@@ -131,13 +144,13 @@ def _attempt(attempt: Attempt, editable, original, reference, split, config, rep
             compiled = _tidy(graph, original, report, check)
         report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
         candidate = _compiled_session(compiled, config)
-    except InputError:
+        verify(report, reference, candidate, split, target, options.gate_outputs, options.min_cosine)
+    except EdgecError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a pass or the tidy step broke: an edgec bug, stepped back from
+    except Exception as exc:  # noqa: BLE001 - a pass, the tidy step or the rewritten graph broke: an edgec bug
         if not fallible:
             raise
         return compiled, None, f"an edgec error, please report it: {str(exc).splitlines()[0][:200]}"
-    verify(report, reference, candidate, split, target, options.gate_outputs, options.min_cosine)
     if compiled is original and not report.ok:      # the original itself: its outputs vary from run to run
         report.notes.append("the model's outputs differ between two runs of the same inputs (random or "
                             "non-deterministic operators): the original is written unchanged")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgec.compiler.driver import CompileOptions, compile_model
-from edgec.compiler.errors import InputError
+from edgec.compiler.errors import EdgecError, InputError
 from edgec.compiler.report import CompileReport
 from edgec.targets import TargetProfile
 
@@ -77,7 +77,15 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
         for i, (label, passes, pass_options) in enumerate(candidates(floor)):
             trial = dataclasses.replace(options, output=Path(tmp) / f"candidate{i}.onnx", passes=passes,
                                         pass_options=pass_options, force=True, measure=True, allow_slower=True)
-            report = compile_model(path, target, trial)
+            try:
+                report = compile_model(path, target, trial)
+            except EdgecError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one candidate's bug must not end the search
+                tried.append({"pipeline": label, "ok": False, "meets_goal": False, "latency_ratio": None,
+                              "result": f"failed: {str(exc).splitlines()[0][:120]}", "bytes_ratio": None,
+                              "cosine": 0.0})
+                continue
             point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and goal.met(report),
                      "result": goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
                      "bytes_ratio": report.after.bytes / max(report.before.bytes, 1),

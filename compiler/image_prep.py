@@ -60,11 +60,25 @@ def _from_hf_config(path: Path) -> ImagePrep:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable preprocessor config ({exc})") from None
-    mean = tuple(config.get("image_mean", (0.0, 0.0, 0.0))) if config.get("do_normalize", True) else (0.0,) * 3
-    std = tuple(config.get("image_std", (1.0, 1.0, 1.0))) if config.get("do_normalize", True) else (1.0,) * 3
-    rescale = config.get("rescale_factor", 1 / 255) if config.get("do_rescale", True) else 1.0
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: a preprocessor config is a JSON object")
+    normalize = config.get("do_normalize", True)
+    mean = _floats(path, config, "image_mean", 0.0) if normalize else (0.0,) * 3
+    std = _floats(path, config, "image_std", 1.0) if normalize else (1.0,) * 3
+    rescale = _floats(path, config, "rescale_factor", 1 / 255)[0] if config.get("do_rescale", True) else 1.0
+    if 0.0 in std:
+        raise InputError(f"{path}: image_std holds a zero")
     resize = "crop" if config.get("do_center_crop") else "stretch"
-    return ImagePrep(f"{path.name}: mean {mean}, std {std}", mean, std, float(rescale) * 255.0, resize)
+    return ImagePrep(f"{path.name}: mean {mean}, std {std}", mean, std, rescale * 255.0, resize)
+
+
+def _floats(path: Path, config: dict, key: str, default: float) -> tuple[float, ...]:
+    """A number or a list of 1 or 3 numbers (per channel), as three floats; the default when absent."""
+    value = config.get(key, default)
+    values = value if isinstance(value, list) else [value]
+    if len(values) not in (1, 3) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise InputError(f"{path}: '{key}' must be a number or a list of 1 or 3 numbers, not {value!r}")
+    return tuple(float(v) for v in values) * (3 // len(values))
 
 
 def fitted(img, width: int, height: int, mode: str):

@@ -7,7 +7,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler.calibration import Feed
-from edgec.runtime.fidelity import compare_outputs, token_mask
+from edgec.runtime.fidelity import comparable, compare_outputs, token_mask
 from edgec.runtime.session import SessionConfig, create_session
 
 
@@ -34,11 +34,9 @@ class FidelityProbe:
         got = [sess.run(self.names, f) for f in self.feeds]
         worst = 1.0
         for k, name in enumerate(self.names):
-            ref = [np.asarray(r[k]) for r in self.reference]
-            if not np.issubdtype(ref[0].dtype, np.number) and ref[0].dtype != np.bool_:
-                continue
+            ref = [comparable(r[k]) for r in self.reference]
             try:
-                fid = compare_outputs(name, ref, [np.asarray(g[k]) for g in got], self.masks)
+                fid = compare_outputs(name, ref, [comparable(g[k]) for g in got], self.masks)
             except ValueError:        # another output shape than the original's
                 return -1.0
             worst = min(worst, fid.score if fid.score == fid.score else -1.0)

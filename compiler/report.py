@@ -123,7 +123,8 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
 def _fidelity_table(report: CompileReport) -> Table:
     held = report.calibration.get("held_out", "?")
     table = Table(title=f"fidelity on {held} held-out inputs ({report.calibration.get('source', '')})")
-    columns = [("cosine", "cosine", "{:.5f}"), ("min_cosine", "worst cos", "{:.5f}"), ("rel_l2", "rel L2", "{:.2e}"),
+    columns = [("metric", "gated by", "{}"), ("score", "score", "{:.5f}"), ("cosine", "cosine", "{:.5f}"),
+               ("min_cosine", "worst cos", "{:.5f}"), ("rel_l2", "rel L2", "{:.2e}"),
                ("max_abs", "max |Δ|", "{:.2e}"), ("top1_agreement", "top-1", "{:.3f}"),
                ("nn_agreement", "NN agree", "{:.3f}"), ("similarity_spearman", "sim ρ", "{:.4f}")]
     table.add_column("output")

@@ -61,10 +61,10 @@ def _summary(r: CompileReport) -> list[str]:
 def _fidelity(r: CompileReport) -> list[str]:
     if not r.fidelity:
         return []
-    keys = [("cosine", "{:.5f}"), ("min_cosine", "{:.5f}"), ("rel_l2", "{:.2e}"), ("max_abs", "{:.2e}"),
+    keys = [("metric", "{}"), ("score", "{:.5f}"), ("cosine", "{:.5f}"), ("min_cosine", "{:.5f}"), ("rel_l2", "{:.2e}"), ("max_abs", "{:.2e}"),
             ("top1_agreement", "{:.3f}"), ("nn_agreement", "{:.3f}")]
     out = [f"<h2>Fidelity on {r.calibration.get('held_out', '?')} held-out inputs</h2><table><tr><th>output</th>"
-           "<th>cosine</th><th>worst cosine</th><th>rel L2</th><th>max |Δ|</th><th>top-1</th><th>NN agree</th></tr>"]
+           "<th>gated by</th><th>score</th><th>cosine</th><th>worst cosine</th><th>rel L2</th><th>max |Δ|</th><th>top-1</th><th>NN agree</th></tr>"]
     for f in r.fidelity:
         cells = "".join(f"<td>{fmt.format(f[k]) if k in f else '-'}</td>" for k, fmt in keys)
         out.append(f"<tr><td>{html.escape(f['name'])}</td>{cells}</tr>")

@@ -23,10 +23,10 @@ def to_markdown(r: CompileReport, plots: list[tuple[str, str]] = ()) -> str:
     if r.fidelity:
         held = r.calibration.get("held_out", "?")
         lines += [f"Fidelity on {held} held-out inputs ({r.calibration.get('source', '')}):", "",
-                  "| output | cosine | worst cosine | rel L2 | max abs Δ | top-1 | NN agreement |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| output | gated by | score | cosine | worst cosine | rel L2 | max abs Δ | top-1 | NN agreement |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for f in r.fidelity:
-            cells = [f"{f[k]:.5f}" if k in f else "-" for k in ("cosine", "min_cosine")]
+            cells = [f.get("metric", "-")] + [f"{f[k]:.5f}" if k in f else "-" for k in ("score", "cosine", "min_cosine")]
             cells += [f"{f[k]:.2e}" for k in ("rel_l2", "max_abs")]
             cells += [f"{f[k]:.3f}" if k in f else "-" for k in ("top1_agreement", "nn_agreement")]
             lines.append(f"| {f['name']} | " + " | ".join(cells) + " |")

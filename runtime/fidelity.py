@@ -5,7 +5,8 @@ non-negative maps or probabilities have a cosine near 1 for almost anything. So 
 (`output_metric`) and a `score` on the same 0..1 scale the gates use:
 - `cosine`: signed vectors (embeddings, hidden states, logits) — the mean per-sample cosine;
 - `range`: one- or few-value outputs (regression, scores), non-negative maps and probabilities —
-  1 − RMS error / the output's range over the whole set (0.99 = an RMS error of 1 % of the range);
+  1 − error / the output's range over the whole set, the error being the RMS error or a fifth of the worst
+  one, whichever is larger (0.99 = an RMS error within 1 % of the range and no value off by over 5 %);
   for class probabilities (rows that sum to 1) also the top-1 agreement, whichever is lower: an OCR
   recognizer's per-step probabilities hardly move in RMS while its argmax — the text read — changes;
 - `agreement`: integer outputs (labels, indices) — the fraction of elements that are equal.
@@ -55,11 +56,27 @@ def _masked(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 VECTOR_MIN_VALUES = 8     # fewer values per sample than this are "few-value" outputs, judged by range
 
 
+def comparable(value) -> np.ndarray:
+    """An output as ONNX Runtime returns it, as one array: tensors as they are, a sequence of maps
+    (scikit-learn's ZipMap probabilities) as rows of its values by key, a sequence of tensors flattened."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, dict):
+        return np.asarray([value[k] for k in sorted(value)])
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) for v in value):
+            return np.asarray([[v[k] for k in sorted(v)] for v in value])
+        if value and all(isinstance(v, np.ndarray) for v in value):
+            return np.concatenate([v.ravel() for v in value])
+    return np.asarray(value)
+
+
 def output_metric(ref: list[np.ndarray]) -> str:
     """The metric that fits an output, from the original's values over the whole set."""
     if not np.issubdtype(ref[0].dtype, np.floating):
         return "agreement"
-    per_sample = min(a.size // max(a.shape[0], 1) if a.ndim > 1 else a.size for a in ref)
+    # a 1-D output is one value per sample ([batch] regressors); otherwise axis 0 is the batch
+    per_sample = min(a.size // max(a.shape[0], 1) if a.ndim > 1 else 1 for a in ref)
     finite = [a[np.isfinite(a)] for a in ref]
     non_negative = all(f.size == 0 or f.min() >= 0 for f in finite)
     return "range" if per_sample < VECTOR_MIN_VALUES or non_negative else "cosine"
@@ -72,12 +89,16 @@ def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
     if len(ref) != len(got) or not ref:
         raise ValueError("need the same non-zero number of reference and compiled samples")
     for a, b in zip(ref, got, strict=True):
-        if a.shape != b.shape:
-            raise ValueError(f"output '{name}': shape {b.shape} differs from the original {a.shape}")
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"output '{name}': shape {np.shape(b)} differs from the original {np.shape(a)}")
     if masks is not None:
         ref = [_masked(np.asarray(a), m) for a, m in zip(ref, masks, strict=True)]
         got = [_masked(np.asarray(b), m) for b, m in zip(got, masks, strict=True)]
     metric = output_metric([np.asarray(a) for a in ref])
+    if metric == "agreement" and not np.issubdtype(np.asarray(ref[0]).dtype, np.number):   # strings, labels
+        agree = float(np.mean(np.concatenate([np.asarray(a).ravel() == np.asarray(b).ravel()
+                                              for a, b in zip(ref, got, strict=True)])))
+        return OutputFidelity(name, metric, agree, agree, agree, 1.0 - agree, float("nan"))
     ref, got, finite = _shared_non_finite_zeroed(ref, got)
     if not finite:
         return OutputFidelity(name, metric, float("nan"), float("nan"), float("nan"), float("inf"), float("inf"))
@@ -88,7 +109,7 @@ def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
     diff = float(np.linalg.norm(a_all - b_all))
     rel = diff / norm if norm > 0 else (0.0 if diff == 0 else float("inf"))
     max_abs = float(np.max(np.abs(a_all - b_all))) if a_all.size else 0.0
-    score = {"cosine": float(np.mean(cos)), "range": _range_score(a_all, b_all),
+    score = {"cosine": float(np.mean(cos)), "range": _channel_range_score(ref, got),
              "agreement": float(np.mean(a_all == b_all)) if a_all.size else 1.0}[metric]
     top1 = _top1_agreement(ref, got)
     if metric == "range" and top1 is not None and _is_probability(ref):
@@ -121,15 +142,42 @@ def _is_probability(ref: list[np.ndarray]) -> bool:
     return bool(np.mean(np.abs(rows.sum(axis=1) - 1) < 1e-3) > 0.99)
 
 
-def _range_score(a: np.ndarray, b: np.ndarray) -> float:
-    """1 − RMS error relative to the reference's range (its largest magnitude when it is constant)."""
+WORST_ERROR_SLACK = 5.0   # the worst value may be off by this many times the RMS error a score allows
+
+
+def _channel_range_score(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
+    """The range score of each channel of a [batch, channels, ...] output (box coordinates and class scores
+    in one YOLO tensor have different units), the lowest; a channel's range counts as at least 1e-3 of the
+    whole output's so a near-constant channel does not magnify noise. 2-D [batch, features] outputs are
+    judged whole: their columns (classes) are not channels."""
+    a_all = np.concatenate([a.ravel() for a in ref])
+    b_all = np.concatenate([b.ravel() for b in got])
+    whole = _range_score(a_all, b_all)
+    channels = {a.shape[1] if a.ndim >= 3 else 1 for a in ref}
+    if len(channels) != 1 or channels == {1} or max(channels) > MAX_CHANNELS:
+        return whole
+    floor = 1e-3 * float(np.ptp(a_all)) if a_all.size else 0.0
+    per_channel = [_range_score(np.concatenate([a[:, c].ravel() for a in ref]),
+                                np.concatenate([b[:, c].ravel() for b in got]), floor)
+                   for c in range(channels.pop())]
+    return min([whole, *per_channel])
+
+
+MAX_CHANNELS = 512
+
+
+def _range_score(a: np.ndarray, b: np.ndarray, min_scale: float = 0.0) -> float:
+    """1 − error relative to the reference's range (its largest magnitude when it is constant): the RMS
+    error, or the worst one / WORST_ERROR_SLACK — a few values moved far (a box, a character) are damage
+    that the RMS over a large output hides."""
     if not a.size:
         return 1.0
-    rms = float(np.sqrt(np.mean((a - b) ** 2)))
-    scale = float(a.max() - a.min()) or float(np.max(np.abs(a)))
-    if scale == 0:
-        return 1.0 if rms == 0 else 0.0
-    return max(0.0, 1.0 - rms / scale)
+    diff = np.abs(a - b)
+    error = max(float(np.sqrt(np.mean(diff ** 2))), float(diff.max()) / WORST_ERROR_SLACK)
+    scale = max(float(a.max() - a.min()) or float(np.max(np.abs(a))), min_scale)
+    if scale < 1e-12:                      # an output that is 0 everywhere: a tolerance, not a ratio
+        return 1.0 if error <= 1e-6 else 0.0
+    return max(0.0, 1.0 - error / scale)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

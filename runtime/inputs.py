@@ -59,9 +59,21 @@ def concrete_shape(spec: InputSpec, dims: dict[str, int] | None = None) -> tuple
     return tuple(out)
 
 
+def shared_dims(specs: list[InputSpec], dims: dict[str, int] | None = None) -> dict[str, int]:
+    """`dims` plus one size for every named symbolic dimension, so inputs that share a name get the same
+    size (a graph network's `num_edges` in [num_edges, 13] and [2, num_edges]); placeholder names ('?',
+    which exporters give to unrelated dimensions) are not shared."""
+    merged = dict(dims or {})
+    for spec in specs:
+        for i, d in enumerate(spec.shape):
+            if isinstance(d, str) and d not in merged and re.fullmatch(r"[A-Za-z_][\w.]*", d):
+                merged[d] = concrete_shape(spec, merged)[i]
+    return merged
+
+
 def _guess_dim(name: str, index: int, spec: InputSpec, dims: dict[str, int]) -> int:
     low = name.lower()
-    if index == 0 or re.search(r"batch|^n$|^b$", low):
+    if index == 0 or re.search(r"batch|^n$|^b$", low) or _recurrent_state_batch(index, spec):
         return dims.get("batch", DEFAULT_DIMS["batch"])
     if spec.role == "data" and len(spec.shape) == 2 and index == 1:
         # a float [batch, n] input with a free n is a waveform (wav2vec2, HuBERT, Whisper-style front ends
@@ -89,12 +101,20 @@ def fixed_value(spec: InputSpec, value, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(array, order="C")
 
 
+def _recurrent_state_batch(index: int, spec: InputSpec) -> bool:
+    """The free middle of a [layers × directions, batch, hidden] recurrent state (an LSTM's h/c): batch."""
+    shape = spec.shape
+    return (len(shape) == 3 and index == 1 and spec.role == "data"
+            and all(isinstance(d, int) and d > 0 for d in (shape[0], shape[2])))
+
+
 def synthesize_feed(specs: list[InputSpec], rng: np.random.Generator, dims: dict[str, int] | None = None,
                     vocab_size: int = 1000, fixed: dict[str, object] | None = None) -> dict[str, np.ndarray]:
     """One feed dict: token ids in vocabulary range, masks of ones, images in [0, 1]; `fixed` values
     (by input name) are used as given."""
     feed = {}
     fixed = fixed or {}
+    dims = shared_dims(specs, dims)
     for spec in specs:
         shape = concrete_shape(spec, dims)
         if spec.name in fixed:

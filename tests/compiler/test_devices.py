@@ -113,7 +113,7 @@ def qemu():
 def test_compiled_mlp_runs_under_qemu_aarch64_like_on_x86(qemu, save, tmp_path):
     src = save(models.mlp_model("gelu", blocks=2))
     out = tmp_path / "compiled.onnx"
-    code, text = run_cli("compile", src, "--target", "arm", "-o", out, "--min-cosine", "0", "--no-measure",
+    code, text = run_cli("compile", src, "--target", "arm", "-o", out, "--min-cosine", "0", "--no-measure", "--allow-synthetic",
                       "--pass-option", "prune.floor=0", "--pass-option", "prune.keep=0.5")
     assert code == 0, text
     feed = models.feeds(onnx.load(str(out)), 1, seq=7)[0]

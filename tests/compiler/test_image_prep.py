@@ -46,3 +46,17 @@ def test_image_source_applies_the_preset(tmp_path):
 def test_an_unknown_preset_is_an_input_error():
     with pytest.raises(InputError):
         image_prep("normalised", None, None)
+
+
+@pytest.mark.parametrize("config", [[1, 2], {"image_mean": None}, {"image_std": [0.5, 0.5]},
+                                    {"rescale_factor": "x"}, {"image_std": 0}])
+def test_a_malformed_preprocessor_config_is_an_input_error(tmp_path, config):
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError):
+        image_prep(None, None, tmp_path / "model.onnx")
+
+
+def test_single_numbers_in_a_config_apply_to_every_channel(tmp_path):
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": 0.5, "image_std": 0.25}))
+    prep = image_prep(None, None, tmp_path / "model.onnx")
+    assert prep.mean == (0.5, 0.5, 0.5) and prep.std == (0.25, 0.25, 0.25)

@@ -94,3 +94,15 @@ def ml_only_model() -> onnx.ModelProto:
     model = h.make_model(graph, opset_imports=[h.make_opsetid("ai.onnx.ml", 1)])
     model.ir_version = 8
     return model
+
+
+def graph_network_model() -> onnx.ModelProto:
+    """Edge indices that must name existing nodes (random token ids would index past them)."""
+    nodes = [h.make_node("Gather", ["feat", "edge_index"], ["picked"], axis=0),
+             h.make_node("ReduceSum", ["picked"], ["y"], keepdims=0, axes=[0])]
+    graph = h.make_graph(nodes, "gnn", [h.make_tensor_value_info("feat", T.FLOAT, ["num_nodes", 4]),
+                                        h.make_tensor_value_info("edge_index", T.INT64, ["num_edges"])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [4])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 12)])
+    model.ir_version = 7
+    return model

@@ -52,7 +52,7 @@ def test_float16_model_with_recovery_is_not_an_error(save, tmp_path):
     pytest.importorskip("torch")
     src = save(to_float16(models.mlp_model("relu")))
     out = tmp_path / "o.onnx"
-    code, text = _compile(src, "-o", out, "--passes", "cleanup,prune", "--recover", "--train-minutes", "0.03",
+    code, text = _compile(src, "-o", out, "--passes", "cleanup,prune", "--allow-synthetic", "--recover", "--train-minutes", "0.03",
                           "--no-measure", "--min-cosine", "0")
     assert code == 0, text
     assert onnx.load(str(out)).graph.input[0].type.tensor_type.elem_type == T.FLOAT16
@@ -168,7 +168,7 @@ def test_same_inputs_give_byte_identical_outputs(save, tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"o{i}.onnx"
-        code, text = _compile(src, "-o", out, "--no-measure", "--passes", "cleanup,prune,lowrank",
+        code, text = _compile(src, "-o", out, "--no-measure", "--passes", "cleanup,prune,lowrank", "--allow-synthetic",
                               "--pass-option", "prune.keep=0.5", "--min-cosine", "0", "--seed", "3")
         assert code == 0, text
         outs.append(sha256(out))

@@ -99,3 +99,33 @@ def test_without_real_inputs_only_lossless_passes_run_and_the_flag_is_named(save
 def test_bench_rejects_a_negative_run_count(save):
     code, text = run_cli("bench", save(unnamed_model()), "--runs", "-5")
     assert code == 2 and "internal" not in text
+
+
+def test_an_eight_kilohertz_detector_gets_its_rate_and_chunk(save, tmp_path):
+    # only the sizes that change some input's shape are tried, so sr=8000 with 256 samples is reached
+    from real_model_shapes import sample_rate_model as vad
+
+    model = vad()
+    for init in model.graph.initializer:
+        if init.name == "k16000":
+            init.CopyFrom(onnx.numpy_helper.from_array(np.array(8000, np.int64), "k16000"))
+        if init.name == "W":
+            w = onnx.numpy_helper.to_array(init)[:256]
+            init.CopyFrom(onnx.numpy_helper.from_array(w, "W"))
+        if init.name == "n512":
+            init.CopyFrom(onnx.numpy_helper.from_array(np.array([256], np.int64), "n512"))
+    code, text = run_cli("compile", save(model), "-o", tmp_path / "o.onnx", "--no-measure")
+    assert code == 0 and "sr=8000" in text and "samples=256" in text, text
+
+
+def test_a_ragged_input_value_is_an_input_error(save, tmp_path):
+    code, text = run_cli("compile", save(sample_rate_model()), "-o", tmp_path / "o.onnx", "--no-measure",
+                         "--input", "input=[[1],[1,2]]")
+    assert code == 2 and "--input" in text and "internal" not in text
+
+
+def test_indices_that_must_name_existing_nodes_are_tried_as_zeros(save, tmp_path):
+    from real_model_shapes import graph_network_model
+
+    code, text = run_cli("compile", save(graph_network_model()), "-o", tmp_path / "o.onnx", "--no-measure")
+    assert code == 0 and "edge_index=0" in text, text

@@ -61,3 +61,26 @@ def test_a_channels_last_image_gets_square_spatial_dims():
     nhwc = InputSpec("image", np.dtype(np.float32), ("N", "H", "W", 3))
     assert concrete_shape(nhwc) == (1, 224, 224, 3)
     assert concrete_shape(nhwc, {"spatial": 96}) == (1, 96, 96, 3)
+
+
+def test_inputs_that_share_a_dimension_name_get_the_same_size():
+    from edgec.runtime.inputs import InputSpec, synthesize_feed
+
+    specs = [InputSpec("edge_feat", np.dtype(np.float32), ("num_edges", 13)),
+             InputSpec("edge_index", np.dtype(np.int64), (2, "num_edges")),
+             InputSpec("h", np.dtype(np.float32), ("?", 3, "?", "?"))]
+    feed = synthesize_feed(specs, np.random.default_rng(0))
+    assert feed["edge_feat"].shape[0] == feed["edge_index"].shape[1]
+
+
+def test_the_free_middle_of_a_recurrent_state_is_its_batch():
+    from edgec.runtime.inputs import InputSpec, concrete_shape
+
+    assert concrete_shape(InputSpec("state", np.dtype(np.float32), (2, None, 128))) == (2, 1, 128)
+
+
+def test_a_scalar_input_stays_a_scalar():
+    from edgec.runtime.inputs import InputSpec, synthesize_feed
+
+    feed = synthesize_feed([InputSpec("sr", np.dtype(np.int64), ())], np.random.default_rng(0), fixed={"sr": 16000})
+    assert feed["sr"].shape == () and int(feed["sr"]) == 16000

@@ -61,3 +61,43 @@ def test_outputs_whose_length_varies_between_samples_are_compared():
     assert compare_outputs("text_ids", ref, [r.copy() for r in ref]).score == 1.0
     emb = [np.random.default_rng(n).standard_normal((1, n)) for n in (30, 32, 28)]
     assert compare_outputs("frames", emb, [e.copy() for e in emb]).score == pytest.approx(1.0)
+
+
+def test_a_few_values_moved_far_fail_the_range_score_though_the_rms_is_small():
+    rng = _rng()
+    maps = [rng.uniform(0, 1, size=(1, 100, 100)) for _ in range(2)]
+    moved = [m.copy() for m in maps]
+    moved[0][0, 5, 5] += 0.3                      # one value off by 30 % of the range
+    fid = compare_outputs("map", maps, moved)
+    assert fid.score == pytest.approx(1 - 0.3 / 5, abs=0.01) and fid.score < 0.99
+
+
+def test_detection_channels_of_different_units_are_judged_one_by_one():
+    rng = _rng()
+    boxes = rng.uniform(0, 640, size=(1, 4, 500))
+    scores = rng.uniform(0, 1, size=(1, 80, 500))
+    ref = [np.concatenate([boxes, scores], axis=1)]
+    got = [ref[0].copy()]
+    got[0][:, 4:] = rng.uniform(0, 1, size=(1, 80, 500))      # every class score replaced
+    assert compare_outputs("yolo", ref, got).score < 0.9
+
+
+def test_a_one_dimensional_batch_of_predictions_is_judged_by_range():
+    ref = [np.linspace(1, 5, 32)]
+    fid = compare_outputs("price", ref, [ref[0] * 1.3])
+    assert fid.metric == "range" and fid.score < 0.9
+
+
+def test_string_labels_and_zipmap_probabilities_are_compared():
+    from edgec.runtime.fidelity import comparable
+
+    labels = [np.array(["cat", "dog", "dog"], dtype=object)]
+    other = [np.array(["cat", "dog", "cat"], dtype=object)]
+    assert compare_outputs("label", labels, other).score == pytest.approx(2 / 3)
+    zipmap = comparable([{0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8}])
+    assert zipmap.shape == (2, 2) and zipmap[1, 1] == pytest.approx(0.8)
+
+
+def test_an_all_zero_output_tolerates_rounding_noise():
+    ref = [np.zeros((2, 16, 4, 4))]
+    assert compare_outputs("unused", ref, [ref[0] + 1e-8]).score == 1.0
