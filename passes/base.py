@@ -74,14 +74,15 @@ class TeacherSource(Protocol):
         ...
 
     def cosine(self, name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: list) -> float:
-        """Mean cosine of one output over feeds, measured like the compile's verification."""
+        """The fidelity score of one output over feeds (cosine for vectors), measured like the verification."""
         ...
 
 
 @dataclass
 class PassContext:
     calibration: CalibrationSource | None = None
-    # min over outputs of the mean cosine between a candidate graph and the original on calibration inputs
+    # min over outputs of the fidelity score (cosine for vectors, range error for few-value or non-negative
+    # outputs, agreement for labels: edgec.runtime.fidelity) of a candidate graph on calibration inputs
     fidelity: Callable[[gs.Graph], float] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     rank_multiple: int = 1

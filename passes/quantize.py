@@ -31,7 +31,7 @@ class QuantizeOptions:
     # the fidelity judged there is what every CPU computes (edgec.runtime.cpu); true = always (the x86 target)
     reduce_range: str = "auto"
     ops: str = "MatMul,Gemm"
-    floor: float = 0.0            # > 0: keep the float graph if int8 scores below this calibration cosine
+    floor: float = 0.0            # > 0: keep the float graph if int8 scores below this (the probe's score)
 
 
 class QuantizePass:
@@ -54,7 +54,7 @@ class QuantizePass:
         stats = {"mode": opts.mode, "per_channel": opts.per_channel, "reduce_range": reduce_range,
                  "integer_ops": integer}
         if opts.floor and ctx.fidelity is not None:
-            stats["calibration_cosine"] = score = round(float(ctx.fidelity(quantized)), 6)
+            stats["calibration_score"] = score = round(float(ctx.fidelity(quantized)), 6)
             if score < opts.floor:
                 return PassResult(False, stats, notes + [f"int8 skipped: calibration score {score:.4f} < floor "
                                                          f"{opts.floor} (the float graph is kept)"])

@@ -10,7 +10,11 @@ by a task-level check on inputs the compile never saw (labels, boxes, text read,
 - refused: exit 1 (its gate failed) or exit 2 (a clean input error, with its one-line reason);
 - crash: any other exit, or an internal error.
 
-    python -m edgec.samples.sweep [--out build/sweep] [--targets x86,arm] [--fast] [--models a,b] [--measure]
+Each pair is compiled twice: with the realistic inputs as calibration data (`real`: compression runs), and
+with no data at all (`none`: as a new user first tries it — synthesized inputs, lossless passes only).
+
+    python -m edgec.samples.sweep [--out build/sweep] [--targets x86,arm] [--data real,none] [--fast]
+                                  [--models a,b] [--measure]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Outcome:
     model: str
     kind: str
     target: str
+    data: str              # real (calibrated on the realistic inputs) | none (synthesized inputs)
     status: str            # kept | changed | refused | crash
     exit_code: int
     detail: str            # the task check's summary, or the error line
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/sweep"))
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--targets", default="x86,arm")
+    parser.add_argument("--data", default="real,none", help="real (calibration inputs), none (no data), or both")
     parser.add_argument("--fast", action="store_true", help="only the small models CI runs")
     parser.add_argument("--models", help="comma-separated model names")
     parser.add_argument("--measure", action="store_true", help="also time original vs compiled (slower)")
@@ -57,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for model in chosen:
         for target in args.targets.split(","):
-            outcome = sweep_one(model, target, args.cache, args.out, args.measure)
-            print(f"{outcome.model:<24} {target:<5} {outcome.status:<8} {outcome.rewrites:<28} {outcome.detail}",
-                  flush=True)
-            outcomes.append(outcome)
+            for data in args.data.split(","):
+                outcome = sweep_one(model, target, args.cache, args.out, args.measure, data)
+                print(f"{outcome.model:<24} {target:<5} {data:<4} {outcome.status:<8} {outcome.rewrites:<28} "
+                      f"{outcome.detail}", flush=True)
+                outcomes.append(outcome)
     (args.out / "results.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
     table = markdown_table(outcomes)
     (args.out / "results.md").write_text(table)
@@ -78,7 +85,7 @@ def _chosen(names: str | None, fast: bool, parser) -> list[SweepModel]:
     return [m for m in MODELS if m.fast or not fast]
 
 
-def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: bool) -> Outcome:
+def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: bool, data: str = "real") -> Outcome:
     import time
 
     import onnx
@@ -91,16 +98,18 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
     folder.mkdir(parents=True, exist_ok=True)
     calib = folder / "calib.npz"
     np.savez(calib, **{f"{i}/{k}": v for i, f in enumerate(calib_feeds) for k, v in f.items()})
-    compiled, report = folder / f"{model.name}.{target}.onnx", folder / f"{model.name}.{target}.report.json"
-    cmd = [sys.executable, "-m", "edgec.compiler.cli", "compile", str(path), "--target", target, "--calib",
-           str(calib), "-o", str(compiled), "--report", str(report), "--force", "--format", "json"]
+    stem = f"{model.name}.{target}.{data}"
+    compiled, report = folder / f"{stem}.onnx", folder / f"{stem}.report.json"
+    cmd = [sys.executable, "-m", "edgec.compiler.cli", "compile", str(path), "--target", target,
+           "-o", str(compiled), "--report", str(report), "--force", "--format", "json"]
+    cmd += ["--calib", str(calib)] if data == "real" else []
     proc = subprocess.run(cmd + ([] if measure else ["--no-measure"]), capture_output=True, text=True)
     seconds = round(time.perf_counter() - start, 1)
-    data = json.loads(report.read_text()) if report.exists() and proc.returncode == 0 else {}
+    report_data = json.loads(report.read_text()) if report.exists() and proc.returncode == 0 else {}
     status, detail = _judge(model, proc, path, compiled, check_feeds)
     size = _file_bytes(compiled) / _file_bytes(path) if compiled.exists() else 0.0
-    return Outcome(model.name, model.kind, target, status, proc.returncode, detail, seconds, data.get("notes", []),
-                   _rewrites(data, size))
+    return Outcome(model.name, model.kind, target, data, status, proc.returncode, detail, seconds,
+                   report_data.get("notes", []), _rewrites(report_data, size))
 
 
 def _file_bytes(path: Path) -> int:
@@ -142,9 +151,10 @@ def _last_line(text: str) -> str:
 
 
 def markdown_table(outcomes: list[Outcome]) -> str:
-    rows = ["| model | kind | target | outcome | rewrites | task check / reason | s |", "|---|---|---|---|---|---|---|"]
-    rows += [f"| {o.model} | {o.kind} | {o.target} | {o.status} | {o.rewrites} | {o.detail.replace('|', '/')} | "
-             f"{o.seconds} |" for o in outcomes]
+    rows = ["| model | kind | target | data | outcome | rewrites | task check / reason | s |",
+            "|---|---|---|---|---|---|---|---|"]
+    rows += [f"| {o.model} | {o.kind} | {o.target} | {o.data} | {o.status} | {o.rewrites} | "
+             f"{o.detail.replace('|', '/')} | {o.seconds} |" for o in outcomes]
     counts = {s: sum(o.status == s for o in outcomes) for s in ("kept", "changed", "refused", "crash")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     return "\n".join(rows) + f"\n\n{len(outcomes)} compiles: {summary}\n"

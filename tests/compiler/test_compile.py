@@ -7,9 +7,9 @@ import onnx
 import pytest
 
 from edgec.passes import REGISTRY, PassResult
-from edgec.passes.mlp import find_mlps
 
 import models
+from broken_passes import ZeroFirstFc2
 from clirun import run_cli
 from conftest import sha256
 
@@ -60,21 +60,8 @@ def test_metadata_and_io_names_survive(save, tmp_path):
     assert [o.name for o in compiled.graph.output] == [o.name for o in model.graph.output]
 
 
-class _BreakFirstMLP:
-    """A deliberately wrong pass: zeroes fc2 of the first block. The compile must catch it."""
-
-    name = "break"
-
-    def run(self, graph, ctx):
-        import onnx_graphsurgeon as gs
-
-        fc2 = find_mlps(graph).blocks[0].fc2
-        fc2.matmul.inputs[1] = gs.Constant("zeros", np.zeros_like(fc2.weight))
-        return PassResult(changed=True)
-
-
 def test_a_pass_that_breaks_numbers_fails_the_gate(save, tmp_path, monkeypatch):
-    monkeypatch.setitem(REGISTRY, "break", _BreakFirstMLP)
+    monkeypatch.setitem(REGISTRY, "break", ZeroFirstFc2)
     out = tmp_path / "out.onnx"
     code, text = _compile(save(models.mlp_model("gelu", residual=False)), "--passes", "break", "--allow-synthetic", "-o", out,
                           "--no-measure")

@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from real_model_shapes import ir3_model, masked_model, ml_only_model, sample_rate_model, unnamed_model
 
 from clirun import run_cli
+from real_model_shapes import ir3_model, masked_model, ml_only_model, sample_rate_model, unnamed_model
 
 
 def _calib(tmp_path, model: onnx.ModelProto, rows: int = 64, name: str = "calib.npz"):

@@ -19,10 +19,11 @@ def _fetched(model):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("data", ["real", "none"])
 @pytest.mark.parametrize("model", FAST, ids=[m.name for m in FAST])
-def test_a_real_model_is_kept_or_refused_cleanly_never_crashed_or_damaged(model, tmp_path):
+def test_a_real_model_is_kept_or_refused_cleanly_never_crashed_or_damaged(model, data, tmp_path):
     _fetched(model)
-    outcome = sweep_one(model, "x86", CACHE, tmp_path, measure=False)
+    outcome = sweep_one(model, "x86", CACHE, tmp_path, measure=False, data=data)
     print(markdown_table([outcome]))
     assert outcome.status in ("kept", "refused"), outcome
     if outcome.status == "refused":
