@@ -113,8 +113,13 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
 
 
 def _file_bytes(path: Path) -> int:
-    """The model file and its external data beside it."""
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.suffix not in (".json", ".npz"))
+    """The model file and the external data files it names."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+
+    model = onnx.load(str(path), load_external_data=False)
+    locations = {e.value for t in _get_all_tensors(model) for e in t.external_data if e.key == "location"}
+    return path.stat().st_size + sum((path.parent / loc).stat().st_size for loc in locations)
 
 
 def _rewrites(report: dict, ratio: float) -> str:
