@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgec.compiler.errors import InputError
-from edgec.passes import get_pass
+from edgec.passes import UnknownPass, get_pass
 from edgec.targets import TargetProfile
 
 REAL_DATA_FLAGS = "--calib, --calib-text, --calib-dir or --calib-hook"
@@ -94,3 +94,26 @@ def _distinct(steps: list[Attempt]) -> list[Attempt]:
             seen.add(key)
             out.append(step)
     return out
+
+
+COMPRESSING = {"prune", "lowrank", "share", "sparse"}
+
+
+def with_recovery(names: list[str], options) -> list[str]:
+    """--recover: distillation right before quantize (an int8 graph cannot be trained), else at the end;
+    only in pipelines that compress (an uncompressed model has nothing to recover)."""
+    if options.recover_minutes <= 0 or "recover" in names or not COMPRESSING & set(names):
+        return names
+    options.pass_options.setdefault("recover", {})["minutes"] = options.recover_minutes
+    at = names.index("quantize") if "quantize" in names else len(names)
+    return names[:at] + ["recover"] + names[at:]
+
+
+def known_passes(names: list[str]) -> list[str]:
+    """The names, or InputError for one no pass has."""
+    for name in names:
+        try:
+            get_pass(name)
+        except UnknownPass as exc:
+            raise InputError(str(exc).strip("'\"")) from None
+    return names

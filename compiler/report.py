@@ -116,7 +116,7 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
     if report.mobile:
         _print_mobile(console, report.mobile)
     verdict = "[green]OK[/green]" if report.ok else "[red]FAILED[/red]"
-    gate = f"min cosine {report.min_cosine}" if report.min_cosine > 0 else "fidelity gate off"
+    gate = f"fidelity gate {report.min_cosine}" if report.min_cosine > 0 else "fidelity gate off"
     console.print(f"  result: {verdict} ({gate}); output: {report.output or 'not written'}")
 
 
