@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgec.compiler.errors import InputError
-from edgec.passes import UnknownPass, get_pass
+from edgec.passes import PassOptionError, UnknownPass, get_pass
+from edgec.passes.base import build_options
 from edgec.targets import TargetProfile
 
 REAL_DATA_FLAGS = "--calib, --calib-text, --calib-dir or --calib-hook"
@@ -109,11 +110,17 @@ def with_recovery(names: list[str], options) -> list[str]:
     return names[:at] + ["recover"] + names[at:]
 
 
-def known_passes(names: list[str]) -> list[str]:
-    """The names, or InputError for one no pass has."""
+def checked_plan(names: list[str], explicit: dict[str, dict], target: TargetProfile) -> list[str]:
+    """The names, once every pass exists and takes its options (given, else the target's): a typo in
+    --pass-option fails here, before calibration and before any pass has run for minutes."""
     for name in names:
         try:
-            get_pass(name)
+            pass_ = get_pass(name)
         except UnknownPass as exc:
             raise InputError(str(exc).strip("'\"")) from None
+        if hasattr(pass_, "Options"):
+            try:
+                build_options(pass_.Options, explicit[name] if name in explicit else target.options_for(name), name)
+            except PassOptionError as exc:
+                raise InputError(str(exc)) from None
     return names

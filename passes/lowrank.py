@@ -31,6 +31,14 @@ class LowRankOptions:
     refine_steps: int = 0        # > 0: Adam steps of teacher-forced block-output reconstruction (needs torch)
     refine_rows: int = 8192      # calibration rows used for the refinement
 
+    def __post_init__(self):
+        if not 0 < self.params <= 1:
+            raise PassOptionError(f"pass 'lowrank': params must lie in (0, 1], not {self.params}")
+        if self.method not in plan.METHODS:
+            raise PassOptionError(f"pass 'lowrank': method must be one of {', '.join(plan.METHODS)}, not {self.method!r}")
+        if not 0 < self.max_rank_ratio <= 1:
+            raise PassOptionError(f"pass 'lowrank': max_rank_ratio must lie in (0, 1], not {self.max_rank_ratio}")
+
 
 class LowRankPass:
     name = "lowrank"
@@ -38,7 +46,6 @@ class LowRankPass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(LowRankOptions, ctx.options, self.name)
-        _validate(opts)
         blocks = editable_blocks(graph)
         if not blocks:
             return PassResult(False, {"layers": 0}, ["no MLP block to factorize"])
@@ -139,15 +146,3 @@ def _refine(graph: gs.Graph, blocks, done: dict[int, Factorized], targets: dict,
     if not results:
         notes.append("refinement found no block with both layers factorized")
     return results
-
-
-def _validate(opts: LowRankOptions) -> None:
-    if not 0 < opts.params <= 1:
-        raise PassOptionError(f"pass 'lowrank': params must lie in (0, 1], not {opts.params}")
-    if opts.method not in plan.METHODS:
-        raise PassOptionError(f"pass 'lowrank': method must be one of {', '.join(plan.METHODS)}, not {opts.method!r}")
-    if not 0 < opts.max_rank_ratio <= 1:
-        raise PassOptionError(f"pass 'lowrank': max_rank_ratio must lie in (0, 1], not {opts.max_rank_ratio}")
-
-
-

@@ -32,7 +32,17 @@ class PruneOptions:
     damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix (OBS scores, re-solve)
     validate: str = "off"      # 2-fold validation over the calibration feeds decides: resolve (re-solve or keep
                                # fc2 as it is) | ridge (also the ridge, from a grid; slower) | off
-    floor: float = 0.0         # > 0: ignore keep and search the fewest units that keep this calibration cosine
+    floor: float = 0.0         # > 0: ignore keep and search the fewest units that keep this calibration score
+
+    def __post_init__(self):
+        if not 0.0 < self.keep <= 1.0:
+            raise PassOptionError(f"pass 'prune': keep must lie in (0, 1], not {self.keep}")
+        if self.score not in prune_plan.SCORES:
+            raise PassOptionError(f"pass 'prune': score must be one of {', '.join(prune_plan.SCORES)}, not {self.score!r}")
+        if self.validate not in ("resolve", "ridge", "off"):
+            raise PassOptionError(f"pass 'prune': validate must be resolve, ridge or off, not {self.validate!r}")
+        if self.scope not in ("layer", "global", "model"):
+            raise PassOptionError(f"pass 'prune': scope must be layer, global or model, not {self.scope!r}")
 
 
 class PrunePass:
@@ -41,7 +51,6 @@ class PrunePass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(PruneOptions, ctx.options, self.name)
-        _validate(opts)
         found = find_mlps(graph)
         notes = [f"block {b.index} ({b.name}): weights shared with another layer, left alone"
                  for b in found.blocks if b.shared_weights]
@@ -150,17 +159,6 @@ def _allocation(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Prun
 
 def _search_stats(opts, trace) -> dict:
     return {"knob": "keep", "floor": opts.floor, "points": [list(p) for p in trace]}
-
-
-def _validate(opts: PruneOptions) -> None:
-    if not 0.0 < opts.keep <= 1.0:
-        raise PassOptionError(f"pass 'prune': keep must lie in (0, 1], not {opts.keep}")
-    if opts.score not in prune_plan.SCORES:
-        raise PassOptionError(f"pass 'prune': score must be one of {', '.join(prune_plan.SCORES)}, not {opts.score!r}")
-    if opts.validate not in ("resolve", "ridge", "off"):
-        raise PassOptionError(f"pass 'prune': validate must be resolve, ridge or off, not {opts.validate!r}")
-    if opts.scope not in ("layer", "global", "model"):
-        raise PassOptionError(f"pass 'prune': scope must be layer, global or model, not {opts.scope!r}")
 
 
 def _model_scope_note(counts: list[int], uniform: list[int], blocks: list[MLPBlock]) -> str:

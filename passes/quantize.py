@@ -33,6 +33,13 @@ class QuantizeOptions:
     ops: str = "MatMul,Gemm"
     floor: float = 0.0            # > 0: keep the float graph if int8 scores below this (the probe's score)
 
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise PassOptionError(f"pass 'quantize': mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.reduce_range.strip().lower() not in ("auto", "true", "false"):
+            raise PassOptionError(f"pass 'quantize': reduce_range must be auto, true or false, not "
+                                  f"{self.reduce_range!r}")
+
 
 class QuantizePass:
     name = "quantize"
@@ -40,8 +47,6 @@ class QuantizePass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(QuantizeOptions, ctx.options, self.name)
-        if opts.mode not in MODES:
-            raise PassOptionError(f"pass 'quantize': mode must be one of {', '.join(MODES)}, not {opts.mode!r}")
         ops = [o.strip() for o in opts.ops.split(",") if o.strip()]
         before = sum(n.op in ops for n in graph.nodes)
         if not before:
@@ -65,8 +70,6 @@ class QuantizePass:
 
 def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:
     choice = setting.strip().lower()
-    if choice not in ("auto", "true", "false"):
-        raise PassOptionError(f"pass 'quantize': reduce_range must be auto, true or false, not {setting!r}")
     if choice != "auto":
         return choice == "true", []
     if host_saturates:

@@ -36,6 +36,12 @@ class RecoverOptions:
                                  # its Add, or the LayerNormalization that follows) | norms (layer + every
                                  # LayerNormalization output) | mlp (block outputs) | none
 
+    def __post_init__(self):
+        if self.match not in MATCHES:
+            raise PassOptionError(f"pass 'recover': match={self.match!r} is not one of {', '.join(MATCHES)}")
+        if self.lr <= 0 or self.rewritten_lr <= 0 or not 0 <= self.warmup < 1:
+            raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
+
 
 class RecoverPass:
     name = "recover"
@@ -43,10 +49,6 @@ class RecoverPass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(RecoverOptions, ctx.options, self.name)
-        if opts.match not in MATCHES:
-            raise PassOptionError(f"pass 'recover': match={opts.match!r} is not one of {', '.join(MATCHES)}")
-        if opts.lr <= 0 or opts.rewritten_lr <= 0 or not 0 <= opts.warmup < 1:
-            raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
         if opts.minutes <= 0:
             return PassResult(False, {}, ["recover: a budget of 0 minutes trains nothing"])
         if ctx.teacher is None:

@@ -35,13 +35,16 @@ class ShareOptions:
     train_rows: int = 8192       # calibration rows per block for training
     lr: float = 1e-3
 
+    def __post_init__(self):
+        _validated(self)
+
 
 class SharePass:
     name = "share"
     Options = ShareOptions
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        opts = _validated(build_options(ShareOptions, ctx.options, self.name))
+        opts = build_options(ShareOptions, ctx.options, self.name)
         sparsity = opts.sparsity if opts.sparsity >= 0 else (0.75 if opts.mode == "storage" else 0.0)
         blocks = [b for b in editable_blocks(graph) if b.d_in == b.d_out and torch_activation(b.act.pattern)]
         if not blocks:

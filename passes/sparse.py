@@ -29,6 +29,15 @@ class SparseOptions:
     validate: bool = False    # pick the re-fit's ridge, or none, by 2-fold validation over the calibration feeds
                               # (layer-local, like prune's: helps with very few rows, unmeasured on real models)
 
+    def __post_init__(self):
+        try:
+            sparse_plan.parse_pattern(self.pattern)
+        except ValueError as exc:
+            raise PassOptionError(f"pass 'sparse': {exc}") from None
+        if self.score not in sparse_plan.SCORES:
+            raise PassOptionError(f"pass 'sparse': score must be one of {', '.join(sparse_plan.SCORES)}, "
+                                  f"not {self.score!r}")
+
 
 class SparsePass:
     name = "sparse"
@@ -36,12 +45,6 @@ class SparsePass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(SparseOptions, ctx.options, self.name)
-        try:
-            sparse_plan.parse_pattern(opts.pattern)
-        except ValueError as exc:
-            raise PassOptionError(f"pass 'sparse': {exc}") from None
-        if opts.score not in sparse_plan.SCORES:
-            raise PassOptionError(f"pass 'sparse': score must be one of {', '.join(sparse_plan.SCORES)}, not {opts.score!r}")
         blocks = editable_blocks(graph)
         if not blocks:
             return PassResult(False, {"layers": 0}, ["no MLP block to sparsify"])

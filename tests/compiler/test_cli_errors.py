@@ -113,10 +113,20 @@ def test_bad_pass_option(model_path):
     ("cleanup,quantize", "quantize.mode=int3", "mode"),
 ])
 def test_bad_pass_option_value_is_an_input_error(model_path, passes, option, named):
-    code, out = run_cli("compile", model_path, "--passes", passes, "--pass-option", option, "--no-measure",
-                        "--allow-synthetic")
+    # checked with the plan, before calibration: no data is needed to hear about a typo
+    code, out = run_cli("compile", model_path, "--passes", passes, "--pass-option", option, "--no-measure")
     line = _one_line_error(out)
     assert code == 2 and named in line and "internal" not in line
+
+
+def test_a_misspelt_option_fails_before_pruning_and_training(model_path, tmp_path):
+    import time
+
+    start = time.perf_counter()
+    code, out = run_cli("compile", model_path, "--pass-option", "quantize.mdoe=static", "--passes",
+                        "cleanup,prune,quantize", "--recover", "--train-minutes", "30", "--calib-text",
+                        tmp_path / "missing.txt", "--tokenizer", tmp_path)
+    assert code == 2 and "mdoe" in _one_line_error(out) and time.perf_counter() - start < 30
 
 
 def test_real_console_script_prints_no_traceback(tmp_path):
