@@ -16,7 +16,7 @@ from edgec.compiler.measuring import placement_notes
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.synthesis import working_feeds
 from edgec.runtime.bench import benchmark, machine_info
-from edgec.runtime.fidelity import compare_outputs, token_mask
+from edgec.runtime.fidelity import compare_runs
 from edgec.runtime.inputs import input_specs
 from edgec.runtime.latency import LatencyStats, measure_interleaved
 from edgec.runtime.placement import node_placement
@@ -104,9 +104,8 @@ def compare_models(a: Path, b: Path, target: TargetProfile, inputs: Path | None 
         samples = measure_interleaved([lambda: sa.run(None, feed), lambda: sb.run(None, feed)], warmup, runs,
                                       max_seconds, advance)
     est = ratio_estimate(samples[0], samples[1])
-    fidelity = [compare_outputs(o.name, [np.asarray(x)], [np.asarray(y)], [token_mask(feed)]).as_dict()
-                for o, x, y in zip(sa.get_outputs(), outs_a, outs_b, strict=False)
-                if np.asarray(x).shape == np.asarray(y).shape and np.issubdtype(np.asarray(x).dtype, np.number)]
+    names = [o.name for o in sa.get_outputs()][:len(outs_b)]
+    fidelity = [f.as_dict() for f in compare_runs(names, [outs_a], [outs_b], [feed]) if not isinstance(f, str)]
     return {"a": str(a), "b": str(b), "target": target.name, "providers": list(resolved.providers),
             "notes": resolved.notes, "latency_a": asdict(LatencyStats.from_samples(samples[0])),
             "latency_b": asdict(LatencyStats.from_samples(samples[1])),

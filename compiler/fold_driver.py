@@ -20,7 +20,7 @@ from edgec.compiler.fold import (
     write_delta,
 )
 from edgec.passes import delta as dp
-from edgec.runtime.fidelity import compare_outputs, token_mask
+from edgec.runtime.fidelity import compare_runs
 from edgec.runtime.inputs import input_specs
 from edgec.runtime.session import SessionConfig, create_session
 
@@ -56,9 +56,9 @@ def fold(base_path: Path, tuned_path: Path, output: Path, method: str, drop: flo
     report.kept_fraction = float(np.mean(kept)) if kept else 1.0
     got_sess = create_session(model.SerializeToString(), config)
     got = [got_sess.run(None, f) for f in held]
-    for k, out in enumerate(tuned_sess.get_outputs()):
-        report.fidelity.append(compare_outputs(out.name, [r[k] for r in reference], [g[k] for g in got],
-                                               [token_mask(f) for f in held]).as_dict())
+    names = [o.name for o in tuned_sess.get_outputs()]
+    report.fidelity += [f.as_dict() if not isinstance(f, str) else {"name": n, "error": f}
+                        for n, f in zip(names, compare_runs(names, reference, got, held), strict=True)]
     modelio.save_model_atomic(model, output)
     if emit_delta:
         report.delta_file = str(emit_delta)

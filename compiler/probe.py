@@ -7,7 +7,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler.calibration import Feed
-from edgec.runtime.fidelity import comparable, compare_outputs, token_mask
+from edgec.runtime.fidelity import compare_runs
 from edgec.runtime.session import SessionConfig, create_session
 
 
@@ -23,7 +23,6 @@ class FidelityProbe:
         self.original = original
         self.names = [o.name for o in reference_session.get_outputs()]
         self.reference = reference_outputs or [reference_session.run(self.names, f) for f in feeds]
-        self.masks = [token_mask(f) for f in feeds]
         self.calls = 0
 
     def __call__(self, graph: gs.Graph) -> float:
@@ -32,12 +31,6 @@ class FidelityProbe:
         self.calls += 1
         sess = create_session(to_model(graph.copy(), self.original).SerializeToString(), self.session)
         got = [sess.run(self.names, f) for f in self.feeds]
-        worst = 1.0
-        for k, name in enumerate(self.names):
-            ref = [comparable(r[k]) for r in self.reference]
-            try:
-                fid = compare_outputs(name, ref, [comparable(g[k]) for g in got], self.masks)
-            except ValueError:        # another output shape than the original's
-                return -1.0
-            worst = min(worst, fid.score if fid.score == fid.score else -1.0)
-        return worst
+        results = compare_runs(self.names, self.reference, got, self.feeds)
+        scores = [-1.0 if isinstance(f, str) or f.score != f.score else f.score for f in results]
+        return min([1.0, *scores])

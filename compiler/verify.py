@@ -6,7 +6,7 @@ from __future__ import annotations
 from edgec.compiler.calibration import FeedSplit
 from edgec.compiler.errors import InputError
 from edgec.compiler.report import CompileReport
-from edgec.runtime.fidelity import comparable, compare_outputs, token_mask
+from edgec.runtime.fidelity import compare_runs
 from edgec.targets import TargetProfile
 
 
@@ -25,14 +25,11 @@ def verify(report: CompileReport, reference, candidate, split: FeedSplit, target
             from exc
     threshold = target.min_cosine if min_cosine is None else min_cosine
     report.min_cosine = threshold
-    masks = [token_mask(f) for f in split.held_out]
-    for k, name in enumerate(names):
+    for name, fid in zip(names, compare_runs(names, refs, gots, split.held_out), strict=True):
         gated = gate_outputs is None or name in gate_outputs
-        try:
-            fid = compare_outputs(name, [comparable(r[k]) for r in refs], [comparable(g[k]) for g in gots], masks)
-        except ValueError as exc:      # another shape than the original's: as wrong as it gets
+        if isinstance(fid, str):       # another shape than the original's: as wrong as it gets
             report.fidelity_ok = report.fidelity_ok and not gated
-            report.notes.append(f"{exc}" if gated else f"{exc} (not gated)")
+            report.notes.append(fid if gated else f"{fid} (not gated)")
             continue
         report.fidelity.append(fid.as_dict())
         if gated and threshold > 0 and not (fid.score >= threshold):

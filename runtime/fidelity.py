@@ -243,3 +243,19 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(x))
     ranks[order] = np.arange(len(x))
     return ranks
+
+
+def compare_runs(names: list[str], refs: list[list], gots: list[list],
+                 feeds: list[dict[str, np.ndarray]]) -> list[OutputFidelity | str]:
+    """Every output of two models run on the same feeds (`refs`/`gots`: session.run results, one list per
+    feed), each compared with the metric that fits it, per-token outputs at the feeds' real tokens; an
+    output that cannot be compared (another shape than the original's) gives the reason instead."""
+    masks = [token_mask(f) for f in feeds]
+    results: list[OutputFidelity | str] = []
+    for k, name in enumerate(names):
+        try:
+            results.append(compare_outputs(name, [comparable(r[k]) for r in refs], [comparable(g[k]) for g in gots],
+                                           masks))
+        except ValueError as exc:
+            results.append(str(exc))
+    return results
