@@ -14,6 +14,10 @@ import numpy as np
 ACTIVATIONS = ("gelu", "erf-gelu", "gelu-tanh", "tanh-gelu", "fast-gelu", "relu", "silu", "quick-gelu", "hardswish")
 
 
+TORCH_PATTERNS = frozenset({"gelu", "erf-gelu", "relu", "silu", "hardswish", "gelu-tanh", "tanh-gelu", "fast-gelu",
+                            "quick-gelu"})     # the activations torch_activation has (asked without importing torch)
+
+
 def torch_activation(pattern: str):
     import torch.nn.functional as F
 

@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 from edgec.passes import share_plan as plan
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.mlp import MLPBlock, editable_blocks, layer_name
-from edgec.passes.refine import torch_activation
+from edgec.passes.refine import TORCH_PATTERNS
 from edgec.passes.share_rewrite import MODES, SharedBasis, write_block
 
 COO_BYTES = 12.0        # an ONNX COO non-zero: a float32 value and an int64 linear index
@@ -46,13 +46,18 @@ class SharePass:
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(ShareOptions, ctx.options, self.name)
         sparsity = opts.sparsity if opts.sparsity >= 0 else (0.75 if opts.mode == "storage" else 0.0)
-        blocks = [b for b in editable_blocks(graph) if b.d_in == b.d_out and torch_activation(b.act.pattern)]
+        square = [b for b in editable_blocks(graph) if b.d_in == b.d_out]
+        blocks = [b for b in square if b.act.pattern in TORCH_PATTERNS]
+        skipped = [f"block {b.index} ({b.act.pattern}): an activation the torch reconstruction lacks, left alone"
+                   for b in square if b.act.pattern not in TORCH_PATTERNS]
         if not blocks:
-            return PassResult(False, {"groups": 0}, ["no MLP block with equal input and output width to share"])
+            return PassResult(False, {"groups": 0},
+                              skipped or ["no MLP block with equal input and output width to share"])
         weights = _block_weights(graph, blocks, ctx)
         grouping = plan.groups([(b.d_in, b.hidden) for b in blocks], opts.group)
-        notes = [f"mode {opts.mode}: " + ("factors executed (fewer FLOPs)" if opts.mode == "speed" else
-                                          "weights rebuilt from U and sparse V at load (smaller file, same speed)")]
+        notes = skipped + [f"mode {opts.mode}: " + ("factors executed (fewer FLOPs)" if opts.mode == "speed" else
+                                                    "weights rebuilt from U and sparse V at load (smaller file, "
+                                                    "same speed)")]
         solved, stats, spectra = [], [], {}
         for members in grouping:
             group = _solve_group([weights[i] for i in members], [blocks[i] for i in members], opts, sparsity,

@@ -100,3 +100,11 @@ def test_a_model_without_mlp_is_a_no_op():
     model = models.no_mlp_model()
     _, result = _share(model, models.feeds(model, 2))
     assert not result.changed and result.notes
+
+
+def test_the_table_of_torch_activations_matches_the_functions():
+    pytest.importorskip("torch")
+    from edgec.passes.refine import TORCH_PATTERNS, torch_activation
+
+    assert all(torch_activation(p) is not None for p in TORCH_PATTERNS)
+    assert torch_activation("relu6") is None and "relu6" not in TORCH_PATTERNS
