@@ -2,7 +2,7 @@
 
 - the fidelity / latency frontier: every point the compile evaluated (goal candidates, or the original and
   the compiled model), the gate as a line;
-- the budget searches of the passes (budget vs calibration cosine, the floor as a line);
+- the budget searches of the passes (budget vs calibration score, the floor as a line);
 - per-layer structure: ranks (lowrank), kept hidden units (prune), shared-basis ranks (share);
 - spectra: the fraction of each layer's (or group's) output energy captured against the rank.
 """
@@ -87,7 +87,7 @@ def _searches(ax, report: CompileReport) -> bool:
         drawn = True
     if drawn:
         ax.set_xlabel("budget (fraction kept)")
-        ax.set_ylabel("calibration cosine")
+        ax.set_ylabel("calibration score")
         ax.legend(fontsize=8)
     return drawn
 

@@ -25,7 +25,7 @@ from edgec.passes.search import describe, smallest_budget
 class LowRankOptions:
     params: float = 0.5          # fraction of the MLP layers' parameters kept
     method: str = "whitened"     # whitened (data-aware, Swift-SVD) | svd (plain truncated SVD)
-    floor: float = 0.0           # > 0: search the smallest `params` that keeps this calibration cosine
+    floor: float = 0.0           # > 0: search the smallest `params` that keeps this calibration score
     max_rank_ratio: float = 0.6  # speed mode: factorize only if rank ≤ this × break-even rank; 1 = size mode
     rank: int = 0                # > 0: this rank for every layer (clipped to its size), no budget, no cap
     refine_steps: int = 0        # > 0: Adam steps of teacher-forced block-output reconstruction (needs torch)

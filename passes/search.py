@@ -26,4 +26,4 @@ def smallest_budget(score_at: Callable[[float], float], floor: float) -> tuple[f
 
 def describe(knob: str, floor: float, trace: list[tuple[float, float]], chosen: float) -> str:
     points = ", ".join(f"{b:.3f}→{s:.4f}" for b, s in trace)
-    return f"{knob} searched for calibration cosine ≥ {floor}: {points}; chose {chosen:.3f}"
+    return f"{knob} searched for calibration score ≥ {floor}: {points}; chose {chosen:.3f}"

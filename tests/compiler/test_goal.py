@@ -1,0 +1,39 @@
+"""--goal parsing and scoring."""
+
+import pytest
+
+from edgec.compiler.errors import InputError
+from edgec.compiler.goal import Goal, candidates, parse_goal
+from edgec.compiler.report import CompileReport, ModelSummary
+
+
+def _report(ratio, p50, before, after):
+    r = CompileReport("m.onnx", None, "x86", [], [])
+    r.before, r.after = ModelSummary(1, 1, before, {}), ModelSummary(1, 1, after, {})
+    r.latency = {"ratio_p50": ratio, "compiled": {"p50_ms": p50}}
+    return r
+
+
+@pytest.mark.parametrize("text,goal", [("speedup=2", Goal("speedup", 2.0)), ("latency=10ms", Goal("latency", 10.0)),
+                                       ("size = 0.5", Goal("size", 0.5)), ("speedup=1.5x", Goal("speedup", 1.5))])
+def test_goals_parse(text, goal):
+    assert parse_goal(text) == goal
+
+
+@pytest.mark.parametrize("text", ["faster=yes", "size=2", "speedup=0", "latency=-1ms"])
+def test_bad_goals_are_input_errors(text):
+    with pytest.raises(InputError):
+        parse_goal(text)
+
+
+def test_each_goal_scores_its_own_quantity():
+    report = _report(ratio=0.5, p50=4.0, before=100, after=60)
+    assert Goal("speedup", 2).met(report) and not Goal("speedup", 2.5).met(report)
+    assert Goal("latency", 5).met(report) and not Goal("latency", 3).met(report)
+    assert Goal("size", 0.6).met(report) and not Goal("size", 0.5).met(report)
+    assert Goal("speedup", 2).describe(report) == "2.00× faster"
+
+
+def test_candidates_run_from_conservative_to_aggressive():
+    labels = [label for label, _, _ in candidates(0.995)]
+    assert labels[0] == "cleanup" and labels[-1] == "prune keep 0.5 + int8"
