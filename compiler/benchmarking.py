@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec.compiler import modelio
-from edgec.compiler.calibration import load_npz_feeds
+from edgec.compiler.calibration import load_npz_feeds, vocabulary_size
 from edgec.compiler.devices import QemuDevice
 from edgec.compiler.driver import session_config
 from edgec.compiler.errors import InputError, ProviderError
@@ -25,9 +25,9 @@ from edgec.runtime.stats import ratio_estimate
 from edgec.targets import TargetProfile
 
 
-def _checked(path: Path) -> Path:
-    modelio.load_model(path)   # clear errors for missing, corrupt or non-ONNX files
-    return path
+def _vocabulary(path: Path) -> int:
+    """Clear errors for missing, corrupt or non-ONNX files; the token-id range its embedding tables take."""
+    return vocabulary_size(modelio.load_model(path))
 
 
 def _resolve(target: TargetProfile):
@@ -38,24 +38,25 @@ def _resolve(target: TargetProfile):
         raise ProviderError(str(exc)) from None
 
 
-def make_feed(session, inputs: Path | None, dims: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+def make_feed(session, inputs: Path | None, dims: dict[str, int], vocab_size: int = 1000,
+              seed: int = 0) -> dict[str, np.ndarray]:
     specs = input_specs(session)
     if inputs:
         return load_npz_feeds(inputs, specs)[0]
     # the first synthesized guess, or the variant real models need (a sample rate, a chunk size)
-    return working_feeds(session, specs, 1, seed, dims, 1000, {})[0][0]
+    return working_feeds(session, specs, 1, seed, dims, vocab_size, {})[0][0]
 
 
 def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, dims: dict | None = None,
                 warmup: int | None = None, runs: int | None = None, max_seconds: float | None = None,
                 device=None) -> dict:
-    _checked(path)
+    vocab = _vocabulary(path)
     config, resolved = _resolve(target)
     lat = target.latency
     settings = {"warmup": lat.warmup if warmup is None else warmup, "runs": lat.runs if runs is None else runs,
                 "max_seconds": lat.max_seconds if max_seconds is None else max_seconds, "dims": dims or {}}
     local = create_session(str(path), config, resolved)
-    feed = make_feed(local, inputs, dims or {})
+    feed = make_feed(local, inputs, dims or {}, vocab)
     if isinstance(device, QemuDevice):
         # emulation is 100-300× slower: a few runs prove it loads; the outputs prove it computes right
         settings.update(warmup=min(settings["warmup"], 1), runs=min(settings["runs"], 3))
@@ -89,10 +90,10 @@ def _add_notes(result: dict, target: TargetProfile) -> None:
 def compare_models(a: Path, b: Path, target: TargetProfile, inputs: Path | None = None, dims: dict | None = None,
                    warmup: int | None = None, runs: int | None = None, max_seconds: float | None = None) -> dict:
     """Both models in one process, interleaved A B A B …, same feed, same threads and EPs."""
-    _checked(a), _checked(b)
+    vocab = min(_vocabulary(a), _vocabulary(b))
     config, resolved = _resolve(target)
     sa, sb = create_session(str(a), config, resolved), create_session(str(b), config, resolved)
-    feed = make_feed(sa, inputs, dims or {})
+    feed = make_feed(sa, inputs, dims or {}, vocab)
     runs = target.latency.runs if runs is None else runs
     warmup = target.latency.warmup if warmup is None else warmup
     max_seconds = target.latency.max_seconds if max_seconds is None else max_seconds

@@ -113,3 +113,21 @@ def test_min_ep_share_is_checked_in_bench_and_compile(save, tmp_path):
     report = json.loads(out)
     assert code == 0 and report["placement"]["CPUExecutionProvider"] > 0
     assert any("XnnpackExecutionProvider" in n and "asks for" in n for n in report["notes"])
+
+
+def test_bench_and_compare_keep_token_ids_within_a_small_vocabulary(tmp_path):
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    table = nh.from_array(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32), "table")
+    graph = h.make_graph([h.make_node("Gather", ["table", "input_ids"], ["y"], axis=0)], "embed",
+                         [h.make_tensor_value_info("input_ids", T.INT64, ["batch", "sequence"])],
+                         [h.make_tensor_value_info("y", T.FLOAT, ["batch", "sequence", 8])], [table])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "embed.onnx"
+    onnx.save(model, str(path))
+    assert run_cli("bench", path, "--runs", "3")[0] == 0
+    assert run_cli("compare", path, path, "--runs", "3")[0] == 0
