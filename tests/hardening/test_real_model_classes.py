@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -129,3 +132,20 @@ def test_indices_that_must_name_existing_nodes_are_tried_as_zeros(save, tmp_path
 
     code, text = run_cli("compile", save(graph_network_model()), "-o", tmp_path / "o.onnx", "--no-measure")
     assert code == 0 and "edge_index=0" in text, text
+
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+@pytest.mark.parametrize("name", ["light_squeezenet", "light_shufflenet", "light_inception_v1"])
+@pytest.mark.parametrize("target", ["x86", "arm"])
+def test_the_onnx_packages_ir3_opset9_networks_compile(name, target, tmp_path):
+    # real architectures (constant weights) of the old model zoo: IR 3, every initializer a graph input
+    src = LIGHT / f"{name}.onnx"
+    if not src.exists():
+        pytest.skip(f"{src} is not in this onnx wheel")
+    out = tmp_path / "o.onnx"
+    code, text = run_cli("compile", src, "--target", target, "-o", out, "--no-measure", "--format", "json")
+    assert code == 0, text
+    assert any("IR version 3 → 4" in n for n in json.loads(text)["notes"])
+    _runs(out)
