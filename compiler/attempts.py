@@ -110,6 +110,12 @@ def with_recovery(names: list[str], options) -> list[str]:
     return names[:at] + ["recover"] + names[at:]
 
 
+def pass_options(name: str, explicit: dict[str, dict], target: TargetProfile) -> dict:
+    """A pass's options: those given for it replace the target's as a whole (an explicit prune.keep is not
+    overridden by the profile's prune.floor search)."""
+    return explicit[name] if name in explicit else target.options_for(name)
+
+
 def checked_plan(names: list[str], explicit: dict[str, dict], target: TargetProfile) -> list[str]:
     """The names, once every pass exists and takes its options (given, else the target's): a typo in
     --pass-option fails here, before calibration and before any pass has run for minutes."""
@@ -120,7 +126,7 @@ def checked_plan(names: list[str], explicit: dict[str, dict], target: TargetProf
             raise InputError(str(exc).strip("'\"")) from None
         if hasattr(pass_, "Options"):
             try:
-                build_options(pass_.Options, explicit[name] if name in explicit else target.options_for(name), name)
+                build_options(pass_.Options, pass_options(name, explicit, target), name)
             except PassOptionError as exc:
                 raise InputError(str(exc)) from None
     return names

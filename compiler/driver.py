@@ -12,7 +12,14 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.compiler import modelio
-from edgec.compiler.attempts import Attempt, checked_plan, plan_attempts, real_data_only, with_recovery
+from edgec.compiler.attempts import (
+    Attempt,
+    checked_plan,
+    pass_options,
+    plan_attempts,
+    real_data_only,
+    with_recovery,
+)
 from edgec.compiler.calibration import (
     ActivationCapture,
     FeedSplit,
@@ -204,7 +211,7 @@ def _editable_model(original: onnx.ModelProto, report: CompileReport) -> onnx.Mo
 
 def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: SessionConfig,
              report: CompileReport, target: TargetProfile, options: CompileOptions,
-             pass_options: dict[str, dict]) -> None:
+             explicit: dict[str, dict]) -> None:
     # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
     # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
     fit, search = split.fit_and_search()
@@ -212,7 +219,7 @@ def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: Ses
     probe = FidelityProbe(reference, search, config, original, split.search_outputs)
     teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search, options.gate_outputs)
     for name in report.pipeline:
-        report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options, pass_options))
+        report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options, explicit))
 
 
 def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOptions) -> dict:
@@ -242,10 +249,7 @@ def _compiled_session(model: onnx.ModelProto, config: SessionConfig):
 def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: FidelityProbe, teacher: Teacher,
               target: TargetProfile, options: CompileOptions, explicit: dict[str, dict]) -> PassRecord:
     pass_ = get_pass(name)
-    # Options given on the command line replace the profile's options for that pass as a whole, so that
-    # e.g. an explicit prune.keep is not overridden by the profile's prune.floor search.
-    pass_options = explicit[name] if name in explicit else target.options_for(name)
-    ctx = PassContext(calibration=capture, fidelity=probe, options=pass_options,
+    ctx = PassContext(calibration=capture, fidelity=probe, options=pass_options(name, explicit, target),
                       rank_multiple=target.rank_multiple, seed=options.seed,
                       providers=target.execution_providers, progress=progress_bar, teacher=teacher,
                       int8_saturates=int8_saturates())
