@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from edgec.compiler.calibration import Feed, synthesized_feeds
 from edgec.compiler.errors import InputError
-from edgec.runtime.inputs import InputSpec, concrete_shape, is_scalar, synthesize_feed
+from edgec.runtime.inputs import InputSpec, concrete_shape, is_scalar, shared_dims, synthesize_feed
 
 SCALAR_CHOICES = (16000, 8000, 1)
 DIM_CHOICES = ({"spatial": 320}, {"spatial": 256}, {"spatial": 640}, {"spatial": 32}, {"sequence": 64},
@@ -62,7 +62,9 @@ def _variants(specs: list[InputSpec], dims: dict[str, int], fixed: dict[str, obj
 
 
 def _shapes(specs: list[InputSpec], dims: dict[str, int]) -> list[tuple[int, ...]]:
-    return [concrete_shape(s, dims) for s in specs]
+    """The shapes synthesize_feed gives these inputs under `dims` (shared dimension names included)."""
+    shared = shared_dims(specs, dims)
+    return [concrete_shape(s, shared) for s in specs]
 
 
 def _variant_note(dim_variant: dict, dims: dict, scalars: dict) -> str | None:
