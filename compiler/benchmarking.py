@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from edgec.compiler import modelio
-from edgec.compiler.calibration import load_npz_feeds, vocabulary_size
+from edgec.compiler.calibration import vocabulary_size
+from edgec.compiler.calibration_spec import CalibrationSpec
 from edgec.compiler.devices import QemuDevice
 from edgec.compiler.driver import session_config
 from edgec.compiler.errors import InputError, ProviderError
+from edgec.compiler.feeds import feed_set
 from edgec.compiler.measuring import placement_notes
 from edgec.compiler.progress import progress_bar
-from edgec.compiler.synthesis import working_feeds
 from edgec.runtime.bench import benchmark, machine_info
 from edgec.runtime.fidelity import compare_runs
-from edgec.runtime.inputs import input_specs
 from edgec.runtime.latency import LatencyStats, measure_interleaved
 from edgec.runtime.placement import node_placement
 from edgec.runtime.session import ProviderUnavailable, create_session, resolve_providers
@@ -39,12 +39,11 @@ def _resolve(target: TargetProfile):
 
 
 def make_feed(session, inputs: Path | None, dims: dict[str, int], vocab_size: int = 1000,
-              seed: int = 0) -> dict[str, np.ndarray]:
-    specs = input_specs(session)
-    if inputs:
-        return load_npz_feeds(inputs, specs)[0]
-    # the first synthesized guess, or the variant real models need (a sample rate, a chunk size)
-    return working_feeds(session, specs, 1, seed, dims, vocab_size, {})[0][0]
+              seed: int = 0, path: Path = Path("the model")) -> dict[str, np.ndarray]:
+    """The user's first input, or the first synthesized guess (or the variant real models need: a sample rate,
+    a chunk size)."""
+    spec = CalibrationSpec(npz=inputs, samples=1, dims=dims)
+    return feed_set(session, vocab_size, spec, seed, path, [], run_original=False).fit[0]
 
 
 def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, dims: dict | None = None,
@@ -56,7 +55,7 @@ def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, d
     settings = {"warmup": lat.warmup if warmup is None else warmup, "runs": lat.runs if runs is None else runs,
                 "max_seconds": lat.max_seconds if max_seconds is None else max_seconds, "dims": dims or {}}
     local = create_session(str(path), config, resolved)
-    feed = make_feed(local, inputs, dims or {}, vocab)
+    feed = make_feed(local, inputs, dims or {}, vocab, path=path)
     if isinstance(device, QemuDevice):
         # emulation is 100-300× slower: a few runs prove it loads; the outputs prove it computes right
         settings.update(warmup=min(settings["warmup"], 1), runs=min(settings["runs"], 3))
@@ -93,7 +92,7 @@ def compare_models(a: Path, b: Path, target: TargetProfile, inputs: Path | None 
     vocab = min(_vocabulary(a), _vocabulary(b))
     config, resolved = _resolve(target)
     sa, sb = create_session(str(a), config, resolved), create_session(str(b), config, resolved)
-    feed = make_feed(sa, inputs, dims or {}, vocab)
+    feed = make_feed(sa, inputs, dims or {}, vocab, path=a)
     runs = target.latency.runs if runs is None else runs
     warmup = target.latency.warmup if warmup is None else warmup
     max_seconds = target.latency.max_seconds if max_seconds is None else max_seconds

@@ -82,7 +82,7 @@ def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
 
 def _parse_input_values(values: tuple[str, ...]) -> dict[str, object]:
     """--input NAME=VALUE: a number (sr=16000) or a JSON list (shape=[1,3])."""
-    fixed = {}
+    fixed: dict[str, object] = {}
     for item in values:
         name, sep, text = item.partition("=")
         try:
@@ -138,6 +138,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
                 calib_count, recover, train_minutes, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
+    from edgec.compiler.calibration_spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
     from edgec.compiler.report import print_report
     from edgec.compiler.report_files import write_report
@@ -145,15 +146,15 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
     profile = _target(target)
     if min_cosine is not None and not 0 <= min_cosine <= 1:
         raise InputError(f"--min-cosine {min_cosine}: must lie in [0, 1]")
+    calibration = CalibrationSpec(npz=calib, text=calib_text, tokenizer=tokenizer, images=calib_dir, hook=calib_hook,
+                                  count=calib_count, image_preset=image_preset, image_resize=image_resize,
+                                  dims=_parse_dims(dim), input_values=_parse_input_values(input_values))
     options = CompileOptions(
         output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
-        pass_options=_parse_pass_options(pass_option), calib=calib, min_cosine=min_cosine, force=force,
-        seed=seed, dims=_parse_dims(dim), measure=not no_measure, runs=runs, allow_slower=allow_slower,
+        pass_options=_parse_pass_options(pass_option), calibration=calibration, min_cosine=min_cosine,
+        force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
-        calib_text=calib_text, tokenizer=tokenizer, calib_dir=calib_dir, calib_hook=calib_hook,
-        calib_count=calib_count, recover_minutes=train_minutes if recover else 0.0,
-        allow_synthetic=allow_synthetic, input_values=_parse_input_values(input_values),
-        image_preset=image_preset, image_resize=image_resize)
+        recover_minutes=train_minutes if recover else 0.0, allow_synthetic=allow_synthetic)
     tried = None
     if goal:
         from edgec.compiler.goal import compile_to_goal, parse_goal

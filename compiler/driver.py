@@ -20,18 +20,15 @@ from edgec.compiler.attempts import (
     real_data_only,
     with_recovery,
 )
-from edgec.compiler.calibration import (
-    ActivationCapture,
-    FeedSplit,
-)
+from edgec.compiler.calibration import vocabulary_size
+from edgec.compiler.calibration_spec import CalibrationSpec
 from edgec.compiler.errors import EdgecError, InputError, NegativeResult, ProviderError
-from edgec.compiler.feeds import calibration_feeds
+from edgec.compiler.feeds import feed_set
 from edgec.compiler.measuring import measure_or_roll_back
-from edgec.compiler.probe import FidelityProbe
 from edgec.compiler.progress import progress_bar
+from edgec.compiler.reference import Reference
 from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
 from edgec.compiler.storage import densify_sparse_initializers, sparsify_initializers
-from edgec.compiler.teacher import Teacher
 from edgec.compiler.verify import verify
 from edgec.passes import PassContext, PassOptionError, get_pass
 from edgec.passes.cleanup import CleanupPass
@@ -50,27 +47,17 @@ class CompileOptions:
     output: Path | None = None
     passes: list[str] | None = None
     pass_options: dict[str, dict] = field(default_factory=dict)
-    calib: Path | None = None
-    calib_samples: int = 24
+    calibration: CalibrationSpec = field(default_factory=CalibrationSpec)   # where calibration inputs come from
     min_cosine: float | None = None      # None: the target's threshold; 0 turns the gate off
     force: bool = False
     seed: int = 0
-    dims: dict[str, int] = field(default_factory=dict)
     measure: bool = True
     runs: int | None = None
     warmup: int | None = None
     gate_outputs: list[str] | None = None   # outputs the fidelity gate judges (default: all)
     allow_slower: bool = False               # keep a compiled model that measures slower than the original
-    calib_text: Path | None = None           # one text per line, tokenized with `tokenizer`
-    tokenizer: Path | None = None
-    calib_dir: Path | None = None            # a folder of images
-    calib_hook: str | None = None            # module:function yielding feed dicts
-    calib_count: int = 96                    # items of a text / image / hook source used for calibration
     recover_minutes: float = 0.0             # > 0: recovery distillation (before quantize) for this long
     allow_synthetic: bool = False            # lossy passes may run on synthesized inputs
-    input_values: dict[str, object] = field(default_factory=dict)   # --input NAME=VALUE for synthesized feeds
-    image_preset: str | None = None          # --calib-dir pixels: imagenet | clip | unit | signed | raw
-    image_resize: str | None = None          # --calib-dir: stretch | crop | pad
 
 
 def session_config(target: TargetProfile) -> SessionConfig:
@@ -98,19 +85,20 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     if input_checker_error:
         report.notes.append(f"the input fails the ONNX checker ({input_checker_error}); ONNX Runtime runs it, "
                             "so the compiled model is held to the same standard")
-    reference = _session(original, config, path)
-    split = calibration_feeds(reference, original, options, path, report.notes)   # 2 calibrate
-    report.calibration = {"source": split.source, "calibration": len(split.calibration),
-                          "held_out": len(split.held_out)}
-    requested = real_data_only(requested, split.source, options.allow_synthetic, options.passes is not None,
+    session = _session(original, config, path)
+    feeds = feed_set(session, vocabulary_size(original), options.calibration, options.seed, path,   # 2 calibrate
+                     report.notes)
+    reference = Reference(original, config, session, feeds, options.seed, options.gate_outputs)
+    report.calibration = {"source": feeds.source, "calibration": len(feeds.calibration),
+                          "held_out": len(feeds.held_out)}
+    requested = real_data_only(requested, feeds.source, options.allow_synthetic, options.passes is not None,
                                report.notes)
     editable = _editable_model(original, report)
     attempts = plan_attempts(requested if editable is not None else [], options.pass_options, target, step_back)
-    compiled, candidate = _first_accepted(attempts, editable, original, reference, split, config, report, target,
-                                          options, check=input_checker_error is None)   # 4 rewrite … 6 verify
+    compiled, candidate = _first_accepted(attempts, editable, reference, report, target, options,
+                                          check=input_checker_error is None)   # 4 rewrite … 6 verify
     if options.measure:                                                     # 7 measure
-        compiled = _measured(report, reference, candidate, compiled, original, split, config, resolved, target,
-                             options)
+        compiled = _measured(report, reference, candidate, compiled, resolved, target, options)
     if not any(r.changed for r in report.passes) and report.mlp_blocks:
         report.notes.append(_no_change_note(report))
     if report.ok:                                                           # 8 save
@@ -121,13 +109,12 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     return report
 
 
-def _measured(report: CompileReport, reference, candidate, compiled, original, split, config, resolved,
-              target: TargetProfile, options: CompileOptions):
+def _measured(report: CompileReport, reference: Reference, candidate, compiled, resolved, target: TargetProfile,
+              options: CompileOptions):
     """Latency side by side (a slower model rolls back); a measurement that breaks is a note, not a crash:
     the model is already verified."""
     try:
-        return measure_or_roll_back(report, reference, candidate, compiled, original, split, config, resolved,
-                                    target, options)
+        return measure_or_roll_back(report, reference, candidate, compiled, resolved, target, options)
     except (EdgecError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001
@@ -135,14 +122,14 @@ def _measured(report: CompileReport, reference, candidate, compiled, original, s
         return compiled
 
 
-def _first_accepted(attempts: list[Attempt], editable, original, reference, split, config, report: CompileReport,
+def _first_accepted(attempts: list[Attempt], editable, reference: Reference, report: CompileReport,
                     target: TargetProfile, options: CompileOptions, check: bool):
     """The first attempt the held-out inputs accept (the last one — the original — always is, or fails as
     asked); the notes of rejected attempts give way to one step-back note each."""
     for i, attempt in enumerate(attempts):
         last, kept_notes = i == len(attempts) - 1, len(report.notes)
-        compiled, candidate, failure = _attempt(attempt, editable, original, reference, split, config, report,
-                                                target, options, check, fallible=not last)
+        compiled, candidate, failure = _attempt(attempt, editable, reference, report, target, options, check,
+                                                fallible=not last)
         if failure is None or last:
             return compiled, candidate
         why = "; ".join(report.notes[kept_notes:])[:300]
@@ -152,20 +139,21 @@ def _first_accepted(attempts: list[Attempt], editable, original, reference, spli
     raise AssertionError("plan_attempts returns at least one attempt")
 
 
-def _attempt(attempt: Attempt, editable, original, reference, split, config, report: CompileReport,
-             target: TargetProfile, options: CompileOptions, check: bool, fallible: bool):
+def _attempt(attempt: Attempt, editable, reference: Reference, report: CompileReport, target: TargetProfile,
+             options: CompileOptions, check: bool, fallible: bool):
     """Run one pipeline from the original: (compiled model, its session, why it failed or None). With
     `fallible`, an error in a pass or in the rewritten model is a reason to step back, not a crash."""
     report.pipeline, report.passes, report.fidelity, report.fidelity_ok = list(attempt.passes), [], [], True
+    original = reference.model
     compiled, candidate = original, None
     try:
         if attempt.passes:
             graph = modelio.to_graph(editable)
-            _rewrite(graph, original, reference, split, config, report, target, options, attempt.pass_options)
+            _rewrite(graph, reference, report, target, options, attempt.pass_options)
             compiled = _tidy(graph, original, report, check)
         report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
-        candidate = _compiled_session(compiled, config)
-        verify(report, reference, candidate, split, target, options.gate_outputs, options.min_cosine)
+        candidate = _compiled_session(compiled, reference.config)
+        verify(report, reference, candidate, target, options.min_cosine)
     except EdgecError:
         raise
     except Exception as exc:  # noqa: BLE001 - a pass, the tidy step or the rewritten graph broke: an edgec bug
@@ -209,17 +197,12 @@ def _editable_model(original: onnx.ModelProto, report: CompileReport) -> onnx.Mo
     return editable
 
 
-def _rewrite(graph: gs.Graph, original, reference, split: FeedSplit, config: SessionConfig,
-             report: CompileReport, target: TargetProfile, options: CompileOptions,
-             explicit: dict[str, dict]) -> None:
+def _rewrite(graph: gs.Graph, reference: Reference, report: CompileReport, target: TargetProfile,
+             options: CompileOptions, explicit: dict[str, dict]) -> None:
     # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
     # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
-    fit, search = split.fit_and_search()
-    capture = ActivationCapture(fit, config, original, options.seed)
-    probe = FidelityProbe(reference, search, config, original, split.search_outputs)
-    teacher = Teacher(original, config, split.training or (lambda: iter(fit)), search, options.gate_outputs)
     for name in report.pipeline:
-        report.passes.append(_run_pass(name, graph, capture, probe, teacher, target, options, explicit))
+        report.passes.append(_run_pass(name, graph, reference, target, options, explicit))
 
 
 def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOptions) -> dict:
@@ -229,7 +212,7 @@ def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOption
     if ort_path.exists() and not options.force:
         raise InputError(f"{ort_path}: already exists (use --force to replace it)")
     size = convert_to_ort(output, ort_path)
-    return {"ort_model": str(ort_path), "ort_bytes": size, "usability": usability(model, options.dims)}
+    return {"ort_model": str(ort_path), "ort_bytes": size, "usability": usability(model, options.calibration.dims)}
 
 
 def _session(model: onnx.ModelProto, config: SessionConfig, path: Path):
@@ -246,12 +229,15 @@ def _compiled_session(model: onnx.ModelProto, config: SessionConfig):
         raise RuntimeError(f"ONNX Runtime cannot load the compiled model ({str(exc).splitlines()[0][:200]})") from exc
 
 
-def _run_pass(name: str, graph: gs.Graph, capture: ActivationCapture, probe: FidelityProbe, teacher: Teacher,
-              target: TargetProfile, options: CompileOptions, explicit: dict[str, dict]) -> PassRecord:
+def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetProfile, options: CompileOptions,
+              explicit: dict[str, dict]) -> PassRecord:
     pass_ = get_pass(name)
-    ctx = PassContext(calibration=capture, fidelity=probe, options=pass_options(name, explicit, target),
-                      rank_multiple=target.rank_multiple, seed=options.seed,
-                      providers=target.execution_providers, progress=progress_bar, teacher=teacher,
+    needs = pass_.needs          # the views of the original this pass may ask for, and only those
+    ctx = PassContext(calibration=reference.capture() if "calibration" in needs else None,
+                      fidelity=reference.probe() if "fidelity" in needs else None,
+                      teacher=reference.teacher() if "teacher" in needs else None,
+                      options=pass_options(name, explicit, target), rank_multiple=target.rank_multiple,
+                      seed=options.seed, providers=target.execution_providers, progress=progress_bar,
                       int8_saturates=int8_saturates())
     nodes0, (params0, bytes0) = len(graph.nodes), count_params(graph)
     start = time.perf_counter()

@@ -1,44 +1,81 @@
-"""Step 2 of a compile: the calibration feeds (the user's data or synthesized ones), split into fit /
-search / held-out, each run once through the original so that a bad feed fails here with a clear message
-and the original's outputs are kept for the probe and the verification."""
+"""The inputs a model is judged on, made once: the user's data or synthesized feeds, split into fit / search /
+held-out (+ a training stream), each run through the original so that a bad feed fails here with a clear
+message and the original's outputs are kept for the probe and the verification. Compile, fold and bench
+all take their feeds from `feed_set`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
-import onnx
 
-from edgec.compiler.calibration import Feed, FeedSplit, load_npz_feeds, split_feeds, vocabulary_size
+from edgec.compiler.calibration import Feed, load_npz_feeds, split_feeds
+from edgec.compiler.calibration_spec import CalibrationSpec
 from edgec.compiler.errors import InputError
 from edgec.compiler.image_prep import image_prep
 from edgec.compiler.synthesis import working_feeds
-from edgec.runtime.inputs import input_specs
+from edgec.runtime.inputs import InputSpec, input_specs
+
+Outputs = list[list[np.ndarray]]     # per feed, the original's outputs in session order
 
 
-def calibration_feeds(session, model: onnx.ModelProto, options, path: Path, notes: list[str]) -> FeedSplit:
+@dataclass(frozen=True)
+class FeedSet:
+    source: str                      # a file name, a data-source label, or "synthesized"
+    calibration: list[Feed]          # what the passes may look at: fit + search
+    fit: list[Feed]                  # statistics and fits
+    search: list[Feed]               # the passes' searches and recovery's early stopping score these
+    held_out: list[Feed]             # the final verification: never seen by a pass
+    search_outputs: Outputs | None = None
+    held_out_outputs: Outputs | None = None
+    training: Callable[[], Iterable[Feed]] | None = None   # a streamed training set (recovery), if any
+
+    def training_feeds(self) -> Iterable[Feed]:
+        """One pass over the training data: the stream of a text/image/hook source, else the fit feeds."""
+        return self.training() if self.training is not None else iter(self.fit)
+
+
+def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: Path, notes: list[str],
+             run_original: bool = True) -> FeedSet:
+    """`session` runs the original model; `vocab_size` bounds synthesized token ids (calibration.vocabulary_size);
+    `path` names the model in errors (and locates an image preprocessor config)."""
     try:
         specs = input_specs(session)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from None
-    unknown = sorted(set(options.input_values) - {s.name for s in specs})
+    unknown = sorted(set(spec.input_values) - {s.name for s in specs})
     if unknown:
         raise InputError(f"--input: the model has no input(s) {unknown} (it has {[s.name for s in specs]})")
-    training = None
-    if options.calib_text or options.calib_dir or options.calib_hook:
-        data = _data_source(options, specs, path, notes)
-        feeds, source, training = data.calibration, data.label, data.training
-    elif options.calib:
-        feeds, source = load_npz_feeds(options.calib, specs), str(options.calib)
-    else:
-        feeds, note = working_feeds(session, specs, options.calib_samples, options.seed, options.dims,
-                                    vocabulary_size(model), options.input_values)
-        source = "synthesized"
-        notes += [note] if note else []
+    feeds, source, training = _load(session, vocab_size, spec, seed, specs, path, notes)
     _check_finite(feeds, source)
-    split = FeedSplit(*split_feeds(feeds), source, training)
-    _run_original(session, split, options, path)
-    return split
+    calibration, held_out = split_feeds(feeds)
+    fit, search = split_feeds(calibration)
+    if not run_original:
+        return FeedSet(source, calibration, fit, search, held_out, training=training)
+    try:
+        for feed in fit:
+            session.run(None, feed)
+        search_outputs = [session.run(None, f) for f in search]
+        held_out_outputs = [session.run(None, f) for f in held_out]
+    except Exception as exc:  # noqa: BLE001 - ORT's own error types
+        raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "
+                         f"({str(exc).splitlines()[0][:160]}); {spec.hint}") from None
+    return FeedSet(source, calibration, fit, search, held_out, search_outputs, held_out_outputs, training)
+
+
+def _load(session, vocab_size: int, spec: CalibrationSpec, seed: int, specs: list[InputSpec], path: Path,
+          notes: list[str]):
+    """(feeds, source label, training stream or None)"""
+    if spec.kind in ("text", "images", "hook"):
+        data = _data_source(spec, specs, path, notes)
+        return data.calibration, data.label, data.training
+    if spec.npz is not None:
+        return load_npz_feeds(spec.npz, specs), str(spec.npz), None
+    feeds, note = working_feeds(session, specs, spec.samples, seed, spec.dims, vocab_size, spec.input_values)
+    notes += [note] if note else []
+    return feeds, "synthesized", None
 
 
 def _check_finite(feeds: list[Feed], source: str) -> None:
@@ -49,30 +86,15 @@ def _check_finite(feeds: list[Feed], source: str) -> None:
                 raise InputError(f"{source}: input '{name}' of item {i} holds NaN or Inf values")
 
 
-def _run_original(session, split: FeedSplit, options, path: Path) -> None:
-    fit, search = split.fit_and_search()
-    try:
-        for feed in fit:
-            session.run(None, feed)
-        split.search_outputs = [session.run(None, f) for f in search]
-        split.held_out_outputs = [session.run(None, f) for f in split.held_out]
-    except Exception as exc:  # noqa: BLE001 - ORT's own error types
-        hint = "check the arrays in --calib" if options.calib else "give real inputs with --calib FILE.npz"
-        raise InputError(f"{path}: ONNX Runtime fails on the {split.source} inputs "
-                         f"({str(exc).splitlines()[0][:160]}); {hint}") from None
-
-
-def _data_source(options, specs, path: Path, notes: list[str]):
+def _data_source(spec: CalibrationSpec, specs: list[InputSpec], path: Path, notes: list[str]):
     from edgec.compiler import data_sources
 
-    if sum(bool(x) for x in (options.calib, options.calib_text, options.calib_dir, options.calib_hook)) > 1:
-        raise InputError("give one of --calib, --calib-text, --calib-dir and --calib-hook")
-    if options.calib_text:
-        return data_sources.text_source(options.calib_text, options.tokenizer, specs, options.calib_count,
-                                        options.dims.get("sequence", 128))
-    if options.calib_dir:
-        prep = image_prep(options.image_preset, options.image_resize, path)
+    if spec.text is not None:
+        return data_sources.text_source(spec.text, spec.tokenizer, specs, spec.count, spec.dims.get("sequence", 128))
+    if spec.images is not None:
+        prep = image_prep(spec.image_preset, spec.image_resize, path)
         if not prep.known:
             notes.insert(0, f"calibration images as {prep.label} (give --image-preset imagenet|clip|unit|signed|raw)")
-        return data_sources.image_source(options.calib_dir, specs, options.calib_count, prep)
-    return data_sources.hook_source(options.calib_hook, specs, options.calib_count)
+        return data_sources.image_source(spec.images, specs, spec.count, prep)
+    assert spec.hook is not None
+    return data_sources.hook_source(spec.hook, specs, spec.count)

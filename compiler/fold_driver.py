@@ -8,8 +8,11 @@ import numpy as np
 import onnx
 
 from edgec.compiler import modelio
-from edgec.compiler.calibration import ActivationCapture, load_npz_feeds, split_feeds, vocabulary_size
+from edgec.compiler.calibration import vocabulary_size
+from edgec.compiler.calibration_spec import CalibrationSpec
+from edgec.compiler.capture import ActivationCapture
 from edgec.compiler.errors import InputError
+from edgec.compiler.feeds import feed_set
 from edgec.compiler.fold import (
     FoldReport,
     compute_deltas,
@@ -19,10 +22,8 @@ from edgec.compiler.fold import (
     prunable,
     write_delta,
 )
-from edgec.compiler.synthesis import working_feeds
 from edgec.passes import delta as dp
 from edgec.runtime.fidelity import compare_runs
-from edgec.runtime.inputs import input_specs
 from edgec.runtime.session import SessionConfig, create_session
 
 SEEDS = 4   # DAREx-q averages the output change over this many random masks per q
@@ -47,7 +48,7 @@ def fold(base_path: Path, tuned_path: Path, output: Path, method: str, drop: flo
     names = prunable(deltas) if method != "exact" else []
     config = SessionConfig()
     tuned_sess = create_session(tuned.SerializeToString(), config)
-    search, held = _feeds(tuned_sess, tuned, calib, seed)
+    search, held = _feeds(tuned_sess, tuned, tuned_path, calib, seed)
     reference = [tuned_sess.run(None, f) for f in held]
     masks, scales = _masks_and_scales(tuned, deltas, names, method, drop, seed, search, config, report,
                                       per_layer_q)
@@ -67,13 +68,11 @@ def fold(base_path: Path, tuned_path: Path, output: Path, method: str, drop: flo
     return report
 
 
-def _feeds(session, model, calib: Path | None, seed: int):
+def _feeds(session, model, path: Path, calib: Path | None, seed: int):
     """The feeds a fold is judged on: the user's, or synthesized ones that run (token ids within the model's
     vocabulary, the scalars and sizes real models need)."""
-    specs = input_specs(session)
-    if calib:
-        return split_feeds(load_npz_feeds(calib, specs))
-    return split_feeds(working_feeds(session, specs, 24, seed, {}, vocabulary_size(model), {})[0])
+    feeds = feed_set(session, vocabulary_size(model), CalibrationSpec(npz=calib), seed, path, [], run_original=False)
+    return feeds.calibration, feeds.held_out
 
 
 def _masks_and_scales(tuned, deltas, names, method, drop, seed, search, config, report, per_layer_q):

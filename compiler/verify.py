@@ -3,21 +3,21 @@ judged with the metric that fits it (`runtime.fidelity`), the gate applied to th
 
 from __future__ import annotations
 
-from edgec.compiler.calibration import FeedSplit
 from edgec.compiler.errors import InputError
+from edgec.compiler.reference import Reference
 from edgec.compiler.report import CompileReport
 from edgec.runtime.fidelity import compare_runs
 from edgec.targets import TargetProfile
 
 
-def verify(report: CompileReport, reference, candidate, split: FeedSplit, target: TargetProfile,
-           gate_outputs: list[str] | None, min_cosine: float | None) -> None:
+def verify(report: CompileReport, reference: Reference, candidate, target: TargetProfile,
+           min_cosine: float | None) -> None:
     """Fill report.fidelity and report.ok; RuntimeError when the compiled model fails to run at all."""
-    names = [o.name for o in reference.get_outputs()]
+    names, split, gate_outputs = reference.output_names, reference.feeds, reference.judged
     unknown = sorted(set(gate_outputs or []) - set(names))
     if unknown:
         raise InputError(f"--gate-outputs: the model has no output(s) {unknown} (it has {names})")
-    refs = split.held_out_outputs or [reference.run(names, f) for f in split.held_out]
+    refs = split.held_out_outputs or [reference.session.run(names, f) for f in split.held_out]
     try:
         gots = [candidate.run(names, f) for f in split.held_out]
     except Exception as exc:  # noqa: BLE001 - ORT's own error types: the rewrite broke the graph at run time

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Protocol
+from typing import Any, Callable, ClassVar, ContextManager, Iterable, Protocol, Sequence
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
+
+Feed = dict[str, np.ndarray]
 
 
 @dataclass
@@ -21,12 +24,18 @@ class PassResult:
 class CalibrationSource(Protocol):
     """What the driver hands to a pass: statistics of tensors of the *current* graph."""
 
+    @property
+    def feeds(self) -> Sequence[Feed]:
+        """The inputs the statistics are taken over (quantize's static calibration reads them as they are)."""
+        ...
+
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         """Rows of each tensor over the calibration set, as float64 [N, last_dim]."""
         ...
 
-    def grams(self, graph: gs.Graph, names: list[str]) -> dict[str, Gram]:
-        """Streamed Gram matrices [x, 1]ᵀ[x, 1] of each tensor's rows (the last row/column is the bias)."""
+    def grams(self, graph: gs.Graph, names: list[str], halves: bool = False) -> dict[str, Gram]:
+        """Streamed Gram matrices [x, 1]ᵀ[x, 1] of each tensor's rows (the last row/column is the bias); with
+        `halves`, each also holds the even-numbered feeds' part (Gram.half) to validate a fit on the rest."""
         ...
 
 
@@ -55,48 +64,87 @@ class Gram:
 class TeacherSource(Protocol):
     """The original model, for passes that train against it (recovery distillation)."""
 
-    held_out: list[dict[str, np.ndarray]]      # feeds early stopping scores on (never the final held-out set)
-    judged: list[str] | None                   # the outputs the user's fidelity gate judges (None: all)
+    @property
+    def search_feeds(self) -> Sequence[Feed]:
+        """The feeds early stopping scores on (the search split: never the final held-out set)."""
+        ...
 
-    def training_feeds(self):
+    @property
+    def judged(self) -> list[str] | None:
+        """The outputs the user's fidelity gate judges (None: all)."""
+        ...
+
+    def training_feeds(self) -> Iterable[Feed]:
         """One pass over the training data, streamed (a fresh iterator on every call)."""
         ...
 
     def has_tensor(self, name: str) -> bool:
         ...
 
-    def run(self, feed: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+    def run(self, feed: Feed, names: list[str]) -> list[np.ndarray]:
         """The original model's tensors `names` (outputs or intermediates) on `feed`."""
         ...
 
-    def token_mask(self, feed: dict[str, np.ndarray]) -> np.ndarray | None:
+    def changed_initializers(self, model: onnx.ModelProto) -> frozenset[str]:
+        """Initializers of `model` that the original lacks or holds with other values (what compression wrote)."""
+        ...
+
+    def token_mask(self, feed: Feed) -> np.ndarray | None:
         """Real-token positions of per-token outputs (from the feed's attention mask), if any."""
         ...
 
-    def cosine(self, name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: list) -> float:
+    def cosine(self, name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: Sequence[Feed]) -> float:
         """The fidelity score of one output over feeds (cosine for vectors), measured like the verification."""
         ...
+
+
+# min over outputs of the fidelity score (cosine for vectors, range error for few-value or non-negative
+# outputs, agreement for labels: edgec.runtime.fidelity) of a candidate graph on the search feeds
+FidelityProbe = Callable[[gs.Graph], float]
+Progress = Callable[[str, int], ContextManager[Callable[..., None]]]
 
 
 @dataclass
 class PassContext:
     calibration: CalibrationSource | None = None
-    # min over outputs of the fidelity score (cosine for vectors, range error for few-value or non-negative
-    # outputs, agreement for labels: edgec.runtime.fidelity) of a candidate graph on calibration inputs
-    fidelity: Callable[[gs.Graph], float] | None = None
+    fidelity: FidelityProbe | None = None
     options: dict[str, Any] = field(default_factory=dict)
     rank_multiple: int = 1
     seed: int = 0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)   # the target's execution providers, in order
     # progress(description, total) → a context manager yielding advance(done, info=None); the driver shows a bar
-    progress: Callable[[str, int], ContextManager[Callable[[int], None]]] = field(default=None)
+    progress: Progress = field(default_factory=lambda: _silent_progress)
     teacher: TeacherSource | None = None
     # the CPU that judges fidelity computes int8 with saturating int16 sums (x86 without VNNI: runtime.cpu)
     int8_saturates: bool = False
 
-    def __post_init__(self):
-        if self.progress is None:
-            self.progress = _silent_progress
+    def need_calibration(self, why: str) -> CalibrationSource:
+        if self.calibration is None:
+            raise ValueError(f"{why} needs calibration statistics (run it inside `edgec compile`)")
+        return self.calibration
+
+    def need_fidelity(self, why: str) -> FidelityProbe:
+        if self.fidelity is None:
+            raise ValueError(f"{why} needs the driver's fidelity probe")
+        return self.fidelity
+
+    def need_teacher(self, why: str) -> TeacherSource:
+        if self.teacher is None:
+            raise ValueError(f"{why} needs the original model and training data (run it inside `edgec compile`)")
+        return self.teacher
+
+
+class Pass(Protocol):
+    """What the registry holds: a name (= file name = CLI spelling), typed options, what it may ask the
+    driver for, and `run`. `lossless` passes cannot change what the model computes."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    needs: ClassVar[frozenset[str]]       # of "calibration", "fidelity", "teacher"
+    lossless: ClassVar[bool]
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        ...
 
 
 @contextmanager

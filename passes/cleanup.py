@@ -29,6 +29,7 @@ class CleanupOptions:
 
 class CleanupPass:
     name = "cleanup"
+    needs: frozenset[str] = frozenset()
     lossless = True        # runs on synthesized inputs too: it cannot change what the model computes
     Options = CleanupOptions
 

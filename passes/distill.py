@@ -53,7 +53,7 @@ class DistillResult:
 def distill(view: TorchView, teacher, outputs: list[str], intermediates: list[str], settings: DistillSettings,
             progress: Callable[..., None] = lambda done, info=None: None) -> DistillResult:
     torch.manual_seed(settings.seed)
-    held = [(f, teacher.run(f, outputs)) for f in teacher.held_out]
+    held = [(f, teacher.run(f, outputs)) for f in teacher.search_feeds]
     scores = _scores(view, held, outputs, teacher)
     best = _Best(view, _judged(scores, settings.judged))
     result = DistillResult(held_out_before=best.score, curve=[{"seconds": 0.0, "steps": 0, **scores}])

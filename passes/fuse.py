@@ -27,6 +27,7 @@ class FuseOptions:
 
 class FusePass:
     name = "fuse"
+    needs: frozenset[str] = frozenset()
     lossless = True        # runs on synthesized inputs too: it cannot change what the model computes
     Options = FuseOptions
 

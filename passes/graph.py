@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
 # Ops that only pass a constant through (possibly transposed); a weight may hide behind them.
@@ -96,3 +97,17 @@ def forget_shapes(nodes: list[gs.Node]) -> None:
         for out in node.outputs:
             if isinstance(out, gs.Variable):
                 out.shape = None
+
+
+def changed_initializers(model: onnx.ModelProto, original: onnx.ModelProto) -> frozenset[str]:
+    """Initializers the compression created or changed: absent from the original, or different there."""
+    from onnx import numpy_helper
+
+    before = {i.name: i for i in original.graph.initializer}
+    changed = set()
+    for init in model.graph.initializer:
+        old = before.get(init.name)
+        if old is None or list(old.dims) != list(init.dims) or old.data_type != init.data_type \
+                or not np.array_equal(numpy_helper.to_array(old), numpy_helper.to_array(init)):
+            changed.add(init.name)
+    return frozenset(changed)

@@ -43,6 +43,8 @@ class LowRankOptions:
 class LowRankPass:
     name = "lowrank"
     Options = LowRankOptions
+    needs = frozenset({"calibration", "fidelity"})
+    lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(LowRankOptions, ctx.options, self.name)
@@ -71,7 +73,7 @@ class LowRankPass:
 
     def _spectra(self, graph, blocks, opts: LowRankOptions, ctx: PassContext):
         names = [t for b in blocks for t in (b.fc1.x.name, b.act.output.name)]
-        grams = ctx.calibration.grams(graph, sorted(set(names))) if opts.method == "whitened" else {}
+        grams = ctx.need_calibration("lowrank method=whitened").grams(graph, sorted(set(names))) if opts.method == "whitened" else {}
         spectra, means = [], []
         for b in blocks:
             for lin, tensor in ((b.fc1, b.fc1.x.name), (b.fc2, b.act.output.name)):
@@ -82,15 +84,14 @@ class LowRankPass:
         return spectra, means
 
     def _search(self, graph, spectra, means, opts: LowRankOptions, ctx: PassContext):
-        if ctx.fidelity is None:
-            raise ValueError("lowrank: floor needs the driver's fidelity probe")
+        probe = ctx.need_fidelity("lowrank floor")
 
         def score_at(params: float) -> float:
             trial = graph.copy()
             layers = [lin for b in editable_blocks(trial) for lin in (b.fc1, b.fc2)]
             ranks = plan.allocate(spectra, params, ctx.rank_multiple)
             _factorize(trial, layers, spectra, means, ranks, opts, [])
-            return ctx.fidelity(trial)
+            return probe(trial)
 
         return smallest_budget(score_at, opts.floor)
 
@@ -120,7 +121,7 @@ def _factorize(graph: gs.Graph, layers: list[Linear], spectra, means, ranks: lis
 def _block_io(graph, blocks, opts: LowRankOptions, ctx: PassContext) -> dict:
     """Each block's input and output rows from the *original* graph (the teacher), captured once."""
     names = sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)})
-    rows = ctx.calibration.activations(graph, names, opts.refine_rows)
+    rows = ctx.need_calibration("lowrank refinement").activations(graph, names, opts.refine_rows)
     return {b.index: (rows[b.fc1.x.name], rows[b.fc2.y.name]) for b in blocks}
 
 

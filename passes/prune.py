@@ -48,6 +48,8 @@ class PruneOptions:
 class PrunePass:
     name = "prune"
     Options = PruneOptions
+    needs = frozenset({"calibration", "fidelity"})
+    lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(PruneOptions, ctx.options, self.name)
@@ -59,9 +61,7 @@ class PrunePass:
             return PassResult(False, {"blocks": 0}, notes + ["no MLP block to prune"])
         if opts.keep >= 1.0 and not opts.floor:
             return PassResult(False, {"blocks": 0}, notes + ["keep=1: nothing to remove"])
-        if ctx.calibration is None:
-            raise ValueError("prune needs calibration data")
-        grams = ctx.calibration.grams(graph, [b.act.output.name for b in blocks], halves=opts.validate != "off")
+        grams = ctx.need_calibration("prune").grams(graph, [b.act.output.name for b in blocks], halves=opts.validate != "off")
         orders = {b.act.output.name: _order(b, grams, opts) for b in blocks}
         allocation = _allocation(graph, blocks, grams, opts, ctx, orders)
         keep = opts.keep
@@ -123,11 +123,10 @@ def _search_keep(graph: gs.Graph, grams: dict, opts: PruneOptions, ctx: PassCont
 def _probe(graph: gs.Graph, grams: dict, opts: PruneOptions, ctx: PassContext, orders: dict[str, np.ndarray],
            counts: list[int]) -> float:
     """The fidelity probe's score of the graph pruned to these units per block (the graph is left as it is)."""
-    if ctx.fidelity is None:
-        raise ValueError("prune: floor and scope=model need the driver's fidelity probe")
+    probe = ctx.need_fidelity("prune: floor and scope=model")
     trial = graph.copy()
     _prune_blocks(trial, editable_blocks(trial), grams, opts, counts, [], orders)
-    return ctx.fidelity(trial)
+    return probe(trial)
 
 
 def _allocation(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, ctx: PassContext,

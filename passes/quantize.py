@@ -44,6 +44,8 @@ class QuantizeOptions:
 class QuantizePass:
     name = "quantize"
     Options = QuantizeOptions
+    needs = frozenset({"calibration", "fidelity"})
+    lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(QuantizeOptions, ctx.options, self.name)
@@ -102,7 +104,7 @@ def _quantize(model: onnx.ModelProto, opts: QuantizeOptions, reduce_range: bool,
 
 
 def _feeds(ctx: PassContext) -> list[dict]:
-    feeds = getattr(ctx.calibration, "feeds", None)
+    feeds = ctx.calibration.feeds if ctx.calibration is not None else None
     if not feeds:
         raise ValueError("quantize: mode=static needs calibration inputs")
     return list(feeds)

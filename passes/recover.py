@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
+from edgec.passes.base import PassContext, PassOptionError, PassResult, TeacherSource, build_options
 from edgec.passes.mlp import editable_blocks
 
 MATCHES = ("layer", "norms", "mlp", "none")
@@ -46,13 +46,14 @@ class RecoverOptions:
 class RecoverPass:
     name = "recover"
     Options = RecoverOptions
+    needs = frozenset({"teacher"})
+    lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(RecoverOptions, ctx.options, self.name)
         if opts.minutes <= 0:
             return PassResult(False, {}, ["recover: a budget of 0 minutes trains nothing"])
-        if ctx.teacher is None:
-            raise ValueError("recover needs the original model and training data (run it inside `edgec compile`)")
+        teacher = ctx.need_teacher("recover")
         try:
             import torch  # noqa: F401
         except ImportError:
@@ -64,20 +65,20 @@ class RecoverPass:
         model = gs.export_onnx(ordered, do_type_check=False)
         try:
             view = TorchView(model)
-            error, notes = _checked_round_trip(view, model, ctx.teacher.held_out[:2])
+            error, notes = _checked_round_trip(view, model, list(teacher.search_feeds[:2]))
         except UnsupportedGraph as exc:
             from edgec.passes.recover_blocks import train_blocks
 
             return train_blocks(graph, ctx, opts.minutes, f"whole-model training unavailable ({exc})")
-        rewritten = _rewritten(model, ctx.teacher.original)
+        rewritten = teacher.changed_initializers(model)
         trainable = set(view.trainable) if opts.train_rest else rewritten & set(view.trainable)
         if not trainable:
             return PassResult(False, {}, ["recover: no float32 weight to train (float16 and integer weights "
                                           "are left as they are)"])
-        return _distill(graph, view, ctx, opts, error, rewritten, notes)
+        return _distill(graph, view, ctx, teacher, opts, error, rewritten, notes)
 
 
-def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, error: float,
+def _distill(graph: gs.Graph, view, ctx: PassContext, teacher: TeacherSource, opts: RecoverOptions, error: float,
              rewritten: frozenset[str], notes: list[str]) -> PassResult:
     from edgec.passes.distill import DistillSettings, distill
     from edgec.passes.ort_tools import replace_contents
@@ -85,13 +86,13 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions, erro
     outputs = [t.name for t in graph.outputs]
     # every output teaches (token states too: measured richer than the sentence embedding alone), but the
     # best weights are chosen on what the user's gate judges
-    judged = [n for n in outputs if ctx.teacher.judged is None or n in ctx.teacher.judged] or outputs
-    intermediates = _intermediates(graph, opts.match, outputs, ctx.teacher)
+    judged = [n for n in outputs if teacher.judged is None or n in teacher.judged] or outputs
+    intermediates = _intermediates(graph, opts.match, outputs, teacher)
     batch = opts.batch if _batch_axis_free(view.model) else 1   # a model exported for batch 1 takes feeds one by one
     settings = DistillSettings(opts.minutes, opts.lr, opts.intermediate, opts.eval_every, opts.patience, batch,
                                ctx.seed, opts.rewritten_lr, opts.warmup, rewritten, opts.train_rest, tuple(judged))
     with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
-        result = distill(view, ctx.teacher, outputs, intermediates, settings, advance)
+        result = distill(view, teacher, outputs, intermediates, settings, advance)
     trained = gs.import_onnx(view.write_back())
     replace_contents(graph, trained)
     stats = {**asdict(result), "trainable_tensors": len(view.trainable),
@@ -134,20 +135,6 @@ def _batch_axis_free(model) -> bool:
         if value.name not in initializers and (not dims or dims[0].HasField("dim_value")):
             return False
     return True
-
-
-def _rewritten(model, original) -> frozenset[str]:
-    """Initializers the compression created or changed: absent from the original, or different there."""
-    from onnx import numpy_helper
-
-    before = {i.name: i for i in original.graph.initializer}
-    changed = set()
-    for init in model.graph.initializer:
-        old = before.get(init.name)
-        if old is None or list(old.dims) != list(init.dims) or old.data_type != init.data_type \
-                or not np.array_equal(numpy_helper.to_array(old), numpy_helper.to_array(init)):
-            changed.add(init.name)
-    return frozenset(changed)
 
 
 def _checked_round_trip(view, model, feeds) -> tuple[float, list[str]]:

@@ -22,12 +22,13 @@ MAX_ROWS = 16384
 
 def train_blocks(graph: gs.Graph, ctx: PassContext, minutes: float, why: str) -> PassResult:
     notes = [f"{why}; fell back to block-wise training of the MLP blocks"]
+    teacher = ctx.need_teacher("block-wise recovery")
     blocks = [b for b in editable_blocks(graph) if torch_activation(b.act.pattern) is not None
-              and ctx.teacher.has_tensor(b.fc1.x.name) and ctx.teacher.has_tensor(b.fc2.y.name)]
+              and teacher.has_tensor(b.fc1.x.name) and teacher.has_tensor(b.fc2.y.name)]
     if not blocks:
         return PassResult(False, {"mode": "block-wise", "blocks": []},
                           notes + ["no MLP block the original model can teach"])
-    rows = _capture(ctx.teacher, sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)}))
+    rows = _capture(teacher, sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)}))
     per_block = minutes * 60 / len(blocks)
     results = []
     for block in blocks:

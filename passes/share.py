@@ -42,6 +42,8 @@ class ShareOptions:
 class SharePass:
     name = "share"
     Options = ShareOptions
+    needs = frozenset({"calibration"})
+    lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(ShareOptions, ctx.options, self.name)
@@ -102,7 +104,7 @@ def _validated(opts: ShareOptions) -> ShareOptions:
 
 def _block_weights(graph: gs.Graph, blocks: list[MLPBlock], ctx: PassContext) -> list[plan.BlockWeights]:
     names = sorted({t for b in blocks for t in (b.fc1.x.name, b.act.output.name)})
-    grams = ctx.calibration.grams(graph, names)
+    grams = ctx.need_calibration("share").grams(graph, names)
     return [plan.BlockWeights(b.fc1.weight.astype(np.float64), b.fc1.bias, b.fc2.weight.astype(np.float64),
                               b.fc2.bias, grams[b.fc1.x.name].matrix, grams[b.act.output.name].matrix)
             for b in blocks]
@@ -170,7 +172,7 @@ def _train(solved, blocks, graph, opts: ShareOptions, sparsity: float, ctx: Pass
         notes.append("reconstruction skipped: torch is not installed")
         return None
     names = sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)})
-    rows = ctx.calibration.activations(graph, names, opts.train_rows)
+    rows = ctx.need_calibration("share reconstruction").activations(graph, names, opts.train_rows)
     groups = [share_train.TrainGroup(basis, factors, [blocks[i].act.pattern for i in members],
                                      [(rows[blocks[i].fc1.x.name], rows[blocks[i].fc2.y.name]) for i in members])
               for members, basis, factors, _ in solved]

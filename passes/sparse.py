@@ -42,6 +42,8 @@ class SparseOptions:
 class SparsePass:
     name = "sparse"
     Options = SparseOptions
+    needs = frozenset({"calibration"})
+    lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(SparseOptions, ctx.options, self.name)
@@ -50,7 +52,8 @@ class SparsePass:
             return PassResult(False, {"layers": 0}, ["no MLP block to sparsify"])
         pairs = [(lin, t) for b in blocks for lin, t in ((b.fc1, b.fc1.x.name), (b.fc2, b.act.output.name))]
         need_gram = opts.score == "wanda" or opts.resolve
-        grams = ctx.calibration.grams(graph, sorted({t for _, t in pairs}), halves=opts.resolve and opts.validate) \
+        grams = ctx.need_calibration("sparse").grams(graph, sorted({t for _, t in pairs}),
+                                                     halves=opts.resolve and opts.validate) \
             if need_gram else {}
         notes, zeros, total, layers, ridges = [SPEED_NOTE], 0, 0, [], []
         if "TensorrtExecutionProvider" in ctx.providers:

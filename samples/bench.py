@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_suite(suite: Suite, folder: Path, runs: int, groups: set[str] | None, reuse: bool) -> list[dict]:
+    from edgec.compiler.calibration_spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.targets import load_target
 
@@ -56,7 +57,8 @@ def run_suite(suite: Suite, folder: Path, runs: int, groups: set[str] | None, re
         if reuse and path.exists() and cached.exists() and json.loads(cached.read_text())["label"] == v.label:
             rows.append({**json.loads(cached.read_text()), "path": path})
             continue
-        opts = CompileOptions(output=path, passes=v.passes, pass_options=v.options, calib=calib, min_cosine=0.0,
+        opts = CompileOptions(output=path, passes=v.passes, pass_options=v.options,
+                              calibration=CalibrationSpec(npz=calib), min_cosine=0.0,
                               force=True, measure=False, gate_outputs=suite.gate_outputs)
         report = compile_model(base, target, opts)
         fid = min((f for f in report.fidelity if suite.gate_outputs is None or f["name"] in suite.gate_outputs),

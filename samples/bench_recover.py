@@ -49,6 +49,7 @@ def _held_out_fidelity(original: Path, compiled: Path, feeds: list[dict]) -> dic
 
 def main(argv: list[str] | None = None) -> None:
     from edgec.compiler.calibration import split_feeds
+    from edgec.compiler.calibration_spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.compiler.export import export
     from edgec.samples.minilm import model_dir, tokenize
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     for minutes in budgets:
         out = args.out / f"{tag}_recover{minutes:g}.onnx"
         report = compile_model(base, target, CompileOptions(
-            output=out, passes=["cleanup", "prune"], calib_text=text,
+            output=out, passes=["cleanup", "prune"],
+            calibration=CalibrationSpec(text=text, tokenizer=model_dir(), count=n_eval),
             pass_options={"prune": {"keep": args.keep, "scope": args.scope}, **({"recover": {"lr": args.lr}} if args.lr else {})},
-            tokenizer=model_dir(), calib_count=n_eval, recover_minutes=minutes, min_cosine=0.0, force=True,
+            recover_minutes=minutes, min_cosine=0.0, force=True,
             measure=False, gate_outputs=["sentence_embedding"]))
         recover = next((p for p in report.passes if p.name == "recover"), None)
         results[minutes] = {"held_out": _held_out_fidelity(base, out, held), "path": out,

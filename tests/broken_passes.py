@@ -11,6 +11,8 @@ class ZeroFirstFc2:
     """Zeroes fc2 of the first MLP block: the numbers break, as a search that chose a bad point would."""
 
     name = "zero_fc2"
+    needs: frozenset[str] = frozenset()
+    lossless = False
 
     def run(self, graph, ctx):
         fc2 = find_mlps(graph).blocks[0].fc2

@@ -89,16 +89,15 @@ def test_calibration_npz_is_used_and_split(save, tmp_path):
 def test_the_originals_outputs_are_computed_once_and_kept_aligned(save, tmp_path):
     import onnxruntime as ort
 
-    from edgec.compiler.driver import CompileOptions
-    from edgec.compiler.feeds import calibration_feeds
+    from edgec.compiler.calibration_spec import CalibrationSpec
+    from edgec.compiler.feeds import feed_set
 
     path = save(models.mlp_model("gelu"))
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(0).standard_normal((12, 7, models.D)).astype(np.float32))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    split = calibration_feeds(session, onnx.load(str(path)), CompileOptions(output=tmp_path / "o.onnx", calib=calib),
-                              path, [])
-    search = split.fit_and_search()[1]
+    split = feed_set(session, 1000, CalibrationSpec(npz=calib), 0, path, [])
+    search = split.search
     assert len(split.held_out_outputs) == len(split.held_out) == 4 and len(split.search_outputs) == len(search) == 4
     for feeds, outputs in ((split.held_out, split.held_out_outputs), (search, split.search_outputs)):
         for feed, kept in zip(feeds, outputs, strict=True):
@@ -109,6 +108,8 @@ class _MakeSlower:
     """Adds a heavy branch scaled by zero: same outputs, much slower."""
 
     name = "slower"
+    needs: frozenset[str] = frozenset()
+    lossless = False
 
     def run(self, graph, ctx):
         import onnx_graphsurgeon as gs

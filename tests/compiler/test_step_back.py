@@ -14,6 +14,8 @@ from clirun import run_cli
 
 class _Raises:
     name = "raises"
+    needs: frozenset[str] = frozenset()
+    lossless = False
 
     def run(self, graph, ctx):
         raise ZeroDivisionError("a bug inside a pass")

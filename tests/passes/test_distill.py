@@ -8,11 +8,12 @@ import models
 
 torch = pytest.importorskip("torch")
 
-from edgec.compiler.teacher import Teacher  # noqa: E402
+from edgec.compiler.feeds import FeedSet  # noqa: E402
+from edgec.compiler.reference import Reference, Teacher  # noqa: E402
 from edgec.passes.distill import DistillSettings, distill, lr_factor  # noqa: E402
-from edgec.passes.recover import _rewritten  # noqa: E402
+from edgec.passes.graph import changed_initializers  # noqa: E402
 from edgec.passes.torch_view import TorchView  # noqa: E402
-from edgec.runtime.session import SessionConfig  # noqa: E402
+from edgec.runtime.session import SessionConfig, create_session  # noqa: E402
 
 
 def test_the_learning_rate_warms_up_linearly_then_follows_a_cosine_to_zero():
@@ -42,12 +43,14 @@ def test_rewritten_weights_are_the_initializers_compression_changed_or_created()
     original = models.mlp_model("gelu", blocks=2)
     student = _perturbed(original, _fc2_weights(original))
     student.graph.initializer.append(onnx.numpy_helper.from_array(np.ones(3, np.float32), "new_factor"))
-    assert _rewritten(student, original) == _fc2_weights(original) | {"new_factor"}
+    assert changed_initializers(student, original) == _fc2_weights(original) | {"new_factor"}
 
 
 def _teacher(model: onnx.ModelProto, judged=None) -> Teacher:
-    feeds = models.feeds(model, 24, seq=6)
-    return Teacher(model, SessionConfig(), lambda: iter(feeds[4:]), feeds[:4], judged)
+    feeds = models.feeds(model, 24, seq=6)      # trained on the last 20, early stopping scores the first 4
+    session = create_session(model.SerializeToString(), SessionConfig())
+    feed_set = FeedSet("test", feeds, fit=feeds[4:], search=feeds[:4], held_out=feeds[:4])
+    return Reference(model, SessionConfig(), session, feed_set, judged=judged).teacher()
 
 
 def test_with_train_rest_off_only_the_rewritten_weights_learn():

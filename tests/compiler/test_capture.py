@@ -4,7 +4,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
 
-from edgec.compiler.calibration import ActivationCapture
+from edgec.compiler.capture import ActivationCapture
 from edgec.runtime.session import SessionConfig
 
 import models

@@ -1,0 +1,110 @@
+"""The original model as the reference every compile step measures against.
+
+`Reference` owns the original model, its session config and sessions, and the feeds with the original's
+outputs; it hands the passes their three views of it (`passes.base`): the activation capture (statistics on
+the fit feeds), the fidelity probe (a candidate graph scored on the search feeds) and the teacher (the
+original's tensors on any feed, for training).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from edgec.compiler.capture import ActivationCapture, session_with_outputs
+from edgec.compiler.feeds import FeedSet
+from edgec.passes.base import Feed
+from edgec.passes.graph import changed_initializers
+from edgec.runtime.fidelity import compare_outputs, compare_runs, token_mask
+from edgec.runtime.session import SessionConfig, create_session
+
+
+class Reference:
+    def __init__(self, model: onnx.ModelProto, config: SessionConfig, session, feeds: FeedSet, seed: int = 0,
+                 judged: list[str] | None = None):
+        """`session` runs `model` with `config`; `judged`: the outputs the user's gate judges (None: all)."""
+        self.model, self.config, self.session, self.feeds = model, config, session, feeds
+        self.seed, self.judged = seed, judged
+        self.output_names = [o.name for o in session.get_outputs()]
+        self._sessions: dict[tuple[str, ...], object] = {}
+
+    def run(self, feed: Feed, names: list[str]) -> list[np.ndarray]:
+        """The original's tensors `names` (outputs or intermediates) on `feed` (one session per name list)."""
+        key = tuple(names)
+        if key not in self._sessions:
+            model = onnx.ModelProto()
+            model.CopyFrom(self.model)
+            self._sessions[key] = session_with_outputs(model, names, self.config)
+        return self._sessions[key].run(names, feed)   # type: ignore[attr-defined]
+
+    def capture(self) -> ActivationCapture:
+        return ActivationCapture(self.feeds.fit, self.config, self.model, self.seed)
+
+    def probe(self) -> FidelityProbe:
+        return FidelityProbe(self)
+
+    def teacher(self) -> Teacher:
+        return Teacher(self)
+
+
+class FidelityProbe:
+    """Min over outputs of the fidelity score (`runtime.fidelity`: cosine for vectors, range error for
+    few-value or non-negative outputs, agreement for labels) against the original's outputs on the search feeds."""
+
+    def __init__(self, reference: Reference):
+        self.reference = reference
+        feeds = reference.feeds
+        self.expected = feeds.search_outputs or [reference.session.run(reference.output_names, f) for f in feeds.search]
+        self.calls = 0
+
+    def __call__(self, graph: gs.Graph) -> float:
+        from edgec.compiler.modelio import to_model
+
+        ref = self.reference
+        self.calls += 1
+        sess = create_session(to_model(graph.copy(), ref.model).SerializeToString(), ref.config)
+        got = [sess.run(ref.output_names, f) for f in ref.feeds.search]
+        results = compare_runs(ref.output_names, self.expected, got, ref.feeds.search)
+        scores = [-1.0 if isinstance(f, str) or f.score != f.score else f.score for f in results]
+        return min([1.0, *scores])
+
+
+class Teacher:
+    """The original for passes that train against it (`passes.base.TeacherSource`)."""
+
+    def __init__(self, reference: Reference):
+        self.reference = reference
+
+    @property
+    def search_feeds(self) -> Sequence[Feed]:
+        return self.reference.feeds.search
+
+    @property
+    def judged(self) -> list[str] | None:
+        return self.reference.judged
+
+    def training_feeds(self) -> Iterable[Feed]:
+        return self.reference.feeds.training_feeds()
+
+    def has_tensor(self, name: str) -> bool:
+        graph = self.reference.model.graph
+        return (any(t.name == name for t in list(graph.input) + list(graph.output))
+                or any(name in n.output for n in graph.node))
+
+    def run(self, feed: Feed, names: list[str]) -> list[np.ndarray]:
+        return self.reference.run(feed, names)
+
+    def changed_initializers(self, model: onnx.ModelProto) -> frozenset[str]:
+        return changed_initializers(model, self.reference.model)
+
+    @staticmethod
+    def token_mask(feed: Feed) -> np.ndarray | None:
+        return token_mask(feed)
+
+    @staticmethod
+    def cosine(name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: Sequence[Feed]) -> float:
+        """An output's fidelity score over feeds (cosine for vectors), the way the compile's verification measures it."""
+        return compare_outputs(name, refs, gots, [token_mask(f) for f in feeds]).score
