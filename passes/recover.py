@@ -89,8 +89,10 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, teacher: TeacherSource, op
     judged = [n for n in outputs if teacher.judged is None or n in teacher.judged] or outputs
     intermediates = _intermediates(graph, opts.match, outputs, teacher)
     batch = opts.batch if _batch_axis_free(view.model) else 1   # a model exported for batch 1 takes feeds one by one
-    settings = DistillSettings(opts.minutes, opts.lr, opts.intermediate, opts.eval_every, opts.patience, batch,
-                               ctx.seed, opts.rewritten_lr, opts.warmup, rewritten, opts.train_rest, tuple(judged))
+    settings = DistillSettings(minutes=opts.minutes, lr=opts.lr, intermediate=opts.intermediate,
+                               eval_every=opts.eval_every, patience=opts.patience, batch=batch, seed=ctx.seed,
+                               rewritten_lr=opts.rewritten_lr, warmup=opts.warmup, rewritten=rewritten,
+                               train_rest=opts.train_rest, judged=tuple(judged))
     with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
         result = distill(view, teacher, outputs, intermediates, settings, advance)
     trained = gs.import_onnx(view.write_back())

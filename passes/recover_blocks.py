@@ -7,8 +7,6 @@ act(x W1 + b1) W2 + b2 ≈ y, Adam with a cosine schedule, an equal share of the
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import onnx_graphsurgeon as gs
 
@@ -16,6 +14,7 @@ from edgec.passes.base import PassContext, PassResult
 from edgec.passes.linear_edit import set_linear
 from edgec.passes.mlp import editable_blocks
 from edgec.passes.refine import torch_activation
+from edgec.passes.training import adamw, run_loop, sampled_rows
 
 MAX_ROWS = 16384
 
@@ -57,8 +56,6 @@ def _capture(teacher, names: list[str]) -> dict[str, np.ndarray]:
 def _train(block, x: np.ndarray, y: np.ndarray, seconds: float, seed: int):
     import torch
 
-    from edgec.passes.distill import lr_factor
-
     torch.manual_seed(seed)
     act = torch_activation(block.act.pattern)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -72,15 +69,11 @@ def _train(block, x: np.ndarray, y: np.ndarray, seconds: float, seed: int):
             return float(torch.linalg.norm(act(xt @ w1 + b1) @ w2 + b2 - yt) / torch.linalg.norm(yt))
 
     before = error()
-    optimizer = torch.optim.Adam(params, lr=1e-4)
-    start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for group in optimizer.param_groups:
-            group["lr"] = 1e-4 * lr_factor(elapsed / seconds, warmup=0.0)
-        idx = torch.randint(0, len(xt), (min(1024, len(xt)),), generator=generator)
-        loss = torch.mean((act(xt[idx] @ w1 + b1) @ w2 + b2 - yt[idx]) ** 2)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+
+    def step_loss(step: int):
+        x, y = sampled_rows(xt, yt, 1024, generator)
+        return torch.mean((act(x @ w1 + b1) @ w2 + b2 - y) ** 2)
+
+    run_loop(adamw([{"params": params, "peak": 1e-4}]), step_loss, seconds=seconds)
     return [p.detach().numpy() for p in params], before, error()

@@ -1,15 +1,15 @@
 """Optional refinement of factorized MLP blocks with torch: teacher-forced block-output reconstruction.
 
 Each block gets the original block's input rows X (captured once) and is trained so that
-act(X A1 B1 + b1) A2 B2 + b2 matches the original block output Y (MSE, Adam, cosine schedule).
+act(X A1 B1 + b1) A2 B2 + b2 matches the original block output Y (MSE, AdamW, cosine schedule: passes.training).
 torch is imported lazily: without it, refinement is skipped with a note.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from edgec.passes.training import adamw, run_loop, sampled_rows
 
 ACTIVATIONS = ("gelu", "erf-gelu", "gelu-tanh", "tanh-gelu", "fast-gelu", "relu", "silu", "quick-gelu", "hardswish")
 
@@ -51,17 +51,13 @@ def refine_block(x: np.ndarray, y: np.ndarray, params: list[np.ndarray | None], 
 
     before = rel_error()
     trainable = [t for t in tensors if t is not None]
-    optimizer = torch.optim.Adam(trainable, lr=lr)
-    batch = min(1024, len(xt))
     generator = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        idx = torch.randint(0, len(xt), (batch,), generator=generator)
-        loss = torch.mean((forward(xt[idx]) - yt[idx]) ** 2)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+
+    def step_loss(step: int):
+        x, y = sampled_rows(xt, yt, 1024, generator)
+        return torch.mean((forward(x) - y) ** 2)
+
+    run_loop(adamw([{"params": trainable, "peak": lr}]), step_loss, steps=steps)
     after = rel_error()
     if not after < before:
         return params, before, before

@@ -9,7 +9,6 @@ until 75 % of training) to a target sparsity of the V factors. U is trained and 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from edgec.passes.refine import torch_activation
 from edgec.passes.share_plan import BlockFactors
+from edgec.passes.training import Schedule, adamw, run_loop
 
 
 @dataclass
@@ -47,20 +47,17 @@ def train(groups: list[TrainGroup], settings: TrainSettings,
     model = _Model(groups)
     fit, val = _split(groups, torch)
     before = model.error(val)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     prune_until = int(0.75 * settings.steps)
-    for step in range(settings.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / settings.steps)))
+
+    def gradual_pruning(step: int) -> None:
         if settings.sparsity > 0 and step % settings.prune_every == 0 and step <= prune_until:
             model.prune(settings.sparsity * (1 - (1 - step / max(prune_until, 1)) ** 3))
-        loss = model.loss(fit, settings.batch, generator)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        model.apply_masks()
-        progress(step + 1)
+
+    optimizer = adamw([{"params": model.parameters(), "peak": settings.lr}], settings.weight_decay)
+    run_loop(optimizer, lambda step: model.loss(fit, settings.batch, generator), steps=settings.steps,
+             schedule=Schedule(floor=0.01), before_step=gradual_pruning, after_step=lambda step: model.apply_masks(),
+             progress=lambda steps, elapsed: progress(steps))
     if settings.sparsity > 0:
         model.prune(settings.sparsity)
     return model.export(groups), before, model.error(val)

@@ -10,19 +10,10 @@ torch = pytest.importorskip("torch")
 
 from edgec.compiler.feeds import FeedSet  # noqa: E402
 from edgec.compiler.reference import Reference, Teacher  # noqa: E402
-from edgec.passes.distill import DistillSettings, distill, lr_factor  # noqa: E402
+from edgec.passes.distill import DistillSettings, distill  # noqa: E402
 from edgec.passes.graph import changed_initializers  # noqa: E402
 from edgec.passes.torch_view import TorchView  # noqa: E402
 from edgec.runtime.session import SessionConfig, create_session  # noqa: E402
-
-
-def test_the_learning_rate_warms_up_linearly_then_follows_a_cosine_to_zero():
-    assert lr_factor(0.0, 0.1) == 0.0
-    assert lr_factor(0.05, 0.1) == pytest.approx(0.5)
-    assert lr_factor(0.1, 0.1) == pytest.approx(1.0)
-    assert lr_factor(0.55, 0.1) == pytest.approx(0.5)
-    assert lr_factor(1.0, 0.1) == pytest.approx(0.0, abs=1e-12)
-    assert lr_factor(0.0, 0.0) == pytest.approx(1.0)          # no warm-up: start at the peak
 
 
 def _perturbed(model: onnx.ModelProto, names: set[str], scale: float = 0.7) -> onnx.ModelProto:
