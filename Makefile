@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 DEMO := build/demo
 
-.PHONY: install demo test bench bench-recover lint clean lock sweep sweep-fast
+.PHONY: install demo test bench bench-recover lint typecheck clean lock sweep sweep-fast
 
 $(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -60,6 +60,14 @@ lock:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# mypy over the four layers. edgec is a namespace whose packages live in top-level folders (see
+# pyproject's package-dir), which mypy cannot map: it reads them through a tree of links, build/typecheck/edgec/*.
+typecheck: $(STAMP)
+	mkdir -p build/typecheck/edgec
+	for d in compiler passes runtime targets; do ln -sfn ../../../$$d build/typecheck/edgec/$$d; done
+	cd build/typecheck && MYPYPATH=. $(abspath $(BIN))/mypy --config-file ../../pyproject.toml \
+		-p edgec.compiler -p edgec.passes -p edgec.runtime -p edgec.targets
 
 clean:
 	rm -rf build .pytest_cache

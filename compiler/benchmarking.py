@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, d
     vocab = _vocabulary(path)
     config, resolved = _resolve(target)
     lat = target.latency
-    settings = {"warmup": lat.warmup if warmup is None else warmup, "runs": lat.runs if runs is None else runs,
+    settings: dict[str, Any] = {"warmup": lat.warmup if warmup is None else warmup, "runs": lat.runs if runs is None else runs,
                 "max_seconds": lat.max_seconds if max_seconds is None else max_seconds, "dims": dims or {}}
     local = create_session(str(path), config, resolved)
     feed = make_feed(local, inputs, dims or {}, vocab, path=path)

@@ -50,8 +50,9 @@ class ActivationCapture:
                 for name, value in zip(names, sess.run(names, feed), strict=True):
                     accumulators[name][i % parts].add(np.asarray(value))
                 advance(i + 1)
-        return {n: _joined(*(a.result() for a in accs)) if halves else accs[0].result()
-                for n, accs in accumulators.items()}
+        grams = {n: _joined(*(a.result() for a in accs)) if halves else accs[0].result()
+                 for n, accs in accumulators.items()}
+        return {n: g for n, g in grams.items() if g is not None}       # None: no feed, no rows
 
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         sess = self._session_with_outputs(graph, names)
@@ -101,8 +102,8 @@ class _GramAccumulator:
         return None if self.matrix is None else Gram(self.matrix, self.rows)
 
 
-def _joined(even: Gram | None, odd: Gram | None) -> Gram:
+def _joined(even: Gram | None, odd: Gram | None) -> Gram | None:
     """The Gram of all feeds, remembering the even feeds' part when both halves saw rows."""
-    if odd is None:
+    if odd is None or even is None:
         return even
     return Gram(even.matrix + odd.matrix, even.rows + odd.rows, even.matrix)

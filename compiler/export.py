@@ -89,6 +89,8 @@ def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int)
                 program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
                                             dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True,
                                             verbose=False)
+                if program is None:
+                    raise RuntimeError("torch.onnx.export returned no program")
                 program.save(str(path))
     except Exception as exc:  # noqa: BLE001 - torch's exporters fail in many ways, all about the user's model
         other = "dynamo" if exporter == "legacy" else "legacy"

@@ -108,7 +108,7 @@ def write_delta(path: Path, deltas: dict[str, tuple], masks: dict[str, np.ndarra
     arrays["index"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
     tmp = modelio.make_tempfile(path)
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, **arrays)   # type: ignore[arg-type]
     Path(tmp).replace(path)
     return path.stat().st_size
 

@@ -107,9 +107,9 @@ def _search_q(tuned, deltas, names, drop, seed, search, config) -> float:
 
     grid = dp.q_grid(drop)
     scores = {float(q): change(q) for q in grid}
-    coarse = min(scores, key=scores.get)
+    coarse = min(scores, key=lambda q: scores[q])
     scores.update({float(q): change(q) for q in dp.refine_grid(grid, coarse)})
-    return min(scores, key=scores.get)
+    return min(scores, key=lambda q: scores[q])
 
 
 def _output_change(reference, got) -> float:

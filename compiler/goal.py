@@ -36,7 +36,7 @@ class Goal:
     def score(self, report: CompileReport) -> float:
         """Lower is better: latency ratio, compiled p50 in ms, or weight-bytes ratio."""
         if self.kind == "size":
-            return report.after.bytes / max(report.before.bytes, 1)
+            return _bytes_ratio(report)
         if not report.latency:
             return float("inf")
         return report.latency["ratio_p50"] if self.kind == "speedup" else report.latency["compiled"]["p50_ms"]
@@ -88,7 +88,7 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
                 continue
             point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and goal.met(report),
                      "result": goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
-                     "bytes_ratio": report.after.bytes / max(report.before.bytes, 1),
+                     "bytes_ratio": _bytes_ratio(report),
                      "cosine": min((f["score"] for f in report.fidelity
                                     if options.gate_outputs is None or f["name"] in options.gate_outputs), default=1.0)}
             tried.append(point)
@@ -99,8 +99,14 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
         src, report, label = best
         if output.exists() and not options.force:
             raise InputError(f"{output}: already exists (use --force to replace it)")
+        assert src is not None, "every candidate is written to its own trial path"
         os.replace(src, output)
         report.output = str(output)
         report.candidates = [{**p, "chosen": p["pipeline"] == label} for p in tried]
         report.notes.append(f"goal {goal.kind}={goal.value}: chose '{label}' ({goal.describe(report)})")
     return report, tried
+
+
+def _bytes_ratio(report: CompileReport) -> float:
+    assert report.before is not None and report.after is not None, "a finished compile summarizes both models"
+    return report.after.bytes / max(report.before.bytes, 1)

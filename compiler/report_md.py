@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from edgec.compiler.report import CompileReport
 
 
-def to_markdown(r: CompileReport, plots: list[tuple[str, str]] = ()) -> str:
+def to_markdown(r: CompileReport, plots: Sequence[tuple[str, str]] = ()) -> str:
     """`plots`: (title, relative path of the PNG) to link under the tables."""
     lines = [f"# edgec compile → {r.target}", "",
              f"`{r.input}` → `{r.output or 'not written'}` on {', '.join(r.providers)}; "

@@ -106,7 +106,7 @@ def _structure(ax, report: CompileReport) -> bool:
             bars.append((f"group {group['blocks']}", group["rank"], group["d"]))
     if not bars:
         return False
-    labels, kept, full = zip(*bars, strict=True)
+    labels, kept, full = zip(*bars, strict=True)   # type: ignore[assignment]
     positions = range(len(bars))
     ax.bar(positions, full, color="lightgray", label="full")
     ax.bar(positions, kept, color="tab:blue", label="kept (rank or units)")

@@ -52,7 +52,7 @@ def _variants(specs: list[InputSpec], dims: dict[str, int], fixed: dict[str, obj
     integers = [s for s in specs if s.name not in fixed and np.issubdtype(s.dtype, np.integer)]
     integer_scalars = [s.name for s in integers if is_scalar(s)]
     indices = [s.name for s in integers if not is_scalar(s) and s.role == "ids"]
-    scalar_choices = [{}] + [{name: v for name in integer_scalars} for v in SCALAR_CHOICES if integer_scalars]
+    scalar_choices: list[dict[str, int]] = [{}] + [{name: v for name in integer_scalars} for v in SCALAR_CHOICES if integer_scalars]
     scalar_choices += [{**choice, **{name: 0 for name in indices}} for choice in scalar_choices if indices]
     dim_choices = [dims] + [{**choice, **dims} for choice in DIM_CHOICES if not set(choice) & set(dims)
                             and _shapes(specs, {**choice, **dims}) != _shapes(specs, dims)]   # changes a shape

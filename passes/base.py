@@ -104,6 +104,11 @@ FidelityProbe = Callable[[gs.Graph], float]
 Progress = Callable[[str, int], ContextManager[Callable[..., None]]]
 
 
+@contextmanager
+def _silent_progress(description: str, total: int):
+    yield lambda done, info=None: None
+
+
 @dataclass
 class PassContext:
     calibration: CalibrationSource | None = None
@@ -145,11 +150,6 @@ class Pass(Protocol):
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         ...
-
-
-@contextmanager
-def _silent_progress(description: str, total: int):
-    yield lambda done, info=None: None
 
 
 class PassOptionError(ValueError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -124,7 +124,7 @@ def _cycle(teacher) -> Iterable[dict]:
             return
 
 
-def _batches(feeds: Iterable[dict], size: int) -> Iterable[dict]:
+def _batches(feeds: Iterable[dict], size: int) -> Iterator[dict]:
     """Stack consecutive feeds of equal shapes along axis 0 (the batch axis), up to `size`."""
     pending: list[dict] = []
     for feed in feeds:

@@ -86,6 +86,7 @@ class Factorized:
             self.second.inputs[2] = c
         else:
             add = self.lin.bias_node
+            assert add is not None, "a MatMul with a bias has its Add"
             add.inputs[1 if add.inputs[0] is self.second.outputs[0] else 0] = c
         self.lin.bias = np.asarray(bias, dtype)
 

@@ -9,6 +9,7 @@ shapes really run faster on ONNX Runtime CPU (latency tracks FLOPs there); the r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import onnx_graphsurgeon as gs
 
@@ -98,7 +99,7 @@ class LowRankPass:
 
 def _factorize(graph: gs.Graph, layers: list[Linear], spectra, means, ranks: list[int], opts: LowRankOptions,
                notes: list[str]) -> tuple[dict, dict[int, Factorized]]:
-    stats = {"factorized": 0, "dense": 0, "layers": []}
+    stats: dict[str, Any] = {"factorized": 0, "dense": 0, "layers": []}
     done: dict[int, Factorized] = {}
     for lin, spec, mean, rank in zip(layers, spectra, means, ranks, strict=True):
         label = layer_name(lin)
@@ -141,8 +142,8 @@ def _refine(graph: gs.Graph, blocks, done: dict[int, Factorized], targets: dict,
         x, y = targets[block.index]
         trained, before, after = refine_block(x, y, fc1.read() + fc2.read(), block.act.pattern,
                                               opts.refine_steps, seed=ctx.seed)
-        fc1.write(graph, *trained[:3])
-        fc2.write(graph, *trained[3:])
+        fc1.write(graph, *trained[:3])   # type: ignore[arg-type]
+        fc2.write(graph, *trained[3:])   # type: ignore[arg-type]
         results.append({"block": block.index, "rel_error_before": round(before, 5), "rel_error_after": round(after, 5)})
     if not results:
         notes.append("refinement found no block with both layers factorized")

@@ -85,7 +85,7 @@ def allocate(spectra: list[Spectrum], params_fraction: float, multiple: int) -> 
     (each layer's energies are sorted). A layer never gets a rank whose factors outgrow it.
     """
     budget = params_fraction * sum(s.in_features * s.out_features for s in spectra)
-    gains = []
+    gains: list[tuple[float, int]] = []
     for i, s in enumerate(spectra):
         cost = s.in_features + s.out_features
         rel = s.energy / s.total if s.total > 0 else np.zeros_like(s.energy)

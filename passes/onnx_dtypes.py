@@ -15,6 +15,6 @@ _TO_TORCH = {
 
 def torch_dtype(onnx_type: int) -> torch.dtype:
     try:
-        return _TO_TORCH[onnx_type]
+        return _TO_TORCH[onnx_type]   # type: ignore[index]
     except KeyError:
         raise NotImplementedError(f"ONNX element type {onnx_type}") from None

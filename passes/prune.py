@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -88,7 +88,8 @@ def _order(block: MLPBlock, grams: dict, opts: PruneOptions) -> np.ndarray:
 
 def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: PruneOptions, counts: list[int],
                   notes: list[str], orders: dict[str, np.ndarray]) -> dict:
-    stats = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": [], "ridge": []}
+    stats: dict[str, Any] = {"blocks": 0, "hidden_before": 0, "hidden_after": 0, "kept": [], "rel_error": [],
+                             "ridge": []}
     unsolved: list[str] = []
     for block, count in zip(blocks, counts, strict=True):
         gram = grams[block.act.output.name]
@@ -115,7 +116,7 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
 
 
 def _search_keep(graph: gs.Graph, grams: dict, opts: PruneOptions, ctx: PassContext,
-                 orders: dict[str, np.ndarray], allocation: Callable[[float], list[int]]) -> tuple[float, list[str]]:
+                 orders: dict[str, np.ndarray], allocation: Callable[[float], list[int]]) -> tuple[float, list[tuple[float, float]]]:
     """The fewest units whose model keeps cosine ≥ floor on the driver's search feeds."""
     return smallest_budget(lambda keep: _probe(graph, grams, opts, ctx, orders, allocation(keep)), opts.floor)
 
@@ -176,7 +177,7 @@ def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple:
     """Units to keep per block: the same fraction, or a global ranking of relative error scores."""
     if opts.scope == "layer":
         return _uniform(blocks, opts.keep, multiple)
-    pooled = []
+    pooled: list[tuple[float, int]] = []
     for i, b in enumerate(blocks):
         g = grams[b.act.output.name]
         w_aug = prune_plan.augmented_weight(b.fc2.weight, b.fc2.bias)
@@ -206,6 +207,8 @@ def _slice_channel_constants(block: MLPBlock, keep: np.ndarray) -> None:
     for node in block.act.nodes:
         for i, inp in enumerate(node.inputs):
             if id(inp) in targets:
-                value = constant_value(inp).value
+                resolved = constant_value(inp)
+                assert resolved is not None, "channel constants are constants"
+                value = resolved.value
                 sliced = value.reshape(-1)[keep].reshape(value.shape[:-1] + (len(keep),))
                 node.inputs[i] = gs.Constant(f"{inp.name}.pruned", np.ascontiguousarray(sliced))

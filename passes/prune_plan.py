@@ -132,7 +132,7 @@ def plan_block(gram: np.ndarray, rows: int, w2: np.ndarray, b2: np.ndarray | Non
     if compensated and half is not None:
         best = validated_damping(gram, half, w_aug, keep, tuple(sorted({*RIDGES, damping})) if ridge_grid
                                  else (damping,))
-        damping = best / 2 if ridge_grid and best is not None else best
+        damping = best / 2 if ridge_grid and best is not None else best   # type: ignore[assignment]
     if compensated and damping is not None:
         w_new = compensate(gram, w_aug, keep, damping)
     else:

@@ -77,7 +77,9 @@ def sqrt_gram(gram: np.ndarray, rel_floor: float = 1e-10) -> tuple[np.ndarray, n
 
 def shared_basis(blocks: list[BlockWeights], rank: int) -> tuple[np.ndarray, np.ndarray]:
     """U [d, rank] from the whitened joint SVD of the group, and the singular values of M (a spectrum)."""
-    pooled = sum(b.gram_x[:-1, :-1] for b in blocks)
+    pooled = blocks[0].gram_x[:-1, :-1]
+    for b in blocks[1:]:
+        pooled = pooled + b.gram_x[:-1, :-1]
     s, s_inv = sqrt_gram(pooled)
     slices = []
     for b in blocks:

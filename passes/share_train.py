@@ -86,7 +86,7 @@ class _Model:
             self.bases.append(p(g.basis))
             for f, pattern in zip(g.factors, g.patterns, strict=True):
                 self.blocks.append((gi, p(f.v1), p(f.c1), p(f.v2t), p(f.c2), torch_activation(pattern)))
-        self.masks = [(None, None) for _ in self.blocks]
+        self.masks: list[tuple] = [(None, None) for _ in self.blocks]
 
     def parameters(self):
         return self.bases + [t for b in self.blocks for t in b[1:5]]

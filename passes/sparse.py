@@ -8,6 +8,7 @@ about 67 % zeros) and never time. TensorRT can use 2:4 sparsity on GPUs (trt_spa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -67,18 +68,18 @@ class SparsePass:
                 notes.append(f"{layer_name(lin)}: left dense ({exc})")
                 continue
             damping = 1e-6 if opts.resolve else None
-            if opts.resolve and opts.validate and g.half is not None:
+            if opts.resolve and opts.validate and g is not None and g.half is not None:
                 damping = sparse_plan.validated_damping(lin.weight, lin.bias, g.matrix, g.half, keep)
                 ridges.append(damping)
-            if damping is not None:
+            if damping is not None and g is not None:
                 weight, bias = sparse_plan.resolve(lin.weight, lin.bias, g.matrix, keep, damping)
             else:
-                weight, bias = np.where(keep, lin.weight, 0), lin.bias
+                weight, bias = np.where(keep, lin.weight, 0), lin.bias   # type: ignore[assignment]
             set_linear(graph, lin, weight, bias)
             zeros += int((~keep).sum())
             total += keep.size
             layers.append(layer_name(lin))
-        stats = {"layers": len(layers), "zeros": zeros, "sparsity": round(zeros / total, 4) if total else 0.0}
+        stats: dict[str, Any] = {"layers": len(layers), "zeros": zeros, "sparsity": round(zeros / total, 4) if total else 0.0}
         if ridges:
             stats["ridge"] = ridges        # per layer, None where the re-fit did not generalize and was skipped
         return PassResult(bool(layers), stats, notes)

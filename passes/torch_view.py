@@ -7,6 +7,8 @@ execute are reported by `unsupported_ops` so the caller can fall back (block-wis
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import onnx
 import torch
@@ -66,7 +68,7 @@ class TorchView(torch.nn.Module):
         self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n, len(n.output))) for n in model.graph.node]
         self.output_names = [o.name for o in model.graph.output]
 
-    def forward(self, feed: dict[str, torch.Tensor], extra: list[str] = ()) -> dict[str, torch.Tensor]:
+    def forward(self, feed: dict[str, torch.Tensor], extra: Sequence[str] = ()) -> dict[str, torch.Tensor]:
         env: dict[str, torch.Tensor] = dict(self.constants)
         env.update({name: self.weights[key] for name, key in self._keys.items()})
         env.update(feed)

@@ -92,7 +92,8 @@ def run_loop(optimizer, step_loss: Callable[[int], Any], *, steps: int | None = 
 class BestWeights:
     """The best-scoring values of some tensors so far, and how many evaluations have not beaten them."""
 
-    def __init__(self, tensors: dict[str, Any], score: float):
+    def __init__(self, tensors: Any, score: float):
+        """`tensors`: name → tensor (a dict or torch's ParameterDict), restored in place."""
         self.tensors, self.score, self.stale = tensors, score, 0
         self.state = self._copy()
 
