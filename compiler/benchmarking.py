@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 
 from edgec.compiler import modelio
-from edgec.compiler.calibration import vocabulary_size
-from edgec.compiler.calibration_spec import CalibrationSpec
+from edgec.compiler.calibration.feeds import feed_set
+from edgec.compiler.calibration.loading import vocabulary_size
+from edgec.compiler.calibration.spec import CalibrationSpec
 from edgec.compiler.devices import QemuDevice
 from edgec.compiler.driver import session_config
 from edgec.compiler.errors import InputError, ProviderError
-from edgec.compiler.feeds import feed_set
 from edgec.compiler.measuring import placement_notes
 from edgec.compiler.progress import progress_bar
 from edgec.runtime.bench import benchmark, machine_info
@@ -58,7 +58,8 @@ def bench_model(path: Path, target: TargetProfile, inputs: Path | None = None, d
     local = create_session(str(path), config, resolved)
     feed = make_feed(local, inputs, dims or {}, vocab, path=path)
     if isinstance(device, QemuDevice):
-        # emulation is 100-300× slower: a few runs prove it loads; the outputs prove it computes right
+        # emulation is far slower (samples/RESULTS.md#runtime): a few runs prove it loads; the outputs
+        # prove it computes right
         settings.update(warmup=min(settings["warmup"], 1), runs=min(settings["runs"], 3))
         result = device.bench(path, config, feed, settings)
         result["host_agreement"] = _agreement(local, feed, device.run(path, feed, config))

@@ -20,20 +20,20 @@ from edgec.compiler.attempts import (
     real_data_only,
     with_recovery,
 )
-from edgec.compiler.calibration import vocabulary_size
-from edgec.compiler.calibration_spec import CalibrationSpec
+from edgec.compiler.calibration.feeds import feed_set
+from edgec.compiler.calibration.loading import vocabulary_size
+from edgec.compiler.calibration.spec import CalibrationSpec
 from edgec.compiler.errors import EdgecError, InputError, NegativeResult, ProviderError
-from edgec.compiler.feeds import feed_set
 from edgec.compiler.measuring import measure_or_roll_back
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.reference import Reference
-from edgec.compiler.report import CompileReport, ModelSummary, PassRecord
-from edgec.compiler.storage import densify_sparse_initializers, sparsify_initializers
+from edgec.compiler.report.compile_report import CompileReport, ModelSummary, PassRecord
+from edgec.compiler.sparse_storage import densify_sparse_initializers, sparsify_initializers
 from edgec.compiler.verify import verify
 from edgec.passes import PassContext, PassOptionError, get_pass
 from edgec.passes.cleanup import CleanupPass
-from edgec.passes.graph import count_params
-from edgec.passes.mlp import find_mlps
+from edgec.passes.graph_tools import count_params
+from edgec.passes.mlp.discovery import find_mlps
 from edgec.runtime.cpu import int8_saturates
 from edgec.runtime.session import ProviderUnavailable, SessionConfig, create_session, resolve_providers
 from edgec.targets import TargetProfile

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edgec.compiler.driver import CompileOptions, compile_model
 from edgec.compiler.errors import EdgecError, InputError
-from edgec.compiler.report import CompileReport
+from edgec.compiler.report.compile_report import CompileReport
 from edgec.targets import TargetProfile
 
 

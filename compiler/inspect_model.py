@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from edgec.compiler import modelio
-from edgec.compiler.report import ModelSummary
-from edgec.passes.mlp import find_mlps
+from edgec.compiler.report.compile_report import ModelSummary
+from edgec.passes.mlp.discovery import find_mlps
 
 
 def inspect_model(path: Path) -> dict[str, Any]:

@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from edgec.compiler.calibration.feeds import FeedSet
 from edgec.compiler.capture import ActivationCapture, session_with_outputs
-from edgec.compiler.feeds import FeedSet
 from edgec.passes.base import Feed
-from edgec.passes.graph import changed_initializers
+from edgec.passes.graph_tools import changed_initializers
 from edgec.runtime.fidelity import compare_outputs, compare_runs, token_mask
 from edgec.runtime.session import SessionConfig, create_session
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from edgec.compiler.errors import InputError
 from edgec.compiler.reference import Reference
-from edgec.compiler.report import CompileReport
+from edgec.compiler.report.compile_report import CompileReport
 from edgec.runtime.fidelity import compare_runs
 from edgec.targets import TargetProfile
 

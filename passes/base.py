@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, ContextManager, Iterable, Protocol, Sequence
+from typing import Any, Callable, ClassVar, ContextManager, Iterable, Literal, Protocol, Sequence
 
 import numpy as np
 import onnx
@@ -162,7 +163,7 @@ def build_options(options_type: type, given: dict[str, Any], pass_name: str):
     unknown = sorted(set(given) - set(names))
     if unknown:
         raise PassOptionError(f"pass '{pass_name}' has no option(s) {unknown} (it has: {sorted(names)})")
-    converted = {}
+    converted: dict[str, Any] = {}
     for key, value in given.items():
         default = names[key].default
         try:
@@ -172,7 +173,17 @@ def build_options(options_type: type, given: dict[str, Any], pass_name: str):
                 converted[key] = type(default)(value) if default is not dataclasses.MISSING and default is not None else value
         except (TypeError, ValueError):
             raise PassOptionError(f"pass '{pass_name}': option {key}={value!r} is not a {type(default).__name__}") from None
+    _check_choices(options_type, converted, pass_name)
     return options_type(**converted)
+
+
+def _check_choices(options_type: type, given: dict[str, Any], pass_name: str) -> None:
+    """Every option typed `Literal[...]` holds one of its choices (one generic check for every pass)."""
+    hints = typing.get_type_hints(options_type)
+    for key, value in given.items():
+        if typing.get_origin(hints[key]) is Literal and value not in typing.get_args(hints[key]):
+            choices = ", ".join(map(str, typing.get_args(hints[key])))
+            raise PassOptionError(f"pass '{pass_name}': {key} must be one of {choices}, not {value!r}")
 
 
 def _boolean(text: str) -> bool:

@@ -15,7 +15,7 @@ import onnx_graphsurgeon as gs
 from onnx.reference import ReferenceEvaluator
 
 from edgec.passes.base import PassContext, PassResult, build_options
-from edgec.passes.graph import is_graph_output
+from edgec.passes.graph_tools import is_graph_output
 
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli", "If", "Loop", "Scan", "Constant"}

@@ -13,19 +13,19 @@ from typing import Any
 
 import onnx_graphsurgeon as gs
 
-from edgec.passes import lowrank_plan as plan
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
-from edgec.passes.linear import Linear
-from edgec.passes.linear_edit import Factorized, factorize_linear
-from edgec.passes.mlp import editable_blocks, layer_name
-from edgec.passes.refine import refine_block, torch_activation
-from edgec.passes.search import describe, smallest_budget
+from edgec.passes.mlp.discovery import editable_blocks, layer_name
+from edgec.passes.mlp.edit import Factorized, factorize_linear
+from edgec.passes.mlp.linear import Linear
+from edgec.passes.plans import lowrank as plan
+from edgec.passes.plans.budget_search import describe, smallest_budget
+from edgec.passes.training.refine import refine_block, torch_activation
 
 
 @dataclass(frozen=True)
 class LowRankOptions:
     params: float = 0.5          # fraction of the MLP layers' parameters kept
-    method: str = "whitened"     # whitened (data-aware, Swift-SVD) | svd (plain truncated SVD)
+    method: plan.Method = "whitened"     # whitened (data-aware, Swift-SVD) | svd (plain truncated SVD)
     floor: float = 0.0           # > 0: search the smallest `params` that keeps this calibration score
     max_rank_ratio: float = 0.6  # speed mode: factorize only if rank ≤ this × break-even rank; 1 = size mode
     rank: int = 0                # > 0: this rank for every layer (clipped to its size), no budget, no cap
@@ -35,8 +35,6 @@ class LowRankOptions:
     def __post_init__(self):
         if not 0 < self.params <= 1:
             raise PassOptionError(f"pass 'lowrank': params must lie in (0, 1], not {self.params}")
-        if self.method not in plan.METHODS:
-            raise PassOptionError(f"pass 'lowrank': method must be one of {', '.join(plan.METHODS)}, not {self.method!r}")
         if not 0 < self.max_rank_ratio <= 1:
             raise PassOptionError(f"pass 'lowrank': max_rank_ratio must lie in (0, 1], not {self.max_rank_ratio}")
 

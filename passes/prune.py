@@ -8,41 +8,36 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes import prune_alloc, prune_plan
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
-from edgec.passes.graph import constant_value, forget_shapes
-from edgec.passes.linear_edit import set_linear
-from edgec.passes.mlp import MLPBlock, editable_blocks, find_mlps
-from edgec.passes.search import describe, smallest_budget
+from edgec.passes.graph_tools import constant_value, forget_shapes
+from edgec.passes.mlp.discovery import MLPBlock, editable_blocks, find_mlps
+from edgec.passes.mlp.edit import set_linear
+from edgec.passes.plans import prune as prune_plan
+from edgec.passes.plans import prune_alloc
+from edgec.passes.plans.budget_search import describe, smallest_budget
 
 
 @dataclass(frozen=True)
 class PruneOptions:
     keep: float = 0.5          # fraction of hidden units kept (per block, or on average with scope=global)
-    score: str = "obs"         # obs (error after compensation) | energy (sqrt E[a²] · ‖W2 row‖)
+    score: prune_plan.Score = "obs"         # obs (error after compensation) | energy (sqrt E[a²] · ‖W2 row‖)
     compensate: bool = True    # re-solve fc2 and its bias by least squares on calibration data
-    scope: str = "layer"       # layer: the same fraction everywhere | global: allocate across blocks by their
+    scope: Literal["layer", "global", "model"] = "layer"       # layer: the same fraction everywhere | global: allocate across blocks by their
                                # layer-local errors | model: by the model's output fidelity (prune_alloc.py)
     min_keep: float = 0.1      # with scope=global or model, never keep less than this fraction of a block
     damping: float = 1e-4      # ridge, relative to the mean diagonal of the Gram matrix (OBS scores, re-solve)
-    validate: str = "off"      # 2-fold validation over the calibration feeds decides: resolve (re-solve or keep
+    validate: Literal["resolve", "ridge", "off"] = "off"      # 2-fold validation over the calibration feeds decides: resolve (re-solve or keep
                                # fc2 as it is) | ridge (also the ridge, from a grid; slower) | off
     floor: float = 0.0         # > 0: ignore keep and search the fewest units that keep this calibration score
 
     def __post_init__(self):
         if not 0.0 < self.keep <= 1.0:
             raise PassOptionError(f"pass 'prune': keep must lie in (0, 1], not {self.keep}")
-        if self.score not in prune_plan.SCORES:
-            raise PassOptionError(f"pass 'prune': score must be one of {', '.join(prune_plan.SCORES)}, not {self.score!r}")
-        if self.validate not in ("resolve", "ridge", "off"):
-            raise PassOptionError(f"pass 'prune': validate must be resolve, ridge or off, not {self.validate!r}")
-        if self.scope not in ("layer", "global", "model"):
-            raise PassOptionError(f"pass 'prune': scope must be layer, global or model, not {self.scope!r}")
 
 
 class PrunePass:

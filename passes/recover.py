@@ -9,36 +9,38 @@ back, with a note, to block-wise training of the MLP blocks on activations captu
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, TeacherSource, build_options
-from edgec.passes.mlp import editable_blocks
+from edgec.passes.mlp.discovery import editable_blocks
 
-MATCHES = ("layer", "norms", "mlp", "none")
+Match = Literal["layer", "norms", "mlp", "none"]
+MATCHES = get_args(Match)
 ROUND_TRIP_TOLERANCE = 1e-5     # relative L2 between the torch view and ONNX Runtime before training
 
 
 @dataclass(frozen=True)
 class RecoverOptions:
     minutes: float = 5.0         # training budget (wall clock)
-    lr: float = 1e-4             # MiniLM: 1e-3 diverges, 3e-4 is noisier, 5e-5 learns slower (5 min: 0.957 vs 0.964)
+    lr: float = 1e-4             # on MiniLM larger rates diverge or are noisier, smaller ones learn slower
+                                 # (samples/RESULTS.md#recovery)
     intermediate: float = 3.0    # weight of the intermediate matching next to the output distillation
     batch: int = 8               # feeds stacked per step when their shapes agree (--calib-text feeds are
                                  # already batches of 16 lines of similar length)
     eval_every: int = 100
     patience: int = 15
-    rewritten_lr: float = 5.0    # lr multiplier for the weights compression rewrote (MiniLM: 10 overshoots)
+    rewritten_lr: float = 5.0    # lr multiplier for the weights compression rewrote (a much larger one
+                                 # overshoots on MiniLM: samples/RESULTS.md#recovery)
     train_rest: bool = True      # False: train only the weights compression rewrote
     warmup: float = 0.05         # fraction of the budget for a linear learning-rate warm-up
-    match: str = "layer"         # intermediate matching: layer (the residual stream after each compressed block:
+    match: Match = "layer"         # intermediate matching: layer (the residual stream after each compressed block:
                                  # its Add, or the LayerNormalization that follows) | norms (layer + every
                                  # LayerNormalization output) | mlp (block outputs) | none
 
     def __post_init__(self):
-        if self.match not in MATCHES:
-            raise PassOptionError(f"pass 'recover': match={self.match!r} is not one of {', '.join(MATCHES)}")
         if self.lr <= 0 or self.rewritten_lr <= 0 or not 0 <= self.warmup < 1:
             raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
 
@@ -58,7 +60,7 @@ class RecoverPass:
             import torch  # noqa: F401
         except ImportError:
             return PassResult(False, {}, ["recovery skipped: torch is not installed"])
-        from edgec.passes.torch_view import TorchView, UnsupportedGraph
+        from edgec.passes.training.view import TorchView, UnsupportedGraph
 
         ordered = graph.copy()
         ordered.toposort()      # earlier passes append nodes (e.g. a new fc2 bias); the view runs them in order
@@ -67,7 +69,7 @@ class RecoverPass:
             view = TorchView(model)
             error, notes = _checked_round_trip(view, model, list(teacher.search_feeds[:2]))
         except UnsupportedGraph as exc:
-            from edgec.passes.recover_blocks import train_blocks
+            from edgec.passes.training.blocks import train_blocks
 
             return train_blocks(graph, ctx, opts.minutes, f"whole-model training unavailable ({exc})")
         rewritten = teacher.changed_initializers(model)
@@ -80,8 +82,8 @@ class RecoverPass:
 
 def _distill(graph: gs.Graph, view, ctx: PassContext, teacher: TeacherSource, opts: RecoverOptions, error: float,
              rewritten: frozenset[str], notes: list[str]) -> PassResult:
-    from edgec.passes.distill import DistillSettings, distill
     from edgec.passes.ort_tools import replace_contents
+    from edgec.passes.training.distill import DistillSettings, distill
 
     outputs = [t.name for t in graph.outputs]
     # every output teaches (token states too: measured richer than the sentence embedding alone), but the
@@ -140,10 +142,10 @@ def _batch_axis_free(model) -> bool:
 
 
 def _checked_round_trip(view, model, feeds) -> tuple[float, list[str]]:
-    """The round trip's error, or UnsupportedGraph. A failed check is measured once more: twice in about forty
-    MiniLM compiles a first check read ~1e-4 where every other one (and reruns on the same model) read 9e-7,
-    and a one-off must not cost the whole-model training (the compile's verification judges the result)."""
-    from edgec.passes.torch_view import UnsupportedGraph
+    """The round trip's error, or UnsupportedGraph. A failed check is measured once more: on MiniLM a first
+    check now and then reads far above every rerun on the same model (samples/RESULTS.md#recovery), and a
+    one-off must not cost the whole-model training (the compile's verification judges the result)."""
+    from edgec.passes.training.view import UnsupportedGraph
 
     error, output = _round_trip_error(view, model, feeds)
     if error <= ROUND_TRIP_TOLERANCE:
@@ -161,7 +163,7 @@ def _round_trip_error(view, model, feeds) -> tuple[float, str]:
     import onnxruntime as ort
     import torch
 
-    from edgec.passes.torch_view import UnsupportedGraph, to_torch_feed
+    from edgec.passes.training.view import UnsupportedGraph, to_torch_feed
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes import share_plan as plan
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
-from edgec.passes.mlp import MLPBlock, editable_blocks, layer_name
-from edgec.passes.refine import TORCH_PATTERNS
-from edgec.passes.share_rewrite import MODES, SharedBasis, write_block
+from edgec.passes.mlp.discovery import MLPBlock, editable_blocks, layer_name
+from edgec.passes.plans import share as plan
+from edgec.passes.share_rewrite import Mode, SharedBasis, write_block
+from edgec.passes.training.refine import TORCH_PATTERNS
 
 COO_BYTES = 12.0        # an ONNX COO non-zero: a float32 value and an int64 linear index
 MIN_STORED_SPARSITY = 0.7   # below this the compiler stores V dense (storage.MIN_ZEROS)
@@ -27,7 +27,7 @@ MIN_STORED_SPARSITY = 0.7   # below this the compiler stores V dense (storage.MI
 class ShareOptions:
     params: float = 0.5          # the group's MLP weights kept, as a fraction of their dense bytes
     group: int = 2               # blocks per group (consecutive, same width)
-    mode: str = "speed"          # speed (execute the factors) | storage (sparse V, smaller file, same speed)
+    mode: Mode = "speed"          # speed (execute the factors) | storage (sparse V, smaller file, same speed)
     sparsity: float = -1.0       # zeros in the V factors; -1 = 0 for speed, 0.75 for storage
     rank: int = 0                # > 0: this rank for every group (no budget)
     max_cost_ratio: float = 0.6  # speed mode: keep a group dense if r·(d+h) > this × d·h (too little saved)
@@ -89,8 +89,6 @@ class SharePass:
 
 
 def _validated(opts: ShareOptions) -> ShareOptions:
-    if opts.mode not in MODES:
-        raise PassOptionError(f"pass 'share': mode must be one of {', '.join(MODES)}, not {opts.mode!r}")
     if not 0 < opts.params <= 1:
         raise PassOptionError(f"pass 'share': params must lie in (0, 1], not {opts.params}")
     if opts.group < 1:
@@ -167,7 +165,7 @@ def _closed_form_sparsity(solved, params: float, sparsity: float) -> float:
 
 def _train(solved, blocks, graph, opts: ShareOptions, sparsity: float, ctx: PassContext, notes: list[str]):
     try:
-        from edgec.passes import share_train
+        from edgec.passes.training import share as share_train
     except ImportError:
         notes.append("reconstruction skipped: torch is not installed")
         return None

@@ -10,15 +10,18 @@ storage: the weights are rebuilt weight-side, W1 = MatMul(U, V1) and W2 = MatMul
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes.graph import fresh_name
-from edgec.passes.linear import Linear
-from edgec.passes.linear_edit import factorize_linear, set_linear
-from edgec.passes.share_plan import BlockFactors
+from edgec.passes.graph_tools import fresh_name
+from edgec.passes.mlp.edit import factorize_linear, set_linear
+from edgec.passes.mlp.linear import Linear
+from edgec.passes.plans.share import BlockFactors
 
-MODES = ("speed", "storage")
+Mode = Literal["speed", "storage"]
+MODES = get_args(Mode)
 
 
 class SharedBasis:

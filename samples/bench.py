@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_suite(suite: Suite, folder: Path, runs: int, groups: set[str] | None, reuse: bool) -> list[dict]:
-    from edgec.compiler.calibration_spec import CalibrationSpec
+    from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.targets import load_target
 

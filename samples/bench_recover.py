@@ -48,8 +48,8 @@ def _held_out_fidelity(original: Path, compiled: Path, feeds: list[dict]) -> dic
 
 
 def main(argv: list[str] | None = None) -> None:
-    from edgec.compiler.calibration import split_feeds
-    from edgec.compiler.calibration_spec import CalibrationSpec
+    from edgec.compiler.calibration.loading import split_feeds
+    from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.compiler.export import export
     from edgec.samples.minilm import model_dir, tokenize

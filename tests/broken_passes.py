@@ -4,7 +4,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes import PassResult
-from edgec.passes.mlp import find_mlps
+from edgec.passes.mlp.discovery import find_mlps
 
 
 class ZeroFirstFc2:

@@ -1,11 +1,10 @@
-"""Run the edgec CLI in-process for tests (every verb registered), returning (exit code, output)."""
+"""Run the edgec CLI in-process for tests (importing the package registers every verb), returning (exit code,
+output)."""
 
 from __future__ import annotations
 
 from click.testing import CliRunner
 
-import edgec.compiler.cli_bench  # noqa: F401  (registers bench, compare, check, device-setup)
-import edgec.compiler.cli_fold  # noqa: F401  (registers fold)
 from edgec.compiler.cli import main
 
 

@@ -19,15 +19,16 @@ def _pyproject():
 def test_package_list_matches_folders():
     config = _pyproject()["tool"]["setuptools"]
     declared = set(config["packages"])
-    folders = {f"edgec.{p.parent.name}" for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests"}
+    layers = [p.parent for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests"]
+    folders = {"edgec." + ".".join(init.parent.relative_to(ROOT).parts)
+               for layer in layers for init in layer.rglob("__init__.py")}
     assert declared == folders
-    assert {k: v for k, v in config["package-dir"].items()} == {f"edgec.{f}": f for f in
-                                                                 (d.split(".")[1] for d in declared)}
+    assert {k: v for k, v in config["package-dir"].items()} == {f"edgec.{f.name}": f.name for f in layers}
 
 
 def _imports(folder: str) -> set[str]:
     names = set()
-    for path in (ROOT / folder).glob("*.py"):
+    for path in (ROOT / folder).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names.update(a.name.split(".")[0] for a in node.names)

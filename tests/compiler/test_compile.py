@@ -89,8 +89,8 @@ def test_calibration_npz_is_used_and_split(save, tmp_path):
 def test_the_originals_outputs_are_computed_once_and_kept_aligned(save, tmp_path):
     import onnxruntime as ort
 
-    from edgec.compiler.calibration_spec import CalibrationSpec
-    from edgec.compiler.feeds import feed_set
+    from edgec.compiler.calibration.feeds import feed_set
+    from edgec.compiler.calibration.spec import CalibrationSpec
 
     path = save(models.mlp_model("gelu"))
     calib = tmp_path / "calib.npz"

@@ -4,7 +4,7 @@ import pytest
 
 from edgec.compiler.errors import InputError
 from edgec.compiler.goal import Goal, candidates, parse_goal
-from edgec.compiler.report import CompileReport, ModelSummary
+from edgec.compiler.report.compile_report import CompileReport, ModelSummary
 
 
 def _report(ratio, p50, before, after):

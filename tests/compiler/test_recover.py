@@ -56,7 +56,7 @@ def test_a_graph_the_view_cannot_run_falls_back_to_block_wise_training(save, tmp
 
 
 def test_an_operator_variant_the_view_fails_on_falls_back_with_a_note(save, tmp_path, monkeypatch):
-    from edgec.passes import torch_ops
+    from edgec.passes.training import ops as torch_ops
 
     def declined(inputs, attrs):
         raise NotImplementedError("this Gelu variant")

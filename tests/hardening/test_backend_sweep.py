@@ -12,7 +12,7 @@ import pytest
 
 from edgec.compiler.modelio import rewrite_blocker, to_model
 from edgec.passes import PassContext, get_pass
-from edgec.passes.mlp import find_mlps
+from edgec.passes.mlp.discovery import find_mlps
 
 
 def _cases():

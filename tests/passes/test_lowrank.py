@@ -3,8 +3,8 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from edgec.passes import PassContext, get_pass
-from edgec.passes import lowrank_plan as plan
-from edgec.passes.mlp import find_mlps
+from edgec.passes.mlp.discovery import find_mlps
+from edgec.passes.plans import lowrank as plan
 
 import models
 from calib import OrtCalibration, apply_pass, rel_err

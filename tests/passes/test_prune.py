@@ -3,7 +3,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from edgec.passes import PassContext, PassOptionError, get_pass
-from edgec.passes.mlp import find_mlps
+from edgec.passes.mlp.discovery import find_mlps
 
 import models
 from calib import OrtCalibration, apply_pass, rel_err
@@ -78,7 +78,7 @@ def test_bad_options_are_errors():
         _prune(models.mlp_model(), [], keep=0.0)
     with pytest.raises(PassOptionError, match="score"):
         _prune(models.mlp_model(), [], score="vibes")
-    with pytest.raises(PassOptionError, match="layer, global or model"):
+    with pytest.raises(PassOptionError, match="scope must be one of layer, global, model"):
         _prune(models.mlp_model(), [], scope="everywhere")
 
 
@@ -122,7 +122,7 @@ def test_gated_mlps_lose_the_same_units_from_gate_and_up():
 
 @pytest.mark.parametrize("validate", ["off", "resolve", "ridge"])
 def test_validation_gets_the_calibration_halves_only_when_asked(validate, monkeypatch):
-    from edgec.passes import prune_plan
+    from edgec.passes.plans import prune as prune_plan
 
     seen, plan_block = [], prune_plan.plan_block
 

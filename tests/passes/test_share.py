@@ -2,7 +2,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgec.passes import share_plan as plan
+from edgec.passes.plans import share as plan
 
 import models
 from calib import apply_pass, rel_err
@@ -104,7 +104,7 @@ def test_a_model_without_mlp_is_a_no_op():
 
 def test_the_table_of_torch_activations_matches_the_functions():
     pytest.importorskip("torch")
-    from edgec.passes.refine import TORCH_PATTERNS, torch_activation
+    from edgec.passes.training.refine import TORCH_PATTERNS, torch_activation
 
     assert all(torch_activation(p) is not None for p in TORCH_PATTERNS)
     assert torch_activation("relu6") is None and "relu6" not in TORCH_PATTERNS

@@ -2,8 +2,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
 
-from edgec.passes import sparse_plan
-from edgec.passes.mlp import find_mlps
+from edgec.passes.mlp.discovery import find_mlps
+from edgec.passes.plans import sparse as sparse_plan
 
 import models
 from calib import apply_pass, rel_err

@@ -1,0 +1,105 @@
+"""`edgec compile`: rewrite a model for a target, verify it, write it with a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgec.compiler.cli.common import (
+    debug_option,
+    handle_errors,
+    main,
+    parse_dims,
+    parse_input_values,
+    parse_pass_options,
+)
+from edgec.compiler.errors import InputError, NegativeResult
+from edgec.targets import load_target
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "-t", default="x86", show_default=True, help="Built-in target name or a .toml profile.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Output model (default MODEL.<target>.onnx).")
+@click.option("--passes", help="Comma-separated pass list (default: the target's pipeline).")
+@click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
+@click.option("--calib", type=click.Path(path_type=Path), help=".npz of calibration inputs keyed by input name.")
+@click.option("--calib-text", type=click.Path(path_type=Path), help="Unlabeled text, one per line (needs --tokenizer).")
+@click.option("--tokenizer", type=click.Path(path_type=Path), help="Hugging Face tokenizer folder for --calib-text.")
+@click.option("--calib-dir", type=click.Path(path_type=Path), help="A folder of images (resized to the input).")
+@click.option("--image-preset", type=click.Choice(["imagenet", "clip", "unit", "signed", "raw"]),
+              help="How --calib-dir pixels are normalized (default: preprocessor_config.json beside the model).")
+@click.option("--image-resize", type=click.Choice(["stretch", "crop", "pad"]),
+              help="How --calib-dir images are fitted to the input (default stretch, or the config's crop).")
+@click.option("--calib-hook", help="module:function yielding feed dicts (given the input specs).")
+@click.option("--calib-count", type=click.IntRange(min=1), default=96, show_default=True,
+              help="Items of --calib-text/-dir/-hook used for calibration; the rest train --recover.")
+@click.option("--recover", is_flag=True, help="Distil the compressed model against the original (torch).")
+@click.option("--train-minutes", type=float, default=5.0, show_default=True, help="Budget of --recover.")
+@click.option("--report", type=click.Path(path_type=Path),
+              help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
+                   "or .html (one page, plots embedded).")
+@click.option("--min-cosine", type=float, help="Fidelity gate (overrides the target's); 0 turns it off.")
+@click.option("--gate-outputs", help="Comma-separated outputs the fidelity gate judges (default: all).")
+@click.option("--goal", help="speedup=2, latency=10ms or size=0.5: try pipelines, keep the best meeting it.")
+@click.option("--dim", multiple=True, help="Fix a symbolic dimension for synthesized inputs: NAME=VALUE.")
+@click.option("--runs", type=click.IntRange(min=1), help="Latency runs (default: the target's).")
+@click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
+@click.option("--allow-slower", is_flag=True, help="Keep a compiled model that measures slower (size goals).")
+@click.option("--allow-synthetic", is_flag=True,
+              help="Run lossy passes on synthesized inputs when no real ones are given (unsafe for real models).")
+@click.option("--input", "input_values", multiple=True,
+              help="NAME=VALUE: fix an input of every synthesized feed (a scalar such as a sample rate, or a list).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+@handle_errors
+def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, image_preset,
+                image_resize, calib_hook,
+                calib_count, recover, train_minutes, report, min_cosine, gate_outputs, goal, dim, runs,
+                no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
+    """Rewrite MODEL for a target, verify it against the original and write it with a report."""
+    from edgec.compiler.calibration.spec import CalibrationSpec
+    from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
+    from edgec.compiler.report.compile_report import print_report
+    from edgec.compiler.report.files import write_report
+
+    profile = load_target(target)
+    if min_cosine is not None and not 0 <= min_cosine <= 1:
+        raise InputError(f"--min-cosine {min_cosine}: must lie in [0, 1]")
+    calibration = CalibrationSpec(npz=calib, text=calib_text, tokenizer=tokenizer, images=calib_dir, hook=calib_hook,
+                                  count=calib_count, image_preset=image_preset, image_resize=image_resize,
+                                  dims=parse_dims(dim), input_values=parse_input_values(input_values))
+    options = CompileOptions(
+        output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
+        pass_options=parse_pass_options(pass_option), calibration=calibration, min_cosine=min_cosine,
+        force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
+        gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
+        recover_minutes=train_minutes if recover else 0.0, allow_synthetic=allow_synthetic)
+    tried = None
+    if goal:
+        from edgec.compiler.goal import compile_to_goal, parse_goal
+
+        parsed = parse_goal(goal)
+        result, tried = compile_to_goal(model, profile, options, parsed)
+    else:
+        result = compile_model(model, profile, options)
+    out_path = Path(result.output) if result.output else (output or default_output(model, profile))
+    report_path = report or out_path.with_suffix(".report.json")
+    if report_path.resolve() == model.resolve():
+        raise InputError(f"{report_path}: report path is the input file")
+    write_report(result, report_path)
+    if fmt == "json":
+        click.echo(result.to_json())
+    else:
+        print_report(result)
+        click.echo(f"  report: {report_path}")
+    if tried is not None:
+        for point in tried if fmt != "json" else []:      # JSON has them as "candidates"
+            click.echo(f"  goal search: {point['pipeline']:<28} {point['result']:>16}, cosine {point['cosine']:.4f}"
+                       f"{'' if point['ok'] else ' (fails the gate)'}{'  ✓ meets the goal' if point['meets_goal'] else ''}")
+        if not any(p["meets_goal"] for p in tried):
+            raise NegativeResult(f"no pipeline meets --goal {goal}; the best point was written: {result.notes[-1]}")
+    raise_if_failed(result)

@@ -1,0 +1,1 @@
+"""`edgec fold`: fine-tuning deltas (DARE / DAREx) and LoRA adapters folded into base weights, verified."""

@@ -1,0 +1,1 @@
+"""The compile report: its records, the terminal table, and the JSON / Markdown / HTML files with plots."""

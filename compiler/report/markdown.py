@@ -1,0 +1,50 @@
+"""The compile report as Markdown (`--report report.md`): what a reviewer reads in a pull request."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from edgec.compiler.report.compile_report import CompileReport
+
+
+def to_markdown(r: CompileReport, plots: Sequence[tuple[str, str]] = ()) -> str:
+    """`plots`: (title, relative path of the PNG) to link under the tables."""
+    lines = [f"# edgec compile → {r.target}", "",
+             f"`{r.input}` → `{r.output or 'not written'}` on {', '.join(r.providers)}; "
+             f"pipeline `{','.join(r.pipeline) or '(none)'}`; result **{'OK' if r.ok else 'FAILED'}**", ""]
+    if r.before and r.after:
+        lines += ["| | original | compiled | ratio |", "|---|---:|---:|---:|"]
+        for label, a, b in (("nodes", r.before.nodes, r.after.nodes), ("params", r.before.params, r.after.params),
+                            ("bytes", r.before.bytes, r.after.bytes)):
+            lines.append(f"| {label} | {a:,} | {b:,} | {b / a:.3f} |" if a else f"| {label} | {a:,} | {b:,} | - |")
+        if r.latency:
+            lat = r.latency
+            lines.append(f"| latency p50 (ms) | {lat['original']['p50_ms']:.3f} | {lat['compiled']['p50_ms']:.3f} | "
+                         f"{lat['ratio_p50']:.3f}× |")
+        lines.append("")
+    if r.fidelity:
+        held = r.calibration.get("held_out", "?")
+        lines += [f"Fidelity on {held} held-out inputs ({r.calibration.get('source', '')}):", "",
+                  "| output | gated by | score | cosine | worst cosine | rel L2 | max abs Δ | top-1 | NN agreement |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for f in r.fidelity:
+            cells = [f.get("metric", "-")] + [f"{f[k]:.5f}" if k in f else "-" for k in ("score", "cosine", "min_cosine")]
+            cells += [f"{f[k]:.2e}" for k in ("rel_l2", "max_abs")]
+            cells += [f"{f[k]:.3f}" if k in f else "-" for k in ("top1_agreement", "nn_agreement")]
+            lines.append(f"| {f['name']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if r.candidates:
+        lines += ["| goal search | result | latency ratio | cosine | gate | goal |", "|---|---|---:|---:|---|---|"]
+        for c in r.candidates:
+            ratio = f"{c['latency_ratio']:.3f}" if c.get("latency_ratio") else "-"
+            lines.append(f"| {c['pipeline']}{' ★' if c.get('chosen') else ''} | {c['result']} | {ratio} | "
+                         f"{c['cosine']:.4f} | {'pass' if c['ok'] else 'fail'} | {'met' if c['meets_goal'] else '-'} |")
+        lines.append("")
+    lines += [f"![{title}]({rel})\n" for title, rel in plots]
+    for p in r.passes:
+        stats = ", ".join(f"{k}={v}" for k, v in p.stats.items() if not isinstance(v, (list, dict)))
+        lines.append(f"- pass **{p.name}**: {'changed' if p.changed else 'no change'} in {p.seconds:.2f} s"
+                     f" (Δparams {p.delta_params:+,}){': ' + stats if stats else ''}")
+        lines += [f"  - {n}" for n in p.notes]
+    lines += [f"- note: {n}" for n in r.notes]
+    return "\n".join(lines) + "\n"

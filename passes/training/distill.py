@@ -1,0 +1,185 @@
+"""Recovery distillation, the training loop: the compressed model's torch view learns to match the teacher.
+
+Loss per batch: for every float output, (1 − cosine) per row plus the MSE over the teacher's mean square
+(per-token outputs at real tokens only; outputs named *logits* add KL(teacher ‖ student) of the softmax),
+and the same normalized MSE on the intermediate tensors the caller names (recover: the residual stream
+after every compressed block), weighted by `intermediate`. AdamW in two groups: the weights the
+compression rewrote (`rewritten`) learn at `lr × rewritten_lr`, the untouched ones at `lr` (or stay frozen
+with `train_rest=False`). The learning rate warms up linearly over the first `warmup` fraction of the
+*time* budget, then follows a cosine (the number of steps a budget buys is unknown in advance). Every
+`eval_every` steps the held-out feeds are scored (the min over the `judged` outputs of their mean cosine);
+the best weights are kept, and training stops early after `patience` evaluations without improvement.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from edgec.passes.base import TeacherSource
+from edgec.passes.training.loop import BestWeights, Schedule, adamw, run_loop
+from edgec.passes.training.view import TorchView, to_torch_feed
+
+
+@dataclass
+class DistillSettings:
+    minutes: float
+    lr: float = 1e-4
+    intermediate: float = 1.0
+    eval_every: int = 100
+    patience: int = 15
+    batch: int = 8            # feeds stacked per step when their shapes agree
+    seed: int = 0
+    rewritten_lr: float = 1.0     # multiplier of lr for the weights the compression rewrote
+    warmup: float = 0.0           # fraction of the budget spent ramping the learning rate up from 0
+    rewritten: frozenset[str] = frozenset()   # initializer names of those weights
+    train_rest: bool = True       # False: the weights compression did not touch stay frozen
+    judged: tuple[str, ...] = ()  # outputs early stopping scores (min of their held-out cosines); () = all
+
+
+@dataclass
+class DistillResult:
+    steps: int = 0
+    seconds: float = 0.0
+    held_out_before: float = 0.0
+    held_out_best: float = 0.0
+    stopped_early: bool = False
+    curve: list[dict] = field(default_factory=list)   # {"seconds", "steps", per-output held-out cosine}
+
+
+def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], intermediates: list[str],
+            settings: DistillSettings, progress: Callable[..., None] = lambda done, info=None: None) -> DistillResult:
+    torch.manual_seed(settings.seed)
+    held = [(f, teacher.run(f, outputs)) for f in teacher.search_feeds]
+    scores = _scores(view, held, outputs, teacher)
+    best = BestWeights(view.weights, _judged(scores, settings.judged))
+    result = DistillResult(held_out_before=best.score, curve=[{"seconds": 0.0, "steps": 0, **scores}])
+    optimizer, masks = adamw(_groups(view, settings), fused=True), _sparsity_masks(view)
+    batches, budget, start = _batches(_cycle(teacher), settings.batch), settings.minutes * 60, time.perf_counter()
+
+    def step_loss(step: int) -> torch.Tensor:
+        feed = next(batches)
+        target = dict(zip(outputs + intermediates, teacher.run(feed, outputs + intermediates), strict=True))
+        got = view(to_torch_feed(feed), intermediates)
+        return _loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
+
+    def keep_zeros(step: int) -> None:
+        with torch.no_grad():
+            for p, mask in masks:
+                p.mul_(mask)
+
+    def evaluate(step: int) -> bool:
+        scores = _scores(view, held, outputs, teacher)
+        best.offer(_judged(scores, settings.judged))
+        result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": step, **scores})
+        return best.stale >= settings.patience
+
+    loop = run_loop(optimizer, step_loss, seconds=budget, schedule=Schedule(settings.warmup), after_step=keep_zeros,
+                    evaluate=evaluate, eval_every=settings.eval_every,
+                    progress=lambda steps, elapsed: progress(min(int(elapsed), int(budget)),
+                                                             f"held-out cosine {best.score:.4f}"))
+    best.restore()
+    result.steps, result.seconds, result.stopped_early = loop.steps, loop.seconds, loop.stopped_early
+    result.held_out_best = best.score
+    return result
+
+
+def _groups(view: TorchView, settings: DistillSettings) -> list[dict]:
+    """The rewritten weights learn at lr × rewritten_lr, the rest at lr (or stay frozen without train_rest)."""
+    rewritten = [p for name, p in view.named_weights() if name in settings.rewritten]
+    kept = [p for name, p in view.named_weights() if name not in settings.rewritten]
+    groups = [{"params": rewritten, "peak": settings.lr * settings.rewritten_lr}]
+    if settings.train_rest:
+        groups.append({"params": kept, "peak": settings.lr})
+    else:
+        for p in kept:
+            p.requires_grad_(False)
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("recover: no weight to train (compression rewrote none and train_rest is off)")
+    return groups
+
+
+def _sparsity_masks(view: TorchView, min_zeros: float = 0.3) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """Weights that are mostly exact zeros (a sparse pass's work) keep their zeros while training."""
+    out = []
+    for _, p in view.named_weights():
+        zero = p.detach() == 0
+        if p.dim() >= 2 and zero.float().mean().item() >= min_zeros:
+            out.append((p, (~zero).to(p.dtype)))
+    return out
+
+
+def _cycle(teacher) -> Iterable[dict]:
+    while True:
+        empty = True
+        for feed in teacher.training_feeds():
+            empty = False
+            yield feed
+        if empty:
+            return
+
+
+def _batches(feeds: Iterable[dict], size: int) -> Iterator[dict]:
+    """Stack consecutive feeds of equal shapes along axis 0 (the batch axis), up to `size`."""
+    pending: list[dict] = []
+    for feed in feeds:
+        if pending and any(feed[k].shape[1:] != pending[0][k].shape[1:] for k in feed):
+            yield _stack(pending)
+            pending = []
+        pending.append(feed)
+        if len(pending) >= size:
+            yield _stack(pending)
+            pending = []
+    if pending:
+        yield _stack(pending)
+
+
+def _stack(feeds: list[dict]) -> dict:
+    return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]} if len(feeds) > 1 else feeds[0]
+
+
+def _rows(t: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
+    if mask is not None and t.dim() >= 2 and tuple(t.shape[:2]) == mask.shape and not mask.all():
+        t = t[torch.from_numpy(mask)]
+    return t.reshape(-1, t.shape[-1]) if t.dim() >= 2 else t.reshape(1, -1)
+
+
+def _loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Tensor:
+    total = torch.zeros(())
+    for name in outputs + intermediates:
+        t = torch.from_numpy(np.asarray(target[name]))
+        if not t.is_floating_point():
+            continue
+        s, t = _rows(got[name], mask), _rows(t, mask)
+        mse = torch.mean((s - t) ** 2) / (torch.mean(t ** 2) + 1e-12)
+        if name in intermediates:
+            total = total + weight * mse
+            continue
+        total = total + mse + torch.mean(1 - torch.nn.functional.cosine_similarity(s, t, dim=-1, eps=1e-8))
+        if "logit" in name.lower() and t.shape[-1] > 1:     # classifier outputs: KL(teacher ‖ student)
+            total = total + torch.nn.functional.kl_div(torch.log_softmax(s, -1), torch.log_softmax(t, -1),
+                                                       log_target=True, reduction="batchmean")
+    return total
+
+
+def _judged(scores: dict[str, float], judged: tuple[str, ...]) -> float:
+    picked = [v for k, v in scores.items() if k in judged]
+    return min(picked or scores.values())
+
+
+def _scores(view: TorchView, held: list, outputs: list[str], teacher) -> dict[str, float]:
+    """Mean cosine of every float output on the held-out feeds (per-token outputs at real tokens)."""
+    with torch.no_grad():
+        got = [view(to_torch_feed(f)) for f, _ in held]
+    out = {}
+    for k, name in enumerate(outputs):
+        ref = [np.asarray(r[k]) for _, r in held]
+        if np.issubdtype(ref[0].dtype, np.floating):
+            cosine = teacher.cosine(name, ref, [g[name].numpy() for g in got], [f for f, _ in held])
+            out[name] = round(float(cosine), 6)
+    return out or {"none": 1.0}

@@ -1,0 +1,116 @@
+"""A trainable view of an ONNX graph: the same nodes executed with torch, its float weights as parameters.
+
+Used by recovery distillation. The view never changes the graph's structure: after training,
+`write_back` returns the model with only the trained initializers' values replaced. Operators it cannot
+execute are reported by `unsupported_ops` so the caller can fall back (block-wise training) with a note.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from edgec.passes.training.ops import OPS
+
+TRAINABLE_CONSUMERS = {"MatMul", "Gemm", "Add", "Mul", "LayerNormalization", "Conv"}
+
+
+class UnsupportedGraph(Exception):
+    pass
+
+
+def unsupported_ops(model: onnx.ModelProto) -> list[str]:
+    ops = {n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")}
+    foreign = {f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")}
+    return sorted((ops - set(OPS)) | foreign)
+
+
+def trainable_names(model: onnx.ModelProto) -> list[str]:
+    """Float initializers with more than one element that feed a weight-bearing op (not shape arithmetic)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in TRAINABLE_CONSUMERS:
+            continue
+        for name in node.input:
+            init = inits.get(name)
+            if init is None or name in names or init.data_type != onnx.TensorProto.FLOAT:
+                continue
+            if int(np.prod(init.dims)) > 1:
+                names.append(name)
+    return names
+
+
+class TorchView(torch.nn.Module):
+    def __init__(self, model: onnx.ModelProto, trainable: list[str] | None = None):
+        super().__init__()
+        missing = unsupported_ops(model)
+        if missing:
+            raise UnsupportedGraph(f"operators the torch view cannot run: {', '.join(missing)}")
+        if any(a.type == onnx.AttributeProto.GRAPH for n in model.graph.node for a in n.attribute):
+            raise UnsupportedGraph("control flow (subgraphs) is not supported by the torch view")
+        self.model = model
+        self.trainable = list(trainable if trainable is not None else trainable_names(model))
+        self.weights = torch.nn.ParameterDict()
+        self.constants: dict[str, torch.Tensor] = {}
+        self._keys = {name: f"w{i}" for i, name in enumerate(self.trainable)}
+        wanted = set(self.trainable)
+        for init in model.graph.initializer:
+            value = torch.from_numpy(numpy_helper.to_array(init).copy())
+            if init.name in wanted:
+                self.weights[self._keys[init.name]] = torch.nn.Parameter(value)
+            else:
+                self.constants[init.name] = value
+        self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n, len(n.output))) for n in model.graph.node]
+        self.output_names = [o.name for o in model.graph.output]
+
+    def forward(self, feed: dict[str, torch.Tensor], extra: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+        env: dict[str, torch.Tensor] = dict(self.constants)
+        env.update({name: self.weights[key] for name, key in self._keys.items()})
+        env.update(feed)
+        for op, inputs, outputs, attrs in self.nodes:
+            args = [env[name] if name else None for name in inputs]
+            results = OPS[op](args, attrs)
+            for name, value in zip(outputs, results, strict=False):
+                if name:
+                    env[name] = value
+        return {name: env[name] for name in list(self.output_names) + list(extra)}
+
+    def named_weights(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """(initializer name, parameter) for every trainable initializer."""
+        return [(name, self.weights[key]) for name, key in self._keys.items()]
+
+    def write_back(self) -> onnx.ModelProto:
+        """The model with every trained initializer replaced by its current value (structure unchanged)."""
+        out = onnx.ModelProto()
+        out.CopyFrom(self.model)
+        for init in out.graph.initializer:
+            if init.name in self._keys:
+                value = self.weights[self._keys[init.name]].detach().numpy().astype(np.float32)
+                init.CopyFrom(numpy_helper.from_array(value, init.name))
+        return out
+
+
+def _attrs(node: onnx.NodeProto, outputs: int) -> dict:
+    out = {"_outputs": outputs}            # how many outputs the node uses (LayerNormalization's are optional)
+    if node.op_type == "Split":
+        out["num_outputs"] = outputs       # opset < 18: as many equal parts as outputs
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        if isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        elif isinstance(value, bytes):
+            value = value.decode()
+        out[a.name] = value
+    return out
+
+
+def to_torch_feed(feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    try:
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
+    except TypeError as exc:    # strings, bfloat16 and other types torch has no array form of
+        raise NotImplementedError(f"an input type torch cannot hold ({exc})") from exc
