@@ -117,16 +117,28 @@ def pass_options(name: str, explicit: dict[str, dict], target: TargetProfile) ->
 
 
 def checked_plan(names: list[str], explicit: dict[str, dict], target: TargetProfile) -> list[str]:
-    """The names, once every pass exists and takes its options (given, else the target's): a typo in
-    --pass-option fails here, before calibration and before any pass has run for minutes."""
-    for name in names:
-        try:
-            pass_ = get_pass(name)
-        except UnknownPass as exc:
-            raise InputError(str(exc).strip("'\"")) from None
-        if hasattr(pass_, "Options"):
-            try:
-                build_options(pass_.Options, pass_options(name, explicit, target), name)
-            except PassOptionError as exc:
-                raise InputError(str(exc)) from None
+    """The names, once every pass exists and takes its options (given, else the target's), and every
+    --pass-option names a pass that runs: a typo fails here, before calibration and before any pass has run
+    for minutes, and an option is never silently ignored."""
+    for name in dict.fromkeys([*names, *explicit]):
+        _check_pass(name, pass_options(name, explicit, target))
+    stray = [name for name in explicit if name not in names]
+    if stray:
+        option = f"{stray[0]}.{next(iter(explicit[stray[0]]), '…')}"
+        how = "add --recover" if stray[0] == "recover" else "name it in --passes"
+        raise InputError(f"--pass-option {option}: pass '{stray[0]}' is not in the pipeline "
+                         f"({', '.join(names) or 'empty'}); {how}")
     return names
+
+
+def _check_pass(name: str, options: dict) -> None:
+    try:
+        pass_ = get_pass(name)
+    except UnknownPass as exc:
+        raise InputError(str(exc).strip("'\"")) from None
+    if not hasattr(pass_, "Options"):
+        return
+    try:
+        build_options(pass_.Options, options, name)
+    except PassOptionError as exc:
+        raise InputError(str(exc)) from None

@@ -73,10 +73,13 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
     gate = target.min_cosine if options.min_cosine is None else options.min_cosine
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
     tried, best = [], None
+    points = candidates(floor)
+    _check_user_options(options, points)
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-        for i, (label, passes, pass_options) in enumerate(candidates(floor)):
+        for i, (label, passes, pass_options) in enumerate(points):
             trial = dataclasses.replace(options, output=Path(tmp) / f"candidate{i}.onnx", passes=passes,
-                                        pass_options=pass_options, force=True, measure=True, allow_slower=True)
+                                        pass_options=_merged(pass_options, options.pass_options, passes),
+                                        force=True, measure=True, allow_slower=True)
             try:
                 report = compile_model(path, target, trial)
             except EdgecError:
@@ -110,3 +113,18 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
 def _bytes_ratio(report: CompileReport) -> float:
     assert report.before is not None and report.after is not None, "a finished compile summarizes both models"
     return report.after.bytes / max(report.before.bytes, 1)
+
+
+def _check_user_options(options: CompileOptions, points: list[tuple[str, list[str], dict]]) -> None:
+    """--pass-option with --goal applies to every candidate that runs the pass; one no candidate runs is an error."""
+    runs = {p for _, passes, _ in points for p in passes} | ({"recover"} if options.recover_minutes > 0 else set())
+    stray = sorted(set(options.pass_options) - runs)
+    if stray:
+        raise InputError(f"--pass-option {stray[0]}.…: no --goal candidate runs '{stray[0]}' "
+                         f"(they run {', '.join(sorted(runs))})")
+
+
+def _merged(candidate: dict[str, dict], user: dict[str, dict], passes: list[str]) -> dict[str, dict]:
+    """The candidate's own options, with the user's laid over them for the passes it runs (and recover)."""
+    names = set(candidate) | {p for p in user if p in passes or p == "recover"}
+    return {p: {**candidate.get(p, {}), **user.get(p, {})} for p in names}

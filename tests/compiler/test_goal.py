@@ -37,3 +37,11 @@ def test_each_goal_scores_its_own_quantity():
 def test_candidates_run_from_conservative_to_aggressive():
     labels = [label for label, _, _ in candidates(0.995)]
     assert labels[0] == "cleanup" and labels[-1] == "prune keep 0.5 + int8"
+
+
+def test_user_pass_options_lie_over_every_candidate_that_runs_the_pass():
+    from edgec.compiler.goal import _merged
+
+    merged = _merged({"prune": {"floor": 0.995}}, {"prune": {"score": "energy"}, "quantize": {"mode": "static"},
+                                                   "recover": {"lr": 1e-3}}, ["cleanup", "prune"])
+    assert merged == {"prune": {"floor": 0.995, "score": "energy"}, "recover": {"lr": 1e-3}}

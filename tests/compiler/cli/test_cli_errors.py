@@ -135,3 +135,18 @@ def test_real_console_script_prints_no_traceback(tmp_path):
     proc = subprocess.run([*cmd, "compile", str(tmp_path / "missing.onnx")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_an_option_for_a_pass_the_pipeline_does_not_run_is_an_error_not_ignored(model_path, tmp_path):
+    import time
+
+    start = time.perf_counter()      # x86's pipeline is cleanup, prune: a quantize option would do nothing
+    code, out = run_cli("compile", model_path, "--pass-option", "quantize.mode=static", "--recover",
+                        "--train-minutes", "30", "-o", tmp_path / "o.onnx")
+    line = _one_line_error(out)
+    assert code == 2 and "'quantize' is not in the pipeline (cleanup, prune, recover)" in line
+    assert time.perf_counter() - start < 30
+    code, out = run_cli("compile", model_path, "--pass-option", "quantize.mdoe=static", "-o", tmp_path / "o.onnx")
+    assert code == 2 and "mdoe" in _one_line_error(out)           # the typo is named first
+    code, out = run_cli("compile", model_path, "--pass-option", "recover.lr=0.001", "-o", tmp_path / "o.onnx")
+    assert code == 2 and "add --recover" in _one_line_error(out)
