@@ -20,6 +20,7 @@ from edgec.passes import PassOptionError, UnknownPass, get_pass
 from edgec.passes.base import build_options
 from edgec.targets import TargetProfile
 
+INTEGER_PASSES = {"quantize", "embed"}      # what "the float graph" step leaves out
 REAL_DATA_FLAGS = "--calib, --calib-text, --calib-dir or --calib-hook"
 
 
@@ -72,8 +73,8 @@ def plan_attempts(passes: list[str], explicit_options: dict[str, dict], target: 
     no_recover = [p for p in passes if p != "recover"]
     if tighter:
         steps.append(Attempt("tighter floors", no_recover, tighter))
-    if "quantize" in passes:
-        steps.append(Attempt("the float graph", [p for p in no_recover if p != "quantize"], tighter))
+    if INTEGER_PASSES & set(passes):
+        steps.append(Attempt("the float graph", [p for p in no_recover if p not in INTEGER_PASSES], tighter))
     lossless = without_lossy(passes)
     if lossless != passes:
         steps.append(Attempt("lossless passes only", lossless, {}))

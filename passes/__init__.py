@@ -5,6 +5,7 @@ Every pass is registered here by name; that name is the file name and the CLI sp
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult
 from edgec.passes.cleanup import CleanupPass
+from edgec.passes.embed import EmbedPass
 from edgec.passes.fuse import FusePass
 from edgec.passes.lowrank import LowRankPass
 from edgec.passes.prune import PrunePass
@@ -15,6 +16,7 @@ from edgec.passes.sparse import SparsePass
 
 REGISTRY = {
     CleanupPass.name: CleanupPass,
+    EmbedPass.name: EmbedPass,
     FusePass.name: FusePass,
     LowRankPass.name: LowRankPass,
     PrunePass.name: PrunePass,

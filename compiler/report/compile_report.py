@@ -18,24 +18,65 @@ class ModelSummary:
     params: int
     bytes: int
     ops: dict[str, int]
+    components: dict[str, int] = field(default_factory=dict)   # bytes of weights by what reads them
 
     @classmethod
     def of(cls, model: onnx.ModelProto) -> ModelSummary:
         params = nbytes = 0
+        readers = _readers(model)
+        components: Counter[str] = Counter()
         for t in list(model.graph.initializer):
             n = 1
             for d in t.dims:
                 n *= d
             params += n
-            nbytes += len(t.raw_data) if t.raw_data else n * _itemsize(t.data_type)
+            size = len(t.raw_data) if t.raw_data else n * _itemsize(t.data_type)
+            nbytes += size
+            components[_component(t.name, readers)] += size
         for t in model.graph.sparse_initializer:
             n = 1
             for d in t.dims:
                 n *= d
             params += n
             nbytes += t.values.ByteSize() + t.indices.ByteSize()
+            components[_component(t.values.name, readers)] += t.values.ByteSize() + t.indices.ByteSize()
         ops = Counter(n.op_type for n in model.graph.node)
-        return cls(len(model.graph.node), params, nbytes, dict(sorted(ops.items())))
+        return cls(len(model.graph.node), params, nbytes, dict(sorted(ops.items())), dict(sorted(components.items())))
+
+
+EMBEDDING_OPS = {"Gather", "GatherBlockQuantized"}
+LINEAR_OPS = {"MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "MatMulNBits",
+              "Conv", "ConvInteger", "QLinearConv", "ConvTranspose"}
+
+
+def _readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
+
+
+def _component(name: str, readers: dict[str, list[onnx.NodeProto]]) -> str:
+    """embedding tables | linear layers | other weights, by the op that reads the weight (through a
+    DequantizeLinear, for QDQ and dequantized-table layouts)."""
+    ops = set()
+    for node in readers.get(name, []):
+        if node.op_type == "DequantizeLinear":
+            ops |= {n.op_type for n in readers.get(node.output[0], [])}
+        ops.add(node.op_type)
+    if ops & EMBEDDING_OPS:
+        return "embedding tables"
+    return "linear layers" if ops & LINEAR_OPS else "other weights"
+
+
+def size_rows(before: ModelSummary, after: ModelSummary) -> list[tuple[str, int, int]]:
+    """(label, original, compiled) rows of the size table, with the weight bytes of each component."""
+    rows = [("nodes", before.nodes, after.nodes), ("params", before.params, after.params),
+            ("bytes", before.bytes, after.bytes)]
+    for part in sorted(set(before.components) | set(after.components)):
+        rows.append((f"  {part}", before.components.get(part, 0), after.components.get(part, 0)))
+    return rows
 
 
 def _itemsize(data_type: int) -> int:
@@ -93,8 +134,7 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
     table.add_column("ratio", justify="right")
     b, a = report.before, report.after
     if b and a:
-        for label, x, y in (("nodes", b.nodes, a.nodes), ("params", b.params, a.params),
-                            ("bytes", b.bytes, a.bytes)):
+        for label, x, y in size_rows(b, a):
             table.add_row(label, f"{x:,}", f"{y:,}", _ratio(y, x))
     lat = report.latency
     if lat:

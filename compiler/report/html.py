@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import html
 
-from edgec.compiler.report.compile_report import CompileReport
+from edgec.compiler.report.compile_report import CompileReport, size_rows
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}
@@ -46,8 +46,7 @@ def to_html(r: CompileReport, plots: list[tuple[str, bytes]]) -> str:
 def _summary(r: CompileReport) -> list[str]:
     if not (r.before and r.after):
         return []
-    rows = [("nodes", r.before.nodes, r.after.nodes), ("params", r.before.params, r.after.params),
-            ("bytes", r.before.bytes, r.after.bytes)]
+    rows = size_rows(r.before, r.after)
     out = ["<table><tr><th></th><th>original</th><th>compiled</th><th>ratio</th></tr>"]
     out += [f"<tr><td>{label}</td><td>{a:,}</td><td>{b:,}</td><td>{b / a:.3f}</td></tr>" if a else
             f"<tr><td>{label}</td><td>{a:,}</td><td>{b:,}</td><td>-</td></tr>" for label, a, b in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from edgec.compiler.report.compile_report import CompileReport
+from edgec.compiler.report.compile_report import CompileReport, size_rows
 
 
 def to_markdown(r: CompileReport, plots: Sequence[tuple[str, str]] = ()) -> str:
@@ -14,8 +14,7 @@ def to_markdown(r: CompileReport, plots: Sequence[tuple[str, str]] = ()) -> str:
              f"pipeline `{','.join(r.pipeline) or '(none)'}`; result **{'OK' if r.ok else 'FAILED'}**", ""]
     if r.before and r.after:
         lines += ["| | original | compiled | ratio |", "|---|---:|---:|---:|"]
-        for label, a, b in (("nodes", r.before.nodes, r.after.nodes), ("params", r.before.params, r.after.params),
-                            ("bytes", r.before.bytes, r.after.bytes)):
+        for label, a, b in size_rows(r.before, r.after):
             lines.append(f"| {label} | {a:,} | {b:,} | {b / a:.3f} |" if a else f"| {label} | {a:,} | {b:,} | - |")
         if r.latency:
             lat = r.latency

@@ -12,7 +12,16 @@ FIELDS = [(name, f) for name, cls in sorted(REGISTRY.items()) if hasattr(cls, "O
           for f in dataclasses.fields(cls.Options)]
 CHOICES = {("prune", "score"), ("prune", "scope"), ("prune", "validate"), ("lowrank", "method"), ("share", "mode"),
            ("sparse", "score"), ("sparse", "pattern"), ("quantize", "mode"), ("quantize", "reduce_range"),
-           ("recover", "match")}
+           ("recover", "match"), ("embed", "format")}
+
+
+def test_every_literal_option_is_listed_as_a_choice():
+    import typing
+
+    literal = {(name, key) for name, cls in REGISTRY.items() if hasattr(cls, "Options")
+               for key, hint in typing.get_type_hints(cls.Options).items()
+               if typing.get_origin(hint) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(hint))}
+    assert literal <= CHOICES
 
 
 @pytest.mark.parametrize("name,field", [(n, f) for n, f in FIELDS if not isinstance(f.default, str)],
