@@ -91,6 +91,8 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     reference = Reference(original, config, session, feeds, options.seed, options.gate_outputs)
     report.calibration = {"source": feeds.source, "calibration": len(feeds.calibration),
                           "held_out": len(feeds.held_out)}
+    if feeds.evaluation:
+        report.calibration.update(evaluation=len(feeds.evaluation), evaluation_source=feeds.evaluation_source)
     requested = real_data_only(requested, feeds.source, options.allow_synthetic, options.passes is not None,
                                report.notes)
     editable = _editable_model(original, report)
@@ -144,6 +146,7 @@ def _attempt(attempt: Attempt, editable, reference: Reference, report: CompileRe
     """Run one pipeline from the original: (compiled model, its session, why it failed or None). With
     `fallible`, an error in a pass or in the rewritten model is a reason to step back, not a crash."""
     report.pipeline, report.passes, report.fidelity, report.fidelity_ok = list(attempt.passes), [], [], True
+    report.fidelity_eval = []
     original = reference.model
     compiled, candidate = original, None
     try:

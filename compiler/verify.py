@@ -25,17 +25,30 @@ def verify(report: CompileReport, reference: Reference, candidate, target: Targe
             from exc
     threshold = target.min_cosine if min_cosine is None else min_cosine
     report.min_cosine = threshold
-    for name, fid in zip(names, compare_runs(names, refs, gots, split.held_out), strict=True):
+    report.fidelity = _judged(report, names, refs, gots, split.held_out, gate_outputs, threshold, "")
+    if split.evaluation:     # --eval-text: another domain, judged and gated the same way
+        refs = split.evaluation_outputs or [reference.session.run(names, f) for f in split.evaluation]
+        gots = [candidate.run(names, f) for f in split.evaluation]
+        report.fidelity_eval = _judged(report, names, refs, gots, split.evaluation, gate_outputs, threshold,
+                                       f" on {split.evaluation_source}")
+    report.ok = report.fidelity_ok
+
+
+def _judged(report: CompileReport, names: list[str], refs, gots, feeds, gate_outputs: list[str] | None,
+            threshold: float, where: str) -> list[dict]:
+    """Each output's fidelity record; a gated output below the threshold fails the report, with a note."""
+    records = []
+    for name, fid in zip(names, compare_runs(names, refs, gots, feeds), strict=True):
         gated = gate_outputs is None or name in gate_outputs
         if isinstance(fid, str):       # another shape than the original's: as wrong as it gets
             report.fidelity_ok = report.fidelity_ok and not gated
-            report.notes.append(fid if gated else f"{fid} (not gated)")
+            report.notes.append(fid + where if gated else f"{fid}{where} (not gated)")
             continue
-        report.fidelity.append(fid.as_dict())
+        records.append(fid.as_dict())
         if gated and threshold > 0 and not (fid.score >= threshold):
             report.fidelity_ok = False
-            report.notes.append(f"output '{name}': {_described(fid)} is below the gate {threshold}")
-    report.ok = report.fidelity_ok
+            report.notes.append(f"output '{name}'{where}: {_described(fid)} is below the gate {threshold}")
+    return records
 
 
 def _described(fid) -> str:

@@ -5,7 +5,7 @@ all take their feeds from `feed_set`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -31,6 +31,9 @@ class FeedSet:
     search_outputs: Outputs | None = None
     held_out_outputs: Outputs | None = None
     training: Callable[[], Iterable[Feed]] | None = None   # a streamed training set (recovery), if any
+    evaluation: list[Feed] = field(default_factory=list)    # --eval-text: a second held-out set, another domain
+    evaluation_source: str | None = None
+    evaluation_outputs: Outputs | None = None
 
     def training_feeds(self) -> Iterable[Feed]:
         """One pass over the training data: the stream of a text/image/hook source, else the fit feeds."""
@@ -52,17 +55,37 @@ def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: P
     _check_finite(feeds, source)
     calibration, held_out = split_feeds(feeds)
     fit, search = split_feeds(calibration)
+    evaluation, evaluation_source = _evaluation(spec, specs, path)
     if not run_original:
-        return FeedSet(source, calibration, fit, search, held_out, training=training)
+        return FeedSet(source, calibration, fit, search, held_out, training=training, evaluation=evaluation,
+                       evaluation_source=evaluation_source)
+    failure = f"{path}: ONNX Runtime fails on the {source} inputs"
+    _original_outputs(session, fit, failure, spec)          # every feed runs once, so a bad one fails here
+    search_outputs = _original_outputs(session, search, failure, spec)
+    held_out_outputs = _original_outputs(session, held_out, failure, spec)
+    evaluation_outputs = _original_outputs(session, evaluation, f"{path}: ONNX Runtime fails on the "
+                                                                f"{evaluation_source} inputs", spec)
+    return FeedSet(source, calibration, fit, search, held_out, search_outputs, held_out_outputs, training,
+                   evaluation, evaluation_source, evaluation_outputs)
+
+
+def _original_outputs(session, feeds: list[Feed], failure: str, spec: CalibrationSpec) -> Outputs:
     try:
-        for feed in fit:
-            session.run(None, feed)
-        search_outputs = [session.run(None, f) for f in search]
-        held_out_outputs = [session.run(None, f) for f in held_out]
+        return [session.run(None, f) for f in feeds]
     except Exception as exc:  # noqa: BLE001 - ORT's own error types
-        raise InputError(f"{path}: ONNX Runtime fails on the {source} inputs "
-                         f"({str(exc).splitlines()[0][:160]}); {spec.hint}") from None
-    return FeedSet(source, calibration, fit, search, held_out, search_outputs, held_out_outputs, training)
+        raise InputError(f"{failure} ({str(exc).splitlines()[0][:160]}); {spec.hint}") from None
+
+
+def _evaluation(spec: CalibrationSpec, specs: list[InputSpec], path: Path) -> tuple[list[Feed], str | None]:
+    """--eval-text: every line (up to eval_count) held out, to show whether fidelity carries to its domain."""
+    if spec.eval_text is None:
+        return [], None
+    from edgec.compiler.calibration import sources as data_sources
+
+    data = data_sources.text_source(spec.eval_text, spec.tokenizer, specs, spec.eval_count,
+                                    spec.dims.get("sequence", 128))
+    _check_finite(data.calibration, data.label)
+    return data.calibration, data.label
 
 
 def _load(session, vocab_size: int, spec: CalibrationSpec, seed: int, specs: list[InputSpec], path: Path,

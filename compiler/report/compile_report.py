@@ -109,6 +109,7 @@ class CompileReport:
     after: ModelSummary | None = None
     passes: list[PassRecord] = field(default_factory=list)
     fidelity: list[dict] = field(default_factory=list)
+    fidelity_eval: list[dict] = field(default_factory=list)   # on --eval-text, another domain (gated too)
     min_cosine: float = 0.0
     fidelity_ok: bool = True
     latency: dict[str, Any] = field(default_factory=dict)
@@ -141,8 +142,12 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
         table.add_row("latency p50 (ms)", f"{lat['original']['p50_ms']:.3f}", f"{lat['compiled']['p50_ms']:.3f}",
                       f"{lat['ratio_p50']:.3f}×")
     console.print(table)
+    held, source = report.calibration.get("held_out", "?"), report.calibration.get("source", "")
     if report.fidelity:
-        console.print(_fidelity_table(report))
+        console.print(_fidelity_table(report.fidelity, f"fidelity on {held} held-out inputs ({source})"))
+    if report.fidelity_eval:
+        console.print(_fidelity_table(report.fidelity_eval, f"fidelity on {report.calibration.get('evaluation')} "
+                                                            f"inputs of {report.calibration.get('evaluation_source')}"))
     for rec in report.passes:
         stats = ", ".join(f"{k}={v}" for k, v in rec.stats.items() if not isinstance(v, (list, dict)))
         console.print(f"  pass {rec.name}: {'changed' if rec.changed else 'no change'} in {rec.seconds:.2f}s"
@@ -160,9 +165,8 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
     console.print(f"  result: {verdict} ({gate}); output: {report.output or 'not written'}")
 
 
-def _fidelity_table(report: CompileReport) -> Table:
-    held = report.calibration.get("held_out", "?")
-    table = Table(title=f"fidelity on {held} held-out inputs ({report.calibration.get('source', '')})")
+def _fidelity_table(records: list[dict], title: str) -> Table:
+    table = Table(title=title)
     columns = [("metric", "gated by", "{}"), ("score", "score", "{:.5f}"), ("cosine", "cosine", "{:.5f}"),
                ("min_cosine", "worst cos", "{:.5f}"), ("rel_l2", "rel L2", "{:.2e}"),
                ("max_abs", "max |Δ|", "{:.2e}"), ("top1_agreement", "top-1", "{:.3f}"),
@@ -170,7 +174,7 @@ def _fidelity_table(report: CompileReport) -> Table:
     table.add_column("output")
     for _, title, _ in columns:
         table.add_column(title, justify="right")
-    for f in report.fidelity:
+    for f in records:
         table.add_row(f["name"], *[fmt.format(f[key]) if key in f else "-" for key, _, fmt in columns])
     return table
 

@@ -58,13 +58,19 @@ def _summary(r: CompileReport) -> list[str]:
 
 
 def _fidelity(r: CompileReport) -> list[str]:
-    if not r.fidelity:
+    held = f"{r.calibration.get('held_out', '?')} held-out inputs"
+    return _fidelity_table(r.fidelity, held) + _fidelity_table(
+        r.fidelity_eval, f"{r.calibration.get('evaluation')} inputs of {r.calibration.get('evaluation_source')}")
+
+
+def _fidelity_table(records: list[dict], what: str) -> list[str]:
+    if not records:
         return []
     keys = [("metric", "{}"), ("score", "{:.5f}"), ("cosine", "{:.5f}"), ("min_cosine", "{:.5f}"), ("rel_l2", "{:.2e}"), ("max_abs", "{:.2e}"),
             ("top1_agreement", "{:.3f}"), ("nn_agreement", "{:.3f}")]
-    out = [f"<h2>Fidelity on {r.calibration.get('held_out', '?')} held-out inputs</h2><table><tr><th>output</th>"
+    out = [f"<h2>Fidelity on {html.escape(what)}</h2><table><tr><th>output</th>"
            "<th>gated by</th><th>score</th><th>cosine</th><th>worst cosine</th><th>rel L2</th><th>max |Δ|</th><th>top-1</th><th>NN agree</th></tr>"]
-    for f in r.fidelity:
+    for f in records:
         cells = "".join(f"<td>{fmt.format(f[k]) if k in f else '-'}</td>" for k, fmt in keys)
         out.append(f"<tr><td>{html.escape(f['name'])}</td>{cells}</tr>")
     return out + ["</table>"]

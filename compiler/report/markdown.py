@@ -7,6 +7,20 @@ from typing import Sequence
 from edgec.compiler.report.compile_report import CompileReport, size_rows
 
 
+def _fidelity_lines(records: list[dict], what: str) -> list[str]:
+    if not records:
+        return []
+    lines = [f"Fidelity on {what}:", "",
+             "| output | gated by | score | cosine | worst cosine | rel L2 | max abs Δ | top-1 | NN agreement |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for f in records:
+        cells = [f.get("metric", "-")] + [f"{f[k]:.5f}" if k in f else "-" for k in ("score", "cosine", "min_cosine")]
+        cells += [f"{f[k]:.2e}" for k in ("rel_l2", "max_abs")]
+        cells += [f"{f[k]:.3f}" if k in f else "-" for k in ("top1_agreement", "nn_agreement")]
+        lines.append(f"| {f['name']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def to_markdown(r: CompileReport, plots: Sequence[tuple[str, str]] = ()) -> str:
     """`plots`: (title, relative path of the PNG) to link under the tables."""
     lines = [f"# edgec compile → {r.target}", "",
@@ -21,17 +35,10 @@ def to_markdown(r: CompileReport, plots: Sequence[tuple[str, str]] = ()) -> str:
             lines.append(f"| latency p50 (ms) | {lat['original']['p50_ms']:.3f} | {lat['compiled']['p50_ms']:.3f} | "
                          f"{lat['ratio_p50']:.3f}× |")
         lines.append("")
-    if r.fidelity:
-        held = r.calibration.get("held_out", "?")
-        lines += [f"Fidelity on {held} held-out inputs ({r.calibration.get('source', '')}):", "",
-                  "| output | gated by | score | cosine | worst cosine | rel L2 | max abs Δ | top-1 | NN agreement |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for f in r.fidelity:
-            cells = [f.get("metric", "-")] + [f"{f[k]:.5f}" if k in f else "-" for k in ("score", "cosine", "min_cosine")]
-            cells += [f"{f[k]:.2e}" for k in ("rel_l2", "max_abs")]
-            cells += [f"{f[k]:.3f}" if k in f else "-" for k in ("top1_agreement", "nn_agreement")]
-            lines.append(f"| {f['name']} | " + " | ".join(cells) + " |")
-        lines.append("")
+    held = f"{r.calibration.get('held_out', '?')} held-out inputs ({r.calibration.get('source', '')})"
+    lines += _fidelity_lines(r.fidelity, held)
+    lines += _fidelity_lines(r.fidelity_eval, f"{r.calibration.get('evaluation')} inputs of "
+                                              f"{r.calibration.get('evaluation_source')}")
     if r.candidates:
         lines += ["| goal search | result | latency ratio | cosine | gate | goal |", "|---|---|---:|---:|---|---|"]
         for c in r.candidates:
