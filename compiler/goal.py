@@ -58,13 +58,14 @@ def parse_goal(text: str) -> Goal:
 
 def candidates(floor: float) -> list[tuple[str, list[str], dict]]:
     """From the most conservative to the most aggressive."""
+    int8 = ["quantize", "embed"]      # int8 layers and 8-bit embedding tables (a no-op without large tables)
     return [
         ("cleanup", ["cleanup"], {}),
         (f"prune floor {floor}", ["cleanup", "prune"], {"prune": {"floor": floor}}),
-        ("int8", ["cleanup", "quantize"], {}),
-        (f"prune floor {floor} + int8", ["cleanup", "prune", "quantize"], {"prune": {"floor": floor}}),
-        ("prune keep 0.75 + int8", ["cleanup", "prune", "quantize"], {"prune": {"keep": 0.75}}),
-        ("prune keep 0.5 + int8", ["cleanup", "prune", "quantize"], {"prune": {"keep": 0.5}}),
+        ("int8", ["cleanup", *int8], {}),
+        (f"prune floor {floor} + int8", ["cleanup", "prune", *int8], {"prune": {"floor": floor}}),
+        ("prune keep 0.75 + int8", ["cleanup", "prune", *int8], {"prune": {"keep": 0.75}}),
+        ("prune keep 0.5 + int8", ["cleanup", "prune", *int8], {"prune": {"keep": 0.5}}),
     ]
 
 
