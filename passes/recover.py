@@ -39,10 +39,16 @@ class RecoverOptions:
     match: Match = "layer"         # intermediate matching: layer (the residual stream after each compressed block:
                                  # its Add, or the LayerNormalization that follows) | norms (layer + every
                                  # LayerNormalization output) | mlp (block outputs) | none
+    # > 0: the last fraction of the budget trains through ONNX Runtime's dynamic int8 rounding (straight-through),
+    # for a model that is quantized next; 7-bit weights where reduce_range says (auto: as quantize's auto)
+    int8_tail: float = 0.0
+    int8_reduce_range: Literal["auto", "true", "false"] = "auto"
 
     def __post_init__(self):
         if self.lr <= 0 or self.rewritten_lr <= 0 or not 0 <= self.warmup < 1:
             raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
+        if not 0 <= self.int8_tail < 1:
+            raise PassOptionError(f"pass 'recover': int8_tail must lie in [0, 1), not {self.int8_tail}")
 
 
 class RecoverPass:
@@ -94,7 +100,9 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, teacher: TeacherSource, op
     settings = DistillSettings(minutes=opts.minutes, lr=opts.lr, intermediate=opts.intermediate,
                                eval_every=opts.eval_every, patience=opts.patience, batch=batch, seed=ctx.seed,
                                rewritten_lr=opts.rewritten_lr, warmup=opts.warmup, rewritten=rewritten,
-                               train_rest=opts.train_rest, judged=tuple(judged))
+                               train_rest=opts.train_rest, judged=tuple(judged), int8_tail=opts.int8_tail,
+                               int8_reduce_range=opts.int8_reduce_range == "true"
+                               or (opts.int8_reduce_range == "auto" and ctx.int8_saturates))
     with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
         result = distill(view, teacher, outputs, intermediates, settings, advance)
     trained = gs.import_onnx(view.write_back())
@@ -105,7 +113,13 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, teacher: TeacherSource, op
     note = (f"distilled {result.steps} steps in {result.seconds:.0f} s: held-out cosine "
             f"{result.held_out_before:.4f} → {result.held_out_best:.4f}"
             + (" (stopped early)" if result.stopped_early else ""))
-    return PassResult(result.held_out_best > result.held_out_before, stats, notes + [note])
+    start = result.held_out_before
+    if result.int8_from_step is not None and result.held_out_int8_start is not None:
+        start = result.held_out_int8_start
+        note = (f"distilled {result.steps} steps in {result.seconds:.0f} s, through int8 rounding from step "
+                f"{result.int8_from_step}: held-out cosine {result.held_out_before:.4f} (float) → "
+                f"{result.held_out_int8_start:.4f} (int8, then) → {result.held_out_best:.4f} (int8)")
+    return PassResult(result.held_out_best > start, stats, notes + [note])
 
 
 def _intermediates(graph: gs.Graph, match: str, outputs: list[str], teacher) -> list[str]:

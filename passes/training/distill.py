@@ -39,6 +39,8 @@ class DistillSettings:
     rewritten: frozenset[str] = frozenset()   # initializer names of those weights
     train_rest: bool = True       # False: the weights compression did not touch stay frozen
     judged: tuple[str, ...] = ()  # outputs early stopping scores (min of their held-out cosines); () = all
+    int8_tail: float = 0.0        # the last fraction of the budget trains through int8 rounding (fake_quant)
+    int8_reduce_range: bool = False
 
 
 @dataclass
@@ -49,6 +51,8 @@ class DistillResult:
     held_out_best: float = 0.0
     stopped_early: bool = False
     curve: list[dict] = field(default_factory=list)   # {"seconds", "steps", per-output held-out cosine}
+    int8_from_step: int | None = None     # where training went through int8 rounding (scores from then on too)
+    held_out_int8_start: float | None = None
 
 
 def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], intermediates: list[str],
@@ -72,17 +76,32 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
             for p, mask in masks:
                 p.mul_(mask)
 
+    def int8_tail(step: int) -> None:
+        """From the tail of the budget on, the view computes like ONNX Runtime's int8 and so does the scoring:
+        the best weights are the best int8 ones (the float phase's best would win every comparison)."""
+        nonlocal best
+        if view.int8 is not None or time.perf_counter() - start < budget * (1 - settings.int8_tail):
+            return
+        view.int8 = settings.int8_reduce_range
+        scores = _scores(view, held, outputs, teacher)
+        best.restore()              # continue from the best float weights, scored anew through int8
+        best = BestWeights(view.weights, _judged(scores, settings.judged))
+        result.int8_from_step, result.held_out_int8_start = step, best.score
+        result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": step, "int8": True, **scores})
+
     def evaluate(step: int) -> bool:
         scores = _scores(view, held, outputs, teacher)
         best.offer(_judged(scores, settings.judged))
         result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": step, **scores})
-        return best.stale >= settings.patience
+        return best.stale >= settings.patience and (settings.int8_tail == 0 or view.int8 is not None)
 
     loop = run_loop(optimizer, step_loss, seconds=budget, schedule=Schedule(settings.warmup), after_step=keep_zeros,
+                    before_step=int8_tail if settings.int8_tail > 0 else None,
                     evaluate=evaluate, eval_every=settings.eval_every,
                     progress=lambda steps, elapsed: progress(min(int(elapsed), int(budget)),
                                                              f"held-out cosine {best.score:.4f}"))
     best.restore()
+    view.int8 = None
     result.steps, result.seconds, result.stopped_early = loop.steps, loop.seconds, loop.stopped_early
     result.held_out_best = best.score
     return result

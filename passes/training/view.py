@@ -67,13 +67,23 @@ class TorchView(torch.nn.Module):
                 self.constants[init.name] = value
         self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n, len(n.output))) for n in model.graph.node]
         self.output_names = [o.name for o in model.graph.output]
+        self.int8: bool | None = None     # None: float; else fake int8 MatMuls, True meaning 7-bit weights
+
+    def matmul_weights(self) -> set[str]:
+        """The 2-D float initializers a MatMul or Gemm multiplies by (what dynamic int8 quantizes)."""
+        values = {**self.constants, **{name: self.weights[key] for name, key in self._keys.items()}}
+        return {inputs[1] for op, inputs, _, _ in self.nodes if op in ("MatMul", "Gemm") and len(inputs) > 1
+                and inputs[1] in values and values[inputs[1]].dim() == 2 and values[inputs[1]].is_floating_point()}
 
     def forward(self, feed: dict[str, torch.Tensor], extra: Sequence[str] = ()) -> dict[str, torch.Tensor]:
         env: dict[str, torch.Tensor] = dict(self.constants)
         env.update({name: self.weights[key] for name, key in self._keys.items()})
         env.update(feed)
+        int8 = self.matmul_weights() if self.int8 is not None else set()
         for op, inputs, outputs, attrs in self.nodes:
             args = [env[name] if name else None for name in inputs]
+            if len(inputs) > 1 and inputs[1] in int8 and args[0] is not None and args[1] is not None:
+                args[0], args[1] = _int8_operands(args[0], args[1], bool(self.int8), op, attrs)
             results = OPS[op](args, attrs)
             for name, value in zip(outputs, results, strict=False):
                 if name:
@@ -93,6 +103,13 @@ class TorchView(torch.nn.Module):
                 value = self.weights[self._keys[init.name]].detach().numpy().astype(np.float32)
                 init.CopyFrom(numpy_helper.from_array(value, init.name))
         return out
+
+
+def _int8_operands(x: torch.Tensor, w: torch.Tensor, reduce_range: bool, op: str, attrs: dict):
+    from edgec.passes.training.fake_quant import activation_uint8, weight_int8
+
+    columns = 0 if op == "Gemm" and attrs.get("transB", 0) else 1      # the output channels of B
+    return activation_uint8(x), weight_int8(w, reduce_range, axis=columns)
 
 
 def _attrs(node: onnx.NodeProto, outputs: int) -> dict:

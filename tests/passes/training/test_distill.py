@@ -125,3 +125,14 @@ def test_norms_matching_adds_every_layer_normalization_output():
     assert _intermediates(graph, "norms", ["out"], Everything()) == [y, normed]
     assert _intermediates(graph, "none", ["out"], Everything()) == []
 
+
+
+def test_an_int8_tail_trains_and_scores_through_int8_rounding_then_leaves_the_view_float():
+    original = models.mlp_model("relu", blocks=2)
+    view = TorchView(_perturbed(original, _fc2_weights(original)))
+    settings = DistillSettings(minutes=0.03, lr=1e-3, eval_every=5, patience=1, batch=1, int8_tail=0.5)
+    result = distill(view, _teacher(original), [original.graph.output[0].name], [], settings)
+    assert result.int8_from_step is not None and 0 < result.int8_from_step < result.steps
+    assert any(point.get("int8") for point in result.curve)             # the switch is on the curve
+    assert result.held_out_best >= result.held_out_int8_start            # the best int8 weights are kept
+    assert view.int8 is None                                              # the written-back model is float
