@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus-lines", type=int, default=150_000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=None, help="recover.lr (default: the pass's)")
+    parser.add_argument("--int8-tail", type=float, default=0.0,
+                        help="recover.int8_tail: the last fraction of each budget trained through int8 rounding")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / "minilm.onnx"
@@ -75,13 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     target = load_target("x86")
     results = {}
     budgets = sorted({float(m) for m in args.budgets.split(",")})
-    tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}")
+    tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}") \
+        + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "")
+    recover_options = {**({"lr": args.lr} if args.lr else {}), **({"int8_tail": args.int8_tail} if args.int8_tail else {})}
     for minutes in budgets:
         out = args.out / f"{tag}_recover{minutes:g}.onnx"
         report = compile_model(base, target, CompileOptions(
             output=out, passes=["cleanup", "prune"],
             calibration=CalibrationSpec(text=text, tokenizer=model_dir(), count=n_eval),
-            pass_options={"prune": {"keep": args.keep, "scope": args.scope}, **({"recover": {"lr": args.lr}} if args.lr else {})},
+            pass_options={"prune": {"keep": args.keep, "scope": args.scope}, **({"recover": recover_options} if recover_options else {})},
             recover_minutes=minutes, min_cosine=0.0, force=True,
             measure=False, gate_outputs=["sentence_embedding"]))
         recover = next((p for p in report.passes if p.name == "recover"), None)
