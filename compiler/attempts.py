@@ -101,12 +101,18 @@ def _distinct(steps: list[Attempt]) -> list[Attempt]:
 COMPRESSING = {"prune", "lowrank", "share", "sparse"}
 
 
-def with_recovery(names: list[str], options) -> list[str]:
+def with_recovery(names: list[str], options, target: TargetProfile | None = None) -> list[str]:
     """--recover: distillation right before quantize (an int8 graph cannot be trained), else at the end;
-    only in pipelines that compress (an uncompressed model has nothing to recover)."""
+    only in pipelines that compress (an uncompressed model has nothing to recover). Training through int8
+    rounding (recover.int8_tail) rounds like the quantize pass that follows (its reduce_range)."""
     if options.recover_minutes <= 0 or "recover" in names or not COMPRESSING & set(names):
         return names
-    options.pass_options.setdefault("recover", {})["minutes"] = options.recover_minutes
+    recover = options.pass_options.setdefault("recover", {})
+    recover["minutes"] = options.recover_minutes
+    reduce_range = str(pass_options("quantize", options.pass_options, target).get("reduce_range", "auto")) \
+        if target is not None and "quantize" in names else "auto"
+    if reduce_range.lower() in ("true", "false"):
+        recover.setdefault("int8_reduce_range", reduce_range.lower())
     at = names.index("quantize") if "quantize" in names else len(names)
     return names[:at] + ["recover"] + names[at:]
 

@@ -78,7 +78,7 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     requested = options.passes if options.passes is not None else list(target.pipeline)
     step_back = options.passes is None and not options.pass_options and options.min_cosine is None
     options = dataclasses.replace(options, pass_options=copy.deepcopy(options.pass_options))   # ours to extend
-    requested = checked_plan(with_recovery(requested, options), options.pass_options, target)   # 3 plan
+    requested = checked_plan(with_recovery(requested, options, target), options.pass_options, target)  # 3 plan
     report = CompileReport(str(path), None, target.name, list(resolved.providers), requested,
                            notes=list(resolved.notes))
     input_checker_error = modelio.checker_error(original, path)

@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     budgets = sorted({float(m) for m in args.budgets.split(",")})
     tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}") \
         + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "")
-    recover_options = {**({"lr": args.lr} if args.lr else {}), **({"int8_tail": args.int8_tail} if args.int8_tail else {})}
+    # int8 below is the x86 target's (7-bit weights): the int8 tail rounds the same way
+    recover_options = {**({"lr": args.lr} if args.lr else {}),
+                       **({"int8_tail": args.int8_tail, "int8_reduce_range": "true"} if args.int8_tail else {})}
     for minutes in budgets:
         out = args.out / f"{tag}_recover{minutes:g}.onnx"
         report = compile_model(base, target, CompileOptions(

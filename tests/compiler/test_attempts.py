@@ -28,3 +28,18 @@ def test_without_real_inputs_only_lossless_passes_remain_and_the_note_names_the_
     note = synthetic_note(["cleanup", "prune"])
     assert "prune" in note and "--calib" in note and "--allow-synthetic" in note
     assert synthetic_note(["cleanup"]) is None
+
+
+def test_recovery_rounds_like_the_quantize_pass_that_follows():
+    from types import SimpleNamespace
+
+    from edgec.compiler.attempts import with_recovery
+    from edgec.targets import load_target
+
+    options = SimpleNamespace(recover_minutes=2.0, pass_options={})
+    names = with_recovery(["cleanup", "prune", "quantize"], options, load_target("x86"))   # x86: 7-bit weights
+    assert names == ["cleanup", "prune", "recover", "quantize"]
+    assert options.pass_options["recover"] == {"minutes": 2.0, "int8_reduce_range": "true"}
+    options = SimpleNamespace(recover_minutes=2.0, pass_options={})
+    with_recovery(["cleanup", "prune", "quantize"], options, load_target("arm"))             # arm: auto
+    assert options.pass_options["recover"] == {"minutes": 2.0}
