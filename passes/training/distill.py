@@ -100,6 +100,8 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
                     evaluate=evaluate, eval_every=settings.eval_every,
                     progress=lambda steps, elapsed: progress(min(int(elapsed), int(budget)),
                                                              f"held-out cosine {best.score:.4f}"))
+    if loop.steps % max(settings.eval_every, 1) and not loop.stopped_early:
+        evaluate(loop.steps)        # the steps since the last evaluation count too (a time budget ends anywhere)
     best.restore()
     view.int8 = None
     result.steps, result.seconds, result.stopped_early = loop.steps, loop.seconds, loop.stopped_early
