@@ -82,9 +82,10 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
         nonlocal best
         if view.int8 is not None or time.perf_counter() - start < budget * (1 - settings.int8_tail):
             return
+        best.offer(_judged(_scores(view, held, outputs, teacher), settings.judged))   # the float phase's last word
+        best.restore()              # continue from the best float weights, scored anew through int8
         view.int8 = settings.int8_reduce_range
         scores = _scores(view, held, outputs, teacher)
-        best.restore()              # continue from the best float weights, scored anew through int8
         best = BestWeights(view.weights, _judged(scores, settings.judged))
         result.int8_from_step, result.held_out_int8_start = step, best.score
         result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": step, "int8": True, **scores})

@@ -136,3 +136,18 @@ def test_an_int8_tail_trains_and_scores_through_int8_rounding_then_leaves_the_vi
     assert any(point.get("int8") for point in result.curve)             # the switch is on the curve
     assert result.held_out_best >= result.held_out_int8_start            # the best int8 weights are kept
     assert view.int8 is None                                              # the written-back model is float
+
+
+def test_the_int8_tail_starts_from_the_float_phase_even_before_its_first_evaluation():
+    from edgec.passes.training.distill import _scores
+
+    original = models.mlp_model("relu", blocks=2)
+    student, teacher, output = _perturbed(original, _fc2_weights(original)), _teacher(original), original.graph.output[0].name
+    untrained = TorchView(student)
+    untrained.int8 = False
+    held = [(f, teacher.run(f, [output])) for f in teacher.search_feeds]
+    untrained_int8 = _scores(untrained, held, [output], teacher)[output]
+    settings = DistillSettings(minutes=0.03, lr=1e-3, eval_every=10_000, batch=1, int8_tail=0.3)
+    result = distill(TorchView(student), teacher, [output], [], settings)
+    assert result.curve[1]["steps"] == result.int8_from_step > 0      # no float evaluation came before the switch
+    assert result.held_out_int8_start > untrained_int8 + 0.01          # yet int8 starts from the trained weights
