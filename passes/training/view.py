@@ -68,18 +68,20 @@ class TorchView(torch.nn.Module):
         self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n, len(n.output))) for n in model.graph.node]
         self.output_names = [o.name for o in model.graph.output]
         self.int8: bool | None = None     # None: float; else fake int8 MatMuls, True meaning 7-bit weights
+        self.int8_weights = self._matmul_weights()    # fixed by the graph: found once, not on every forward
 
-    def matmul_weights(self) -> set[str]:
+    def _matmul_weights(self) -> frozenset[str]:
         """The 2-D float initializers a MatMul or Gemm multiplies by (what dynamic int8 quantizes)."""
         values = {**self.constants, **{name: self.weights[key] for name, key in self._keys.items()}}
-        return {inputs[1] for op, inputs, _, _ in self.nodes if op in ("MatMul", "Gemm") and len(inputs) > 1
-                and inputs[1] in values and values[inputs[1]].dim() == 2 and values[inputs[1]].is_floating_point()}
+        return frozenset(inputs[1] for op, inputs, _, _ in self.nodes if op in ("MatMul", "Gemm") and len(inputs) > 1
+                         and inputs[1] in values and values[inputs[1]].dim() == 2
+                         and values[inputs[1]].is_floating_point())
 
     def forward(self, feed: dict[str, torch.Tensor], extra: Sequence[str] = ()) -> dict[str, torch.Tensor]:
         env: dict[str, torch.Tensor] = dict(self.constants)
         env.update({name: self.weights[key] for name, key in self._keys.items()})
         env.update(feed)
-        int8 = self.matmul_weights() if self.int8 is not None else set()
+        int8 = self.int8_weights if self.int8 is not None else frozenset()
         for op, inputs, outputs, attrs in self.nodes:
             args = [env[name] if name else None for name in inputs]
             if len(inputs) > 1 and inputs[1] in int8 and args[0] is not None and args[1] is not None:

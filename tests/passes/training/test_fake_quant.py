@@ -29,6 +29,11 @@ def _ort_int8(model: onnx.ModelProto, reduce_range: bool) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("reduce_range", [False, True])
 def test_the_fake_int8_view_reproduces_onnx_runtime_int8_far_closer_than_float(reduce_range):
+    from edgec.runtime.cpu import int8_saturates
+
+    if not reduce_range and int8_saturates():
+        pytest.skip("this CPU's 8-bit int8 sums saturate (x86 without VNNI): ONNX Runtime computes less exactly "
+                    "than int8 rounding does; 7-bit weights (the other case) never saturate")
     model = models.mlp_model("relu", blocks=2)
     feed = models.feeds(model, 1, seed=3)[0]
     int8 = create_session(_ort_int8(model, reduce_range).SerializeToString(), SessionConfig()).run(None, feed)[0]
