@@ -7,6 +7,7 @@ from edgec.passes.base import PassContext, PassOptionError, PassResult
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.embed import EmbedPass
 from edgec.passes.fuse import FusePass
+from edgec.passes.heads import HeadsPass
 from edgec.passes.lowrank import LowRankPass
 from edgec.passes.prune import PrunePass
 from edgec.passes.quantize import QuantizePass
@@ -18,6 +19,7 @@ REGISTRY = {
     CleanupPass.name: CleanupPass,
     EmbedPass.name: EmbedPass,
     FusePass.name: FusePass,
+    HeadsPass.name: HeadsPass,
     LowRankPass.name: LowRankPass,
     PrunePass.name: PrunePass,
     QuantizePass.name: QuantizePass,

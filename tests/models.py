@@ -155,6 +155,29 @@ def conv_mlp_model(seed: int = 0) -> onnx.ModelProto:
     return b.model("x", y, ("batch", D, 8, 8), ("batch", D, 8, 8))
 
 
+def attention_model(blocks: int = 2, heads: int = 4, seed: int = 0, head_bias: bool = False) -> onnx.ModelProto:
+    """Residual multi-head self-attention blocks as TorchScript writes them (Reshape to [0, 0, heads, dh],
+    Transpose, scaled Q·Kᵀ, Softmax, ·V, back to [0, 0, D], output projection). `head_bias` adds a constant
+    per-head term to the scores (as T5's relative-position bias), which head removal cannot slice."""
+    b = Builder(seed)
+    dh = D // heads
+    x = "x"
+    for _ in range(blocks):
+        q, k, v = (linear(b, x, D, D) for _ in range(3))
+        split = b.const(np.array([0, 0, heads, dh]), "shape")
+        qh = b.op("Transpose", [b.op("Reshape", [q, split])], perm=[0, 2, 1, 3])
+        kt = b.op("Transpose", [b.op("Reshape", [k, split])], perm=[0, 2, 3, 1])
+        vh = b.op("Transpose", [b.op("Reshape", [v, split])], perm=[0, 2, 1, 3])
+        scores = b.op("Div", [b.op("MatMul", [qh, kt]), b.const(np.array(np.sqrt(dh)))])
+        if head_bias:
+            scores = b.op("Add", [scores, b.const(b.weight((1, heads, 1, 1), 1.0))])
+        context = b.op("MatMul", [b.op("Softmax", [scores], axis=-1), vh])
+        merged = b.op("Reshape", [b.op("Transpose", [context], perm=[0, 2, 1, 3]), b.const(np.array([0, 0, D]), "shape")])
+        x = b.op("Add", [x, linear(b, merged, D, D)])
+    _fix_int_shapes(b)
+    return b.model("x", x)
+
+
 def _fix_int_shapes(b: Builder) -> None:
     """Reshape shape constants must be int64 (Builder.const makes float32)."""
     for i, init in enumerate(b.inits):

@@ -236,7 +236,7 @@ OPS = {
     "ReduceL2": _reduce(lambda x, ax, k: torch.sqrt((x * x).sum(ax, keepdim=k))),
     "LayerNormalization": _layer_norm, "Constant": _constant,
     "ConstantOfShape": lambda i, a: (torch.full(_ints(i[0]), float(a["value"].ravel()[0]) if "value" in a else 0.0,
-                                                dtype=torch.as_tensor(a["value"]).dtype if "value" in a
+                                                dtype=torch.as_tensor(np.array(a["value"])).dtype if "value" in a
                                                 else torch.float32),),
     "Identity": lambda i, a: (i[0],), "Clip": _clip, "Split": _split,
     "Mod": lambda i, a: (torch.fmod(i[0], i[1]) if a.get("fmod", 0) else torch.remainder(i[0], i[1]),),

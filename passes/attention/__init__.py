@@ -1,0 +1,1 @@
+"""Attention blocks: discovery, head removal and the Reshape constants that hold head counts."""
