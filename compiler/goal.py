@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edgec.compiler.driver import CompileOptions, compile_model
 from edgec.compiler.errors import EdgecError, InputError
+from edgec.compiler.goal_search import successive_halving
 from edgec.compiler.report.compile_report import CompileReport
 from edgec.targets import TargetProfile
 
@@ -59,56 +60,89 @@ def parse_goal(text: str) -> Goal:
 def candidates(floor: float) -> list[tuple[str, list[str], dict]]:
     """From the most conservative to the most aggressive."""
     int8 = ["quantize", "embed"]      # int8 layers and 8-bit embedding tables (a no-op without large tables)
+    strict = round(1 - (1 - floor) / 2, 6)      # heads go first, at a stricter floor, leaving room for prune
     return [
         ("cleanup", ["cleanup"], {}),
         (f"prune floor {floor}", ["cleanup", "prune"], {"prune": {"floor": floor}}),
         ("int8", ["cleanup", *int8], {}),
         (f"prune floor {floor} + int8", ["cleanup", "prune", *int8], {"prune": {"floor": floor}}),
+        (f"heads floor {strict} + prune floor {floor} + int8", ["cleanup", "heads", "prune", *int8],
+         {"heads": {"floor": strict}, "prune": {"floor": floor}}),
         ("prune keep 0.75 + int8", ["cleanup", "prune", *int8], {"prune": {"keep": 0.75}}),
         ("prune keep 0.5 + int8", ["cleanup", "prune", *int8], {"prune": {"keep": 0.5}}),
+        ("heads keep 0.75 + prune keep 0.5 + int8", ["cleanup", "heads", "prune", *int8],
+         {"heads": {"keep": 0.75}, "prune": {"keep": 0.5}}),
     ]
 
 
 def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal) -> tuple[CompileReport, list]:
+    """Every candidate once; with --recover, the training budget is the whole search's (successive halving)."""
     output = options.output or path.with_name(f"{path.stem}.{target.name}.onnx")
     gate = target.min_cosine if options.min_cosine is None else options.min_cosine
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
-    tried, best = [], None
     points = candidates(floor)
     _check_user_options(options, points)
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-        for i, (label, passes, pass_options) in enumerate(points):
-            trial = dataclasses.replace(options, output=Path(tmp) / f"candidate{i}.onnx", passes=passes,
-                                        pass_options=_merged(pass_options, options.pass_options, passes),
-                                        force=True, measure=True, allow_slower=True)
-            try:
-                report = compile_model(path, target, trial)
-            except EdgecError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one candidate's bug must not end the search
-                tried.append({"pipeline": label, "ok": False, "meets_goal": False, "latency_ratio": None,
-                              "result": f"failed: {str(exc).splitlines()[0][:120]}", "bytes_ratio": None,
-                              "cosine": 0.0})
-                continue
-            point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and goal.met(report),
-                     "result": goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
-                     "bytes_ratio": _bytes_ratio(report),
-                     "cosine": min((f["score"] for f in report.fidelity
-                                    if options.gate_outputs is None or f["name"] in options.gate_outputs), default=1.0)}
-            tried.append(point)
-            if report.ok and (best is None or goal.score(report) < goal.score(best[1])):
-                best = (trial.output, report, label)
-        if best is None:
+        trial = _Trial(path, target, options, goal, Path(tmp))
+        if options.recover_minutes > 0:
+            results, notes = successive_halving(trial, points, options.recover_minutes)
+        else:
+            results, notes = [trial.run(i, point, 0.0) for i, point in enumerate(points)], []
+        tried = [r.point for r in results]
+        passed = [r for r in results if r.report is not None and r.report.ok]
+        if not passed:
             raise InputError("no candidate pipeline passed the fidelity gate")
-        src, report, label = best
+        best = min(passed, key=lambda r: goal.score(r.report))      # type: ignore[arg-type]
+        report = best.report
+        assert report is not None and best.output is not None, "a passing candidate was written"
         if output.exists() and not options.force:
             raise InputError(f"{output}: already exists (use --force to replace it)")
-        assert src is not None, "every candidate is written to its own trial path"
-        os.replace(src, output)
+        os.replace(best.output, output)
         report.output = str(output)
-        report.candidates = [{**p, "chosen": p["pipeline"] == label} for p in tried]
-        report.notes.append(f"goal {goal.kind}={goal.value}: chose '{label}' ({goal.describe(report)})")
+        report.candidates = [{**p, "chosen": p is best.point} for p in tried]
+        report.notes += notes
+        report.notes.append(f"goal {goal.kind}={goal.value}: chose '{best.point['pipeline']}' ({goal.describe(report)})")
     return report, tried
+
+
+@dataclass
+class _Result:
+    point: dict
+    report: CompileReport | None
+    output: Path | None
+
+
+@dataclass
+class _Trial:
+    """One candidate compile, written to its own temporary file."""
+
+    path: Path
+    target: TargetProfile
+    options: CompileOptions
+    goal: Goal
+    folder: Path
+
+    def run(self, index: int, candidate: tuple[str, list[str], dict], minutes: float) -> _Result:
+        label, passes, pass_options = candidate
+        out = self.folder / f"candidate{index}_{minutes:g}.onnx"
+        trial = dataclasses.replace(self.options, output=out, passes=passes, recover_minutes=minutes,
+                                    pass_options=_merged(pass_options, self.options.pass_options, passes),
+                                    force=True, measure=True, allow_slower=True)
+        try:
+            report = compile_model(self.path, self.target, trial)
+        except EdgecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one candidate's bug must not end the search
+            return _Result({"pipeline": label, "ok": False, "meets_goal": False, "latency_ratio": None,
+                            "result": f"failed: {str(exc).splitlines()[0][:120]}", "bytes_ratio": None,
+                            "cosine": 0.0, "train_minutes": minutes}, None, None)
+        gated = self.options.gate_outputs
+        point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and self.goal.met(report),
+                 "result": self.goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
+                 "bytes_ratio": _bytes_ratio(report), "train_minutes": minutes,
+                 "cosine": min((f["score"] for f in report.fidelity if gated is None or f["name"] in gated),
+                               default=1.0)}
+        return _Result(point, report, out)
 
 
 def _bytes_ratio(report: CompileReport) -> float:

@@ -1,4 +1,4 @@
-"""`edgec inspect`: what a model holds and which MLP blocks edgec can rewrite."""
+"""`edgec inspect`: what a model holds and which MLP and attention blocks edgec can rewrite."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from edgec.compiler import modelio
 from edgec.compiler.report.compile_report import ModelSummary
+from edgec.passes.attention.discovery import find_attention
 from edgec.passes.mlp.discovery import find_mlps
 
 
@@ -14,6 +15,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
     model = modelio.load_model(path)
     graph = modelio.to_graph(model)
     found = find_mlps(graph)
+    attention = find_attention(graph)
     summary = ModelSummary.of(model)
     return {
         "file": str(path),
@@ -25,7 +27,9 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "outputs": [_value_info(v) for v in model.graph.output],
         "nodes": summary.nodes, "params": summary.params, "bytes": summary.bytes, "ops": summary.ops,
         "mlp_blocks": [b.describe() for b in found.blocks],
-        "near_misses": [{"node": m.node, "op": m.op, "reason": m.reason} for m in found.near_misses],
+        "attention_blocks": [b.describe() for b in attention.blocks],
+        "near_misses": [{"node": m.node, "op": m.op, "reason": m.reason}
+                        for m in found.near_misses + attention.near_misses],
     }
 
 
@@ -50,6 +54,9 @@ def format_inspection(info: dict[str, Any]) -> str:
     for b in info["mlp_blocks"]:
         shared = "  [shared weights: left alone]" if b["shared_weights"] else ""
         lines.append(f"    #{b['index']:<3} {b['shape']:>16}  {b['pattern']:<10} {b['name']}{shared}")
+    lines.append(f"  attention blocks: {len(info['attention_blocks'])}")
+    for b in info["attention_blocks"]:
+        lines.append(f"    #{b['index']:<3} {b['heads']:>3} heads × {b['head_dim']:<4} {b['name']}")
     if info["near_misses"]:
         lines.append(f"  near-misses: {len(info['near_misses'])}")
         for m in info["near_misses"]:

@@ -1,4 +1,5 @@
-"""Recovery distillation on the real all-MiniLM-L6-v2 at 50 % of MLP units kept (`make bench-recover`).
+"""Recovery distillation on the real all-MiniLM-L6-v2 at 50 % of MLP units kept (`make bench-recover`), and
+optionally with attention heads removed too (`--heads 0.75`).
 
 Data: the text file given to the compile starts with the 296 evaluation sentences (`sentences.txt`: the
 passes' calibration statistics, the early-stopping split and the final held-out split, none trained on)
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus-lines", type=int, default=150_000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=None, help="recover.lr (default: the pass's)")
+    parser.add_argument("--heads", type=float, default=1.0,
+                        help="heads.keep: the fraction of attention heads kept as well (1: no heads pass)")
     parser.add_argument("--int8-tail", type=float, default=0.0,
                         help="recover.int8_tail: the last fraction of each budget trained through int8 rounding")
     args = parser.parse_args(argv)
@@ -78,16 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     budgets = sorted({float(m) for m in args.budgets.split(",")})
     tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}") \
-        + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "")
+        + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "") + (f"_heads{args.heads:g}" if args.heads < 1 else "")
     # int8 below is the x86 target's (7-bit weights): the int8 tail rounds the same way
     recover_options = {**({"lr": args.lr} if args.lr else {}),
                        **({"int8_tail": args.int8_tail, "int8_reduce_range": "true"} if args.int8_tail else {})}
     for minutes in budgets:
         out = args.out / f"{tag}_recover{minutes:g}.onnx"
         report = compile_model(base, target, CompileOptions(
-            output=out, passes=["cleanup", "prune"],
+            output=out, passes=["cleanup", *(["heads"] if args.heads < 1 else []), "prune"],
             calibration=CalibrationSpec(text=text, tokenizer=model_dir(), count=n_eval),
-            pass_options={"prune": {"keep": args.keep, "scope": args.scope}, **({"recover": recover_options} if recover_options else {})},
+            pass_options={"prune": {"keep": args.keep, "scope": args.scope},
+                          **({"heads": {"keep": args.heads}} if args.heads < 1 else {}),
+                          **({"recover": recover_options} if recover_options else {})},
             recover_minutes=minutes, min_cosine=0.0, force=True,
             measure=False, gate_outputs=["sentence_embedding"]))
         recover = next((p for p in report.passes if p.name == "recover"), None)

@@ -39,7 +39,8 @@ from edgec.targets import load_target
 @click.option("--calib-count", type=click.IntRange(min=1), default=96, show_default=True,
               help="Items of --calib-text/-dir/-hook used for calibration; the rest train --recover.")
 @click.option("--recover", is_flag=True, help="Distil the compressed model against the original (torch).")
-@click.option("--train-minutes", type=float, default=5.0, show_default=True, help="Budget of --recover.")
+@click.option("--train-minutes", type=float, default=5.0, show_default=True,
+              help="Budget of --recover (with --goal: of the whole search, shared by successive halving).")
 @click.option("--report", type=click.Path(path_type=Path),
               help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
                    "or .html (one page, plots embedded).")

@@ -36,7 +36,7 @@ def test_each_goal_scores_its_own_quantity():
 
 def test_candidates_run_from_conservative_to_aggressive():
     labels = [label for label, _, _ in candidates(0.995)]
-    assert labels[0] == "cleanup" and labels[-1] == "prune keep 0.5 + int8"
+    assert labels[0] == "cleanup" and labels[-1] == "heads keep 0.75 + prune keep 0.5 + int8"
 
 
 def test_user_pass_options_lie_over_every_candidate_that_runs_the_pass():

@@ -1,0 +1,84 @@
+"""Successive halving over a goal search's candidates: one training budget for the whole search."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from edgec.compiler.goal import Goal
+from edgec.compiler.goal_search import successive_halving, survivor_counts, worth_training
+
+
+@dataclass
+class _Report:
+    ok: bool
+    ratio: float
+    latency: dict
+
+    def __init__(self, ok: bool, ratio: float):
+        self.ok, self.ratio, self.latency = ok, ratio, {"ratio_p50": ratio}
+
+
+@dataclass
+class _Result:
+    point: dict
+    report: _Report
+
+
+class _FakeTrial:
+    """Candidate i has latency ratio RATIOS[i]; its cosine grows with training minutes at rate RATES[i]."""
+
+    def __init__(self, ratios, rates, overhead_minutes=0.0):
+        self.goal = Goal("speedup", 1.25)
+        self.ratios, self.rates, self.overhead = ratios, rates, overhead_minutes
+        self.now = 0.0
+        self.calls: list[tuple[int, float]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, index, candidate, minutes):
+        self.calls.append((index, minutes))
+        self.now += (minutes + self.overhead) * 60
+        cosine = min(1.0, 0.95 + self.rates[index] * minutes)
+        return _Result({"pipeline": candidate[0], "cosine": cosine}, _Report(cosine >= 0.99, self.ratios[index]))
+
+
+CANDIDATES = [("cleanup", ["cleanup"], {}), ("a", ["prune"], {}), ("b", ["prune"], {}), ("c", ["heads", "prune"], {}),
+              ("d", ["prune", "quantize"], {})]
+
+
+@pytest.mark.parametrize("survivors,counts", [(1, [1]), (2, [2, 1]), (3, [3, 2, 1]), (5, [5, 3, 2, 1])])
+def test_survivors_halve_until_one_is_left(survivors, counts):
+    assert survivor_counts(survivors) == counts
+
+
+def test_every_compressing_candidate_is_tried_then_the_promising_half_trains_longer():
+    trial = _FakeTrial(ratios=[1.0, 0.9, 0.7, 0.6, 0.5], rates=[0, 0.001, 0.004, 0.003, 0.0001])
+    results, notes = successive_halving(trial, CANDIDATES, 30.0, clock=trial.clock)
+    assert trial.calls[0] == (0, 0.0)                       # nothing to train: once, untrained
+    first = trial.calls[1:5]
+    assert sorted(i for i, _ in first) == [1, 2, 3, 4] and len({m for _, m in first}) == 1
+    later = trial.calls[5:]
+    assert later and all(m > first[0][1] for _, m in later)  # survivors get longer runs
+    assert {i for i, _ in later} <= {2, 3, 4}                 # 'a' is too slow for the goal: never retrained
+    assert sum(m for _, m in trial.calls) == pytest.approx(30.0)
+    assert [r.point["pipeline"] for r in results] == ["cleanup", "a", "b", "c", "d"]
+    assert notes[0].startswith("training round 1: 4 candidate(s)")
+
+
+def test_compile_overheads_are_paid_from_the_budget():
+    trial = _FakeTrial(ratios=[1.0, 0.5, 0.5, 0.5, 0.5], rates=[0, 1e-4, 2e-4, 3e-4, 4e-4], overhead_minutes=1.0)
+    successive_halving(trial, CANDIDATES, 20.0, clock=trial.clock)
+    assert 15.0 < trial.now / 60 <= 20.0 + 1e-6
+
+
+def test_candidates_that_pass_early_are_not_trained_again():
+    trial = _FakeTrial(ratios=[1.0, 0.7, 0.7, 0.7, 0.7], rates=[0, 1.0, 1.0, 1.0, 1.0])
+    successive_halving(trial, CANDIDATES, 8.0, clock=trial.clock)
+    assert len(trial.calls) == 5                              # all pass in round 1: nothing worth more training
+
+
+def test_worth_training_prefers_those_closest_to_the_gate():
+    goal = Goal("speedup", 1.25)
+    results = [_Result({"cosine": c}, _Report(False, 0.7)) for c in (0.97, 0.985, 0.96, 0.98)]
+    assert worth_training(goal, results, [10, 11, 12, 13], results) == [11, 13]
