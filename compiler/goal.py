@@ -92,7 +92,7 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
         passed = [r for r in results if r.report is not None and r.report.ok]
         if not passed:
             raise InputError("no candidate pipeline passed the fidelity gate")
-        best = min(passed, key=lambda r: goal.score(r.report))      # type: ignore[arg-type]
+        best = min(passed, key=lambda r: goal.score(r.report))
         report = best.report
         assert report is not None and best.output is not None, "a passing candidate was written"
         if output.exists() and not options.force:

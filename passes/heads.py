@@ -66,7 +66,7 @@ class HeadsPass:
         if opts.keep >= 1.0 and not opts.floor:
             return PassResult(False, {"blocks": 0}, notes + ["keep=1: nothing to remove"])
         stats_in = _statistics(graph, blocks, opts, ctx)
-        keep, trace = opts.keep, []
+        keep, trace = opts.keep, list[tuple[float, float]]()
         if opts.floor:
             keep, trace = smallest_budget(lambda k: _probe(graph, stats_in, opts, ctx, k), opts.floor)
             notes.append(describe("keep", opts.floor, trace, keep))
@@ -164,7 +164,9 @@ def _reproduces(graph: gs.Graph, stats: _Statistics, opts: HeadsOptions, counts:
         return False
     want = source.activations(masked, names, max_rows=4096)
     for name in names:
-        diff = np.linalg.norm(got[name] - want[name])
-        if not np.isfinite(diff) or diff > EXACT_TOLERANCE * max(np.linalg.norm(want[name]), 1e-12):
+        if got[name].shape != want[name].shape:
+            return False
+        diff = float(np.linalg.norm(got[name] - want[name]))
+        if not np.isfinite(diff) or diff > EXACT_TOLERANCE * max(float(np.linalg.norm(want[name])), 1e-12):
             return False
     return True

@@ -111,7 +111,7 @@ def _back_to_matmul(tensor: gs.Tensor, depth: int = 8) -> gs.Node:
     """The MatMul(Q, Kᵀ) upstream of the softmax input, through scales, masks and biases."""
     frontier = [tensor]
     for _ in range(depth):
-        nxt = []
+        nxt: list[gs.Tensor] = []
         for t in frontier:
             node = t.inputs[0] if t.inputs else None
             if node is None:
@@ -154,7 +154,7 @@ def _projection(graph: gs.Graph, tensor: gs.Tensor, depth: int = 12) -> Linear:
     found: dict[int, Linear] = {}
     frontier, seen, repeated = [tensor], set(), False
     for _ in range(depth):
-        nxt = []
+        nxt: list[gs.Tensor] = []
         for t in frontier:
             node = t.inputs[0] if t.inputs else None
             if node is None or id(node) in seen:
