@@ -25,7 +25,8 @@ from edgec.passes.plans.budget_search import describe, smallest_budget
 @dataclass(frozen=True)
 class PruneOptions:
     keep: float = 0.5          # fraction of hidden units kept (per block, or on average with scope=global)
-    score: prune_plan.Score = "obs"         # obs (error after compensation) | energy (sqrt E[a²] · ‖W2 row‖)
+    score: prune_plan.Score = "obs"         # obs (error after compensation) | energy (sqrt E[a²] · ‖W2 row‖) |
+                               # frank-wolfe (forward selection with momentum, plans/frank_wolfe.py)
     compensate: bool = True    # re-solve fc2 and its bias by least squares on calibration data
     scope: Literal["layer", "global", "model"] = "layer"       # layer: the same fraction everywhere | global: allocate across blocks by their
                                # layer-local errors | model: by the model's output fidelity (prune_alloc.py)

@@ -14,7 +14,9 @@ from typing import Literal, get_args
 import numpy as np
 import scipy.linalg
 
-Score = Literal["obs", "energy"]
+from edgec.passes.plans.frank_wolfe import frank_wolfe_order
+
+Score = Literal["obs", "energy", "frank-wolfe"]
 SCORES = get_args(Score)
 RIDGES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)   # candidate dampings for validation
 
@@ -41,6 +43,8 @@ def unit_scores(gram: np.ndarray, rows: int, w_aug: np.ndarray, score: str, damp
             least-squares re-solve of the others (Optimal Brain Surgeon for a linear layer).
     """
     hidden = gram.shape[0] - 1
+    if score == "frank-wolfe":   # an order, not per-unit scores: splits across blocks (scope=global) use OBS's
+        score = "obs"
     if score == "energy":
         mean_sq = np.diag(gram)[:hidden] / max(rows, 1)
         return np.sqrt(np.maximum(mean_sq, 0)) * np.linalg.norm(w_aug[:hidden], axis=1)
@@ -58,6 +62,8 @@ def importance_order(gram: np.ndarray, rows: int, w_aug: np.ndarray, score: str,
     removing one unit changes how much the others can compensate for. One order serves every budget.
     """
     hidden = gram.shape[0] - 1
+    if score == "frank-wolfe":
+        return frank_wolfe_order(gram, w_aug)
     if score == "energy":
         return np.argsort(-unit_scores(gram, rows, w_aug, score, damping), kind="stable")
     alive = np.arange(hidden)
