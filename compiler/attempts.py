@@ -98,7 +98,7 @@ def _distinct(steps: list[Attempt]) -> list[Attempt]:
     return out
 
 
-COMPRESSING = {"heads", "prune", "lowrank", "share", "sparse"}
+COMPRESSING = {"gates", "heads", "prune", "lowrank", "share", "sparse"}
 
 
 def with_recovery(names: list[str], options, target: TargetProfile | None = None) -> list[str]:

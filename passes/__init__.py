@@ -7,6 +7,7 @@ from edgec.passes.base import PassContext, PassOptionError, PassResult
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.embed import EmbedPass
 from edgec.passes.fuse import FusePass
+from edgec.passes.gates import GatesPass
 from edgec.passes.heads import HeadsPass
 from edgec.passes.lowrank import LowRankPass
 from edgec.passes.prune import PrunePass
@@ -19,6 +20,7 @@ REGISTRY = {
     CleanupPass.name: CleanupPass,
     EmbedPass.name: EmbedPass,
     FusePass.name: FusePass,
+    GatesPass.name: GatesPass,
     HeadsPass.name: HeadsPass,
     LowRankPass.name: LowRankPass,
     PrunePass.name: PrunePass,

@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="recover.lr (default: the pass's)")
     parser.add_argument("--heads", type=float, default=1.0,
                         help="heads.keep: the fraction of attention heads kept as well (1: no heads pass)")
+    parser.add_argument("--selector", default="obs", choices=["obs", "frank-wolfe", "gates"],
+                        help="who chooses the units: prune's OBS or Frank–Wolfe order (and heads' group OBS), or "
+                             "the gates pass trained for --gates-minutes before recovery")
+    parser.add_argument("--gates-minutes", type=float, default=5.0)
     parser.add_argument("--int8-tail", type=float, default=0.0,
                         help="recover.int8_tail: the last fraction of each budget trained through int8 rounding")
     args = parser.parse_args(argv)
@@ -81,18 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     budgets = sorted({float(m) for m in args.budgets.split(",")})
     tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}") \
-        + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "") + (f"_heads{args.heads:g}" if args.heads < 1 else "")
+        + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "") + (f"_heads{args.heads:g}" if args.heads < 1 else "") \
+        + ("" if args.selector == "obs" else f"_{args.selector}{args.gates_minutes:g}" if args.selector == "gates"
+           else f"_{args.selector}")
     # int8 below is the x86 target's (7-bit weights): the int8 tail rounds the same way
     recover_options = {**({"lr": args.lr} if args.lr else {}),
                        **({"int8_tail": args.int8_tail, "int8_reduce_range": "true"} if args.int8_tail else {})}
     for minutes in budgets:
         out = args.out / f"{tag}_recover{minutes:g}.onnx"
+        passes, options = _pipeline(args)
         report = compile_model(base, target, CompileOptions(
-            output=out, passes=["cleanup", *(["heads"] if args.heads < 1 else []), "prune"],
-            calibration=CalibrationSpec(text=text, tokenizer=model_dir(), count=n_eval),
-            pass_options={"prune": {"keep": args.keep, "scope": args.scope},
-                          **({"heads": {"keep": args.heads}} if args.heads < 1 else {}),
-                          **({"recover": recover_options} if recover_options else {})},
+            output=out, passes=passes, calibration=CalibrationSpec(text=text, tokenizer=model_dir(), count=n_eval),
+            pass_options={**options, **({"recover": recover_options} if recover_options else {})},
             recover_minutes=minutes, min_cosine=0.0, force=True,
             measure=False, gate_outputs=["sentence_embedding"]))
         recover = next((p for p in report.passes if p.name == "recover"), None)
@@ -102,12 +106,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"keep {args.keep:.0%}, {minutes:g} min of recovery ({results[minutes]['steps']} steps): held-out "
               f"sentence cosine {results[minutes]['held_out']['mean_cosine']:.4f} "
               f"(min {results[minutes]['held_out']['min_cosine']:.4f})", flush=True)
-        for note in recover.notes if recover else []:
-            print(f"  recover: {note}", flush=True)
+        for step in report.passes:
+            if step.name in ("recover", "gates", "heads"):
+                for note in step.notes:
+                    print(f"  {step.name}: {note}", flush=True)
     _print_table(results, args.keep, args.scope)
     _int8(base, results[budgets[-1]]["path"], held, target, args)
     (args.out / f"recover_{tag}.json").write_text(json.dumps(
         {str(k): {**v, "path": str(v["path"])} for k, v in results.items()}, indent=1, default=float))
+
+
+def _pipeline(args) -> tuple[list[str], dict]:
+    """The passes and their options that remove the units (recovery is added by the compile)."""
+    if args.selector == "gates":
+        return ["cleanup", "gates"], {"gates": {"keep": args.keep, "heads": args.heads, "minutes": args.gates_minutes}}
+    options = {"prune": {"keep": args.keep, "scope": args.scope, "score": args.selector}}
+    if args.heads < 1:
+        return ["cleanup", "heads", "prune"], {**options, "heads": {"keep": args.heads}}
+    return ["cleanup", "prune"], options
 
 
 def _print_table(results: dict, keep: float, scope: str) -> None:

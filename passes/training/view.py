@@ -7,7 +7,7 @@ execute are reported by `unsupported_ops` so the caller can fall back (block-wis
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -69,6 +69,7 @@ class TorchView(torch.nn.Module):
         self.output_names = [o.name for o in model.graph.output]
         self.int8: bool | None = None     # None: float; else fake int8 MatMuls, True meaning 7-bit weights
         self.int8_weights = self._matmul_weights()    # fixed by the graph: found once, not on every forward
+        self.hooks: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}   # tensor name → rewrite (gates' masks)
 
     def _matmul_weights(self) -> frozenset[str]:
         """The 2-D float initializers a MatMul or Gemm multiplies by (what dynamic int8 quantizes)."""
@@ -89,7 +90,7 @@ class TorchView(torch.nn.Module):
             results = OPS[op](args, attrs)
             for name, value in zip(outputs, results, strict=False):
                 if name:
-                    env[name] = value
+                    env[name] = self.hooks[name](value) if name in self.hooks else value
         return {name: env[name] for name in list(self.output_names) + list(extra)}
 
     def named_weights(self) -> list[tuple[str, torch.nn.Parameter]]:

@@ -1,0 +1,147 @@
+"""gates: learn which MLP units (and, with heads < 1, which attention heads) to remove by training retention
+gates with the model (adaptive dropout; passes/training/gates.py), then remove them from the graph.
+
+Where `prune` and `heads` decide from calibration statistics, layer by layer, this pass lets the distillation
+loss decide, over the whole model: a block whose units the outputs need keeps more. The last part of the
+budget trains the network with exactly the chosen units, so cutting them changes nothing; that is checked
+(the cut graph in ONNX Runtime against the trained, masked torch view) before the graph is replaced.
+Needs torch and training data (the teacher), like `recover`; `--recover` afterwards trains on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from edgec.passes.attention.discovery import find_attention
+from edgec.passes.attention.edit import remove_heads
+from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
+from edgec.passes.mlp.discovery import editable_blocks
+from edgec.passes.plans.heads import columns
+from edgec.passes.plans.prune import BlockPlan
+from edgec.passes.prune import _apply as cut_mlp
+
+CUT_TOLERANCE = 1e-3     # relative L2 between the cut graph and the masked view (float32 summation order)
+
+
+@dataclass(frozen=True)
+class GatesOptions:
+    keep: float = 0.5          # fraction of all MLP units kept (where, the gates learn)
+    heads: float = 1.0         # fraction of all attention heads kept (1: heads are not gated)
+    minutes: float = 5.0       # training budget (wall clock)
+    min_keep: float = 0.1      # never fewer than this fraction of a block's units or heads
+    lr: float = 1e-4           # weights
+    gate_lr: float = 0.05      # retention logits
+    temperature: float = 0.5   # Gumbel-sigmoid
+    alpha: float = 0.01        # pull of the logits toward the falling target
+    soft: float = 0.7          # fraction of the budget with learned masks; the rest trains the chosen units
+    batch: int = 8
+
+    def __post_init__(self):
+        if not 0 < self.keep <= 1 or not 0 < self.heads <= 1:
+            raise PassOptionError(f"pass 'gates': keep and heads must lie in (0, 1], not {self.keep}, {self.heads}")
+        if self.minutes <= 0 or not 0 < self.soft < 1:
+            raise PassOptionError("pass 'gates': minutes must be > 0 and soft in (0, 1)")
+
+
+class GatesPass:
+    name = "gates"
+    Options = GatesOptions
+    needs = frozenset({"teacher"})
+    lossless = False
+
+    def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        opts = build_options(GatesOptions, ctx.options, self.name)
+        mlps = editable_blocks(graph) if opts.keep < 1 else []
+        heads = find_attention(graph).blocks if opts.heads < 1 else []
+        if not mlps and not heads:
+            return PassResult(False, {}, ["gates: no MLP block or attention head to gate (or keep=1 and heads=1)"])
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return PassResult(False, {}, ["gates skipped: torch is not installed"])
+        from edgec.passes.training.gates import Gate, GateSettings, train_gates
+        from edgec.passes.training.view import TorchView, UnsupportedGraph
+
+        ordered = graph.copy()
+        ordered.toposort()
+        model = gs.export_onnx(ordered, do_type_check=False)
+        try:
+            view = TorchView(model)
+        except UnsupportedGraph as exc:
+            return PassResult(False, {}, [f"gates need the torch view of the graph: {exc}"])
+        gates = [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
+                [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads]
+        teacher = ctx.need_teacher("gates")
+        settings = GateSettings(minutes=opts.minutes, keep={"mlp": opts.keep, "heads": opts.heads},
+                                min_keep=opts.min_keep, lr=opts.lr, gate_lr=opts.gate_lr,
+                                temperature=opts.temperature, alpha=opts.alpha, soft=opts.soft, batch=opts.batch,
+                                seed=ctx.seed)
+        with ctx.progress(f"gates: training for {opts.minutes:g} min", int(opts.minutes * 60)):
+            result = train_gates(view, teacher, [t.name for t in graph.outputs], gates, settings)
+        cut = _cut(gs.import_onnx(view.write_back()), result.kept, opts)
+        error = _cut_error(cut, view, gates, result.kept, list(teacher.search_feeds[:2]))
+        stats = {"steps": result.steps, "seconds": result.seconds, "cut_rel_error": float(f"{error:.2e}"),
+                 "kept": {t: f"{len(k)}/{g.units}" for g in gates for t, k in result.kept.items() if t == g.tensor},
+                 "retention": result.retention}
+        if error > CUT_TOLERANCE:
+            return PassResult(False, stats, [f"gates: the cut graph differs from the trained, masked model by "
+                                             f"{error:.1e}; left the graph as it was"])
+        from edgec.passes.ort_tools import replace_contents
+
+        replace_contents(graph, cut)
+        return PassResult(True, stats, [_summary(gates, result.kept, result.steps)])
+
+
+def _cut(graph: gs.Graph, kept: dict[str, np.ndarray], opts: GatesOptions) -> gs.Graph:
+    """Remove the units the gates dropped; fc2 / the output projection keep their trained rows."""
+    for block in editable_blocks(graph) if opts.keep < 1 else []:
+        keep = kept[block.act.output.name]
+        if len(keep) < block.hidden:
+            cut_mlp(graph, block, BlockPlan(keep, block.fc2.weight[keep], block.fc2.bias, 0.0))
+    for attention in find_attention(graph).blocks if opts.heads < 1 else []:
+        keep = kept[attention.o.x.name]
+        if len(keep) < attention.heads:
+            remove_heads(graph, attention, keep, attention.o.weight[columns(keep, attention.head_dim)],
+                         attention.o.bias)
+    graph.cleanup().toposort()
+    return graph
+
+
+def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: list[dict]) -> float:
+    """Worst relative L2, over the float outputs, between the cut graph (ONNX Runtime) and the view with the
+    removed units masked to zero; inf when ONNX Runtime refuses the cut graph."""
+    import onnxruntime as ort
+    import torch
+
+    from edgec.passes.training.gates import fixed_mask
+    from edgec.passes.training.view import to_torch_feed
+
+    for g in gates:
+        view.hooks[g.tensor] = fixed_mask(g, kept[g.tensor])
+    try:
+        sess = ort.InferenceSession(gs.export_onnx(cut).SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - a cut ONNX Runtime refuses is a failed cut
+        return float("inf")
+    names = [o.name for o in sess.get_outputs()]
+    worst = 0.0
+    with torch.no_grad():
+        for feed in feeds:
+            want = view(to_torch_feed(feed))
+            for name, got in zip(names, sess.run(names, feed), strict=True):
+                ref = want[name].double().numpy()
+                if np.issubdtype(np.asarray(got).dtype, np.floating) and np.linalg.norm(ref):
+                    worst = max(worst, float(np.linalg.norm(np.asarray(got, np.float64) - ref) / np.linalg.norm(ref)))
+    view.hooks.clear()
+    return worst
+
+
+def _summary(gates, kept: dict[str, np.ndarray], steps: int) -> str:
+    parts = []
+    for pool, label in (("mlp", "MLP units"), ("heads", "heads")):
+        members = [g for g in gates if g.pool == pool]
+        if members:
+            parts.append(f"{label} " + ", ".join(f"{len(kept[g.tensor])}/{g.units}" for g in members))
+    return f"gates trained {steps} steps; kept per block: " + "; ".join(parts)

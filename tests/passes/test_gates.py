@@ -1,0 +1,68 @@
+"""The gates pass: retention gates trained with the model choose MLP units and heads; the cut graph computes
+what the trained, masked model computed."""
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import pytest
+
+from edgec.compiler.calibration.feeds import FeedSet
+from edgec.compiler.reference import Reference
+from edgec.passes import PassContext, PassOptionError, get_pass
+from edgec.passes.attention.discovery import find_attention
+from edgec.passes.mlp.discovery import find_mlps
+from edgec.runtime.session import SessionConfig, create_session
+
+import models
+
+pytest.importorskip("torch")
+
+
+def _teacher(model: onnx.ModelProto):
+    feeds = models.feeds(model, 24, seq=6)
+    session = create_session(model.SerializeToString(), SessionConfig())
+    feed_set = FeedSet("test", feeds, fit=feeds[4:], search=feeds[:4], held_out=feeds[:4])
+    return Reference(model, SessionConfig(), session, feed_set).teacher()
+
+
+def _run(model, **options):
+    graph = gs.import_onnx(model)
+    result = get_pass("gates").run(graph, PassContext(teacher=_teacher(model), options={"minutes": 0.05, **options}))
+    return graph, result
+
+
+def test_mlp_units_leave_where_the_gates_say_and_the_cut_is_exact():
+    model = models.mlp_model("gelu", blocks=2)
+    graph, result = _run(model, keep=0.5, min_keep=0.25)
+    assert result.changed, result.notes
+    hidden = [b.hidden for b in find_mlps(graph).blocks]
+    assert sum(hidden) == models.H and all(h >= models.H // 4 for h in hidden)
+    assert result.stats["cut_rel_error"] <= 1e-3 and result.stats["steps"] > 0
+    onnx.checker.check_model(gs.export_onnx(graph))
+
+
+def test_heads_are_gated_too():
+    model = models.attention_model(blocks=2, heads=4)
+    graph, result = _run(model, keep=1.0, heads=0.5)
+    assert result.changed, result.notes
+    assert sum(b.heads for b in find_attention(graph).blocks) == 4
+    assert result.stats["cut_rel_error"] <= 1e-3
+
+
+def test_nothing_to_gate_is_a_no_op():
+    _, result = _run(models.mlp_model(), keep=1.0)
+    assert not result.changed and "no MLP block" in result.notes[0]
+
+
+@pytest.mark.parametrize("options", [{"keep": 0}, {"heads": 1.5}, {"minutes": 0}, {"soft": 1.0}])
+def test_bad_options_are_refused(options):
+    with pytest.raises(PassOptionError):
+        _run(models.mlp_model(), **options)
+
+
+def test_allocation_takes_the_highest_logits_across_blocks():
+    from edgec.passes.training.gates import allocate
+
+    betas = [np.array([5.0, 4.0, -1.0, -2.0]), np.array([3.0, -3.0, -4.0, -5.0])]
+    assert allocate(betas, 0.5, 0.25) == [3, 1]
+    assert allocate(betas, 0.25, 0.25) == [1, 1]
