@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--suite", default="minilm,vit", help="comma-separated: minilm,vit")
-    parser.add_argument("--only", help="comma-separated groups: prune,lowrank,share,sparse")
+    parser.add_argument("--only", help="comma-separated groups: prune,selectors,lowrank,share,sparse")
     parser.add_argument("--reuse", action="store_true", help="reuse models compiled by an earlier run")
     args = parser.parse_args(argv)
     available = suites()

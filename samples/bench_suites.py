@@ -50,6 +50,20 @@ def prune_variants() -> list[Variant]:
     return out
 
 
+def selector_variants() -> list[Variant]:
+    """Who chooses what goes, side by side with prune's OBS rows: Frank–Wolfe for MLP units, group OBS for
+    attention heads, and heads with MLP units together (training-free; recovery is `make bench-recover`)."""
+    out = [Variant(f"prune keep {keep:.0%} Frank–Wolfe + LS", "selectors", ["cleanup", "prune"],
+                   {"prune": {"keep": keep, "score": "frank-wolfe"}}) for keep in (0.75, 0.5)]
+    out += [Variant(f"heads keep {keep:.0%} + LS", "selectors", ["cleanup", "heads"], {"heads": {"keep": keep}})
+            for keep in (0.9, 0.75)]
+    out += [Variant("heads floor 0.998 + prune floor 0.995 + int8", "selectors", ["cleanup", "heads", "prune", "quantize"],
+                    {"heads": {"floor": 0.998}, "prune": {"floor": 0.995}}),
+            Variant("heads keep 75% + prune keep 50% + int8", "selectors", ["cleanup", "heads", "prune", "quantize"],
+                    {"heads": {"keep": 0.75}, "prune": {"keep": 0.5}})]
+    return out
+
+
 def lowrank_variants(budgets=(0.5, 0.4), methods=("svd", "whitened")) -> list[Variant]:
     return [Variant(f"lowrank {method} {params:.0%} params", "lowrank", ["cleanup", "lowrank"],
                     {"lowrank": {"params": params, "method": method, "max_rank_ratio": 1.0}})
@@ -105,11 +119,14 @@ def _vit_accuracy(model: Path, folder: Path) -> float:
 
 def suites() -> dict[str, Suite]:
     minilm = Suite("minilm", "all-MiniLM-L6-v2, batch 1, sequence 128", _prepare_minilm,
-                   references() + prune_variants() + lowrank_variants() + share_variants() + sparse_variants(),
+                   references() + prune_variants() + selector_variants() + lowrank_variants() + share_variants()
+                   + sparse_variants(),
                    ["sentence_embedding"], {"batch": 1, "sequence": 128})
     vit_variants = [v for v in references() if "fuse" not in v.passes] + [
         Variant("prune floor 0.995", "prune", ["cleanup", "prune"], {"prune": {"floor": 0.995}}),
         Variant("prune floor 0.995 + int8", "prune", ["cleanup", "prune", "quantize"], {"prune": {"floor": 0.995}}),
+        Variant("heads floor 0.998 + prune floor 0.995 + int8", "selectors", ["cleanup", "heads", "prune", "quantize"],
+                {"heads": {"floor": 0.998}, "prune": {"floor": 0.995}}),
         *lowrank_variants((0.4,), ("whitened",)), *share_variants((0.4,), steps=300)]
     vit = Suite("vit", "sample ViT trained on digits (d 96, 4 blocks), batch 1", _prepare_vit, vit_variants,
                 None, {"batch": 1}, _vit_accuracy)
