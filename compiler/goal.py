@@ -57,8 +57,9 @@ def parse_goal(text: str) -> Goal:
     return goal
 
 
-def candidates(floor: float) -> list[tuple[str, list[str], dict]]:
-    """From the most conservative to the most aggressive."""
+def candidates(floor: float, training: bool = False) -> list[tuple[str, list[str], dict]]:
+    """From the most conservative to the most aggressive; with training (--recover), also the learned
+    selection of units and heads (gates), which needs a training budget of its own."""
     int8 = ["quantize", "embed"]      # int8 layers and 8-bit embedding tables (a no-op without large tables)
     strict = round(1 - (1 - floor) / 2, 6)      # heads go first, at a stricter floor, leaving room for prune
     return [
@@ -72,7 +73,8 @@ def candidates(floor: float) -> list[tuple[str, list[str], dict]]:
         ("prune keep 0.5 + int8", ["cleanup", "prune", *int8], {"prune": {"keep": 0.5}}),
         ("heads keep 0.75 + prune keep 0.5 + int8", ["cleanup", "heads", "prune", *int8],
          {"heads": {"keep": 0.75}, "prune": {"keep": 0.5}}),
-    ]
+    ] + ([("gates keep 0.5, heads 0.75 + int8", ["cleanup", "gates", *int8], {"gates": {"keep": 0.5, "heads": 0.75}})]
+         if training else [])
 
 
 def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal) -> tuple[CompileReport, list]:
@@ -80,7 +82,7 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
     output = options.output or path.with_name(f"{path.stem}.{target.name}.onnx")
     gate = target.min_cosine if options.min_cosine is None else options.min_cosine
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
-    points = candidates(floor)
+    points = candidates(floor, training=options.recover_minutes > 0)
     _check_user_options(options, points)
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
         trial = _Trial(path, target, options, goal, Path(tmp))
@@ -125,8 +127,13 @@ class _Trial:
     def run(self, index: int, candidate: tuple[str, list[str], dict], minutes: float) -> _Result:
         label, passes, pass_options = candidate
         out = self.folder / f"candidate{index}_{minutes:g}.onnx"
-        trial = dataclasses.replace(self.options, output=out, passes=passes, recover_minutes=minutes,
-                                    pass_options=_merged(pass_options, self.options.pass_options, passes),
+        merged = _merged(pass_options, self.options.pass_options, passes)
+        recover = minutes
+        if "gates" in passes:           # the gates train first: half the candidate's minutes, recovery the rest
+            merged["gates"] = {**merged["gates"], "minutes": minutes / 2}
+            recover = minutes / 2
+        trial = dataclasses.replace(self.options, output=out, passes=passes, recover_minutes=recover,
+                                    pass_options=merged,
                                     force=True, measure=True, allow_slower=True)
         try:
             report = compile_model(self.path, self.target, trial)

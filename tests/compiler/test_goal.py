@@ -45,3 +45,26 @@ def test_user_pass_options_lie_over_every_candidate_that_runs_the_pass():
     merged = _merged({"prune": {"floor": 0.995}}, {"prune": {"score": "energy"}, "quantize": {"mode": "static"},
                                                    "recover": {"lr": 1e-3}}, ["cleanup", "prune"])
     assert merged == {"prune": {"floor": 0.995, "score": "energy"}, "recover": {"lr": 1e-3}}
+
+
+def test_learned_selection_is_a_candidate_only_with_a_training_budget():
+    assert not any("gates" in passes for _, passes, _ in candidates(0.995))
+    assert any("gates" in passes for _, passes, _ in candidates(0.995, training=True))
+
+
+def test_a_gates_candidate_splits_its_minutes_between_the_gates_and_recovery(monkeypatch, tmp_path):
+    import edgec.compiler.goal as goal_module
+    from edgec.compiler.driver import CompileOptions
+    from edgec.compiler.goal import _Trial
+
+    seen = {}
+
+    def fake_compile(path, target, options):
+        seen.update(recover=options.recover_minutes, gates=options.pass_options["gates"]["minutes"])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(goal_module, "compile_model", fake_compile)
+    trial = _Trial(tmp_path / "m.onnx", None, CompileOptions(recover_minutes=10), Goal("speedup", 2), tmp_path)
+    result = trial.run(0, ("gates", ["cleanup", "gates"], {"gates": {"keep": 0.5}}), 6.0)
+    assert seen == {"recover": 3.0, "gates": 3.0}
+    assert result.report is None and result.point["train_minutes"] == 6.0
