@@ -21,7 +21,7 @@ from edgec.passes.base import PassContext, PassOptionError, PassResult, build_op
 from edgec.passes.mlp.discovery import editable_blocks
 from edgec.passes.plans.heads import columns
 from edgec.passes.plans.prune import BlockPlan
-from edgec.passes.prune import _apply as cut_mlp
+from edgec.passes.prune import remove_units
 
 CUT_TOLERANCE = 1e-3     # relative L2 between the cut graph and the masked view (float32 summation order)
 
@@ -100,7 +100,7 @@ def _cut(graph: gs.Graph, kept: dict[str, np.ndarray], opts: GatesOptions) -> gs
     for block in editable_blocks(graph) if opts.keep < 1 else []:
         keep = kept[block.act.output.name]
         if len(keep) < block.hidden:
-            cut_mlp(graph, block, BlockPlan(keep, block.fc2.weight[keep], block.fc2.bias, 0.0))
+            remove_units(graph, block, BlockPlan(keep, block.fc2.weight[keep], block.fc2.bias, 0.0))
     for attention in find_attention(graph).blocks if opts.heads < 1 else []:
         keep = kept[attention.o.x.name]
         if len(keep) < attention.heads:

@@ -97,7 +97,7 @@ def _prune_blocks(graph: gs.Graph, blocks: list[MLPBlock], grams: dict, opts: Pr
         plan = prune_plan.plan_block(gram.matrix, gram.rows, block.fc2.weight, block.fc2.bias, count,
                                      opts.score, opts.compensate, opts.damping, orders[block.act.output.name],
                                      gram.half if opts.validate != "off" else None, opts.validate == "ridge")
-        _apply(graph, block, plan)
+        remove_units(graph, block, plan)
         stats["blocks"] += 1
         stats["hidden_after"] += len(plan.keep)
         stats["kept"].append(f"{block.index}:{len(plan.keep)}/{block.hidden}")
@@ -187,7 +187,8 @@ def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple:
             for b, c in zip(blocks, chosen, strict=True)]
 
 
-def _apply(graph: gs.Graph, block: MLPBlock, plan: prune_plan.BlockPlan) -> None:
+def remove_units(graph: gs.Graph, block: MLPBlock, plan: prune_plan.BlockPlan) -> None:
+    """Remove the units the plan drops from fc1 (and the up projection), the activation and fc2."""
     keep = plan.keep
     gated = [block.up] if block.up else []
     forget_shapes(block.fc1.nodes + block.act.nodes + [n for up in gated for n in up.nodes])   # hidden width changes

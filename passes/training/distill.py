@@ -63,13 +63,13 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
     best = BestWeights(view.weights, _judged(scores, settings.judged))
     result = DistillResult(held_out_before=best.score, curve=[{"seconds": 0.0, "steps": 0, **scores}])
     optimizer, masks = adamw(_groups(view, settings), fused=True), _sparsity_masks(view)
-    batches, budget, start = _batches(_cycle(teacher), settings.batch), settings.minutes * 60, time.perf_counter()
+    batches, budget, start = training_batches(cycled(teacher), settings.batch), settings.minutes * 60, time.perf_counter()
 
     def step_loss(step: int) -> torch.Tensor:
         feed = next(batches)
         target = dict(zip(outputs + intermediates, teacher.run(feed, outputs + intermediates), strict=True))
         got = view(to_torch_feed(feed), intermediates)
-        return _loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
+        return distill_loss(got, target, outputs, intermediates, settings.intermediate, teacher.token_mask(feed))
 
     def keep_zeros(step: int) -> None:
         with torch.no_grad():
@@ -136,7 +136,7 @@ def _sparsity_masks(view: TorchView, min_zeros: float = 0.3) -> list[tuple[torch
     return out
 
 
-def _cycle(teacher) -> Iterable[dict]:
+def cycled(teacher) -> Iterable[dict]:
     while True:
         empty = True
         for feed in teacher.training_feeds():
@@ -146,7 +146,7 @@ def _cycle(teacher) -> Iterable[dict]:
             return
 
 
-def _batches(feeds: Iterable[dict], size: int) -> Iterator[dict]:
+def training_batches(feeds: Iterable[dict], size: int) -> Iterator[dict]:
     """Stack consecutive feeds of equal shapes along axis 0 (the batch axis), up to `size`."""
     pending: list[dict] = []
     for feed in feeds:
@@ -171,7 +171,7 @@ def _rows(t: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1]) if t.dim() >= 2 else t.reshape(1, -1)
 
 
-def _loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Tensor:
+def distill_loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Tensor:
     total = torch.zeros(())
     for name in outputs + intermediates:
         t = torch.from_numpy(np.asarray(target[name]))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edgec.passes.base import TeacherSource
-from edgec.passes.training.distill import _batches, _cycle, _loss
+from edgec.passes.training.distill import cycled, distill_loss, training_batches
 from edgec.passes.training.loop import Schedule, adamw, run_loop
 from edgec.passes.training.view import TorchView, to_torch_feed
 
@@ -68,14 +68,14 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
         view.hooks[g.tensor] = _masking(g, logits[g.tensor], hard, settings.temperature)
     optimizer = adamw([{"params": [p for _, p in view.named_weights()], "peak": settings.lr},
                        {"params": list(logits.values()), "peak": settings.gate_lr}], fused=True)
-    batches = _batches(_cycle(teacher), settings.batch)
+    batches = training_batches(cycled(teacher), settings.batch)
     budget, start = settings.minutes * 60, time.perf_counter()
     result = GateResult()
 
     def step_loss(step: int) -> torch.Tensor:
         feed = next(batches)
         wanted = dict(zip(outputs, teacher.run(feed, outputs), strict=True))
-        loss = _loss(view(to_torch_feed(feed)), wanted, outputs, [], 0.0, teacher.token_mask(feed))
+        loss = distill_loss(view(to_torch_feed(feed)), wanted, outputs, [], 0.0, teacher.token_mask(feed))
         if hard:
             return loss
         pull = torch.stack([torch.mean((b - target["value"]) ** 2) for b in logits.values()]).mean()
