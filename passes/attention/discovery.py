@@ -23,6 +23,8 @@ _HEAD_PATH = {"Transpose", "Reshape", "Cast", "Identity", "Mul", "Div", "Add", "
 # Ops between the score MatMul and the Softmax (scale, masks, biases).
 _SCORE_PATH = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity"}
 _PASS_THROUGH = {"Cast", "Identity", "Dropout"}
+_QUANTIZED = {"MatMulInteger", "QLinearMatMul", "DynamicQuantizeLinear", "MatMulIntegerToFloat", "MatMulNBits",
+              "DequantizeLinear", "QuantizeLinear"}
 _INSPECTORS = {"Shape", "IsNaN"}     # consumers that only look at a tensor (its shape, or NaN guards)
 FUSED = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "PackedAttention"}
 
@@ -78,11 +80,21 @@ def find_attention(graph: gs.Graph) -> AttentionDiscovery:
         try:
             block = _match(graph, node, len(found.blocks))
         except NotAttention as exc:
-            found.near_misses.append(NearMiss(node.name, node.op, str(exc)))
+            if _looks_like_attention(node):     # a classifier's final Softmax is no near-miss
+                found.near_misses.append(NearMiss(node.name, node.op, str(exc)))
             continue
         found.blocks.append(block)
     _drop_shared(found)
     return found
+
+
+def _looks_like_attention(softmax: gs.Node) -> bool:
+    """Scores from a MatMul of two computed tensors, or probabilities that a MatMul takes."""
+    try:
+        _back_to_matmul(softmax.inputs[0])
+        return True
+    except NotAttention:
+        return _forward(softmax.outputs[0], {"MatMul"}, through={*_PASS_THROUGH, "Where"}) is not None
 
 
 def _match(graph: gs.Graph, softmax: gs.Node, index: int) -> AttentionBlock:
@@ -91,6 +103,8 @@ def _match(graph: gs.Graph, softmax: gs.Node, index: int) -> AttentionBlock:
     if pv is None or _forward_from(pv, 0) is not softmax.outputs[0]:
         raise NotAttention("the probabilities do not feed a MatMul with V")
     q, k, v = (_projection(graph, t) for t in (scores.inputs[0], scores.inputs[1], pv.inputs[1]))
+    if q.matmul is k.matmul or k.matmul is v.matmul:
+        raise NotAttention("Q, K and V come from one fused projection (split after it): not removed yet")
     o_node = _forward(pv.outputs[0], {"MatMul", "Gemm"}, through={"Transpose", "Reshape", *_PASS_THROUGH})
     if o_node is None:
         raise NotAttention("the context does not reach an output projection")
@@ -163,8 +177,13 @@ def _projection(graph: gs.Graph, tensor: gs.Tensor, depth: int = 12) -> Linear:
             if node.op in ("MatMul", "Gemm") and constant_value(node.inputs[1]) is not None:
                 lin = _linear(graph, node)
                 found[id(lin.matmul)] = lin
+            elif node.op in ("MatMul", "Gemm") and _dequantized(node.inputs[1]):
+                raise NotAttention("the projection weights are stored quantized and dequantized at run time: "
+                                   "heads are removed from float weights only")
             elif node.op == "Expand":
                 repeated = True
+            elif node.op in _QUANTIZED:
+                raise NotAttention(f"the projections are quantized ({node.op}): remove heads before quantize")
             elif node.op in _HEAD_PATH:
                 nxt.extend(i for i in node.inputs[:1 if node.op in ("Reshape", "Slice") else None]
                            if constant_value(i) is None)
@@ -174,6 +193,20 @@ def _projection(graph: gs.Graph, tensor: gs.Tensor, depth: int = 12) -> Linear:
     if len(found) != 1:
         raise NotAttention(f"{'no' if not found else len(found)} projections feed a side of the score/context MatMul")
     return next(iter(found.values()))
+
+
+def _dequantized(tensor: gs.Tensor) -> bool:
+    """A weight computed from an integer constant (Cast then scale, or DequantizeLinear)."""
+    node = tensor.inputs[0] if tensor.inputs else None
+    if node is None or node.op not in ("Mul", "DequantizeLinear"):
+        return False
+    for t in node.inputs:
+        source = t.inputs[0] if t.inputs else None
+        if node.op == "DequantizeLinear" and constant_value(t) is not None:
+            return True
+        if source is not None and source.op == "Cast" and constant_value(source.inputs[0]) is not None:
+            return True
+    return False
 
 
 def _linear(graph: gs.Graph, node: gs.Node) -> Linear:
