@@ -19,7 +19,8 @@ from edgec.passes.mlp.linear import Linear, NotLinear, match_linear
 
 # Ops between a projection and the score/context MatMuls that act per head (or per element).
 _HEAD_PATH = {"Transpose", "Reshape", "Cast", "Identity", "Mul", "Div", "Add", "Sub", "Neg", "Slice", "Concat",
-              "Squeeze", "Unsqueeze"}
+              "Squeeze", "Unsqueeze", "Gather", "Split"}     # Gather / Split: a fused QKV's parts (a near-miss)
+_FIRST_INPUT_ONLY = {"Reshape", "Slice", "Gather", "Split", "Squeeze", "Unsqueeze"}
 # Ops between the score MatMul and the Softmax (scale, masks, biases).
 _SCORE_PATH = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity"}
 _PASS_THROUGH = {"Cast", "Identity", "Dropout"}
@@ -162,7 +163,7 @@ def _forward_from(node: gs.Node, index: int) -> gs.Tensor:
     return tensor
 
 
-def _projection(graph: gs.Graph, tensor: gs.Tensor, depth: int = 12) -> Linear:
+def _projection(graph: gs.Graph, tensor: gs.Tensor, depth: int = 16) -> Linear:
     """The one linear layer every branch of per-head ops upstream of `tensor` leads to (rotary embeddings
     branch and join again; their cos/sin side inputs lead to no projection and are not followed)."""
     found: dict[int, Linear] = {}
@@ -185,7 +186,7 @@ def _projection(graph: gs.Graph, tensor: gs.Tensor, depth: int = 12) -> Linear:
             elif node.op in _QUANTIZED:
                 raise NotAttention(f"the projections are quantized ({node.op}): remove heads before quantize")
             elif node.op in _HEAD_PATH:
-                nxt.extend(i for i in node.inputs[:1 if node.op in ("Reshape", "Slice") else None]
+                nxt.extend(i for i in node.inputs[:1 if node.op in _FIRST_INPUT_ONLY else None]
                            if constant_value(i) is None)
         frontier = nxt
     if not found and repeated:
