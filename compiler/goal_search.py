@@ -1,9 +1,8 @@
 """Sharing one training budget among a goal search's candidates: successive halving.
 
 With --recover, `--train-minutes` is the budget of the whole search, not of each candidate. Every candidate
-that compresses gets a short recovery first; then the half most worth training further (those that reach
-the goal but not yet the fidelity gate, closest to the gate first) get twice as long, and so on, until one
-is left, which gets what remains. Each round recompiles a candidate from the original with its longer
+that compresses gets a short recovery first; then the half most worth training further (those that fail the
+fidelity gate, closest to it first) get twice as long, and so on, until one is left, which gets what remains. Each round recompiles a candidate from the original with its longer
 budget (each recovery has its own warm-up and schedule). Candidates that do not compress run once, untrained.
 """
 
@@ -56,7 +55,7 @@ def successive_halving(trial, candidates: Sequence[Candidate], total_minutes: fl
         notes.append(f"training round {round_index}: {len(alive)} candidate(s) × {minutes:.2f} min")
         if len(alive) == 1:
             break
-        alive = worth_training(trial.goal, [latest[i] for i in alive], alive, [latest[i] for i in latest])
+        alive = worth_training([latest[i] for i in alive], alive)
     return [latest[i] for i in sorted(latest)], notes
 
 
@@ -69,15 +68,11 @@ def survivor_counts(survivors: int) -> list[int]:
     return counts
 
 
-def worth_training(goal, results: Sequence[_Result], indices: list[int], everything: Sequence[_Result]) -> list[int]:
-    """The better half of the candidates whose longer training could still improve the chosen model: they
-    fail the gate now, and they beat (or, with nothing passing yet, reach) the best passing candidate's goal
-    score. Closest to the gate first."""
-    passing = [r for r in everything if r.report is not None and r.report.ok]
-    bar = min((goal.score(r.report) for r in passing), default=goal.limit)
+def worth_training(results: Sequence[_Result], indices: list[int]) -> list[int]:
+    """The better half of the candidates that fail the gate now, closest to the gate first. Their latency
+    says little yet: a quantize floor keeps such a model float until training lifts its fidelity, and then
+    it turns int8 (on MiniLM, prune keep 0.5 + int8 timed 1.33× faster than the original while float)."""
     hopeful = [(r.point["cosine"], i) for r, i in zip(results, indices, strict=True)
-               if r.report is not None and not r.report.ok and goal.score(r.report) <= bar]
+               if r.report is not None and not r.report.ok]
     hopeful.sort(key=lambda t: -t[0])
     return [i for _, i in hopeful[:max(1, (len(results) + 1) // 2)]] if hopeful else []
-
-
