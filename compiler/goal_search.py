@@ -24,39 +24,57 @@ Candidate = tuple[str, list[str], dict]
 
 def successive_halving(trial, candidates: Sequence[Candidate], total_minutes: float,
                        clock: Callable[[], float] = time.monotonic) -> tuple[list, list[str]]:
-    """`trial.run(index, candidate, minutes)` compiles one candidate; returns the latest result of every
-    candidate (in candidate order) and notes saying how the budget was spent. The budget is wall time: every
-    compile's own work (calibration, searches, timing) is paid from it too, so the search ends near it."""
+    """`trial.run(index, candidate, minutes)` compiles one candidate; returns the best result of every
+    candidate (in candidate order) and notes saying how the budget was spent.
+
+    Round 1 always runs: every compressing candidate trains `total / rounds / count` minutes. Later rounds
+    are paid from what is left of the budget as wall time, less the compile overheads the compressing
+    candidates showed in round 1, so the search ends near the budget. Survivors never train less than
+    they did the round before: when the budget cannot double them all, the best one alone gets the rest."""
     start = clock()
-    latest: dict[int, Any] = {}
-    overheads: list[float] = []        # minutes each compile took beyond its training
+    best: dict[int, Any] = {}
+    overheads: list[float] = []        # minutes each compressing compile took beyond its training
 
     def timed(i: int, minutes: float) -> None:
         began = clock()
-        latest[i] = trial.run(i, candidates[i], minutes)
-        overheads.append(max(0.0, (clock() - began) / 60 - minutes))
+        result = trial.run(i, candidates[i], minutes)
+        if minutes > 0:
+            overheads.append(max(0.0, (clock() - began) / 60 - minutes))
+        if i not in best or _rank(result) >= _rank(best[i]):
+            best[i] = result
 
     trained = [i for i, (_, passes, _) in enumerate(candidates) if COMPRESSING & set(passes)]
     for i in range(len(candidates)):
         if i not in trained:
             timed(i, 0.0)
-    notes, alive, round_index = [], list(trained), 0
-    while alive:
-        compiles_left = sum(survivor_counts(len(alive)))
-        overhead = sum(overheads) / len(overheads) if overheads else 0.0
-        training = total_minutes - (clock() - start) / 60 - overhead * compiles_left
-        minutes = training / len(survivor_counts(len(alive))) / len(alive)
-        if minutes <= 0:
-            notes.append(f"training budget spent before round {round_index + 1}")
-            break
+    if not trained:
+        return [best[i] for i in sorted(best)], []
+    minutes = total_minutes / len(survivor_counts(len(trained))) / len(trained)
+    alive, notes = list(trained), list[str]()
+    while True:
         for i in alive:
             timed(i, minutes)
-        round_index += 1
-        notes.append(f"training round {round_index}: {len(alive)} candidate(s) × {minutes:.2f} min")
-        if len(alive) == 1:
+        notes.append(f"training round {len(notes) + 1}: {len(alive)} candidate(s) × {minutes:.2f} min")
+        alive = worth_training([best[i] for i in alive], alive) if len(alive) > 1 else []
+        if not alive:
             break
-        alive = worth_training([latest[i] for i in alive], alive)
-    return [latest[i] for i in sorted(latest)], notes
+        overhead = sum(overheads) / len(overheads)
+        left = total_minutes - (clock() - start) / 60
+        nxt = (left - overhead * sum(survivor_counts(len(alive)))) / len(survivor_counts(len(alive))) / len(alive)
+        if nxt < minutes:               # not enough to double them all: the closest one alone, if it can grow
+            alive, nxt = alive[:1], left - overhead
+        if nxt <= minutes:
+            notes.append("no budget left to train any candidate longer")
+            break
+        minutes = nxt
+    return [best[i] for i in sorted(best)], notes
+
+
+def _rank(result) -> tuple[bool, float]:
+    """A candidate's results compare by passing the gate, then by fidelity (a longer run may do worse)."""
+    if result.report is None:
+        return (False, -1.0)
+    return (bool(result.report.ok), float(result.point["cosine"]))
 
 
 def survivor_counts(survivors: int) -> list[int]:

@@ -49,15 +49,16 @@ class GatesOptions:
 class GatesPass:
     name = "gates"
     Options = GatesOptions
-    needs = frozenset({"teacher"})
+    needs = frozenset({"teacher", "calibration"})
     lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(GatesOptions, ctx.options, self.name)
         mlps = editable_blocks(graph) if opts.keep < 1 else []
-        heads = find_attention(graph).blocks if opts.heads < 1 else []
+        heads, notes = _gateable_heads(graph, ctx, opts)
         if not mlps and not heads:
-            return PassResult(False, {}, ["gates: no MLP block or attention head to gate (or keep=1 and heads=1)"])
+            return PassResult(False, {}, notes + ["gates: no MLP block or attention head to gate (or keep=1 and "
+                                                  "heads=1)"])
         try:
             import torch  # noqa: F401
         except ImportError:
@@ -71,7 +72,7 @@ class GatesPass:
         try:
             view = TorchView(model)
         except UnsupportedGraph as exc:
-            return PassResult(False, {}, [f"gates need the torch view of the graph: {exc}"])
+            return PassResult(False, {}, notes + [f"gates need the torch view of the graph: {exc}"])
         gates = [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
                 [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads]
         teacher = ctx.need_teacher("gates")
@@ -87,12 +88,28 @@ class GatesPass:
                  "kept": {t: f"{len(k)}/{g.units}" for g in gates for t, k in result.kept.items() if t == g.tensor},
                  "retention": result.retention}
         if error > CUT_TOLERANCE:
-            return PassResult(False, stats, [f"gates: the cut graph differs from the trained, masked model by "
+            return PassResult(False, stats, notes + [f"gates: the cut graph differs from the trained, masked model by "
                                              f"{error:.1e}; left the graph as it was"])
         from edgec.passes.ort_tools import replace_contents
 
         replace_contents(graph, cut)
-        return PassResult(True, stats, [_summary(gates, result.kept, result.steps)])
+        return PassResult(True, stats, notes + [_summary(gates, result.kept, result.steps)])
+
+
+def _gateable_heads(graph: gs.Graph, ctx: PassContext, opts: GatesOptions) -> tuple[list, list[str]]:
+    """The attention blocks whose heads can be cut exactly (checked like the heads pass does, before any
+    training is spent), and notes for the others."""
+    if opts.heads >= 1:
+        return [], []
+    found = find_attention(graph)
+    if not found.blocks:
+        return [], []
+    from edgec.passes.heads import uneditable_blocks
+
+    bad = set(uneditable_blocks(graph, found.blocks, ctx, opts.heads))
+    notes = [f"block {b.index} ({b.name}): its heads cannot be removed exactly; not gated" for b in found.blocks
+             if b.index in bad]
+    return [b for b in found.blocks if b.index not in bad], notes
 
 
 def _cut(graph: gs.Graph, kept: dict[str, np.ndarray], opts: GatesOptions) -> gs.Graph:
@@ -102,9 +119,9 @@ def _cut(graph: gs.Graph, kept: dict[str, np.ndarray], opts: GatesOptions) -> gs
         if len(keep) < block.hidden:
             remove_units(graph, block, BlockPlan(keep, block.fc2.weight[keep], block.fc2.bias, 0.0))
     for attention in find_attention(graph).blocks if opts.heads < 1 else []:
-        keep = kept[attention.o.x.name]
-        if len(keep) < attention.heads:
-            remove_heads(graph, attention, keep, attention.o.weight[columns(keep, attention.head_dim)],
+        chosen = kept.get(attention.o.x.name)
+        if chosen is not None and len(chosen) < attention.heads:
+            remove_heads(graph, attention, chosen, attention.o.weight[columns(chosen, attention.head_dim)],
                          attention.o.bias)
     graph.cleanup().toposort()
     return graph
@@ -112,29 +129,30 @@ def _cut(graph: gs.Graph, kept: dict[str, np.ndarray], opts: GatesOptions) -> gs
 
 def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: list[dict]) -> float:
     """Worst relative L2, over the float outputs, between the cut graph (ONNX Runtime) and the view with the
-    removed units masked to zero; inf when ONNX Runtime refuses the cut graph."""
+    removed units masked to zero; inf when ONNX Runtime refuses or cannot run the cut graph."""
     import onnxruntime as ort
     import torch
 
     from edgec.passes.training.gates import fixed_mask
     from edgec.passes.training.view import to_torch_feed
 
-    for g in gates:
-        view.hooks[g.tensor] = fixed_mask(g, kept[g.tensor])
+    view.hooks.update({g.tensor: fixed_mask(g, kept[g.tensor]) for g in gates})
+    worst = 0.0
     try:
         sess = ort.InferenceSession(gs.export_onnx(cut).SerializeToString(), providers=["CPUExecutionProvider"])
-    except Exception:  # noqa: BLE001 - a cut ONNX Runtime refuses is a failed cut
+        names = [o.name for o in sess.get_outputs()]
+        with torch.no_grad():
+            for feed in feeds:
+                want = view(to_torch_feed(feed))
+                for name, got in zip(names, sess.run(names, feed), strict=True):
+                    ref = want[name].double().numpy()
+                    if np.issubdtype(np.asarray(got).dtype, np.floating) and np.linalg.norm(ref):
+                        diff = np.linalg.norm(np.asarray(got, np.float64) - ref) / np.linalg.norm(ref)
+                        worst = max(worst, float(diff))
+    except Exception:  # noqa: BLE001 - a cut ONNX Runtime refuses or fails on is a failed cut
         return float("inf")
-    names = [o.name for o in sess.get_outputs()]
-    worst = 0.0
-    with torch.no_grad():
-        for feed in feeds:
-            want = view(to_torch_feed(feed))
-            for name, got in zip(names, sess.run(names, feed), strict=True):
-                ref = want[name].double().numpy()
-                if np.issubdtype(np.asarray(got).dtype, np.floating) and np.linalg.norm(ref):
-                    worst = max(worst, float(np.linalg.norm(np.asarray(got, np.float64) - ref) / np.linalg.norm(ref)))
-    view.hooks.clear()
+    finally:
+        view.hooks.clear()
     return worst
 
 

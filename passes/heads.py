@@ -10,7 +10,7 @@ its block is left alone (with the reason) instead of damaging the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Collection, Literal
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -66,23 +66,41 @@ class HeadsPass:
         if opts.keep >= 1.0 and not opts.floor:
             return PassResult(False, {"blocks": 0}, notes + ["keep=1: nothing to remove"])
         stats_in = _statistics(graph, blocks, opts, ctx)
+        # the edit is checked before any search probes it: at the fewest heads the search may try, then at the
+        # counts chosen (a block that fails either is left whole)
+        excluded = _left_alone(graph, blocks, stats_in, opts, 1 / 32 if opts.floor else opts.keep, set(), ctx, notes)
         keep, trace = opts.keep, list[tuple[float, float]]()
         if opts.floor:
-            keep, trace = smallest_budget(lambda k: _probe(graph, stats_in, opts, ctx, k), opts.floor)
+            keep, trace = smallest_budget(lambda k: _probe(graph, stats_in, opts, ctx, k, excluded), opts.floor)
             notes.append(describe("keep", opts.floor, trace, keep))
+            excluded = _left_alone(graph, blocks, stats_in, opts, keep, excluded, ctx, notes)
         stats: dict[str, Any] = {"blocks": 0, "keep": keep}
         if trace:
             stats["search"] = {"knob": "keep", "floor": opts.floor, "points": [list(p) for p in trace]}
-        counts = _counts(blocks, stats_in, opts, keep)
+        counts = _counts(blocks, stats_in, opts, keep, excluded)
         if all(c >= b.heads for b, c in zip(blocks, counts, strict=True)):
             return PassResult(False, stats, notes + ["every block keeps all its heads"])
-        bad = _misread_blocks(graph, blocks, stats_in, opts, counts, ctx)
-        for index in bad:
-            notes.append(f"block {index} ({blocks[index].name}): removing heads did not reproduce the block with "
-                         "those heads zeroed (a shape constant edgec cannot read); left alone")
-            counts[index] = blocks[index].heads
         stats.update(_apply_all(graph, blocks, stats_in, opts, counts))
         return PassResult(stats["blocks"] > 0, stats, notes)
+
+
+def uneditable_blocks(graph: gs.Graph, blocks: list[AttentionBlock], ctx: PassContext, keep: float) -> list[int]:
+    """Blocks whose head removal (at about this keep) does not reproduce the masked original: what other
+    passes that cut heads (gates) must leave whole."""
+    opts = HeadsOptions(keep=keep, compensate=False, scope="layer")
+    stats = _statistics(graph, blocks, opts, ctx)
+    return _misread_blocks(graph, blocks, stats, opts, _counts(blocks, stats, opts, keep), ctx)
+
+
+def _left_alone(graph: gs.Graph, blocks: list[AttentionBlock], stats: _Statistics, opts: HeadsOptions, keep: float,
+                excluded: set[int], ctx: PassContext, notes: list[str]) -> set[int]:
+    """`excluded` and the blocks whose edit at this keep does not reproduce the masked original (with a note)."""
+    counts = _counts(blocks, stats, opts, keep, excluded)
+    bad = _misread_blocks(graph, blocks, stats, opts, counts, ctx)
+    for index in bad:
+        notes.append(f"block {index} ({blocks[index].name}): removing heads did not reproduce the block with "
+                     "those heads zeroed (a shape constant edgec cannot read, or a per-head term); left alone")
+    return excluded | set(bad)
 
 
 def _statistics(graph: gs.Graph, blocks: list[AttentionBlock], opts: HeadsOptions, ctx: PassContext) -> _Statistics:
@@ -96,10 +114,16 @@ def _statistics(graph: gs.Graph, blocks: list[AttentionBlock], opts: HeadsOption
     return _Statistics(grams, orders, curves)
 
 
-def _counts(blocks: list[AttentionBlock], stats: _Statistics, opts: HeadsOptions, keep: float) -> list[int]:
+def _counts(blocks: list[AttentionBlock], stats: _Statistics, opts: HeadsOptions, keep: float,
+            excluded: Collection[int] = ()) -> list[int]:
+    """Heads kept per block at this keep; excluded blocks keep all theirs (the rest share the fraction)."""
+    included = [b for b in blocks if b.index not in excluded]
     if opts.scope == "layer":
-        return [min(b.heads, max(opts.min_heads, int(np.ceil(b.heads * keep)))) for b in blocks]
-    return head_plan.allocate([stats.curves[b.o.x.name] for b in blocks], keep, opts.min_heads)
+        chosen = [min(b.heads, max(opts.min_heads, int(np.ceil(b.heads * keep)))) for b in included]
+    else:
+        chosen = head_plan.allocate([stats.curves[b.o.x.name] for b in included], keep, opts.min_heads)
+    by_index = {b.index: c for b, c in zip(included, chosen, strict=True)}
+    return [by_index.get(b.index, b.heads) for b in blocks]
 
 
 def _plans(blocks: list[AttentionBlock], stats: _Statistics, opts: HeadsOptions, counts: list[int]) -> list:
@@ -125,13 +149,18 @@ def _apply_all(graph: gs.Graph, blocks: list[AttentionBlock], stats: _Statistics
     return out
 
 
-def _probe(graph: gs.Graph, stats: _Statistics, opts: HeadsOptions, ctx: PassContext, keep: float) -> float:
-    """The fidelity probe's score of the graph with heads removed at this keep (the graph is left alone)."""
+def _probe(graph: gs.Graph, stats: _Statistics, opts: HeadsOptions, ctx: PassContext, keep: float,
+           excluded: set[int]) -> float:
+    """The fidelity probe's score of the graph with heads removed at this keep (the graph is left alone);
+    -1 when ONNX Runtime refuses it."""
     probe = ctx.need_fidelity("heads: floor")
     trial = graph.copy()
     blocks = find_attention(trial).blocks
-    _apply_all(trial, blocks, stats, opts, _counts(blocks, stats, opts, keep))
-    return probe(trial)
+    _apply_all(trial, blocks, stats, opts, _counts(blocks, stats, opts, keep, excluded))
+    try:
+        return probe(trial)
+    except Exception:  # noqa: BLE001 - a rewrite ONNX Runtime cannot run scores lowest, it never ends the pass
+        return -1.0
 
 
 def _misread_blocks(graph: gs.Graph, blocks: list[AttentionBlock], stats: _Statistics, opts: HeadsOptions,

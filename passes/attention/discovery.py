@@ -224,6 +224,9 @@ def _head_split(q: Linear) -> tuple[int, int]:
 
     reshape = _forward(q.y, {"Reshape"}, through={*_PASS_THROUGH, "Mul", "Div"})
     entries = shape_entries(reshape.inputs[1]) if reshape is not None else None
+    while reshape is not None and entries and len(entries) <= 3 and entries[-1] == q.out_features:   # un-flatten
+        reshape = _forward(reshape.outputs[0], {"Reshape"}, through={*_PASS_THROUGH, "Mul", "Div"})
+        entries = shape_entries(reshape.inputs[1]) if reshape is not None else None
     if not entries or len(entries) < 2:
         raise NotAttention("the Reshape that splits Q into heads has no readable shape")
     a, b = entries[-2], entries[-1]

@@ -20,11 +20,33 @@ def interaction(gram: np.ndarray, w_aug: np.ndarray) -> np.ndarray:
     return gram * (w_aug @ w_aug.T)
 
 
+def _vertex_step(q: np.ndarray, w: np.ndarray, gradient: np.ndarray, q_ones: np.ndarray, direction: np.ndarray,
+                 radius: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """The step s − w toward the vertex the direction picks (R·e_j, or 0 when no entry is negative), Q (s − w)
+    without a matrix product (Q w = gradient / 2 + Q 1; s holds the bias at 1 like w), and j."""
+    hidden = len(w) - 1
+    j = int(np.argmin(direction[:hidden]))
+    chosen = direction[j] < 0
+    vertex = np.zeros_like(w)
+    vertex[hidden] = 1.0
+    vertex[j] = radius if chosen else 0.0
+    q_step = radius * q[:, j] * chosen + q[:, hidden] - (gradient / 2 + q_ones)
+    return vertex - w, q_step, j
+
+
+def _line_search(gradient: np.ndarray, step: np.ndarray, q_step: np.ndarray) -> float:
+    """The exact minimizer in [0, 1] of the quadratic along the step (0: no descent)."""
+    curvature = float(step @ q_step)
+    if curvature <= 0:
+        return 0.0
+    return float(np.clip(-(gradient @ step) / (2 * curvature), 0.0, 1.0))
+
+
 def frank_wolfe_order(gram: np.ndarray, w_aug: np.ndarray, momentum: float = 0.5, max_steps: int | None = None
                       ) -> np.ndarray:
     """Hidden units from most to least important: the order in which Frank–Wolfe brought them in; units it
-    never chose follow, strongest contribution ‖z_i‖² first. Heavy momentum (0.9) keeps the first gradient
-    for long and so reproduces the energy order; 0.5 chose better prefixes on synthetic blocks."""
+    never chose follow, strongest contribution ‖z_i‖² first. Where the averaged direction does not descend,
+    the step falls back to the plain gradient's vertex."""
     q = interaction(gram, w_aug)
     hidden = q.shape[0] - 1
     radius = float(hidden)
@@ -37,23 +59,17 @@ def frank_wolfe_order(gram: np.ndarray, w_aug: np.ndarray, momentum: float = 0.5
     seen = np.zeros(hidden, bool)
     for _ in range(max_steps or 4 * hidden):
         direction = momentum * direction + (1 - momentum) * gradient
-        j = int(np.argmin(direction[:hidden]))
-        vertex = np.zeros(hidden + 1)
-        vertex[hidden] = 1.0
-        if direction[j] < 0:
-            vertex[j] = radius
-        step = vertex - w
-        # Q (s − w) without a matrix product: Q w = gradient / 2 + Q 1, and s is R·e_j (or 0) plus the bias
-        q_step = radius * q[:, j] * (direction[j] < 0) + q[:, hidden] - (gradient / 2 + q_ones)
-        curvature = float(step @ q_step)
-        if curvature <= 0:
-            break
-        gamma = float(np.clip(-(gradient @ step) / (2 * curvature), 0.0, 1.0))
-        if gamma <= 0:
-            break
+        step, q_step, j = _vertex_step(q, w, gradient, q_ones, direction, radius)
+        gamma = _line_search(gradient, step, q_step)
+        if gamma <= 0:        # the averaged direction does not descend here: one plain Frank–Wolfe step instead
+            direction = gradient.copy()
+            step, q_step, j = _vertex_step(q, w, gradient, q_ones, direction, radius)
+            gamma = _line_search(gradient, step, q_step)
+            if gamma <= 0:    # no descent even along the gradient: w is optimal on the feasible set
+                break
         w += gamma * step
         gradient += 2 * gamma * q_step
-        if direction[j] < 0 and not seen[j]:
+        if step[j] > 0 and not seen[j]:
             seen[j] = True
             entered.append(j)
             if len(entered) == hidden:

@@ -87,11 +87,14 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
         if not hard and fraction >= settings.soft:
             _harden(gates, logits, settings, hard, result)
 
-    loop = run_loop(optimizer, step_loss, seconds=budget, schedule=Schedule(0.05), before_step=before)
+    try:
+        loop = run_loop(optimizer, step_loss, seconds=budget, schedule=Schedule(0.05), before_step=before)
+    finally:
+        for g in gates:
+            view.hooks.pop(g.tensor, None)
     if not hard:                       # a budget too short to reach the hard phase still chooses
         _harden(gates, logits, settings, hard, result)
     for g in gates:
-        view.hooks.pop(g.tensor, None)
         r = torch.sigmoid(logits[g.tensor].detach()).numpy()
         result.retention[g.tensor] = [round(float(np.min(r)), 3), round(float(np.median(r)), 3),
                                       round(float(np.max(r)), 3)]

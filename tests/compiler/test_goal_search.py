@@ -82,3 +82,29 @@ def test_worth_training_prefers_those_closest_to_the_gate():
     results = [_Result({"cosine": c}, _Report(False, 0.7)) for c in (0.97, 0.985, 0.96, 0.98)]
     results.append(_Result({"cosine": 0.995}, _Report(True, 0.9)))       # passes already: done
     assert worth_training(results, [10, 11, 12, 13, 14]) == [11, 13, 10]
+
+
+def test_every_compressing_candidate_runs_even_when_overheads_eat_the_budget():
+    trial = _FakeTrial(ratios=[1.0, 0.5, 0.5, 0.5, 0.5], rates=[0, 1e-4, 2e-4, 3e-4, 4e-4], overhead_minutes=2.0)
+    successive_halving(trial, CANDIDATES, 5.0, clock=trial.clock)
+    assert sorted(i for i, m in trial.calls if m > 0)[:4] == [1, 2, 3, 4]
+
+
+def test_survivors_never_train_less_than_the_round_before():
+    trial = _FakeTrial(ratios=[1.0, 0.5, 0.5, 0.5, 0.5], rates=[0, 1e-4, 2e-4, 3e-4, 4e-4], overhead_minutes=1.5)
+    successive_halving(trial, CANDIDATES, 30.0, clock=trial.clock)
+    minutes = [m for _, m in trial.calls if m > 0]
+    assert minutes == sorted(minutes)
+
+
+def test_a_longer_run_that_does_worse_does_not_replace_the_better_one():
+    class Unlucky(_FakeTrial):
+        def run(self, index, candidate, minutes):
+            result = super().run(index, candidate, minutes)
+            if len([c for c in self.calls if c[0] == index]) > 1:      # the second run of a candidate collapses
+                result.point["cosine"] = 0.5
+            return result
+
+    trial = Unlucky(ratios=[1.0, 0.5, 0.5, 0.5, 0.5], rates=[0, 1e-4, 2e-4, 3e-4, 4e-4])
+    results, _ = successive_halving(trial, CANDIDATES, 30.0, clock=trial.clock)
+    assert min(r.point["cosine"] for r in results[1:]) > 0.9

@@ -26,9 +26,12 @@ def _teacher(model: onnx.ModelProto):
 
 
 def _run(model, **options):
+    from calib import OrtCalibration
+
     graph = gs.import_onnx(model)
-    result = get_pass("gates").run(graph, PassContext(teacher=_teacher(model), options={"minutes": 0.05, **options}))
-    return graph, result
+    ctx = PassContext(teacher=_teacher(model), calibration=OrtCalibration(models.feeds(model, 6, seq=6)),
+                      options={"minutes": 0.05, **options})
+    return graph, get_pass("gates").run(graph, ctx)
 
 
 def test_mlp_units_leave_where_the_gates_say_and_the_cut_is_exact():
@@ -45,8 +48,31 @@ def test_heads_are_gated_too():
     model = models.attention_model(blocks=2, heads=4)
     graph, result = _run(model, keep=1.0, heads=0.5)
     assert result.changed, result.notes
-    assert sum(b.heads for b in find_attention(graph).blocks) == 4
+    heads = [b.heads for b in find_attention(graph).blocks]
+    assert sum(heads) == 4 and all(h >= 1 for h in heads)
     assert result.stats["cut_rel_error"] <= 1e-3
+
+
+def test_heads_that_cannot_be_cut_exactly_are_not_gated():
+    model = models.attention_model(blocks=2, heads=4, head_bias=True)
+    graph, result = _run(model, keep=1.0, heads=0.5)
+    assert not result.changed and sum(b.heads for b in find_attention(graph).blocks) == 8
+    assert sum("not gated" in n for n in result.notes) == 2
+
+
+def test_the_torch_view_is_left_without_hooks(monkeypatch):
+    from edgec.passes.training import view as view_module
+
+    views = []
+    original = view_module.TorchView.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        views.append(self)
+
+    monkeypatch.setattr(view_module.TorchView, "__init__", remember)
+    _run(models.attention_model(blocks=1, heads=4), keep=1.0, heads=0.5)
+    assert views and all(not v.hooks for v in views)
 
 
 def test_nothing_to_gate_is_a_no_op():

@@ -122,3 +122,23 @@ def test_real_exports_lose_heads_or_say_why(tmp_path, name, exporter, opset):
         assert heads["stats"]["blocks"] == 0 and any("left alone" in n for n in heads["notes"])
     else:
         assert heads["stats"]["blocks"] == 2 and heads["stats"]["heads_after"] == 4, heads
+
+
+def test_a_floor_search_never_probes_a_block_the_edit_cannot_reproduce():
+    """With a per-head term the edit cannot slice, the search must not hand ONNX Runtime a broken graph."""
+    model = models.attention_model(blocks=2, heads=4, head_bias=True)
+    probed = []
+
+    def fidelity(graph):
+        import onnx_graphsurgeon as gs_
+
+        models.run(gs_.export_onnx(graph), models.feeds(model, 1)[0])       # raises on a broken graph
+        probed.append(sum(b.heads for b in find_attention(graph).blocks))
+        return 1.0
+
+    graph = gs.import_onnx(model)
+    ctx = PassContext(calibration=OrtCalibration(models.feeds(model, 6, seq=10)), fidelity=fidelity,
+                      options={"floor": 0.9})
+    result = get_pass("heads").run(graph, ctx)
+    assert not result.changed and probed and all(count == 8 for count in probed)
+    assert any("left alone" in n for n in result.notes)

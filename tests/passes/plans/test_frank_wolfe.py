@@ -50,3 +50,17 @@ def test_the_prune_pass_takes_it_as_a_score():
     model = models.mlp_model("gelu")
     _, result = apply_pass("prune", model, models.feeds(model, 8, seq=20), keep=0.5, score="frank-wolfe")
     assert result.changed and result.stats["hidden_after"] == models.H
+
+
+def test_the_step_product_without_a_matrix_product_is_exact():
+    from edgec.passes.plans.frank_wolfe import _vertex_step
+
+    gram, w_aug, _ = _problem(hidden=12)
+    q = interaction(gram, w_aug)
+    rng = np.random.default_rng(0)
+    w = np.append(rng.uniform(0, 2, 12), 1.0)
+    gradient = 2 * q @ (w - 1)
+    for direction in (gradient, -np.abs(rng.standard_normal(13)), np.abs(rng.standard_normal(13))):
+        step, q_step, _ = _vertex_step(q, w, gradient, q.sum(axis=1), direction, 12.0)
+        np.testing.assert_allclose(q_step, q @ step, rtol=1e-9, atol=1e-9 * np.abs(q).max())
+
