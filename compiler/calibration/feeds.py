@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -55,6 +55,9 @@ def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: P
     _check_finite(feeds, source)
     calibration, held_out = split_feeds(feeds)
     fit, search = split_feeds(calibration)
+    if spec.train_text is not None:
+        training = _mixed(training or (lambda: iter(fit)), _general_stream(spec, specs))
+        notes.append(f"training stream: {source} alternating with {spec.train_text} (--train-text)")
     evaluation, evaluation_source = _evaluation(spec, specs, path)
     if not run_original:
         return FeedSet(source, calibration, fit, search, held_out, training=training, evaluation=evaluation,
@@ -67,6 +70,28 @@ def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: P
                                                                 f"{evaluation_source} inputs", spec)
     return FeedSet(source, calibration, fit, search, held_out, search_outputs, held_out_outputs, training,
                    evaluation, evaluation_source, evaluation_outputs)
+
+
+def _general_stream(spec: CalibrationSpec, specs: list[InputSpec]) -> Callable[[], Iterable[Feed]]:
+    from edgec.compiler.calibration import sources as data_sources
+
+    assert spec.train_text is not None
+    return data_sources.text_source(spec.train_text, spec.tokenizer, specs, 1, spec.dims.get("sequence", 128),
+                                    training_only=True).training
+
+
+def _mixed(first: Callable[[], Iterable[Feed]], second: Callable[[], Iterable[Feed]]) -> Callable[[], Iterable[Feed]]:
+    """One pass over both streams, a feed of each in turn; when one ends, the rest of the other."""
+    def stream() -> Iterator[Feed]:
+        a, b = iter(first()), iter(second())
+        while True:
+            for source in (a, b):
+                feed = next(source, None)
+                if feed is None:
+                    yield from (b if source is a else a)
+                    return
+                yield feed
+    return stream
 
 
 def _original_outputs(session, feeds: list[Feed], failure: str, spec: CalibrationSpec) -> Outputs:

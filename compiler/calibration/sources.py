@@ -40,7 +40,9 @@ class DataSource:
 
 
 def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], count: int,
-                max_length: int = 128, batch: int = 16) -> DataSource:
+                max_length: int = 128, batch: int = 16, training_only: bool = False) -> DataSource:
+    """The first `count` lines for calibration, the rest as the training stream (all of them with
+    `training_only`: a general corpus that only trains)."""
     if tokenizer_dir is None:
         raise InputError("--calib-text needs --tokenizer DIR (a Hugging Face tokenizer folder)")
     if not Path(path).is_file():
@@ -78,7 +80,8 @@ def text_source(path: Path, tokenizer_dir: Path | None, specs: list[InputSpec], 
         raise InputError(f"{path}: no text lines")
 
     passes = itertools.count()
-    training_lines = functools.cache(lambda: line_offsets(path, skip=count))     # indexed on the first pass
+    skip = 0 if training_only else count
+    training_lines = functools.cache(lambda: line_offsets(path, skip=skip))     # indexed on the first pass
 
     def training() -> Iterator[Feed]:
         rng = np.random.default_rng(next(passes))

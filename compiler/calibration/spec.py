@@ -25,13 +25,15 @@ class CalibrationSpec:
     image_resize: str | None = None  # how --calib-dir images are fitted to the input
     eval_text: Path | None = None    # --eval-text: a second held-out source (another domain), judged like the first
     eval_count: int = 256            # lines of it used
+    train_text: Path | None = None   # --train-text: a general corpus mixed into the training stream (recovery)
     dims: dict[str, int] = field(default_factory=dict)             # --dim NAME=VALUE for synthesized feeds
     input_values: dict[str, object] = field(default_factory=dict)  # --input NAME=VALUE for synthesized feeds
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.npz, self.text, self.images, self.hook)) > 1:
             raise InputError("give one of --calib, --calib-text, --calib-dir and --calib-hook")
-        for flag, path in (("--calib-text", self.text), ("--eval-text", self.eval_text)):
+        for flag, path in (("--calib-text", self.text), ("--eval-text", self.eval_text),
+                           ("--train-text", self.train_text)):
             if path is not None and self.tokenizer is None:
                 raise InputError(f"{flag} needs --tokenizer DIR (a Hugging Face tokenizer folder)")
         if self.count < 1 or self.samples < 1:

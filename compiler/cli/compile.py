@@ -36,6 +36,9 @@ from edgec.targets import load_target
 @click.option("--eval-text", type=click.Path(path_type=Path),
               help="A second held-out text source (another domain than the calibration text), judged and gated "
                    "like the held-out inputs; needs --tokenizer.")
+@click.option("--train-text", type=click.Path(path_type=Path),
+              help="A general text corpus mixed into --recover's training stream (a feed of each in turn), so that "
+                   "fidelity carries beyond the calibration text's domain; needs --tokenizer.")
 @click.option("--calib-count", type=click.IntRange(min=1), default=96, show_default=True,
               help="Items of --calib-text/-dir/-hook used for calibration; the rest train --recover.")
 @click.option("--recover", is_flag=True, help="Distil the compressed model against the original (torch).")
@@ -61,7 +64,7 @@ from edgec.targets import load_target
 @debug_option
 @handle_errors
 def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, image_preset,
-                image_resize, calib_hook, eval_text,
+                image_resize, calib_hook, eval_text, train_text,
                 calib_count, recover, train_minutes, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
@@ -75,7 +78,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         raise InputError(f"--min-cosine {min_cosine}: must lie in [0, 1]")
     calibration = CalibrationSpec(npz=calib, text=calib_text, tokenizer=tokenizer, images=calib_dir, hook=calib_hook,
                                   count=calib_count, image_preset=image_preset, image_resize=image_resize,
-                                  eval_text=eval_text, dims=parse_dims(dim), input_values=parse_input_values(input_values))
+                                  eval_text=eval_text, train_text=train_text, dims=parse_dims(dim),
+                                  input_values=parse_input_values(input_values))
     options = CompileOptions(
         output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
         pass_options=parse_pass_options(pass_option), calibration=calibration, min_cosine=min_cosine,

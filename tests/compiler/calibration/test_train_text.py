@@ -1,0 +1,37 @@
+"""--train-text: a general corpus mixed into the training stream, a feed of each in turn."""
+
+import pytest
+
+from edgec.compiler.calibration.feeds import _mixed
+
+from clirun import run_cli
+
+
+def test_two_streams_alternate_and_the_longer_one_finishes():
+    mixed = _mixed(lambda: iter([{"a": 1}, {"a": 2}]), lambda: iter([{"b": 1}, {"b": 2}, {"b": 3}, {"b": 4}]))
+    assert [next(iter(f.items())) for f in mixed()] == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("b", 3), ("b", 4)]
+    assert len(list(mixed())) == 6          # every call is a fresh pass
+
+
+def test_recovery_trains_on_both_and_says_so(save, tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    from test_eval_text import _texts, _token_model
+
+    from edgec.samples.minilm import model_dir
+
+    model, (prose, code) = save(_token_model()), _texts(tmp_path)
+    code_, out = run_cli("compile", model, "--calib-text", prose, "--tokenizer", model_dir(), "--calib-count", 24,
+                         "--train-text", code, "--passes", "cleanup,prune", "--pass-option", "prune.keep=0.5",
+                         "--recover", "--train-minutes", "0.02", "--min-cosine", "0", "--no-measure",
+                         "-o", tmp_path / "out.onnx")
+    assert code_ == 0, out
+    assert "alternating with" in out and "code.txt" in out
+
+
+def test_train_text_needs_a_tokenizer(save, tmp_path):
+    from test_eval_text import _texts, _token_model
+
+    model, (prose, code) = save(_token_model()), _texts(tmp_path)
+    code_, out = run_cli("compile", model, "--calib", prose, "--train-text", code)
+    assert code_ == 2 and "--train-text needs --tokenizer" in out
