@@ -130,30 +130,16 @@ def _cut(graph: gs.Graph, kept: dict[str, np.ndarray], opts: GatesOptions) -> gs
 def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: list[dict]) -> float:
     """Worst relative L2, over the float outputs, between the cut graph (ONNX Runtime) and the view with the
     removed units masked to zero; inf when ONNX Runtime refuses or cannot run the cut graph."""
-    import onnxruntime as ort
-    import torch
-
+    from edgec.passes.recover import view_error
     from edgec.passes.training.gates import fixed_mask
-    from edgec.passes.training.view import to_torch_feed
 
     view.hooks.update({g.tensor: fixed_mask(g, kept[g.tensor]) for g in gates})
-    worst = 0.0
     try:
-        sess = ort.InferenceSession(gs.export_onnx(cut).SerializeToString(), providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        with torch.no_grad():
-            for feed in feeds:
-                want = view(to_torch_feed(feed))
-                for name, got in zip(names, sess.run(names, feed), strict=True):
-                    ref = want[name].double().numpy()
-                    if np.issubdtype(np.asarray(got).dtype, np.floating) and np.linalg.norm(ref):
-                        diff = np.linalg.norm(np.asarray(got, np.float64) - ref) / np.linalg.norm(ref)
-                        worst = max(worst, float(diff))
+        return view_error(view, gs.export_onnx(cut), feeds)[0]
     except Exception:  # noqa: BLE001 - a cut ONNX Runtime refuses or fails on is a failed cut
         return float("inf")
     finally:
         view.hooks.clear()
-    return worst
 
 
 def _summary(gates, kept: dict[str, np.ndarray], steps: int) -> str:

@@ -21,7 +21,7 @@ from edgec.passes.base import PassContext, PassOptionError, PassResult, build_op
 from edgec.passes.mlp.edit import set_linear
 from edgec.passes.plans import heads as head_plan
 from edgec.passes.plans import prune as prune_plan
-from edgec.passes.plans.budget_search import describe, smallest_budget
+from edgec.passes.plans.budget_search import STEPS, describe, smallest_budget
 
 EXACT_TOLERANCE = 1e-3   # relative L2 between the edited and the masked model (float32 summation order only)
 
@@ -68,7 +68,7 @@ class HeadsPass:
         stats_in = _statistics(graph, blocks, opts, ctx)
         # the edit is checked before any search probes it: at the fewest heads the search may try, then at the
         # counts chosen (a block that fails either is left whole)
-        excluded = _left_alone(graph, blocks, stats_in, opts, 1 / 32 if opts.floor else opts.keep, set(), ctx, notes)
+        excluded = _left_alone(graph, blocks, stats_in, opts, 1 / STEPS if opts.floor else opts.keep, set(), ctx, notes)
         keep, trace = opts.keep, list[tuple[float, float]]()
         if opts.floor:
             keep, trace = smallest_budget(lambda k: _probe(graph, stats_in, opts, ctx, k, excluded), opts.floor)

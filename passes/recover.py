@@ -161,10 +161,10 @@ def _checked_round_trip(view, model, feeds) -> tuple[float, list[str]]:
     one-off must not cost the whole-model training (the compile's verification judges the result)."""
     from edgec.passes.training.view import UnsupportedGraph
 
-    error, output = _round_trip_error(view, model, feeds)
+    error, output = view_error(view, model, feeds)
     if error <= ROUND_TRIP_TOLERANCE:
         return error, []
-    again, output_again = _round_trip_error(view, model, feeds)
+    again, output_again = view_error(view, model, feeds)
     if again > ROUND_TRIP_TOLERANCE:
         raise UnsupportedGraph(f"the torch view differs from ONNX Runtime by {again:.1e} (relative, on "
                                f"'{output_again}'; {error:.1e} when first measured)")
@@ -172,7 +172,7 @@ def _checked_round_trip(view, model, feeds) -> tuple[float, list[str]]:
                    f"then {again:.1e}: trained the whole model"]
 
 
-def _round_trip_error(view, model, feeds) -> tuple[float, str]:
+def view_error(view, model, feeds) -> tuple[float, str]:
     """Worst relative L2 between the torch view and ONNX Runtime over the float outputs, and that output."""
     import onnxruntime as ort
     import torch

@@ -37,7 +37,7 @@ def removal_order(gram: np.ndarray, w_aug: np.ndarray, heads: int, head_dim: int
     while len(alive) > 1:
         idx = np.append(columns(np.array(alive), head_dim), gram.shape[0] - 1)
         sub = gram[np.ix_(idx, idx)]
-        inverse = scipy.linalg.inv(sub + np.eye(len(idx)) * damping * (float(np.mean(np.diag(sub))) or 1.0))
+        inverse = scipy.linalg.inv(sub + prune_plan.ridge(sub, damping))
         costs = []
         for j in range(len(alive)):
             g = slice(j * head_dim, (j + 1) * head_dim)
@@ -74,13 +74,7 @@ def allocate(curves: list[np.ndarray], keep: float, minimum: int = 1) -> list[in
 
 def plan(gram: np.ndarray, wo: np.ndarray, bo: np.ndarray | None, order: np.ndarray, count: int, head_dim: int,
          damping: float, compensated: bool = True) -> HeadPlan:
-    w_aug = prune_plan.augmented_weight(wo, bo)
-    heads = np.sort(order[:count])
-    keep = columns(heads, head_dim)
-    if compensated:
-        w_new = prune_plan.compensate(gram, w_aug, keep, damping)
-    else:
-        w_new = np.vstack([w_aug[keep], w_aug[-1:]])
-    err = prune_plan.relative_error(gram, w_aug, keep, w_new)
-    bias = w_new[-1] if (bo is not None or compensated) else None
-    return HeadPlan(heads, w_new[:-1], bias, err)
+    """Keep the first `count` heads of `order`: prune's unit plan over their columns (a head is head_dim units)."""
+    units = prune_plan.plan_block(gram, 0, wo, bo, count * head_dim, "obs", compensated, damping,
+                                  columns(order, head_dim))
+    return HeadPlan(np.sort(order[:count]), units.weight, units.bias, units.rel_error)

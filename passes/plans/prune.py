@@ -82,7 +82,7 @@ def compensate(gram: np.ndarray, w_aug: np.ndarray, keep: np.ndarray, damping: f
     """Least-squares fc2 on the kept units (+ bias): solve G[K,K] W' = G[K,:] W̃."""
     hidden = gram.shape[0] - 1
     idx = np.append(keep, hidden)
-    lhs = gram[np.ix_(idx, idx)] + _ridge(gram[np.ix_(idx, idx)], damping)
+    lhs = gram[np.ix_(idx, idx)] + ridge(gram[np.ix_(idx, idx)], damping)
     rhs = gram[idx] @ w_aug
     return scipy.linalg.solve(lhs, rhs, assume_a="pos")
 
@@ -158,10 +158,10 @@ def keep_count(hidden: int, keep: float, multiple: int, minimum: int) -> int:
 
 
 def _inverse(gram: np.ndarray, damping: float) -> np.ndarray:
-    return scipy.linalg.inv(gram + _ridge(gram, damping))
+    return scipy.linalg.inv(gram + ridge(gram, damping))
 
 
-def _ridge(gram: np.ndarray, damping: float) -> np.ndarray:
+def ridge(gram: np.ndarray, damping: float) -> np.ndarray:
     """Damping relative to the mean diagonal, so dead or collinear units cannot make G singular."""
     scale = float(np.mean(np.diag(gram))) or 1.0
     return np.eye(gram.shape[0]) * damping * scale

@@ -82,7 +82,7 @@ def test_a_failed_round_trip_is_measured_again_before_falling_back(save, tmp_pat
     from edgec.passes import recover
 
     readings = iter([(5e-4, "y"), (second, "y")])
-    monkeypatch.setattr(recover, "_round_trip_error", lambda view, model, feeds: next(readings))
+    monkeypatch.setattr(recover, "view_error", lambda view, model, feeds: next(readings))
     src = save(models.mlp_model("gelu", blocks=1))
     _, report = _compile(src, tmp_path, mode, "--recover", "--train-minutes", "0.02")
     stats, notes = report["passes"][-1]["stats"], report["passes"][-1]["notes"]
