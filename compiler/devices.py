@@ -78,20 +78,42 @@ class SSHDevice:
         return proc.stdout
 
     def bench(self, model: Path, config: SessionConfig, feed: dict | None, settings: dict) -> dict:
+        def stage(folder: Path) -> str:
+            args = _stage_job(folder, model, config, feed, settings)
+            return f"bench model.onnx {' '.join(args)}"
+
+        result = self._remote_job(stage, "", "running the benchmark", 600)
+        result["device"] = self.url
+        return result
+
+    def tune(self, tuning: bytes, teacher: Path, data: str, job: dict, timeout: float) -> dict:
+        """Zeroth-order tuning on the device, on data that stays there (`data`: a path on the device, absolute or
+        from the login directory); only the tuned affines and figures come back."""
+        def stage(folder: Path) -> str:
+            stage_runtime(folder)
+            (folder / "tuning.onnx").write_bytes(tuning)
+            shutil.copy2(teacher, folder / "teacher.onnx")
+            if teacher.with_name(teacher.name + ".data").exists():
+                shutil.copy2(teacher.with_name(teacher.name + ".data"), folder / "teacher.onnx.data")
+            (folder / "job.json").write_text(json.dumps(job))
+            return 'tune tuning.onnx --teacher teacher.onnx --inputs "$DATA" --config job.json'
+
+        prefix = f"DATA=$(cd ~ && readlink -f -- {shlex.quote(data)}) && test -f \"$DATA\" && "
+        return self._remote_job(stage, prefix, "tuning on the device (is --data a file there?)", timeout)
+
+    def _remote_job(self, stage, prefix: str, what: str, timeout: float) -> dict:
         """Files go over the ssh connection itself as a tar stream: the device needs sh, tar and Python."""
         remote = self._run(self._ssh("mktemp -d"), "creating a work folder").decode().strip()
         quoted = shlex.quote(remote)
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                args = _stage_job(Path(tmp), model, config, feed, settings)
+                args = stage(Path(tmp))
                 self._run(self._ssh(f"tar -C {quoted} -xf -"), "copying the model and runner", stdin=_tar(Path(tmp)))
-            cmd = (f"cd {quoted} && PYTHONPATH=. {shlex.quote(self.python)} -m edgec.runtime.device "
-                   f"bench model.onnx {' '.join(args)} --out result.json && cat result.json")
-            result = json.loads(self._run(self._ssh(cmd), "running the benchmark"))
+            cmd = (f"{prefix}cd {quoted} && PYTHONPATH=. {shlex.quote(self.python)} -m edgec.runtime.device "
+                   f"{args} --out result.json && cat result.json")
+            return json.loads(self._run(self._ssh(cmd), what, timeout=timeout))
         finally:
             subprocess.run(self._ssh(f"rm -rf {quoted}"), capture_output=True, timeout=60)
-        result["device"] = self.url
-        return result
 
 
 def _tar(folder: Path) -> bytes:

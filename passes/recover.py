@@ -19,6 +19,9 @@ from edgec.passes.mlp.discovery import editable_blocks
 
 Match = Literal["layer", "norms", "mlp", "none"]
 MATCHES = get_args(Match)
+Params = Literal["full", "grasp"]
+Method = Literal["backprop", "zo"]
+Sites = Literal["linear", "mlp"]
 ROUND_TRIP_TOLERANCE = 1e-5     # relative L2 between the torch view and ONNX Runtime before training
 
 
@@ -43,12 +46,28 @@ class RecoverOptions:
     # for a model that is quantized next; 7-bit weights where reduce_range says (auto: as quantize's auto)
     int8_tail: float = 0.0
     int8_reduce_range: Literal["auto", "true", "false"] = "auto"
+    # GRASP: train only one scale γ and shift β per group of `groups` channels at each site (every linear
+    # layer's output, or the MLP blocks' with sites=mlp; LayerNorm outputs too with norms), folded into the
+    # layers' constants afterwards. method=zo (implies params=grasp) tunes them by forward passes through
+    # ONNX Runtime only: no torch, any graph ONNX Runtime runs, int8 ones included.
+    params: Params = "full"
+    method: Method = "backprop"
+    groups: int = 8
+    sites: Sites = "linear"
+    norms: bool = False
+    affine_lr: float = 2e-4      # Adam's step on the dimensionless γ − 1 and β / rms(site) (backprop, zo spsa);
+                                 # 2e-3 walked away from the best on MiniLM (samples/RESULTS.md#forward-only-recovery)
+    zo_optimizer: Literal["gauss-newton", "spsa"] = "gauss-newton"   # runtime.zo_steps
+    queries: int = 8             # zo: random directions per step (two forward passes each)
+    epsilon: float = 1e-2        # zo: perturbation size (int8 graphs round: smaller steps read rounding noise)
 
     def __post_init__(self):
         if self.lr <= 0 or self.rewritten_lr <= 0 or not 0 <= self.warmup < 1:
             raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
         if not 0 <= self.int8_tail < 1:
             raise PassOptionError(f"pass 'recover': int8_tail must lie in [0, 1), not {self.int8_tail}")
+        if self.groups < 1 or self.queries < 1 or self.epsilon <= 0 or self.affine_lr <= 0:
+            raise PassOptionError("pass 'recover': groups and queries must be ≥ 1, epsilon and affine_lr > 0")
 
 
 class RecoverPass:
@@ -62,9 +81,13 @@ class RecoverPass:
         if opts.minutes <= 0:
             return PassResult(False, {}, ["recover: a budget of 0 minutes trains nothing"])
         teacher = ctx.need_teacher("recover")
+        if opts.method == "zo":
+            return _recover_zo(graph, ctx, opts)
         try:
             import torch  # noqa: F401
         except ImportError:
+            if opts.params == "grasp":
+                return _recover_zo(graph, ctx, opts, ["torch is not installed: group affines tuned by forward passes"])
             return PassResult(False, {}, ["recovery skipped: torch is not installed"])
         from edgec.passes.training.view import TorchView, UnsupportedGraph
 
@@ -72,12 +95,20 @@ class RecoverPass:
         ordered.toposort()      # earlier passes append nodes (e.g. a new fc2 bias); the view runs them in order
         model = gs.export_onnx(ordered, do_type_check=False)
         try:
-            view = TorchView(model)
+            view = TorchView(model, trainable=[] if opts.params == "grasp" else None)   # grasp: weights frozen
             error, notes = _checked_round_trip(view, model, list(teacher.search_feeds[:2]))
         except UnsupportedGraph as exc:
             from edgec.passes.training.blocks import train_blocks
 
+            if opts.params == "grasp":
+                return _recover_zo(graph, ctx, opts, [f"whole-model training unavailable ({exc}); group affines "
+                                                      "tuned by forward passes through ONNX Runtime instead"])
+
             return train_blocks(graph, ctx, opts.minutes, f"whole-model training unavailable ({exc})")
+        if opts.params == "grasp":
+            from edgec.passes.training.grasp import train_affines
+
+            return train_affines(graph, view, ctx, opts, notes)
         rewritten = teacher.changed_initializers(model)
         trainable = set(view.trainable) if opts.train_rest else rewritten & set(view.trainable)
         if not trainable:
@@ -86,23 +117,47 @@ class RecoverPass:
         return _distill(graph, view, ctx, teacher, opts, error, rewritten, notes)
 
 
+def distill_settings(opts: RecoverOptions, ctx: PassContext, model, rewritten: frozenset[str], judged: list[str]):
+    from edgec.passes.training.distill import DistillSettings
+
+    batch = opts.batch if _batch_axis_free(model) else 1   # a model exported for batch 1 takes feeds one by one
+    return DistillSettings(minutes=opts.minutes, lr=opts.lr, intermediate=opts.intermediate,
+                           eval_every=opts.eval_every, patience=opts.patience, batch=batch, seed=ctx.seed,
+                           rewritten_lr=opts.rewritten_lr, warmup=opts.warmup, rewritten=rewritten,
+                           train_rest=opts.train_rest, judged=tuple(judged), int8_tail=opts.int8_tail,
+                           int8_reduce_range=opts.int8_reduce_range == "true"
+                           or (opts.int8_reduce_range == "auto" and ctx.int8_saturates))
+
+
+def _affine_settings(opts: RecoverOptions):
+    from edgec.passes.grasp.zo_recover import AffineSettings
+
+    return AffineSettings(groups=opts.groups, sites=opts.sites, norms=opts.norms, batch=opts.batch)
+
+
+def _recover_zo(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions, notes: list[str] | None = None) -> PassResult:
+    from edgec.passes.grasp.zo_recover import recover_zo
+    from edgec.runtime.zo import ZOSettings
+
+    zo = ZOSettings(minutes=opts.minutes, optimizer=opts.zo_optimizer, queries=opts.queries, epsilon=opts.epsilon,
+                    lr=opts.affine_lr,
+                    eval_every=max(1, opts.eval_every // 2), patience=opts.patience, seed=ctx.seed)
+    result = recover_zo(graph, ctx, _affine_settings(opts), zo)
+    result.notes[:0] = notes or []
+    return result
+
+
 def _distill(graph: gs.Graph, view, ctx: PassContext, teacher: TeacherSource, opts: RecoverOptions, error: float,
              rewritten: frozenset[str], notes: list[str]) -> PassResult:
     from edgec.passes.ort_tools import replace_contents
-    from edgec.passes.training.distill import DistillSettings, distill
+    from edgec.passes.training.distill import distill
 
     outputs = [t.name for t in graph.outputs]
     # every output teaches (token states too: measured richer than the sentence embedding alone), but the
     # best weights are chosen on what the user's gate judges
     judged = [n for n in outputs if teacher.judged is None or n in teacher.judged] or outputs
     intermediates = _intermediates(graph, opts.match, outputs, teacher)
-    batch = opts.batch if _batch_axis_free(view.model) else 1   # a model exported for batch 1 takes feeds one by one
-    settings = DistillSettings(minutes=opts.minutes, lr=opts.lr, intermediate=opts.intermediate,
-                               eval_every=opts.eval_every, patience=opts.patience, batch=batch, seed=ctx.seed,
-                               rewritten_lr=opts.rewritten_lr, warmup=opts.warmup, rewritten=rewritten,
-                               train_rest=opts.train_rest, judged=tuple(judged), int8_tail=opts.int8_tail,
-                               int8_reduce_range=opts.int8_reduce_range == "true"
-                               or (opts.int8_reduce_range == "auto" and ctx.int8_saturates))
+    settings = distill_settings(opts, ctx, view.model, rewritten, judged)
     with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
         result = distill(view, teacher, outputs, intermediates, settings, advance)
     trained = gs.import_onnx(view.write_back())

@@ -2,8 +2,10 @@
 
     python -m edgec.runtime.device bench MODEL --config job.json --out result.json [--inputs feed.npz]
     python -m edgec.runtime.device run   MODEL --inputs feed.npz --out outputs.npz [--config job.json]
+    python -m edgec.runtime.device tune  TUNING --teacher ORIGINAL --inputs data.npz --config job.json --out result.json
 
-`job.json` holds the SessionConfig fields and the measurement settings (warmup, runs, max_seconds, dims).
+`job.json` holds the SessionConfig fields and the measurement settings (warmup, runs, max_seconds, dims); for
+`tune`, the zeroth-order job (`runtime.zo_job`): the data stays on the device, only the tuned affines come back.
 """
 
 from __future__ import annotations
@@ -43,16 +45,23 @@ def _load_feed(path: str | None) -> dict[str, np.ndarray] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgec.runtime.device")
-    parser.add_argument("mode", choices=["bench", "run"])
+    parser.add_argument("mode", choices=["bench", "run", "tune"])
     parser.add_argument("model")
     parser.add_argument("--config")
     parser.add_argument("--inputs")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--teacher")
     args = parser.parse_args(argv)
     job = {}
     if args.config:
         with open(args.config, encoding="utf-8") as f:
             job = json.load(f)
+    if args.mode == "tune":
+        from edgec.runtime.zo_job import run_job
+
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(run_job(job, args.model, args.teacher, args.inputs), f)
+        return 0
     config = config_from_job(job)
     feed = _load_feed(args.inputs)
     if args.mode == "bench":

@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gates-minutes", type=float, default=5.0)
     parser.add_argument("--int8-tail", type=float, default=0.0,
                         help="recover.int8_tail: the last fraction of each budget trained through int8 rounding")
+    parser.add_argument("--params", default="full", choices=["full", "grasp"],
+                        help="recover.params: every weight, or GRASP group affines only")
+    parser.add_argument("--method", default="backprop", choices=["backprop", "zo"],
+                        help="recover.method: backprop through the torch view, or zeroth-order through ONNX Runtime")
+    parser.add_argument("--groups", type=int, default=None, help="recover.groups (GRASP groups per site)")
+    parser.add_argument("--norms", action="store_true", help="recover.norms: LayerNorm outputs are GRASP sites too")
+    parser.add_argument("--affine-lr", type=float, default=None, help="recover.affine_lr (GRASP's step)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / "minilm.onnx"
@@ -87,9 +94,16 @@ def main(argv: list[str] | None = None) -> None:
     tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}") \
         + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "") + (f"_heads{args.heads:g}" if args.heads < 1 else "") \
         + ("" if args.selector == "obs" else f"_{args.selector}{args.gates_minutes:g}" if args.selector == "gates"
-           else f"_{args.selector}")
+           else f"_{args.selector}") \
+        + ("" if args.params == "full" and args.method == "backprop" else f"_grasp_{args.method}") \
+        + (f"_k{args.groups}" if args.groups else "") + ("_norms" if args.norms else "") \
+        + (f"_alr{args.affine_lr:g}" if args.affine_lr else "")
     # int8 below is the x86 target's (7-bit weights): the int8 tail rounds the same way
     recover_options = {**({"lr": args.lr} if args.lr else {}),
+                       **({"params": args.params, "method": args.method} if args.params != "full" or args.method != "backprop"
+                          else {}),
+                       **({"groups": args.groups} if args.groups else {}), **({"norms": True} if args.norms else {}),
+                       **({"affine_lr": args.affine_lr} if args.affine_lr else {}),
                        **({"int8_tail": args.int8_tail, "int8_reduce_range": "true"} if args.int8_tail else {})}
     for minutes in budgets:
         out = args.out / f"{tag}_recover{minutes:g}.onnx"

@@ -10,6 +10,7 @@ from edgec.compiler.cli import (  # noqa: F401  (each registers its verb on main
     export,
     fold,
     inspect,
+    recover,
     targets,
 )
 from edgec.compiler.cli.common import main

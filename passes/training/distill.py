@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch
 from edgec.passes.base import TeacherSource
 from edgec.passes.training.loop import BestWeights, Schedule, adamw, run_loop
 from edgec.passes.training.view import TorchView, to_torch_feed
+from edgec.runtime.batching import training_batches
 
 
 @dataclass
@@ -56,13 +57,19 @@ class DistillResult:
 
 
 def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], intermediates: list[str],
-            settings: DistillSettings, progress: Callable[..., None] = lambda done, info=None: None) -> DistillResult:
+            settings: DistillSettings, progress: Callable[..., None] = lambda done, info=None: None,
+            parameters: dict[str, torch.Tensor] | None = None) -> DistillResult:
+    """`parameters`: train these tensors (at settings.lr) instead of the view's weights (GRASP's affines,
+    which the view's hooks apply)."""
     torch.manual_seed(settings.seed)
     held = [(f, teacher.run(f, outputs)) for f in teacher.search_feeds]
     scores = _scores(view, held, outputs, teacher)
-    best = BestWeights(view.weights, _judged(scores, settings.judged))
+    best = BestWeights(parameters if parameters is not None else view.weights, _judged(scores, settings.judged))
     result = DistillResult(held_out_before=best.score, curve=[{"seconds": 0.0, "steps": 0, **scores}])
-    optimizer, masks = adamw(_groups(view, settings), fused=True), _sparsity_masks(view)
+    if parameters is not None:
+        optimizer, masks = adamw([{"params": list(parameters.values()), "peak": settings.lr}], fused=True), []
+    else:
+        optimizer, masks = adamw(_groups(view, settings), fused=True), _sparsity_masks(view)
     batches, budget, start = training_batches(cycled(teacher), settings.batch), settings.minutes * 60, time.perf_counter()
 
     def step_loss(step: int) -> torch.Tensor:
@@ -144,25 +151,6 @@ def cycled(teacher) -> Iterable[dict]:
             yield feed
         if empty:
             return
-
-
-def training_batches(feeds: Iterable[dict], size: int) -> Iterator[dict]:
-    """Stack consecutive feeds of equal shapes along axis 0 (the batch axis), up to `size`."""
-    pending: list[dict] = []
-    for feed in feeds:
-        if pending and any(feed[k].shape[1:] != pending[0][k].shape[1:] for k in feed):
-            yield _stack(pending)
-            pending = []
-        pending.append(feed)
-        if len(pending) >= size:
-            yield _stack(pending)
-            pending = []
-    if pending:
-        yield _stack(pending)
-
-
-def _stack(feeds: list[dict]) -> dict:
-    return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]} if len(feeds) > 1 else feeds[0]
 
 
 def _rows(t: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:

@@ -1,0 +1,58 @@
+"""`edgec recover`: re-tune a compiled model against the original by forward passes only (zeroth-order GRASP),
+on this machine or on the device it runs on, whose data never leaves it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgec.compiler.cli.common import debug_option, handle_errors, main
+
+
+@main.command("recover")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--teacher", type=click.Path(path_type=Path), required=True,
+              help="The original model whose outputs MODEL is tuned to match.")
+@click.option("--data", required=True,
+              help=".npz of inputs (arrays keyed by input name, samples along axis 0); with --device, a path on the "
+                   "device (absolute or from the login directory): the data never leaves it.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
+@click.option("--device", help="ssh://user@host[:port][?python=…&key=…]: tune on that device with its numpy + onnxruntime.")
+@click.option("--minutes", type=float, default=5.0, show_default=True, help="Tuning budget (wall clock).")
+@click.option("--groups", type=int, default=8, show_default=True, help="GRASP groups (one γ and β each) per site.")
+@click.option("--sites", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True)
+@click.option("--norms", is_flag=True, help="LayerNorm outputs are sites too.")
+@click.option("--optimizer", type=click.Choice(["gauss-newton", "spsa"]), default="gauss-newton", show_default=True,
+              help="Least squares in each step's random subspace, or ZO-ASR's SPSA gradient with Adam.")
+@click.option("--queries", type=int, default=8, show_default=True, help="Random directions per step.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+@handle_errors
+def recover_cmd(model, teacher, data, output, device, minutes, groups, sites, norms, optimizer, queries, seed, force, fmt,
+                debug):
+    """Tune MODEL's group affines (one scale and shift per channel group after each layer) so its outputs match
+    TEACHER's on DATA, by forward passes through ONNX Runtime only; fold them into MODEL's constants (same ops)."""
+    from edgec.compiler.errors import InputError
+    from edgec.compiler.retune import retune
+    from edgec.runtime.zo import ZOSettings
+
+    if minutes <= 0 or groups < 1 or queries < 1:
+        raise InputError("--minutes must be > 0, --groups and --queries ≥ 1")
+    settings = ZOSettings(minutes=minutes, optimizer=optimizer, queries=queries, seed=seed)
+    report = retune(model, teacher, output, data, device, settings, groups, sites, norms, force=force)
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=2))
+        return
+    where = report["device"]
+    click.echo(f"tuned {report['trainable']} group-affine numbers at {report['sites']} sites on {where}: "
+               f"{report['steps']} steps, {report['forward_passes']} forward passes in {report['seconds']:.0f} s "
+               f"({report['training_batches']} training batches, {report['held_out_samples']} held-out samples)")
+    click.echo(f"  held-out score {report['held_out_before']:.4f} → {report['held_out_best']:.4f}"
+               + ("" if report["changed"] else " (no gain: the model is written unchanged)"))
+    if report["changed"]:
+        click.echo(f"  folded into the model's constants (same ops); fold check {report['fold_rel_error']:.1e} relative")
+    click.echo(f"  wrote {report['written']}")

@@ -1,0 +1,107 @@
+"""recover params=grasp (backprop): train only GRASP group affines through the torch view, then fold them.
+
+The view's weights stay frozen; a hook on each site's tensor applies h̃ = (1 + u_g) ⊙ h + rms(site) · v_g with
+u, v the trainable per-group numbers (dimensionless, so one learning rate fits every site). Training is
+recovery's distillation loop (the same loss, held-out scoring, best-weights and early stopping); the best
+affines are folded into the graph's constants (`passes.grasp.affines.fold`) and the folded graph is scored
+through ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_graphsurgeon as gs
+import torch
+
+from edgec.passes.base import PassContext, PassResult
+from edgec.passes.grasp.affines import Affine, fold, group_count, trainable_count
+from edgec.passes.grasp.sites import Site, find_sites
+from edgec.passes.grasp.zo_recover import score_graph, site_stats, slots_for
+from edgec.passes.training.distill import distill
+from edgec.passes.training.view import TorchView, to_torch_feed
+from edgec.runtime.zo import group_index
+
+
+def train_affines(graph: gs.Graph, view: TorchView, ctx: PassContext, opts, notes: list[str]) -> PassResult:
+    from edgec.passes.recover import _intermediates, distill_settings
+
+    teacher = ctx.need_teacher("recover params=grasp")
+    sites = find_sites(graph, opts.sites, opts.norms)
+    sites = [s for s in sites if s.kind != "int8" and s.output in _tensor_names(view)]
+    if not sites:
+        return PassResult(False, {"params": "grasp", "sites": 0},
+                          notes + ["recover params=grasp: no layer whose output channels a group affine can fold into"])
+    outputs = [t.name for t in graph.outputs]
+    judged = [n for n in outputs if teacher.judged is None or n in teacher.judged] or outputs
+    settings = dataclasses.replace(distill_settings(opts, ctx, view.model, frozenset(), judged), lr=opts.affine_lr)
+    scales = _site_scales(view, sites, list(teacher.search_feeds[:4]))
+    params = _install_hooks(view, sites, scales, opts.groups)
+    intermediates = _intermediates(graph, opts.match, outputs, teacher)
+    try:
+        with ctx.progress(f"recover: training group affines for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
+            result = distill(view, teacher, outputs, intermediates, settings, advance, parameters=params)
+    finally:
+        view.hooks.clear()
+    for i, site in enumerate(sites):
+        fold(site, _affine(params, i, scales[i]))
+    held = [(f, dict(zip(outputs, teacher.run(f, outputs), strict=True))) for f in teacher.search_feeds]
+    folded = score_graph(graph, held, outputs, judged)
+    stats = {"method": "backprop", "params": "grasp", "steps": result.steps, "seconds": result.seconds,
+             "trainable": trainable_count(sites, opts.groups), "held_out_before": result.held_out_before,
+             "held_out_best": result.held_out_best, "held_out_folded": round(folded, 6),
+             "stopped_early": result.stopped_early, "curve": result.curve,
+             **site_stats(sites, slots_for(sites, opts.groups))}
+    note = (f"trained {stats['trainable']} group-affine numbers at {len(sites)} sites for {result.steps} steps in "
+            f"{result.seconds:.0f} s: held-out cosine {result.held_out_before:.4f} → {folded:.4f} (folded)")
+    return PassResult(result.held_out_best > result.held_out_before, stats, notes + [note])
+
+
+def _tensor_names(view: TorchView) -> set[str]:
+    return {name for _, _, outs, _ in view.nodes for name in outs}
+
+
+def _site_scales(view: TorchView, sites: list[Site], feeds: list[dict]) -> list[float]:
+    """Each site's RMS activation (the unit of its shifts), from a forward pass with recording hooks."""
+    sums = {s.output: 0.0 for s in sites}
+
+    def recorder(name):
+        def hook(value: torch.Tensor) -> torch.Tensor:
+            sums[name] += float(value.detach().double().pow(2).mean())
+            return value
+        return hook
+
+    view.hooks.update({s.output: recorder(s.output) for s in sites})
+    try:
+        with torch.no_grad():
+            for feed in feeds:
+                view(to_torch_feed(feed))
+    finally:
+        view.hooks.clear()
+    return [float(np.sqrt(sums[s.output] / max(len(feeds), 1))) or 1.0 for s in sites]
+
+
+def _install_hooks(view: TorchView, sites: list[Site], scales: list[float], groups: int) -> dict[str, torch.Tensor]:
+    params: dict[str, torch.Tensor] = {}
+    for i, (site, scale) in enumerate(zip(sites, scales, strict=True)):
+        k = group_count(site.channels, groups)
+        index = torch.from_numpy(group_index(site.channels, k))
+        u = params[f"g{i}"] = torch.zeros(k, requires_grad=True)
+        v = torch.zeros(k, requires_grad=site.shifts)
+        if site.shifts:
+            params[f"b{i}"] = v
+        view.hooks[site.output] = _modulation(u, v, index, scale)
+    return params
+
+
+def _modulation(u: torch.Tensor, v: torch.Tensor, index: torch.Tensor, scale: float):
+    def hook(h: torch.Tensor) -> torch.Tensor:
+        return h * (1 + u[index]) + scale * v[index]
+    return hook
+
+
+def _affine(params: dict[str, torch.Tensor], i: int, scale: float) -> Affine:
+    u = params[f"g{i}"].detach().double().numpy()
+    v = params[f"b{i}"].detach().double().numpy() if f"b{i}" in params else np.zeros_like(u)
+    return Affine(1 + u, scale * v)

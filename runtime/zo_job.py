@@ -1,0 +1,55 @@
+"""One zeroth-order tuning job where the data lives (this machine, or a board over ssh): numpy + onnxruntime.
+
+The job gets the tuning graph, the original (teacher) model and a .npz of inputs (arrays keyed by input name,
+samples along axis 0). The teacher's outputs are computed here, the last fifth of the samples is held out for
+scoring, and only the tuned group affines and the figures leave: the data never does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.runtime.session import SessionConfig, create_session
+from edgec.runtime.zo import Pair, SiteSlot, ZOSettings, tune
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def split_pairs(arrays: dict[str, np.ndarray], teacher, outputs: list[str], batch: int,
+                held_fraction: float = 0.2) -> tuple[list[Pair], list[Pair]]:
+    """(training batches, held-out samples one by one), each with the teacher's outputs on it."""
+    names = [i.name for i in teacher.get_inputs()]
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ValueError(f"the data has no array for input(s) {missing} (it has {sorted(arrays)})")
+    count = min(int(arrays[n].shape[0]) for n in names)
+    if count < 2:
+        raise ValueError("the data needs at least 2 samples (one to train on, one to hold out)")
+    held_count = max(1, int(round(count * held_fraction)))
+    cut = count - held_count
+
+    def pair(lo: int, hi: int) -> Pair:
+        feed = {n: arrays[n][lo:hi] for n in names}
+        return feed, dict(zip(outputs, teacher.run(outputs, feed), strict=True))
+
+    train = [pair(i, min(i + batch, cut)) for i in range(0, cut, batch)]
+    held = [pair(i, i + 1) for i in range(cut, count)]
+    return train, held
+
+
+def run_job(job: dict, tuning_path: str, teacher_path: str, data_path: str, progress=None) -> dict:
+    """The tuned affines and figures of one job (`job`: slots, outputs, judged, batch, settings)."""
+    config = SessionConfig(threads=int(job.get("threads", 0)))
+    teacher = create_session(teacher_path, config)
+    session = create_session(tuning_path, config)
+    outputs = list(job["outputs"])
+    train, held = split_pairs(load_arrays(data_path), teacher, outputs, int(job.get("batch", 8)))
+    slots = [SiteSlot.from_dict(d) for d in job["slots"]]
+    settings = ZOSettings(**job.get("settings", {}))
+    result = tune(session, slots, train, held, outputs, list(job.get("judged") or outputs), settings,
+                  progress or (lambda done, info=None: None))
+    return {**result.as_stats(), "gammas": result.gammas, "betas": result.betas,
+            "training_batches": len(train), "held_out_samples": len(held)}
