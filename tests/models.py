@@ -199,3 +199,19 @@ def run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, feed)
+
+
+def distorted_student(groups: int = 4, seed: int = 3) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """(teacher, student): the student is the teacher with every linear's output scaled and shifted per group of
+    channels — exactly what GRASP group affines can undo."""
+    import onnx_graphsurgeon as gs
+
+    from edgec.passes.grasp.affines import Affine, fold
+    from edgec.passes.grasp.sites import find_sites
+
+    teacher = mlp_model("gelu")
+    graph = gs.import_onnx(teacher)
+    rng = np.random.default_rng(seed)
+    for site in find_sites(graph, "linear"):
+        fold(site, Affine(1 + rng.normal(0, 0.15, groups), rng.normal(0, 0.1, groups)))
+    return teacher, gs.export_onnx(graph)

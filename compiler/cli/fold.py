@@ -24,13 +24,15 @@ from edgec.compiler.errors import InputError
 @click.option("--emit-delta", type=click.Path(path_type=Path), help="Also write a compact delta file for this variant.")
 @click.option("--apply", "apply_path", type=click.Path(path_type=Path), help="Rebuild a variant: BASE + this delta.")
 @click.option("--lora", "lora_path", type=click.Path(path_type=Path), help="Fold a PEFT LoRA adapter folder into BASE.")
+@click.option("--grasp", "grasp_path", type=click.Path(path_type=Path),
+              help="Fold a GRASP adapter (.safetensors/.npz of <module>.gamma/.beta per group) into BASE.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 @handle_errors
-def fold_cmd(base, tuned, output, method, drop, per_layer_q, calib, emit_delta, apply_path, lora_path, seed, force,
-             fmt, debug):
+def fold_cmd(base, tuned, output, method, drop, per_layer_q, calib, emit_delta, apply_path, lora_path, grasp_path, seed,
+             force, fmt, debug):
     """Fold TUNED − BASE (pruned by METHOD) into one model verified against TUNED; or --apply a delta file."""
     from edgec.compiler.fold.driver import apply, fold
 
@@ -40,6 +42,14 @@ def fold_cmd(base, tuned, output, method, drop, per_layer_q, calib, emit_delta, 
         result = fold_lora(base, lora_path, output, force)
         click.echo(json.dumps(result, indent=2) if fmt == "json" else
                    f"folded {len(result['folded'])} LoRA modules (scale {result['scale']:g}) into {output}"
+                   + "".join(f"\n  note: not folded: {m}" for m in result["unmatched"]))
+        return
+    if grasp_path:
+        from edgec.compiler.fold.grasp import fold_grasp
+
+        result = fold_grasp(base, grasp_path, output, force)
+        click.echo(json.dumps(result, indent=2) if fmt == "json" else
+                   f"folded the GRASP affines of {len(result['folded'])} modules into {output}"
                    + "".join(f"\n  note: not folded: {m}" for m in result["unmatched"]))
         return
     if apply_path:

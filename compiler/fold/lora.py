@@ -18,7 +18,7 @@ import onnx
 from edgec.compiler import modelio
 from edgec.compiler.errors import InputError
 from edgec.passes.mlp.edit import set_linear
-from edgec.passes.mlp.linear import NotLinear, match_linear
+from edgec.passes.mlp.linear import Linear, NotLinear, match_linear
 
 
 def read_adapter(folder: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
@@ -61,11 +61,7 @@ def _keys(lin) -> set[str]:
     return keys
 
 
-def fold_lora(base_path: Path, adapter: Path, output: Path, force: bool = False) -> dict:
-    modelio.ensure_writable_output(output, [base_path], force)
-    model = modelio.load_model(base_path)
-    pairs, scale = read_adapter(adapter)
-    graph = modelio.to_graph(model)
+def linear_layers(graph) -> list[Linear]:
     linears = []
     for node in graph.nodes:
         if node.op in ("MatMul", "Gemm"):
@@ -73,9 +69,23 @@ def fold_lora(base_path: Path, adapter: Path, output: Path, force: bool = False)
                 linears.append(match_linear(graph, node))
             except NotLinear:
                 continue
+    return linears
+
+
+def matching_layers(linears: list[Linear], module: str) -> list[Linear]:
+    """The layers a module path names (by suffix: a wrapper module in the export does not matter)."""
+    return [lin for lin in linears if any(k == module or k.endswith("." + module) for k in _keys(lin))]
+
+
+def fold_lora(base_path: Path, adapter: Path, output: Path, force: bool = False) -> dict:
+    modelio.ensure_writable_output(output, [base_path], force)
+    model = modelio.load_model(base_path)
+    pairs, scale = read_adapter(adapter)
+    graph = modelio.to_graph(model)
+    linears = linear_layers(graph)
     folded, missing = [], []
     for module, (a, b) in sorted(pairs.items()):
-        hits = [lin for lin in linears if any(k == module or k.endswith("." + module) for k in _keys(lin))]
+        hits = matching_layers(linears, module)
         if len(hits) != 1:
             missing.append(f"{module} ({'no' if not hits else len(hits)} matching layers)")
             continue

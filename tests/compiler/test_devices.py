@@ -123,3 +123,33 @@ def test_compiled_mlp_runs_under_qemu_aarch64_like_on_x86(qemu, save, tmp_path):
     code, text = run_cli("bench", out, "--device", "qemu-aarch64", "--format", "json")
     r = json.loads(text)
     assert code == 0 and r["latency_meaningful"] is False and max(r["host_agreement"].values()) < 1e-4
+
+
+def _tuning_data(tmp_path, teacher, count=40):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "data.npz"
+    np.savez(path, x=rng.standard_normal((count, 5, 16)).astype(np.float32))
+    return path
+
+
+@pytest.mark.slow
+def test_recover_tunes_on_the_device_with_data_that_stays_there(sshd, save, tmp_path):
+    teacher, student = models.distorted_student()
+    t, s = save(teacher, "teacher"), save(student, "student")
+    data = _tuning_data(tmp_path, teacher)        # on loopback the device's disk is this one: an absolute path there
+    out = tmp_path / "tuned.onnx"
+    code, text = run_cli("recover", s, "--teacher", t, "--data", data, "--device", sshd, "--minutes", "0.1",
+                         "-o", out, "--format", "json")
+    assert code == 0, text
+    r = json.loads(text)
+    assert r["device"] == sshd and r["changed"] and r["held_out_best"] > r["held_out_before"]
+    assert r["training_batches"] == 4 and r["held_out_samples"] == 8 and r["fold_rel_error"] < 1e-4
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == [n.op_type for n in student.graph.node]
+
+
+def test_recover_on_a_device_without_the_data_file_is_a_clear_error(sshd, save, tmp_path):
+    teacher, student = models.distorted_student()
+    code, text = run_cli("recover", save(student, "student"), "--teacher", save(teacher, "teacher"), "--data",
+                         "/nonexistent/data.npz", "--device", sshd, "--minutes", "0.05", "-o", tmp_path / "o.onnx")
+    assert code == 4 and "is --data a file there?" in text and "Traceback" not in text
+    assert not (tmp_path / "o.onnx").exists()

@@ -114,3 +114,58 @@ def test_lora_adapter_folds_into_the_exported_model(tmp_path):
     got = ort.InferenceSession(str(tmp_path / "lora.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {"input_0": example[0].numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def _grasp_net(tmp_path):
+    torch = pytest.importorskip("torch")
+    from edgec.compiler.export import _torch_export
+    from edgec.samples.models import MLP
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = MLP(16, 64)
+
+        def forward(self, x):
+            return self.block(x)
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    example = (torch.randn(1, 5, 16),)
+    _torch_export(net, example, tmp_path / "base.onnx", "legacy", 17)
+    return torch, net, example
+
+
+def test_grasp_adapter_folds_into_the_exported_model(tmp_path):
+    torch, net, example = _grasp_net(tmp_path)
+    rng = np.random.default_rng(0)
+    adapter = {"block.fc1.gamma": 1 + 0.2 * rng.standard_normal(4), "block.fc1.beta": 0.1 * rng.standard_normal(4),
+               "block.fc2.input_gamma": 1 + 0.2 * rng.standard_normal(8),
+               "block.fc2.input_beta": 0.1 * rng.standard_normal(8)}
+    np.savez(tmp_path / "grasp.npz", **{k: v.astype(np.float32) for k, v in adapter.items()})
+    code, text = run_cli("fold", tmp_path / "base.onnx", "--grasp", tmp_path / "grasp.npz", "-o", tmp_path / "g.onnx",
+                         "--format", "json")
+    assert code == 0, text
+    assert json.loads(text)["folded"] == ["block.fc1", "block.fc2"]
+
+    def expand(values, channels):        # group g covers channels [g·C/K, (g+1)·C/K)
+        return torch.from_numpy(np.repeat(values, channels // len(values)).astype(np.float32))
+
+    with torch.no_grad():
+        h = net.block.fc1(example[0]) * expand(adapter["block.fc1.gamma"], 64) + expand(adapter["block.fc1.beta"], 64)
+        a = net.block.act(h) * expand(adapter["block.fc2.input_gamma"], 64) + expand(adapter["block.fc2.input_beta"], 64)
+        expected = net.block.fc2(a).numpy()
+    got = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input_0": example[0].numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_a_grasp_adapter_that_fits_no_layer_is_a_clear_error(tmp_path):
+    _grasp_net(tmp_path)
+    np.savez(tmp_path / "bad.npz", **{"decoder.proj.gamma": np.ones(4, np.float32)})
+    code, text = run_cli("fold", tmp_path / "base.onnx", "--grasp", tmp_path / "bad.npz", "-o", tmp_path / "g.onnx")
+    assert code == 2 and "none of the adapter's 1 modules matched" in text
+    np.savez(tmp_path / "wide.npz", **{"block.fc1.gamma": np.ones(100, np.float32)})
+    code, text = run_cli("fold", tmp_path / "base.onnx", "--grasp", tmp_path / "wide.npz", "-o", tmp_path / "g.onnx")
+    assert code == 2 and "100 groups do not fit 64 channels" in text
+    assert not (tmp_path / "g.onnx").exists()
