@@ -1,12 +1,12 @@
-"""Zeroth-order tuning of group affines through ONNX Runtime (ZO-ASR's multi-query SPSA), numpy only.
+"""Zeroth-order tuning of group affines through ONNX Runtime (ZO-ASR's multi-query random directions), numpy only.
 
 The tuning graph (`passes.grasp.tuning`) takes each site's per-channel γ and β as inputs. The parameters θ are
 dimensionless: γ = 1 + u, β = rms(site) · v, so one step size fits every site. Each step draws q directions
-z (regenerated from (seed, step, k), never stored), estimates ĝ = (1/q) Σ [L(θ+εz) − L(θ−εz)] / (2ε) · z on
-one training batch from 2q forward passes, and takes an Adam step on ĝ with a cosine-decaying rate. The loss
-is recovery distillation's: per float output (1 − cosine) per row plus the MSE over the teacher's mean square,
-at real tokens only. Every `eval_every` steps the held-out feeds are scored the way the compile verifies
-(`runtime.fidelity`); the best θ is kept. Runs on the host or, unchanged, on a device (`runtime.device tune`).
+z (regenerated from (seed, step, k), never stored), runs the model at θ ± εz on one training batch (2q forward
+passes) and moves θ by one of the step rules of `runtime.zo_steps` (subspace Gauss-Newton by default, or SPSA
+with Adam), scaled by a factor that falls along a half cosine over the time budget. Every `eval_every` steps
+the held-out feeds are scored the way the compile verifies (`runtime.fidelity`); the best θ is kept. Runs on
+the host or, unchanged, on a device (`runtime.device tune`).
 """
 
 from __future__ import annotations

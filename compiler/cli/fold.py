@@ -36,20 +36,14 @@ def fold_cmd(base, tuned, output, method, drop, per_layer_q, calib, emit_delta, 
     """Fold TUNED − BASE (pruned by METHOD) into one model verified against TUNED; or --apply a delta file."""
     from edgec.compiler.fold.driver import apply, fold
 
-    if lora_path:
+    if lora_path or grasp_path:
+        from edgec.compiler.fold.grasp import fold_grasp
         from edgec.compiler.fold.lora import fold_lora
 
-        result = fold_lora(base, lora_path, output, force)
+        result = fold_lora(base, lora_path, output, force) if lora_path else fold_grasp(base, grasp_path, output, force)
+        what = f"LoRA modules (scale {result['scale']:g})" if lora_path else "modules' GRASP affines"
         click.echo(json.dumps(result, indent=2) if fmt == "json" else
-                   f"folded {len(result['folded'])} LoRA modules (scale {result['scale']:g}) into {output}"
-                   + "".join(f"\n  note: not folded: {m}" for m in result["unmatched"]))
-        return
-    if grasp_path:
-        from edgec.compiler.fold.grasp import fold_grasp
-
-        result = fold_grasp(base, grasp_path, output, force)
-        click.echo(json.dumps(result, indent=2) if fmt == "json" else
-                   f"folded the GRASP affines of {len(result['folded'])} modules into {output}"
+                   f"folded {len(result['folded'])} {what} into {output}"
                    + "".join(f"\n  note: not folded: {m}" for m in result["unmatched"]))
         return
     if apply_path:

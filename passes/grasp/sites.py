@@ -100,7 +100,8 @@ def _qdq_linear(graph: gs.Graph, node: gs.Node) -> Site | None:
     if dq is None or dq.op != "DequantizeLinear" or not isinstance(dq.inputs[0], gs.Constant):
         return None
     scale, w = dq.inputs[1], dq.inputs[0].values
-    if not isinstance(scale, gs.Constant) or w.ndim != 2 or scale.values.shape != (w.shape[1],) \
+    if not isinstance(scale, gs.Constant) or scale.values.dtype != np.float32 or w.ndim != 2 \
+            or scale.values.shape != (w.shape[1],) \
             or dq.attrs.get("axis", 1) not in (1, -1) or len(consumers(node.inputs[1])) != 1:
         return None
     out = node.outputs[0]
@@ -121,7 +122,8 @@ def _int8_linear(node: gs.Node) -> Site | None:
         return None
     w_scale = next((t for t in scale_mul.inputs if isinstance(t, gs.Constant)), None)
     weight = node.inputs[1]
-    if w_scale is None or not isinstance(weight, gs.Constant) or weight.values.ndim != 2:
+    if w_scale is None or w_scale.values.dtype != np.float32 or not isinstance(weight, gs.Constant) \
+            or weight.values.ndim != 2:
         return None
     channels = int(weight.values.shape[1])
     if w_scale.values.size not in (1, channels):
@@ -134,7 +136,7 @@ def _int8_linear(node: gs.Node) -> Site | None:
 def _norm(node: gs.Node) -> Site | None:
     scale = node.inputs[1]
     axis = int(node.attrs.get("axis", -1))
-    if axis != -1 or not isinstance(scale, gs.Constant) or scale.values.ndim != 1:
+    if axis != -1 or not isinstance(scale, gs.Constant) or scale.values.ndim != 1 or scale.values.dtype != np.float32:
         return None
     site = Site(node.outputs[0].name, int(scale.values.size), "norm", node.name, [(scale, 0)])
     if len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant) and node.inputs[2].values.shape == scale.values.shape:

@@ -60,7 +60,11 @@ def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: ZO
     slots = slots_for(sites, affine.groups)
     graph.toposort()
     model = gs.export_onnx(graph, do_type_check=False)
-    session = ort.InferenceSession(tuning_model(model, slots).SerializeToString(), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(tuning_model(model, slots).SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime refuses the tuning graph: leave the model alone
+        return PassResult(False, {"method": "zo"}, [f"recover method=zo: ONNX Runtime cannot run the tuning graph "
+                                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"])
     train, held = teacher_pairs(teacher, outputs, affine.batch)
     if not train:
         return PassResult(False, {"method": "zo"}, ["recover method=zo: no training feeds"])

@@ -103,3 +103,14 @@ def test_the_zeroth_order_path_imports_no_torch(save, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert report["passes"][-1]["stats"]["method"] == "zo"
+
+
+def test_zeroth_order_recovery_tunes_an_int8_graph_in_place(save, tmp_path):
+    src = save(models.mlp_model("gelu", blocks=2))
+    plain, _ = _compile(src, tmp_path, "int8", "--pass-option", "quantize.floor=0", passes="cleanup,prune,quantize")
+    out, report = _compile(src, tmp_path, "int8zo", "--pass-option", "quantize.floor=0", "--pass-option",
+                           "recover.method=zo", "--pass-option", "recover.minutes=0.1",
+                           passes="cleanup,prune,quantize,recover")
+    recover = report["passes"][-1]
+    assert recover["name"] == "recover" and recover["stats"]["site_kinds"] == {"int8": 4}
+    assert _ops(out) == _ops(plain) and _ops(out)["MatMulInteger"] == 4

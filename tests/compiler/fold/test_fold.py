@@ -81,23 +81,8 @@ def test_fold_usage_errors(tmp_path, save):
 
 
 def test_lora_adapter_folds_into_the_exported_model(tmp_path):
-    torch = pytest.importorskip("torch")
     safetensors = pytest.importorskip("safetensors.numpy")
-    from edgec.compiler.export import _torch_export
-    from edgec.samples.models import MLP
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.block = MLP(16, 64)
-
-        def forward(self, x):
-            return self.block(x)
-
-    torch.manual_seed(0)
-    net = Net().eval()
-    example = (torch.randn(1, 5, 16),)
-    _torch_export(net, example, tmp_path / "base.onnx", "legacy", 17)
+    torch, net, example = _exported_mlp(tmp_path)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((4, 16)).astype(np.float32), rng.standard_normal((64, 4)).astype(np.float32) * 0.1
     adapter = tmp_path / "adapter"
@@ -116,7 +101,8 @@ def test_lora_adapter_folds_into_the_exported_model(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def _grasp_net(tmp_path):
+def _exported_mlp(tmp_path):
+    """A torch MLP block exported to tmp_path/base.onnx (legacy exporter): (torch, the module, its example)."""
     torch = pytest.importorskip("torch")
     from edgec.compiler.export import _torch_export
     from edgec.samples.models import MLP
@@ -137,7 +123,7 @@ def _grasp_net(tmp_path):
 
 
 def test_grasp_adapter_folds_into_the_exported_model(tmp_path):
-    torch, net, example = _grasp_net(tmp_path)
+    torch, net, example = _exported_mlp(tmp_path)
     rng = np.random.default_rng(0)
     adapter = {"block.fc1.gamma": 1 + 0.2 * rng.standard_normal(4), "block.fc1.beta": 0.1 * rng.standard_normal(4),
                "block.fc2.input_gamma": 1 + 0.2 * rng.standard_normal(8),
@@ -161,7 +147,7 @@ def test_grasp_adapter_folds_into_the_exported_model(tmp_path):
 
 
 def test_a_grasp_adapter_that_fits_no_layer_is_a_clear_error(tmp_path):
-    _grasp_net(tmp_path)
+    _exported_mlp(tmp_path)
     np.savez(tmp_path / "bad.npz", **{"decoder.proj.gamma": np.ones(4, np.float32)})
     code, text = run_cli("fold", tmp_path / "base.onnx", "--grasp", tmp_path / "bad.npz", "-o", tmp_path / "g.onnx")
     assert code == 2 and "none of the adapter's 1 modules matched" in text

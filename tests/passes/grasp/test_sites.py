@@ -100,3 +100,21 @@ def test_a_weight_shared_by_two_layers_is_not_a_site():
     graph = gs.import_onnx(models.shared_weight_model())
     shared = [n for n in graph.nodes if n.op == "MatMul" and len(n.inputs[1].outputs) > 1]
     assert shared and not {s.label for s in sites} & {n.name for n in shared}
+
+
+def test_qdq_linears_fold_into_the_dequantize_scales(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self, model):
+            self.feeds = iter(models.feeds(model, 8))
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    model = models.mlp_model("relu")
+    src, dst = tmp_path / "f.onnx", tmp_path / "qdq.onnx"
+    onnx.save(model, str(src))
+    quantize_static(str(src), str(dst), Feeds(model), quant_format=QuantFormat.QDQ, per_channel=True)
+    sites = _fold_matches_tuning_graph(onnx.load(str(dst)), tolerance=5e-2)
+    assert {s.kind for s in sites} == {"qdq"} and len(sites) == 4
