@@ -17,6 +17,7 @@ error), at real tokens only.
 from __future__ import annotations
 
 import math
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -89,4 +90,10 @@ class SubspaceGaussNewton:
         return theta + s.shrink * lr_factor * (np.stack(directions, axis=1) @ a)
 
 
-OPTIMIZERS = {"gauss-newton": SubspaceGaussNewton, "spsa": SPSAAdam}
+class StepRule(Protocol):
+    def step(self, theta: np.ndarray, residual_at: Callable[[np.ndarray], np.ndarray], step: int,
+             lr_factor: float) -> np.ndarray:
+        ...
+
+
+OPTIMIZERS: dict[str, Callable[..., StepRule]] = {"gauss-newton": SubspaceGaussNewton, "spsa": SPSAAdam}

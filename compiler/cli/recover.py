@@ -4,6 +4,7 @@ on this machine or on the device it runs on, whose data never leaves it."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -53,9 +54,7 @@ def recover_cmd(model, teacher, data, output, device, minutes, groups, sites, no
                f"({report['training_batches']} training batches, {report['held_out_samples']} held-out samples)")
     click.echo(f"  held-out score {report['held_out_before']:.4f} → {report['held_out_best']:.4f}"
                + ("" if report["changed"] else " (no gain: the model is written unchanged)"))
-    counts: dict[int, int] = {}
-    for k in report["groups_per_site"].values():
-        counts[k] = counts.get(k, 0) + 1
+    counts = Counter(report["groups_per_site"].values())
     click.echo("  groups per site: " + ", ".join(f"{k} at {n} sites" for k, n in sorted(counts.items())))
     if report["changed"]:
         click.echo(f"  folded into the model's constants (same ops); fold check {report['fold_rel_error']:.1e} relative")

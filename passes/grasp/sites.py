@@ -45,7 +45,9 @@ def find_sites(graph: gs.Graph, where: str = "linear", norms: bool = False) -> l
     """Sites in graph order. where: `linear` (every foldable linear layer, float or int8) or `mlp` (the two
     linears of each MLP block); `norms` adds LayerNormalization outputs and Mul-by-constant-vector scales."""
     mlp_nodes = {id(lin.matmul) for b in editable_blocks(graph) for lin in (b.fc1, b.fc2)} if where == "mlp" else None
-    sites, seen, claimed = [], set(), set()
+    sites: list[Site] = []
+    seen: set[str] = set()
+    claimed: set[int] = set()
     for node in graph.nodes:
         site = _site(graph, node, norms)
         if site is None or site.output in seen or _shared(site) or claimed & {id(c) for c in site.constants()}:
@@ -113,8 +115,8 @@ def _qdq_linear(graph: gs.Graph, node: gs.Node) -> Site | None:
 def _int8_linear(node: gs.Node) -> Site | None:
     """ONNX Runtime's dynamic int8: MatMulInteger → Cast → Mul(·, Mul(x_scale, w_scale)) (+ bias Add)."""
     cast = _only_user(node.outputs[0], "Cast")
-    mul = _only_user(cast.outputs[0], "Mul") if cast else None
-    if mul is None:
+    mul = _only_user(cast.outputs[0], "Mul") if cast is not None else None
+    if cast is None or mul is None:
         return None
     scales = mul.inputs[1] if mul.inputs[0] is cast.outputs[0] else mul.inputs[0]
     scale_mul = producer(scales)
