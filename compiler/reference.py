@@ -21,6 +21,8 @@ from edgec.passes.graph_tools import changed_initializers
 from edgec.runtime.fidelity import compare_outputs, compare_runs, token_mask
 from edgec.runtime.session import SessionConfig, create_session
 
+MAX_TUNING_BATCHES = 256     # training batches whose original outputs zeroth-order tuning holds in memory
+
 
 class Reference:
     def __init__(self, model: onnx.ModelProto, config: SessionConfig, session, feeds: FeedSet, seed: int = 0,
@@ -103,6 +105,33 @@ class Teacher:
     @staticmethod
     def token_mask(feed: Feed) -> np.ndarray | None:
         return token_mask(feed)
+
+    def tune_affines(self, tuning: onnx.ModelProto, slots: list[dict], outputs: list[str], settings: dict,
+                     batch: int, progress) -> dict:
+        """runtime.zo's tuner on this machine, on the training stream (its first MAX_TUNING_BATCHES batches,
+        cycled) and the search feeds, each with the original's outputs on it."""
+        import onnxruntime as ort
+
+        from edgec.passes.batching import training_batches
+        from edgec.runtime.zo import SiteSlot, ZOSettings, tune
+
+        train = []
+        for feed in training_batches(self.training_feeds(), batch):
+            train.append((feed, dict(zip(outputs, self.run(feed, outputs), strict=True))))
+            if len(train) >= MAX_TUNING_BATCHES:
+                break
+        if not train:
+            raise ValueError("no training feeds")
+        held = [(f, dict(zip(outputs, self.run(f, outputs), strict=True))) for f in self.search_feeds]
+        try:
+            session = ort.InferenceSession(tuning.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime refuses the tuning graph: the pass leaves the model
+            raise ValueError(f"ONNX Runtime cannot run the tuning graph ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:160]})") from None
+        judged = [n for n in outputs if self.judged is None or n in self.judged] or outputs
+        result = tune(session, [SiteSlot.from_dict(d) for d in slots], train, held, outputs, judged,
+                      ZOSettings(**settings), progress)
+        return {**result.as_stats(), "gammas": result.gammas, "betas": result.betas}
 
     @staticmethod
     def cosine(name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: Sequence[Feed]) -> float:

@@ -41,7 +41,7 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
         raise InputError(f"{model_path}: no layer whose output channels a group affine can fold into")
     slots = slots_for(found, groups)
     tuning = tuning_model(gs.export_onnx(graph, do_type_check=False), slots).SerializeToString()
-    job = {"slots": [s.as_dict() for s in slots], "outputs": outputs, "judged": outputs, "batch": batch,
+    job = {"slots": slots, "outputs": outputs, "judged": outputs, "batch": batch,
            "settings": asdict(settings)}
     result = _tune(tuning, teacher_path, data, device, job, settings)
     gain = result["held_out_best"] > result["held_out_before"]
@@ -56,7 +56,7 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
     onnx.checker.check_model(folded)
     modelio.save_model_atomic(folded if gain else model, output)
     return {**{k: v for k, v in result.items() if k not in ("gammas", "betas")}, "device": device or "local",
-            "sites": len(found), "groups_per_site": {s.label or s.output: s.groups for s in slots},
+            "sites": len(found), "groups_per_site": {s["label"] or s["output"]: s["groups"] for s in slots},
             "fold_rel_error": fold_error, "written": str(output), "changed": gain}
 
 
@@ -90,10 +90,10 @@ def _fold_check(folded: onnx.ModelProto, tuning: bytes, slots, result: dict, mod
                            vocabulary_size(model))
     extra = {}
     for slot, gamma, beta in zip(slots, result["gammas"], result["betas"], strict=True):
-        index = group_index(slot.channels, slot.groups)
-        extra[slot.gamma] = np.asarray(gamma, np.float32)[index]
-        if slot.beta:
-            extra[slot.beta] = np.asarray(beta, np.float32)[index]
+        index = group_index(slot["channels"], slot["groups"])
+        extra[slot["gamma"]] = np.asarray(gamma, np.float32)[index]
+        if slot["beta"]:
+            extra[slot["beta"]] = np.asarray(beta, np.float32)[index]
     error = _distance(_outputs(folded.SerializeToString(), feed), _outputs(tuning, {**feed, **extra}))
     if not any(n.op_type in INTEGER_OPS for n in model.graph.node):
         return error, FOLD_TOLERANCE

@@ -98,6 +98,13 @@ class TeacherSource(Protocol):
         """The fidelity score of one output over feeds (cosine for vectors), measured like the verification."""
         ...
 
+    def tune_affines(self, tuning: onnx.ModelProto, slots: list[dict], outputs: list[str], settings: dict,
+                     batch: int, progress: Callable[..., None]) -> dict:
+        """Zeroth-order tuning of a tuning graph's group affines (`passes.grasp.tuning`) so its `outputs` match the
+        original's on the training feeds (in batches of `batch`), the best chosen on the search feeds: the
+        figures, and "gammas" / "betas" per slot and group. ValueError when it cannot run."""
+        ...
+
 
 # min over outputs of the fidelity score (cosine for vectors, range error for few-value or non-negative
 # outputs, agreement for labels: edgec.runtime.fidelity) of a candidate graph on the search feeds

@@ -73,7 +73,7 @@ class RecoverOptions:
 class RecoverPass:
     name = "recover"
     Options = RecoverOptions
-    needs = frozenset({"teacher"})
+    needs = frozenset({"teacher", "fidelity"})     # fidelity: the forward-only path scores its fold
     lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
@@ -137,11 +137,9 @@ def _affine_settings(opts: RecoverOptions):
 
 def _recover_zo(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions, notes: list[str] | None = None) -> PassResult:
     from edgec.passes.grasp.zo_recover import recover_zo
-    from edgec.runtime.zo import ZOSettings
 
-    zo = ZOSettings(minutes=opts.minutes, optimizer=opts.zo_optimizer, queries=opts.queries, epsilon=opts.epsilon,
-                    lr=opts.affine_lr,
-                    eval_every=max(1, opts.eval_every // 2), patience=opts.patience, seed=ctx.seed)
+    zo = {"minutes": opts.minutes, "optimizer": opts.zo_optimizer, "queries": opts.queries, "epsilon": opts.epsilon,
+          "lr": opts.affine_lr, "eval_every": max(1, opts.eval_every // 2), "patience": opts.patience, "seed": ctx.seed}
     result = recover_zo(graph, ctx, _affine_settings(opts), zo)
     result.notes[:0] = notes or []
     return result

@@ -30,27 +30,25 @@ def group_index(channels: int, groups: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SiteSlot:
-    """A site as the tuning graph sees it: the modulated tensor and its γ/β input names."""
+    """A site as the tuning graph sees it (`passes.grasp.tuning` writes these as dicts): the modulated tensor,
+    its γ/β input names and the unmodulated tensor's name."""
 
     output: str
     channels: int
     groups: int
     gamma: str
     beta: str | None          # None: the site has no bias to carry a shift
+    raw: str                  # the tensor before modulation (a tuning-graph output, for the β scale)
     label: str = ""
-
-    @property
-    def raw(self) -> str:
-        """The tensor before modulation (a tuning-graph output, for the β scale)."""
-        return f"{self.output}/grasp_in"
 
     def as_dict(self) -> dict:
         return {"output": self.output, "channels": self.channels, "groups": self.groups, "gamma": self.gamma,
-                "beta": self.beta, "label": self.label}
+                "beta": self.beta, "raw": self.raw, "label": self.label}
 
     @classmethod
     def from_dict(cls, d: dict) -> SiteSlot:
-        return cls(d["output"], int(d["channels"]), int(d["groups"]), d["gamma"], d.get("beta"), d.get("label", ""))
+        return cls(d["output"], int(d["channels"]), int(d["groups"]), d["gamma"], d.get("beta"), d["raw"],
+                   d.get("label", ""))
 
 
 @dataclass

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgec.passes.grasp.sites import Site
-from edgec.runtime.zo import group_index
+
+
+def group_index(channels: int, groups: int) -> np.ndarray:
+    """Channel → group: K contiguous, near-equal groups (K capped at the channel count). The tuner on a device
+    expands groups the same way (`runtime.zo.group_index`)."""
+    groups = max(1, min(groups, channels))
+    return (np.arange(channels) * groups) // channels
 
 
 def group_count(channels: int, groups: int) -> int:

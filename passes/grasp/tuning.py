@@ -10,28 +10,27 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from edgec.runtime.zo import SiteSlot
 
-
-def tuning_model(model: onnx.ModelProto, slots: list[SiteSlot]) -> onnx.ModelProto:
+def tuning_model(model: onnx.ModelProto, slots: list[dict]) -> onnx.ModelProto:
+    """`slots`: {"output", "channels", "gamma", "beta" (None: no shift), "raw"} per site (`zo_recover.slots_for`)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
     position = {name: i for i, node in enumerate(graph.node) for name in node.output}
     inserts: dict[int, list[onnx.NodeProto]] = {}
     for slot in slots:
-        if slot.output not in position:
-            raise ValueError(f"tuning graph: no node computes '{slot.output}'")
-        index = position[slot.output]
+        output, raw, gamma, beta, channels = (slot[k] for k in ("output", "raw", "gamma", "beta", "channels"))
+        if output not in position:
+            raise ValueError(f"tuning graph: no node computes '{output}'")
+        index = position[output]
         node = graph.node[index]
-        raw = slot.raw
-        node.output[list(node.output).index(slot.output)] = raw
-        scaled = f"{slot.output}/grasp_scaled" if slot.beta else slot.output
-        added = [helper.make_node("Mul", [raw, slot.gamma], [scaled], name=f"{slot.gamma}/Mul")]
-        graph.input.append(helper.make_tensor_value_info(slot.gamma, TensorProto.FLOAT, [slot.channels]))
-        if slot.beta:
-            added.append(helper.make_node("Add", [scaled, slot.beta], [slot.output], name=f"{slot.beta}/Add"))
-            graph.input.append(helper.make_tensor_value_info(slot.beta, TensorProto.FLOAT, [slot.channels]))
+        node.output[list(node.output).index(output)] = raw
+        scaled = f"{output}/grasp_scaled" if beta else output
+        added = [helper.make_node("Mul", [raw, gamma], [scaled], name=f"{gamma}/Mul")]
+        graph.input.append(helper.make_tensor_value_info(gamma, TensorProto.FLOAT, [channels]))
+        if beta:
+            added.append(helper.make_node("Add", [scaled, beta], [output], name=f"{beta}/Add"))
+            graph.input.append(helper.make_tensor_value_info(beta, TensorProto.FLOAT, [channels]))
         inserts.setdefault(index, []).extend(added)
     nodes = []
     for i, node in enumerate(graph.node):
@@ -40,5 +39,5 @@ def tuning_model(model: onnx.ModelProto, slots: list[SiteSlot]) -> onnx.ModelPro
     del graph.node[:]
     graph.node.extend(nodes)
     # the unmodulated tensors are outputs too: the tuner reads their scale once (ONNX Runtime computes them anyway)
-    graph.output.extend(helper.make_tensor_value_info(slot.raw, TensorProto.FLOAT, None) for slot in slots)
+    graph.output.extend(helper.make_tensor_value_info(slot["raw"], TensorProto.FLOAT, None) for slot in slots)
     return out

@@ -2,9 +2,10 @@
 
 No torch anywhere on this path, and any graph ONNX Runtime runs qualifies — int8 (the affines fold into the
 per-channel weight scales around the integer ops), QDQ, or graphs with operators recovery's torch view lacks.
-The folded graph is scored on the held-out feeds itself: it computes what the tuning graph did up to float
-rounding (and, in int8 graphs, the dynamic quantization's rounding that follows), and the fold is undone if
-it scores no better than the graph before tuning.
+The pass builds the tuning graph; the teacher (the driver's view of the original) runs the tuner
+(`runtime.zo`) on its training and search feeds. The folded graph is then scored by the driver's fidelity
+probe, before and after: it computes what the tuning graph did up to float rounding (and, in int8 graphs, the
+dynamic quantization's rounding that follows), and the fold is undone if it scores no better.
 """
 
 from __future__ import annotations
@@ -13,16 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
-import onnxruntime as ort
 
-from edgec.passes.base import PassContext, PassResult, TeacherSource
+from edgec.passes.base import PassContext, PassResult
 from edgec.passes.grasp.affines import Affine, fold, group_count
 from edgec.passes.grasp.sites import Site, find_sites
 from edgec.passes.grasp.tuning import tuning_model
-from edgec.runtime.batching import training_batches
-from edgec.runtime.zo import Pair, SiteSlot, ZOSettings, score, tune
-
-MAX_BATCHES = 256      # training batches whose teacher outputs are held in memory (the stream cycles over them)
 
 
 @dataclass(frozen=True)
@@ -33,53 +29,39 @@ class AffineSettings:
     batch: int = 8
 
 
-def slots_for(sites: list[Site], groups: int) -> list[SiteSlot]:
-    return [SiteSlot(s.output, s.channels, group_count(s.channels, groups), f"grasp/{i}/gamma",
-                     f"grasp/{i}/beta" if s.shifts else None, s.label) for i, s in enumerate(sites)]
+def slots_for(sites: list[Site], groups: int) -> list[dict]:
+    """The tuning graph's view of each site: the tensor, its γ/β input names, the unmodulated tensor's name."""
+    return [{"output": s.output, "channels": s.channels, "groups": group_count(s.channels, groups),
+             "gamma": f"grasp/{i}/gamma", "beta": f"grasp/{i}/beta" if s.shifts else None,
+             "raw": f"{s.output}/grasp_in", "label": s.label} for i, s in enumerate(sites)]
 
 
-def teacher_pairs(teacher: TeacherSource, outputs: list[str], batch: int) -> tuple[list[Pair], list[Pair]]:
-    """(training batches, held-out feeds), each with the original model's outputs on it."""
-    train = []
-    for feed in training_batches(teacher.training_feeds(), batch):
-        train.append((feed, dict(zip(outputs, teacher.run(feed, outputs), strict=True))))
-        if len(train) >= MAX_BATCHES:
-            break
-    held = [(f, dict(zip(outputs, teacher.run(f, outputs), strict=True))) for f in teacher.search_feeds]
-    return train, held
-
-
-def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: ZOSettings) -> PassResult:
-    teacher = ctx.need_teacher("recover method=zo")
+def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: dict) -> PassResult:
+    """`zo`: the tuner's settings (`runtime.zo.ZOSettings` fields)."""
+    teacher, probe = ctx.need_teacher("recover method=zo"), ctx.need_fidelity("recover method=zo")
     sites = find_sites(graph, affine.sites, affine.norms)
     if not sites:
         return PassResult(False, {"method": "zo", "sites": 0}, ["recover method=zo: no layer whose output channels "
                                                                "a group affine can fold into"])
-    outputs = [t.name for t in graph.outputs]
-    judged = [n for n in outputs if teacher.judged is None or n in teacher.judged] or outputs
     slots = slots_for(sites, affine.groups)
     graph.toposort()
-    model = gs.export_onnx(graph, do_type_check=False)
+    tuning = tuning_model(gs.export_onnx(graph, do_type_check=False), slots)
+    minutes = float(zo.get("minutes", 5.0))
     try:
-        session = ort.InferenceSession(tuning_model(model, slots).SerializeToString(), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ONNX Runtime refuses the tuning graph: leave the model alone
-        return PassResult(False, {"method": "zo"}, [f"recover method=zo: ONNX Runtime cannot run the tuning graph "
-                                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"])
-    train, held = teacher_pairs(teacher, outputs, affine.batch)
-    if not train:
-        return PassResult(False, {"method": "zo"}, ["recover method=zo: no training feeds"])
-    with ctx.progress(f"recover: zeroth-order tuning for {zo.minutes:g} min", int(zo.minutes * 60)) as advance:
-        result = tune(session, slots, train, held, outputs, judged, zo, advance)
-    before = result.held_out_before
+        with ctx.progress(f"recover: zeroth-order tuning for {minutes:g} min", int(minutes * 60)) as advance:
+            result = teacher.tune_affines(tuning, slots, [t.name for t in graph.outputs], zo, affine.batch, advance)
+    except ValueError as exc:      # no training feeds, or ONNX Runtime refuses the tuning graph
+        return PassResult(False, {"method": "zo"}, [f"recover method=zo: {exc}"])
+    before = probe(graph)
     saved = [[c.values.copy() for c in s.constants()] for s in sites]
-    for site, gamma, beta in zip(sites, result.gammas, result.betas, strict=True):
+    for site, gamma, beta in zip(sites, result["gammas"], result["betas"], strict=True):
         fold(site, Affine(np.asarray(gamma), np.asarray(beta)))
-    folded = score_graph(graph, held, outputs, judged)
-    stats = {"method": "zo", "params": "grasp", **result.as_stats(), "held_out_folded": round(folded, 6),
-             **site_stats(sites, slots)}
-    note = (f"zeroth-order tuning of {result.trainable} group-affine numbers at {len(sites)} sites: {result.steps} "
-            f"steps, {result.forward_passes} forward passes in {result.seconds:.0f} s; held-out score "
-            f"{before:.4f} → {folded:.4f} (folded into the graph's constants, same ops)")
+    folded = probe(graph)
+    stats = {"method": "zo", "params": "grasp", **{k: v for k, v in result.items() if k not in ("gammas", "betas")},
+             "score_before": round(before, 6), "score_folded": round(folded, 6), **site_stats(sites, slots)}
+    note = (f"zeroth-order tuning of {result['trainable']} group-affine numbers at {len(sites)} sites: "
+            f"{result['steps']} steps, {result['forward_passes']} forward passes in {result['seconds']:.0f} s; "
+            f"held-out score {before:.4f} → {folded:.4f} (folded into the graph's constants, same ops)")
     if folded <= before:
         for site, values in zip(sites, saved, strict=True):
             for const, value in zip(site.constants(), values, strict=True):
@@ -88,16 +70,9 @@ def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: ZO
     return PassResult(True, stats, [note])
 
 
-def score_graph(graph: gs.Graph, held: list[Pair], outputs: list[str], judged: list[str]) -> float:
-    sess = ort.InferenceSession(gs.export_onnx(graph, do_type_check=False).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
-    gots = [dict(zip(outputs, sess.run(outputs, feed), strict=True)) for feed, _ in held]
-    return score(gots, held, outputs, judged)
-
-
-def site_stats(sites: list[Site], slots: list[SiteSlot]) -> dict:
+def site_stats(sites: list[Site], slots: list[dict]) -> dict:
     kinds: dict[str, int] = {}
     for s in sites:
         kinds[s.kind] = kinds.get(s.kind, 0) + 1
-    return {"sites": len(sites), "site_kinds": kinds, "groups_per_site": {s.label or s.output: slot.groups
-                                                                          for s, slot in zip(sites, slots, strict=True)}}
+    return {"sites": len(sites), "site_kinds": kinds,
+            "groups_per_site": {s.label or s.output: slot["groups"] for s, slot in zip(sites, slots, strict=True)}}

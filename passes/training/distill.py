@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from edgec.passes.base import TeacherSource
+from edgec.passes.batching import training_batches
 from edgec.passes.training.loop import BestWeights, Schedule, adamw, run_loop
 from edgec.passes.training.view import TorchView, to_torch_feed
-from edgec.runtime.batching import training_batches
 
 
 @dataclass

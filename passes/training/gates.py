@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from edgec.passes.base import TeacherSource
+from edgec.passes.batching import training_batches
 from edgec.passes.training.distill import cycled, distill_loss
 from edgec.passes.training.loop import Schedule, adamw, run_loop
 from edgec.passes.training.view import TorchView, to_torch_feed
-from edgec.runtime.batching import training_batches
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ import onnx_graphsurgeon as gs
 import torch
 
 from edgec.passes.base import PassContext, PassResult
-from edgec.passes.grasp.affines import Affine, fold, group_count, trainable_count
+from edgec.passes.grasp.affines import Affine, fold, group_count, group_index, trainable_count
 from edgec.passes.grasp.sites import Site, find_sites
-from edgec.passes.grasp.zo_recover import score_graph, site_stats, slots_for
+from edgec.passes.grasp.zo_recover import site_stats, slots_for
 from edgec.passes.training.distill import distill
 from edgec.passes.training.view import TorchView, to_torch_feed
-from edgec.runtime.zo import group_index
 
 
 def train_affines(graph: gs.Graph, view: TorchView, ctx: PassContext, opts, notes: list[str]) -> PassResult:
@@ -46,15 +45,15 @@ def train_affines(graph: gs.Graph, view: TorchView, ctx: PassContext, opts, note
         view.hooks.clear()
     for i, site in enumerate(sites):
         fold(site, _affine(params, i, scales[i]))
-    held = [(f, dict(zip(outputs, teacher.run(f, outputs), strict=True))) for f in teacher.search_feeds]
-    folded = score_graph(graph, held, outputs, judged)
+    folded = ctx.need_fidelity("recover params=grasp")(graph)
     stats = {"method": "backprop", "params": "grasp", "steps": result.steps, "seconds": result.seconds,
              "trainable": trainable_count(sites, opts.groups), "held_out_before": result.held_out_before,
-             "held_out_best": result.held_out_best, "held_out_folded": round(folded, 6),
+             "held_out_best": result.held_out_best, "score_folded": round(folded, 6),
              "stopped_early": result.stopped_early, "curve": result.curve,
              **site_stats(sites, slots_for(sites, opts.groups))}
     note = (f"trained {stats['trainable']} group-affine numbers at {len(sites)} sites for {result.steps} steps in "
-            f"{result.seconds:.0f} s: held-out cosine {result.held_out_before:.4f} → {folded:.4f} (folded)")
+            f"{result.seconds:.0f} s: held-out cosine {result.held_out_before:.4f} → {result.held_out_best:.4f}; the folded "
+            f"graph scores {folded:.4f}")
     return PassResult(result.held_out_best > result.held_out_before, stats, notes + [note])
 
 

@@ -24,9 +24,10 @@ def _pairs(model, feeds):
 def test_tuning_undoes_a_group_distortion(optimizer, steps):
     teacher, student = models.distorted_student(4)
     graph = gs.import_onnx(student)
-    slots = slots_for(find_sites(graph, "linear"), 4)
-    session = ort.InferenceSession(tuning_model(gs.export_onnx(graph), slots).SerializeToString(),
+    dicts = slots_for(find_sites(graph, "linear"), 4)
+    session = ort.InferenceSession(tuning_model(gs.export_onnx(graph), dicts).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
+    slots = [SiteSlot.from_dict(d) for d in dicts]
     train = _pairs(teacher, models.feeds(teacher, 8, seed=1))
     held = _pairs(teacher, models.feeds(teacher, 4, seed=2))
     name = teacher.graph.output[0].name
@@ -41,8 +42,9 @@ def test_tuning_undoes_a_group_distortion(optimizer, steps):
 def test_the_tuning_graph_at_identity_computes_the_model():
     model = models.mlp_model("relu")
     graph = gs.import_onnx(model)
-    slots = slots_for(find_sites(graph, "linear"), 3)
-    tuned = tuning_model(gs.export_onnx(graph), slots)
+    dicts = slots_for(find_sites(graph, "linear"), 3)
+    tuned = tuning_model(gs.export_onnx(graph), dicts)
+    slots = [SiteSlot.from_dict(d) for d in dicts]
     feed = models.feeds(model, 1)[0]
     extra = {s.gamma: np.ones(s.channels, np.float32) for s in slots}
     extra.update({s.beta: np.zeros(s.channels, np.float32) for s in slots if s.beta})
@@ -55,7 +57,7 @@ def test_the_tuning_graph_at_identity_computes_the_model():
 def test_groups_are_contiguous_and_capped_at_the_channels():
     assert group_index(8, 4).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert group_index(3, 8).tolist() == [0, 1, 2]
-    slot = SiteSlot("t", 16, 4, "g", None, "layer")
+    slot = SiteSlot("t", 16, 4, "g", None, "t/raw", "layer")
     assert SiteSlot.from_dict(slot.as_dict()) == slot
 
 

@@ -40,9 +40,9 @@ def _fold_matches_tuning_graph(model: onnx.ModelProto, norms=False, groups=4, to
     extra = {}
     for slot, site, affine in zip(slots, sites, affines, strict=True):
         gamma, beta = affine.per_channel(site.channels)
-        extra[slot.gamma] = gamma.astype(np.float32)
-        if slot.beta:
-            extra[slot.beta] = beta.astype(np.float32)
+        extra[slot["gamma"]] = gamma.astype(np.float32)
+        if slot["beta"]:
+            extra[slot["beta"]] = beta.astype(np.float32)
     name = model.graph.output[0].name
     expected = tuning.run([name], {**feed, **extra})[0]
     before = models.run(model, feed)[0]
