@@ -91,9 +91,9 @@ def _fold_check(folded: onnx.ModelProto, tuning: bytes, slots, result: dict, mod
     extra = {}
     for slot, gamma, beta in zip(slots, result["gammas"], result["betas"], strict=True):
         index = group_index(slot["channels"], slot["groups"])
-        extra[slot["gamma"]] = np.asarray(gamma, np.float32)[index]
+        extra[slot["gamma"]] = np.asarray(gamma, np.float32)[index].reshape(slot["shape"])
         if slot["beta"]:
-            extra[slot["beta"]] = np.asarray(beta, np.float32)[index]
+            extra[slot["beta"]] = np.asarray(beta, np.float32)[index].reshape(slot["shape"])
     error = _distance(_outputs(folded.SerializeToString(), feed), _outputs(tuning, {**feed, **extra}))
     if not any(n.op_type in INTEGER_OPS for n in model.graph.node):
         return error, FOLD_TOLERANCE

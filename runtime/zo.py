@@ -40,15 +40,20 @@ class SiteSlot:
     beta: str | None          # None: the site has no bias to carry a shift
     raw: str                  # the tensor before modulation (a tuning-graph output, for the β scale)
     label: str = ""
+    shape: tuple[int, ...] = ()   # γ/β feeds' shape: (channels,) by default, (C, 1, 1) after a 2-D Conv
 
     def as_dict(self) -> dict:
         return {"output": self.output, "channels": self.channels, "groups": self.groups, "gamma": self.gamma,
-                "beta": self.beta, "raw": self.raw, "label": self.label}
+                "beta": self.beta, "raw": self.raw, "label": self.label, "shape": list(self.shape)}
+
+    @property
+    def feed_shape(self) -> tuple[int, ...]:
+        return self.shape or (self.channels,)
 
     @classmethod
     def from_dict(cls, d: dict) -> SiteSlot:
         return cls(d["output"], int(d["channels"]), int(d["groups"]), d["gamma"], d.get("beta"), d["raw"],
-                   d.get("label", ""))
+                   d.get("label", ""), tuple(d.get("shape") or ()))
 
 
 @dataclass
@@ -101,9 +106,9 @@ class Layout:
     def feeds(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
         for slot, scale, (g, b, index) in zip(self.slots, self.scales, self.slices, strict=True):
-            out[slot.gamma] = (1.0 + theta[g][index]).astype(np.float32)
+            out[slot.gamma] = (1.0 + theta[g][index]).astype(np.float32).reshape(slot.feed_shape)
             if b is not None:
-                out[slot.beta] = (scale * theta[b][index]).astype(np.float32)   # type: ignore[index]
+                out[slot.beta] = (scale * theta[b][index]).astype(np.float32).reshape(slot.feed_shape)   # type: ignore[index]
         return out
 
     def affines(self, theta: np.ndarray) -> tuple[list[list[float]], list[list[float]]]:

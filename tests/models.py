@@ -201,17 +201,27 @@ def run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]
     return sess.run(None, feed)
 
 
-def distorted_student(groups: int = 4, seed: int = 3) -> tuple[onnx.ModelProto, onnx.ModelProto]:
-    """(teacher, student): the student is the teacher with every linear's output scaled and shifted per group of
-    channels — exactly what GRASP group affines can undo."""
+def conv_model(seed: int = 0) -> onnx.ModelProto:
+    """Conv 3×3 (+bias) → Relu → Conv 1×1 (no bias), NCHW."""
+    b = Builder(seed)
+    h = b.op("Relu", [b.op("Conv", ["x", b.const(b.weight((8, 3, 3, 3))), b.const(b.weight((8,), 0.1))],
+                           pads=[1, 1, 1, 1])])
+    y = b.op("Conv", [h, b.const(b.weight((4, 8, 1, 1)))])
+    return b.model("x", y, in_shape=("batch", 3, 6, 6), out_shape=("batch", 4, 6, 6))
+
+
+def distorted_student(groups: int = 4, seed: int = 3, teacher: onnx.ModelProto | None = None
+                      ) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """(teacher, student): the student is the teacher (an MLP model by default) with every linear's output scaled
+    and shifted per group of channels — exactly what GRASP group affines can undo."""
     import onnx_graphsurgeon as gs
 
     from edgec.passes.grasp.affines import Affine, fold
     from edgec.passes.grasp.sites import find_sites
 
-    teacher = mlp_model("gelu")
+    teacher = teacher or mlp_model("gelu")
     graph = gs.import_onnx(teacher)
     rng = np.random.default_rng(seed)
     for site in find_sites(graph, "linear"):
-        fold(site, Affine(1 + rng.normal(0, 0.15, groups), rng.normal(0, 0.1, groups)))
+        fold(site, Affine(1 + rng.normal(0, 0.15, groups), rng.normal(0, 0.1, groups) * site.shifts))
     return teacher, gs.export_onnx(graph)

@@ -1,7 +1,7 @@
 """Where a GRASP group affine `h̃ = γ_g ⊙ h + β_g` can sit and fold back exactly into the graph's constants.
 
-A site is a tensor whose last-axis channels come out of constants that scale per channel: a float linear
-(weight columns and bias), an int8 linear from ONNX Runtime's dynamic quantization (the per-channel weight
+A site is a tensor whose channels come out of constants that scale per channel: a float linear (weight
+columns and bias), a Conv (output filters and bias; channels on axis 1), an int8 linear from ONNX Runtime's dynamic quantization (the per-channel weight
 scale after MatMulInteger, and the bias), a QDQ linear (the DequantizeLinear's per-channel scale), a
 LayerNormalization (its scale and bias) or a Mul by a constant vector (a decomposed LayerNorm's γ). Folding
 multiplies those constants by γ and turns the bias into γ·b + β, so the graph keeps its structure and op count;
@@ -19,18 +19,24 @@ from edgec.passes.graph_tools import consumers, producer
 from edgec.passes.mlp.discovery import editable_blocks
 from edgec.passes.mlp.linear import NotLinear, match_linear
 
-KINDS = ("linear", "int8", "qdq", "norm", "scale")
+KINDS = ("linear", "conv", "int8", "qdq", "norm", "scale")
 
 
 @dataclass
 class Site:
-    output: str                   # the modulated tensor (its channels: the last axis)
+    output: str                   # the modulated tensor (its channels: the last axis, or axis 1 after a Conv)
     channels: int
     kind: str                     # one of KINDS
     label: str                    # the node that computes it (reports, adapter keys)
     scales: list[tuple[gs.Constant, int]] = field(default_factory=list)   # constants × γ along this axis
     bias: gs.Constant | None = None           # becomes γ·b + β / bias_factor
     bias_factor: float = 1.0                  # Gemm's beta: C holds b / beta
+    broadcast: tuple[int, ...] = ()           # how a per-channel vector lines up with the tensor: (C,) for the
+                                              # last axis (the default), (C, 1, 1) after a 2-D Conv
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.broadcast or (self.channels,)
 
     @property
     def shifts(self) -> bool:
@@ -52,7 +58,7 @@ def find_sites(graph: gs.Graph, where: str = "linear", norms: bool = False) -> l
         site = _site(graph, node, norms)
         if site is None or site.output in seen or _shared(site) or claimed & {id(c) for c in site.constants()}:
             continue
-        if mlp_nodes is not None and site.kind in ("linear", "int8", "qdq") and id(node) not in mlp_nodes:
+        if mlp_nodes is not None and site.kind in ("linear", "int8", "qdq", "conv") and id(node) not in mlp_nodes:
             continue
         seen.add(site.output)
         claimed.update(id(c) for c in site.constants())
@@ -61,6 +67,8 @@ def find_sites(graph: gs.Graph, where: str = "linear", norms: bool = False) -> l
 
 
 def _site(graph: gs.Graph, node: gs.Node, norms: bool) -> Site | None:
+    if node.op == "Conv":
+        return _conv(node)
     if node.op in ("MatMul", "Gemm"):
         return _float_linear(graph, node) or _qdq_linear(graph, node)
     if node.op == "MatMulInteger":
@@ -93,6 +101,22 @@ def _float_linear(graph: gs.Graph, node: gs.Node) -> Site | None:
         if not isinstance(c, gs.Constant) or c.values.size != lin.out_features:
             return None            # a broadcast C would need reshaping: not a site
         site.bias, site.bias_factor = c, float(node.attrs.get("beta", 1.0))
+    return site
+
+
+def _conv(node: gs.Node) -> Site | None:
+    """Conv(x, W[O, I/g, k…], b[O]): channels on axis 1 of the output; γ scales W's output filters."""
+    weight = node.inputs[1]
+    if not isinstance(weight, gs.Constant) or weight.values.dtype != np.float32 or weight.values.ndim < 3:
+        return None
+    channels = int(weight.values.shape[0])
+    site = Site(node.outputs[0].name, channels, "conv", node.name, [(weight, 0)],
+                broadcast=(channels,) + (1,) * (weight.values.ndim - 2))
+    if len(node.inputs) > 2 and node.inputs[2].name:
+        bias = node.inputs[2]
+        if not isinstance(bias, gs.Constant) or bias.values.shape != (channels,):
+            return None
+        site.bias = bias
     return site
 
 

@@ -12,7 +12,8 @@ from onnx import TensorProto, helper
 
 
 def tuning_model(model: onnx.ModelProto, slots: list[dict]) -> onnx.ModelProto:
-    """`slots`: {"output", "channels", "gamma", "beta" (None: no shift), "raw"} per site (`zo_recover.slots_for`)."""
+    """`slots`: {"output", "channels", "gamma", "beta" (None: no shift), "raw", "shape"} per site
+    (`zo_recover.slots_for`)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -27,10 +28,11 @@ def tuning_model(model: onnx.ModelProto, slots: list[dict]) -> onnx.ModelProto:
         node.output[list(node.output).index(output)] = raw
         scaled = f"{output}/grasp_scaled" if beta else output
         added = [helper.make_node("Mul", [raw, gamma], [scaled], name=f"{gamma}/Mul")]
-        graph.input.append(helper.make_tensor_value_info(gamma, TensorProto.FLOAT, [channels]))
+        shape = list(slot.get("shape") or [channels])     # (C,) on the last axis, (C, 1, 1) after a 2-D Conv
+        graph.input.append(helper.make_tensor_value_info(gamma, TensorProto.FLOAT, shape))
         if beta:
             added.append(helper.make_node("Add", [scaled, beta], [output], name=f"{beta}/Add"))
-            graph.input.append(helper.make_tensor_value_info(beta, TensorProto.FLOAT, [channels]))
+            graph.input.append(helper.make_tensor_value_info(beta, TensorProto.FLOAT, shape))
         inserts.setdefault(index, []).extend(added)
     nodes = []
     for i, node in enumerate(graph.node):

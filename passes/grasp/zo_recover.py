@@ -33,7 +33,7 @@ def slots_for(sites: list[Site], groups: int) -> list[dict]:
     """The tuning graph's view of each site: the tensor, its γ/β input names, the unmodulated tensor's name."""
     return [{"output": s.output, "channels": s.channels, "groups": group_count(s.channels, groups),
              "gamma": f"grasp/{i}/gamma", "beta": f"grasp/{i}/beta" if s.shifts else None,
-             "raw": f"{s.output}/grasp_in", "label": s.label} for i, s in enumerate(sites)]
+             "raw": f"{s.output}/grasp_in", "shape": list(s.shape), "label": s.label} for i, s in enumerate(sites)]
 
 
 def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: dict) -> PassResult:

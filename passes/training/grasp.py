@@ -90,13 +90,13 @@ def _install_hooks(view: TorchView, sites: list[Site], scales: list[float], grou
         v = torch.zeros(k, requires_grad=site.shifts)
         if site.shifts:
             params[f"b{i}"] = v
-        view.hooks[site.output] = _modulation(u, v, index, scale)
+        view.hooks[site.output] = _modulation(u, v, index, scale, site.shape)
     return params
 
 
-def _modulation(u: torch.Tensor, v: torch.Tensor, index: torch.Tensor, scale: float):
+def _modulation(u: torch.Tensor, v: torch.Tensor, index: torch.Tensor, scale: float, shape: tuple[int, ...]):
     def hook(h: torch.Tensor) -> torch.Tensor:
-        return h * (1 + u[index]) + scale * v[index]
+        return h * (1 + u[index]).reshape(shape) + scale * v[index].reshape(shape)
     return hook
 
 

@@ -20,9 +20,10 @@ def _pairs(model, feeds):
     return [(f, {name: sess.run([name], f)[0]}) for f in feeds]
 
 
-@pytest.mark.parametrize("optimizer, steps", [("gauss-newton", 150), ("spsa", 400)])
-def test_tuning_undoes_a_group_distortion(optimizer, steps):
-    teacher, student = models.distorted_student(4)
+@pytest.mark.parametrize("optimizer, steps, model", [("gauss-newton", 150, "mlp"), ("spsa", 400, "mlp"),
+                                                     ("gauss-newton", 150, "conv")])
+def test_tuning_undoes_a_group_distortion(optimizer, steps, model):
+    teacher, student = models.distorted_student(4, teacher=models.conv_model() if model == "conv" else None)
     graph = gs.import_onnx(student)
     dicts = slots_for(find_sites(graph, "linear"), 4)
     session = ort.InferenceSession(tuning_model(gs.export_onnx(graph), dicts).SerializeToString(),

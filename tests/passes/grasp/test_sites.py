@@ -40,9 +40,9 @@ def _fold_matches_tuning_graph(model: onnx.ModelProto, norms=False, groups=4, to
     extra = {}
     for slot, site, affine in zip(slots, sites, affines, strict=True):
         gamma, beta = affine.per_channel(site.channels)
-        extra[slot["gamma"]] = gamma.astype(np.float32)
+        extra[slot["gamma"]] = gamma.astype(np.float32).reshape(slot["shape"])
         if slot["beta"]:
-            extra[slot["beta"]] = beta.astype(np.float32)
+            extra[slot["beta"]] = beta.astype(np.float32).reshape(slot["shape"])
     name = model.graph.output[0].name
     expected = tuning.run([name], {**feed, **extra})[0]
     before = models.run(model, feed)[0]
@@ -118,3 +118,8 @@ def test_qdq_linears_fold_into_the_dequantize_scales(tmp_path):
     quantize_static(str(src), str(dst), Feeds(model), quant_format=QuantFormat.QDQ, per_channel=True)
     sites = _fold_matches_tuning_graph(onnx.load(str(dst)), tolerance=5e-2)
     assert {s.kind for s in sites} == {"qdq"} and len(sites) == 4
+
+
+def test_conv_channels_sit_on_axis_one():
+    sites = _fold_matches_tuning_graph(models.conv_model(), groups=2)
+    assert [(s.kind, s.shape, s.shifts) for s in sites] == [("conv", (8, 1, 1), True), ("conv", (4, 1, 1), False)]
