@@ -15,6 +15,7 @@ import onnxruntime as ort
 from edgec.compiler import modelio
 from edgec.compiler.calibration.loading import vocabulary_size
 from edgec.compiler.errors import InputError
+from edgec.passes.cleanup import constant_nodes_to_initializers
 from edgec.passes.grasp.affines import Affine, fold
 from edgec.passes.grasp.sites import find_sites
 from edgec.passes.grasp.tuning import tuning_model
@@ -35,6 +36,7 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
     if missing:
         raise InputError(f"{teacher_path}: has no output(s) {missing} of {model_path}: is it the original model?")
     graph = modelio.to_graph(model)
+    constant_nodes_to_initializers(graph)        # exporters' Constant-node weights: the fold writes initializers
     graph.toposort()
     found = find_sites(graph, sites, norms)
     if not found:

@@ -55,6 +55,13 @@ def _names_used_in_subgraphs(graph: gs.Graph) -> set[str]:
     return names
 
 
+def constant_nodes_to_initializers(graph: gs.Graph) -> int:
+    """Turn Constant nodes into initializers (not those a subgraph reads or the graph outputs); how many."""
+    count = _constant_nodes_to_initializers(graph, _names_used_in_subgraphs(graph))
+    graph.cleanup()
+    return count
+
+
 def _constant_nodes_to_initializers(graph: gs.Graph, keep: set[str]) -> int:
     count = 0
     for node in graph.nodes:
