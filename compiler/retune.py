@@ -16,13 +16,13 @@ from edgec.compiler import modelio
 from edgec.compiler.calibration.loading import vocabulary_size
 from edgec.compiler.errors import InputError
 from edgec.passes.cleanup import constant_nodes_to_initializers
-from edgec.passes.grasp.affines import Affine, fold
+from edgec.passes.grasp.affines import Affine, fold, group_index
 from edgec.passes.grasp.sites import find_sites
 from edgec.passes.grasp.tuning import tuning_model
 from edgec.passes.grasp.zo_recover import slots_for
 from edgec.passes.quantize import INTEGER_OPS
 from edgec.runtime.inputs import input_specs, synthesize_feed
-from edgec.runtime.zo import ZOSettings, group_index
+from edgec.runtime.zo import ZOSettings
 
 FOLD_TOLERANCE = 1e-4     # relative L2, folded vs tuning graph, in float graphs
 
@@ -47,16 +47,17 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
            "settings": asdict(settings)}
     result = _tune(tuning, teacher_path, data, device, job, settings)
     gain = result["held_out_best"] > result["held_out_before"]
+    fold_error, written = 0.0, model            # no gain: the model is written as it came
     if gain:
         for site, gamma, beta in zip(found, result["gammas"], result["betas"], strict=True):
             fold(site, Affine(np.asarray(gamma), np.asarray(beta)))
-    folded = modelio.to_model(graph, model)
-    fold_error, tolerance = _fold_check(folded, tuning, slots, result, model, teacher) if gain else (0.0, 0.0)
-    if fold_error > tolerance:
-        raise InputError(f"the folded model differs from the tuned one by {fold_error:.1e} (relative, more than "
-                         f"{tolerance:.1e}): not written")
-    onnx.checker.check_model(folded)
-    modelio.save_model_atomic(folded if gain else model, output)
+        written = modelio.to_model(graph, model)
+        fold_error, tolerance = _fold_check(written, tuning, slots, result, model, teacher)
+        if fold_error > tolerance:
+            raise InputError(f"the folded model differs from the tuned one by {fold_error:.1e} (relative, more "
+                             f"than {tolerance:.1e}): not written")
+        onnx.checker.check_model(written)
+    modelio.save_model_atomic(written, output)
     return {**{k: v for k, v in result.items() if k not in ("gammas", "betas")}, "device": device or "local",
             "sites": len(found), "groups_per_site": {s["label"] or s["output"]: s["groups"] for s in slots},
             "fold_rel_error": fold_error, "written": str(output), "changed": gain}

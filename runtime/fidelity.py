@@ -45,7 +45,7 @@ def token_mask(feed: dict[str, np.ndarray]) -> np.ndarray | None:
     return None
 
 
-def _masked(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def real_tokens(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Per-token outputs ([batch, sequence, ...]) at the real tokens only: padding positions carry values no
     consumer reads, and comparing them would judge the model on garbage."""
     if mask is None or a.ndim < 2 or a.shape[:2] != mask.shape or mask.all() or not mask.any():
@@ -92,8 +92,8 @@ def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
         if np.shape(a) != np.shape(b):
             raise ValueError(f"output '{name}': shape {np.shape(b)} differs from the original {np.shape(a)}")
     if masks is not None:
-        ref = [_masked(np.asarray(a), m) for a, m in zip(ref, masks, strict=True)]
-        got = [_masked(np.asarray(b), m) for b, m in zip(got, masks, strict=True)]
+        ref = [real_tokens(np.asarray(a), m) for a, m in zip(ref, masks, strict=True)]
+        got = [real_tokens(np.asarray(b), m) for b, m in zip(got, masks, strict=True)]
     metric = output_metric([np.asarray(a) for a in ref])
     if metric == "agreement" and not np.issubdtype(np.asarray(ref[0]).dtype, np.number):   # strings, labels
         agree = float(np.mean(np.concatenate([np.asarray(a).ravel() == np.asarray(b).ravel()

@@ -171,7 +171,8 @@ def _runner(session, layout: Layout, outputs: list[str]):
 def _site_scales(session, slots: list[SiteSlot], pairs: list[Pair]) -> list[float]:
     """Each site's RMS activation at θ = 0: the unit of its shifts."""
     names = [s.raw for s in slots]
-    identity = Layout(slots, [1.0] * len(slots)).feeds(np.zeros(Layout(slots, [1.0] * len(slots)).size))
+    unit = Layout(slots, [1.0] * len(slots))
+    identity = unit.feeds(np.zeros(unit.size))
     sums = np.zeros(len(slots))
     for feed, _ in pairs:
         for i, value in enumerate(session.run(names, {**feed, **identity})):

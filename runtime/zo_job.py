@@ -14,8 +14,11 @@ from edgec.runtime.zo import Pair, SiteSlot, ZOSettings, tune
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the caller's input error
+        raise ValueError(f"not a readable .npz file ({type(exc).__name__}: {exc})") from None
 
 
 def split_pairs(arrays: dict[str, np.ndarray], teacher, outputs: list[str], batch: int,

@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from edgec.runtime.fidelity import token_mask
+from edgec.runtime.fidelity import real_tokens, token_mask
 
 Pair = tuple[dict, dict]     # (feed, the teacher's outputs on it)
 
@@ -41,8 +41,7 @@ def residual(got: dict, pair: Pair, outputs: list[str]) -> np.ndarray:
 
 
 def _rows(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    if mask is not None and a.ndim >= 2 and a.shape[:2] == mask.shape and not mask.all():
-        a = a[mask]
+    a = real_tokens(a, mask)
     return a.reshape(-1, a.shape[-1]) if a.ndim >= 2 else a.reshape(1, -1)
 
 

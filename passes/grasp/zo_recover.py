@@ -10,6 +10,7 @@ dynamic quantization's rounding that follows), and the fold is undone if it scor
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +72,5 @@ def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: di
 
 
 def site_stats(sites: list[Site], slots: list[dict]) -> dict:
-    kinds: dict[str, int] = {}
-    for s in sites:
-        kinds[s.kind] = kinds.get(s.kind, 0) + 1
-    return {"sites": len(sites), "site_kinds": kinds,
+    return {"sites": len(sites), "site_kinds": dict(Counter(s.kind for s in sites)),
             "groups_per_site": {s.label or s.output: slot["groups"] for s, slot in zip(sites, slots, strict=True)}}

@@ -58,6 +58,9 @@ def test_bad_inputs_are_clear_errors(save, tmp_path):
         args = ["recover", src, "--teacher", teacher, "-o", tmp_path / "o.onnx", *extra]
         code, text = run_cli(*args)
         assert code == 2 and message in text and "Traceback" not in text, text
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip")
+    code, text = run_cli("recover", src, "--teacher", teacher, "--data", tmp_path / "corrupt.npz", "-o", tmp_path / "o.onnx")
+    assert code == 2 and "not a readable .npz file" in text and "Traceback" not in text, text
     np.savez(tmp_path / "wrong.npz", y=np.zeros((4, 5, 16), np.float32))
     code, text = run_cli("recover", src, "--teacher", teacher, "--data", tmp_path / "wrong.npz", "-o", tmp_path / "o.onnx")
     assert code == 2 and "no array for input(s) ['x']" in text
