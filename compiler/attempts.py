@@ -105,10 +105,11 @@ def with_recovery(names: list[str], options, target: TargetProfile | None = None
     """--recover: distillation right before quantize (an int8 graph cannot be trained), else at the end;
     only in pipelines that compress (an uncompressed model has nothing to recover). Training through int8
     rounding (recover.int8_tail) rounds like the quantize pass that follows (its reduce_range)."""
-    if options.recover_minutes <= 0 or "recover" in names or not COMPRESSING & set(names):
+    steps = getattr(options, "recover_steps", 0)
+    if (options.recover_minutes <= 0 and steps <= 0) or "recover" in names or not COMPRESSING & set(names):
         return names
     recover = options.pass_options.setdefault("recover", {})
-    recover["minutes"] = options.recover_minutes
+    recover.update({"steps": steps} if steps > 0 else {"minutes": options.recover_minutes})
     reduce_range = str(pass_options("quantize", options.pass_options, target).get("reduce_range", "auto")) \
         if target is not None and "quantize" in names else "auto"
     if reduce_range.lower() in ("true", "false"):

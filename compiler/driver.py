@@ -24,7 +24,7 @@ from edgec.compiler.calibration.feeds import feed_set
 from edgec.compiler.calibration.loading import vocabulary_size
 from edgec.compiler.calibration.spec import CalibrationSpec
 from edgec.compiler.errors import EdgecError, InputError, NegativeResult, ProviderError
-from edgec.compiler.measuring import measure_or_roll_back
+from edgec.compiler.measuring import Baseline, measure_or_roll_back
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.reference import Reference
 from edgec.compiler.report.compile_report import CompileReport, ModelSummary, PassRecord
@@ -57,7 +57,12 @@ class CompileOptions:
     gate_outputs: list[str] | None = None   # outputs the fidelity gate judges (default: all)
     allow_slower: bool = False               # keep a compiled model that measures slower than the original
     recover_minutes: float = 0.0             # > 0: recovery distillation (before quantize) for this long
+    recover_steps: int = 0                   # > 0: … for this many optimizer steps instead (reproducible)
     allow_synthetic: bool = False            # lossy passes may run on synthesized inputs
+
+
+def recovers(options: CompileOptions) -> bool:
+    return options.recover_minutes > 0 or options.recover_steps > 0
 
 
 def session_config(target: TargetProfile) -> SessionConfig:
@@ -69,12 +74,31 @@ def default_output(path: Path, target: TargetProfile) -> Path:
     return path.with_name(f"{path.stem}.{target.name}.onnx")
 
 
+@dataclass
+class Compiled:
+    """A verified compile before its latency is measured: what a task on a worker returns to the host."""
+    report: CompileReport
+    model: onnx.ModelProto                 # the compiled model (the original when every attempt stepped back)
+    session: object | None                 # ONNX Runtime's session of it
+    reference: Reference
+    resolved: object                       # the resolved execution providers
+
+
 def compile_model(path: Path, target: TargetProfile, options: CompileOptions) -> CompileReport:
     output = options.output or default_output(path, target)
     modelio.ensure_writable_output(output, [path], options.force)
+    built = build(path, target, options)
+    if options.measure:                                                     # 7 measure
+        built.model = _measured(built, target, options)
+    save(built.report, built.model, output, target, options)                # 8 save
+    return built.report
+
+
+def build(path: Path, target: TargetProfile, options: CompileOptions) -> Compiled:
+    """Steps 1–6: load, calibrate, plan, rewrite, tidy, verify."""
     original = modelio.load_model(path)                                     # 1 load
     config = session_config(target)
-    resolved = _resolve(config)
+    resolved = resolve(config)
     requested = options.passes if options.passes is not None else list(target.pipeline)
     step_back = options.passes is None and not options.pass_options and options.min_cosine is None
     options = dataclasses.replace(options, pass_options=copy.deepcopy(options.pass_options))   # ours to extend
@@ -85,7 +109,7 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     if input_checker_error:
         report.notes.append(f"the input fails the ONNX checker ({input_checker_error}); ONNX Runtime runs it, "
                             "so the compiled model is held to the same standard")
-    session = _session(original, config, path)
+    session = original_session(original, config, path)
     feeds = feed_set(session, vocabulary_size(original), options.calibration, options.seed, path,   # 2 calibrate
                      report.notes)
     reference = Reference(original, config, session, feeds, options.seed, options.gate_outputs)
@@ -99,24 +123,33 @@ def compile_model(path: Path, target: TargetProfile, options: CompileOptions) ->
     attempts = plan_attempts(requested if editable is not None else [], options.pass_options, target, step_back)
     compiled, candidate = _first_accepted(attempts, editable, reference, report, target, options,
                                           check=input_checker_error is None)   # 4 rewrite … 6 verify
-    if options.measure:                                                     # 7 measure
-        compiled = _measured(report, reference, candidate, compiled, resolved, target, options)
     if not any(r.changed for r in report.passes) and report.mlp_blocks:
         report.notes.append(_no_change_note(report))
-    if report.ok:                                                           # 8 save
-        modelio.save_model_atomic(compiled, output)
+    return Compiled(report, compiled, candidate, reference, resolved)
+
+
+def save(report: CompileReport, model: onnx.ModelProto, output: Path, target: TargetProfile,
+         options: CompileOptions) -> None:
+    """Step 8: the model (and its .ort form where the target wants one), only when it passed its gate."""
+    if report.ok:
+        modelio.save_model_atomic(model, output)
         report.output = str(output)
         if target.output_format == "ort":
-            report.mobile = _mobile_outputs(compiled, output, options)
-    return report
+            report.mobile = _mobile_outputs(model, output, options)
 
 
-def _measured(report: CompileReport, reference: Reference, candidate, compiled, resolved, target: TargetProfile,
-              options: CompileOptions):
+def _measured(built: Compiled, target: TargetProfile, options: CompileOptions):
+    ref = built.reference
+    baseline = Baseline(ref.model, ref.session, ref.config, ref.feeds.held_out[0])
+    return measured(built.report, baseline, built.session, built.model, built.resolved, target, options)
+
+
+def measured(report: CompileReport, baseline: Baseline, candidate, compiled, resolved, target: TargetProfile,
+             options: CompileOptions):
     """Latency side by side (a slower model rolls back); a measurement that breaks is a note, not a crash:
     the model is already verified."""
     try:
-        return measure_or_roll_back(report, reference, candidate, compiled, resolved, target, options)
+        return measure_or_roll_back(report, baseline, candidate, compiled, resolved, target, options)
     except (EdgecError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001
@@ -155,7 +188,7 @@ def _attempt(attempt: Attempt, editable, reference: Reference, report: CompileRe
             _rewrite(graph, reference, report, target, options, attempt.pass_options)
             compiled = _tidy(graph, original, report, check)
         report.before, report.after = ModelSummary.of(original), ModelSummary.of(compiled)
-        candidate = _compiled_session(compiled, reference.config)
+        candidate = compiled_session(compiled, reference.config)
         verify(report, reference, candidate, target, options.min_cosine)
     except EdgecError:
         raise
@@ -170,7 +203,7 @@ def _attempt(attempt: Attempt, editable, reference: Reference, report: CompileRe
     return compiled, candidate, None if report.ok else "the held-out inputs reject it"
 
 
-def _resolve(config: SessionConfig):
+def resolve(config: SessionConfig):
     try:
         return resolve_providers(config)
     except ProviderUnavailable as exc:
@@ -218,14 +251,14 @@ def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOption
     return {"ort_model": str(ort_path), "ort_bytes": size, "usability": usability(model, options.calibration.dims)}
 
 
-def _session(model: onnx.ModelProto, config: SessionConfig, path: Path):
+def original_session(model: onnx.ModelProto, config: SessionConfig, path: Path):
     try:
         return create_session(model.SerializeToString(), config)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         raise InputError(f"{path}: ONNX Runtime cannot load this model ({str(exc).splitlines()[0][:200]})") from None
 
 
-def _compiled_session(model: onnx.ModelProto, config: SessionConfig):
+def compiled_session(model: onnx.ModelProto, config: SessionConfig):
     try:
         return create_session(model.SerializeToString(), config)
     except Exception as exc:  # noqa: BLE001 - an edgec bug, not the user's input

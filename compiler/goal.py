@@ -8,16 +8,18 @@ the output. No candidate meeting the goal → exit 1, naming the best point reac
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgec.compiler.driver import CompileOptions, compile_model
-from edgec.compiler.errors import EdgecError, InputError
+from edgec.compiler import modelio
+from edgec.compiler.driver import CompileOptions, recovers, save
+from edgec.compiler.errors import InputError
+from edgec.compiler.executors import Events, Executor, open_executor
 from edgec.compiler.goal_search import successive_halving
+from edgec.compiler.goal_trial import Trial, bytes_ratio
 from edgec.compiler.report.compile_report import CompileReport
 from edgec.targets import TargetProfile
 
@@ -37,7 +39,7 @@ class Goal:
     def score(self, report: CompileReport) -> float:
         """Lower is better: latency ratio, compiled p50 in ms, or weight-bytes ratio."""
         if self.kind == "size":
-            return _bytes_ratio(report)
+            return bytes_ratio(report)
         if not report.latency:
             return float("inf")
         return report.latency["ratio_p50"] if self.kind == "speedup" else report.latency["compiled"]["p50_ms"]
@@ -77,19 +79,27 @@ def candidates(floor: float, training: bool = False) -> list[tuple[str, list[str
          if training else [])
 
 
-def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal) -> tuple[CompileReport, list]:
-    """Every candidate once; with --recover, the training budget is the whole search's (successive halving)."""
+def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal,
+                    executor: Executor | None = None, events: Events | None = None) -> tuple[CompileReport, list]:
+    """Every candidate once; with --recover, the training budget is the whole search's (successive halving).
+    The candidates compile as tasks of `executor` (default: one after another in this process); each is then
+    timed here, against the original, and the winner written to the output."""
     output = options.output or path.with_name(f"{path.stem}.{target.name}.onnx")
+    modelio.ensure_writable_output(output, [path], options.force)
     gate = target.min_cosine if options.min_cosine is None else options.min_cosine
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
-    points = candidates(floor, training=options.recover_minutes > 0)
+    points = candidates(floor, training=recovers(options))
     _check_user_options(options, points)
-    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-        trial = _Trial(path, target, options, goal, Path(tmp))
-        if options.recover_minutes > 0:
-            results, notes = successive_halving(trial, points, options.recover_minutes)
+    executor = executor or open_executor()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".edgec-goal-") as tmp:
+        trial = Trial(path, target, options, goal, points, Path(tmp), executor, events)
+        if options.recover_steps > 0:
+            results, notes = successive_halving(trial.run_round, points, options.recover_steps, steps=True)
+        elif options.recover_minutes > 0:
+            results, notes = successive_halving(trial.run_round, points, options.recover_minutes)
         else:
-            results, notes = [trial.run(i, point, 0.0) for i, point in enumerate(points)], []
+            results, notes = trial.run_round([(i, 0.0) for i in range(len(points))]), []
         tried = [r.point for r in results]
         passed = [r for r in results if r.report is not None and r.report.ok]
         if not passed:
@@ -97,76 +107,18 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
         best = min(passed, key=lambda r: goal.score(r.report))
         report = best.report
         assert report is not None and best.output is not None, "a passing candidate was written"
-        if output.exists() and not options.force:
-            raise InputError(f"{output}: already exists (use --force to replace it)")
-        os.replace(best.output, output)
-        report.output = str(output)
+        save(report, modelio.load_model(best.output), output, target, options)
         report.candidates = [{**p, "chosen": p is best.point} for p in tried]
         report.notes += notes
         report.notes.append(f"goal {goal.kind}={goal.value}: chose '{best.point['pipeline']}' ({goal.describe(report)})")
+        report.executor = trial.summary(time.monotonic() - started)
     return report, tried
-
-
-@dataclass
-class _Result:
-    point: dict
-    report: CompileReport | None
-    output: Path | None
-
-
-@dataclass
-class _Trial:
-    """One candidate compile, written to its own temporary file."""
-
-    path: Path
-    target: TargetProfile
-    options: CompileOptions
-    goal: Goal
-    folder: Path
-
-    def run(self, index: int, candidate: tuple[str, list[str], dict], minutes: float) -> _Result:
-        label, passes, pass_options = candidate
-        out = self.folder / f"candidate{index}_{minutes:g}.onnx"
-        merged = _merged(pass_options, self.options.pass_options, passes)
-        recover = minutes
-        if "gates" in passes:           # the gates train first: half the candidate's minutes, recovery the rest
-            merged["gates"] = {**merged["gates"], "minutes": minutes / 2}
-            recover = minutes / 2
-        trial = dataclasses.replace(self.options, output=out, passes=passes, recover_minutes=recover,
-                                    pass_options=merged,
-                                    force=True, measure=True, allow_slower=True)
-        try:
-            report = compile_model(self.path, self.target, trial)
-        except EdgecError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one candidate's bug must not end the search
-            return _Result({"pipeline": label, "ok": False, "meets_goal": False, "latency_ratio": None,
-                            "result": f"failed: {str(exc).splitlines()[0][:120]}", "bytes_ratio": None,
-                            "cosine": 0.0, "train_minutes": minutes}, None, None)
-        gated = self.options.gate_outputs
-        point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and self.goal.met(report),
-                 "result": self.goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
-                 "bytes_ratio": _bytes_ratio(report), "train_minutes": minutes,
-                 "cosine": min((f["score"] for f in report.fidelity if gated is None or f["name"] in gated),
-                               default=1.0)}
-        return _Result(point, report, out)
-
-
-def _bytes_ratio(report: CompileReport) -> float:
-    assert report.before is not None and report.after is not None, "a finished compile summarizes both models"
-    return report.after.bytes / max(report.before.bytes, 1)
 
 
 def _check_user_options(options: CompileOptions, points: list[tuple[str, list[str], dict]]) -> None:
     """--pass-option with --goal applies to every candidate that runs the pass; one no candidate runs is an error."""
-    runs = {p for _, passes, _ in points for p in passes} | ({"recover"} if options.recover_minutes > 0 else set())
+    runs = {p for _, passes, _ in points for p in passes} | ({"recover"} if recovers(options) else set())
     stray = sorted(set(options.pass_options) - runs)
     if stray:
         raise InputError(f"--pass-option {stray[0]}.…: no --goal candidate runs '{stray[0]}' "
                          f"(they run {', '.join(sorted(runs))})")
-
-
-def _merged(candidate: dict[str, dict], user: dict[str, dict], passes: list[str]) -> dict[str, dict]:
-    """The candidate's own options, with the user's laid over them for the passes it runs (and recover)."""
-    names = set(candidate) | {p for p in user if p in passes or p == "recover"}
-    return {p: {**candidate.get(p, {}), **user.get(p, {})} for p in names}

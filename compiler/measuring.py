@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import onnx
 
 from edgec.compiler.progress import progress_bar
-from edgec.compiler.reference import Reference
 from edgec.runtime.latency import LatencyStats, measure_interleaved
 from edgec.runtime.placement import first_provider_share, node_placement
 from edgec.runtime.stats import mann_whitney_greater
 from edgec.targets import TargetProfile
 
 
-def measure_or_roll_back(report, reference: Reference, candidate, compiled, resolved, target: TargetProfile, options):
+@dataclass(frozen=True)
+class Baseline:
+    """What the compiled model is timed against: the original, its session, the session config, and the
+    held-out feed both run."""
+    model: onnx.ModelProto
+    session: Any
+    config: Any
+    feed: dict
+
+
+def measure_or_roll_back(report, baseline: Baseline, candidate, compiled, resolved, target: TargetProfile, options):
     """Latency side by side and placement; a measurably slower model is replaced by the original."""
-    feed = reference.feeds.held_out[0]
-    report.latency = _measure(reference.session, candidate, feed, target, options)
-    report.placement = node_placement(compiled.SerializeToString(), reference.config, feed, resolved)
+    feed = baseline.feed
+    report.latency = _measure(baseline.session, candidate, feed, target, options)
+    report.placement = node_placement(compiled.SerializeToString(), baseline.config, feed, resolved)
     report.notes += placement_notes(report.placement, target)
     if _measurably_slower(report.latency) and not options.allow_slower and report.ok:
         report.rolled_back = True
         report.notes.append(f"the compiled model measured {report.latency['ratio_p50']:.3f}× the original's "
                             "latency: rolled back, the output is the original model (--allow-slower keeps it)")
-        return reference.model
+        return baseline.model
     return compiled
 
 

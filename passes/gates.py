@@ -31,6 +31,7 @@ class GatesOptions:
     keep: float = 0.5          # fraction of all MLP units kept (where, the gates learn)
     heads: float = 1.0         # fraction of all attention heads kept (1: heads are not gated)
     minutes: float = 5.0       # training budget (wall clock)
+    steps: int = 0             # > 0: a budget of optimizer steps instead (reproducible; minutes ignored)
     min_keep: float = 0.1      # never fewer than this fraction of a block's units or heads
     lr: float = 1e-4           # weights
     gate_lr: float = 0.05      # retention logits
@@ -42,7 +43,7 @@ class GatesOptions:
     def __post_init__(self):
         if not 0 < self.keep <= 1 or not 0 < self.heads <= 1:
             raise PassOptionError(f"pass 'gates': keep and heads must lie in (0, 1], not {self.keep}, {self.heads}")
-        if self.minutes <= 0 or not 0 < self.soft < 1:
+        if (self.minutes <= 0 and self.steps <= 0) or self.steps < 0 or not 0 < self.soft < 1:
             raise PassOptionError("pass 'gates': minutes must be > 0 and soft in (0, 1)")
 
 
@@ -76,11 +77,12 @@ class GatesPass:
         gates = [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
                 [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads]
         teacher = ctx.need_teacher("gates")
-        settings = GateSettings(minutes=opts.minutes, keep={"mlp": opts.keep, "heads": opts.heads},
+        settings = GateSettings(minutes=opts.minutes, steps=opts.steps, keep={"mlp": opts.keep, "heads": opts.heads},
                                 min_keep=opts.min_keep, lr=opts.lr, gate_lr=opts.gate_lr,
                                 temperature=opts.temperature, alpha=opts.alpha, soft=opts.soft, batch=opts.batch,
                                 seed=ctx.seed)
-        with ctx.progress(f"gates: training for {opts.minutes:g} min", int(opts.minutes * 60)):
+        with ctx.progress(f"gates: training for {f'{opts.steps} steps' if opts.steps else f'{opts.minutes:g} min'}",
+                          opts.steps or int(opts.minutes * 60)):
             result = train_gates(view, teacher, [t.name for t in graph.outputs], gates, settings)
         cut = _cut(gs.import_onnx(view.write_back()), result.kept, opts)
         error = _cut_error(cut, view, gates, result.kept, list(teacher.search_feeds[:2]))

@@ -28,6 +28,8 @@ ROUND_TRIP_TOLERANCE = 1e-5     # relative L2 between the torch view and ONNX Ru
 @dataclass(frozen=True)
 class RecoverOptions:
     minutes: float = 5.0         # training budget (wall clock)
+    steps: int = 0               # > 0: a budget of optimizer steps instead (minutes ignored): the same weights
+                                 # on any machine and any executor (compile --train-steps)
     lr: float = 1e-4             # on MiniLM larger rates diverge or are noisier, smaller ones learn slower
                                  # (samples/RESULTS.md#recovery)
     intermediate: float = 3.0    # weight of the intermediate matching next to the output distillation
@@ -66,6 +68,8 @@ class RecoverOptions:
             raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
         if not 0 <= self.int8_tail < 1:
             raise PassOptionError(f"pass 'recover': int8_tail must lie in [0, 1), not {self.int8_tail}")
+        if self.steps < 0:
+            raise PassOptionError(f"pass 'recover': steps must be ≥ 0, not {self.steps}")
         if self.groups < 1 or self.queries < 1 or self.epsilon <= 0 or self.affine_lr <= 0:
             raise PassOptionError("pass 'recover': groups and queries must be ≥ 1, epsilon and affine_lr > 0")
 
@@ -78,7 +82,7 @@ class RecoverPass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(RecoverOptions, ctx.options, self.name)
-        if opts.minutes <= 0:
+        if opts.minutes <= 0 and opts.steps <= 0:
             return PassResult(False, {}, ["recover: a budget of 0 minutes trains nothing"])
         teacher = ctx.need_teacher("recover")
         if opts.method == "zo":
@@ -104,7 +108,7 @@ class RecoverPass:
                 return _recover_zo(graph, ctx, opts, [f"whole-model training unavailable ({exc}); group affines "
                                                       "tuned by forward passes through ONNX Runtime instead"])
 
-            return train_blocks(graph, ctx, opts.minutes, f"whole-model training unavailable ({exc})")
+            return train_blocks(graph, ctx, budget(opts), f"whole-model training unavailable ({exc})")
         if opts.params == "grasp":
             from edgec.passes.training.grasp import train_affines
 
@@ -121,12 +125,23 @@ def distill_settings(opts: RecoverOptions, ctx: PassContext, model, rewritten: f
     from edgec.passes.training.distill import DistillSettings
 
     batch = opts.batch if _batch_axis_free(model) else 1   # a model exported for batch 1 takes feeds one by one
-    return DistillSettings(minutes=opts.minutes, lr=opts.lr, intermediate=opts.intermediate,
+    return DistillSettings(minutes=opts.minutes, steps=opts.steps, lr=opts.lr, intermediate=opts.intermediate,
                            eval_every=opts.eval_every, patience=opts.patience, batch=batch, seed=ctx.seed,
                            rewritten_lr=opts.rewritten_lr, warmup=opts.warmup, rewritten=rewritten,
                            train_rest=opts.train_rest, judged=tuple(judged), int8_tail=opts.int8_tail,
                            int8_reduce_range=opts.int8_reduce_range == "true"
                            or (opts.int8_reduce_range == "auto" and ctx.int8_saturates))
+
+
+def budget(opts: RecoverOptions):
+    from edgec.passes.training.loop import Budget
+
+    return Budget(opts.steps, 0.0) if opts.steps > 0 else Budget(0, opts.minutes * 60)
+
+
+def _units(opts: RecoverOptions) -> int:
+    """A progress bar's total: steps, or seconds."""
+    return opts.steps if opts.steps > 0 else int(opts.minutes * 60)
 
 
 def _affine_settings(opts: RecoverOptions):
@@ -138,7 +153,8 @@ def _affine_settings(opts: RecoverOptions):
 def _recover_zo(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions, notes: list[str] | None = None) -> PassResult:
     from edgec.passes.grasp.zo_recover import recover_zo
 
-    zo = {"minutes": opts.minutes, "optimizer": opts.zo_optimizer, "queries": opts.queries, "epsilon": opts.epsilon,
+    zo = {"minutes": 0.0 if opts.steps > 0 else opts.minutes, "max_steps": opts.steps or None,
+          "optimizer": opts.zo_optimizer, "queries": opts.queries, "epsilon": opts.epsilon,
           "lr": opts.affine_lr, "eval_every": max(1, opts.eval_every // 2), "patience": opts.patience, "seed": ctx.seed}
     result = recover_zo(graph, ctx, _affine_settings(opts), zo)
     result.notes[:0] = notes or []
@@ -156,7 +172,7 @@ def _distill(graph: gs.Graph, view, ctx: PassContext, teacher: TeacherSource, op
     judged = [n for n in outputs if teacher.judged is None or n in teacher.judged] or outputs
     intermediates = _intermediates(graph, opts.match, outputs, teacher)
     settings = distill_settings(opts, ctx, view.model, rewritten, judged)
-    with ctx.progress(f"recover: distilling for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
+    with ctx.progress(f"recover: distilling for {budget(opts).describe()}", _units(opts)) as advance:
         result = distill(view, teacher, outputs, intermediates, settings, advance)
     trained = gs.import_onnx(view.write_back())
     replace_contents(graph, trained)

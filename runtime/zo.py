@@ -68,7 +68,7 @@ class ZOSettings:
     eval_every: int = 50
     patience: int = 20
     seed: int = 0
-    max_steps: int | None = None   # a step budget on top of the time budget (tests)
+    max_steps: int | None = None   # a step budget on top of the time budget; alone (minutes 0): reproducible
 
 
 @dataclass
@@ -131,19 +131,22 @@ def tune(session, slots: list[SiteSlot], batches: list[Pair], held: list[Pair], 
     result.curve.append({"seconds": 0.0, "steps": 0, "held_out": result.held_out_before})
     rule = OPTIMIZERS[settings.optimizer](layout.size, settings)
     budget, start = settings.minutes * 60, time.perf_counter()
+    if budget <= 0 and not settings.max_steps:
+        raise ValueError("zeroth-order tuning needs a budget of minutes or of steps")
     while True:
         elapsed = time.perf_counter() - start
-        if elapsed >= budget or (settings.max_steps is not None and result.steps >= settings.max_steps):
+        if (budget > 0 and elapsed >= budget) or (settings.max_steps is not None and result.steps >= settings.max_steps):
             break
+        spent = elapsed / budget if budget > 0 else result.steps / (settings.max_steps or 1)
         pair = batches[result.steps % len(batches)]
 
         def residual_at(t: np.ndarray, pair: Pair = pair) -> np.ndarray:
             return residual(run(t, [pair])[0], pair, outputs)
 
-        theta = rule.step(theta, residual_at, result.steps, _cosine(elapsed / budget))
+        theta = rule.step(theta, residual_at, result.steps, _cosine(spent))
         result.forward_passes += 2 * settings.queries
         result.steps += 1
-        progress(min(int(elapsed), int(budget)), f"held-out {result.held_out_best:.4f}")
+        progress(min(int(elapsed), int(budget)) if budget > 0 else result.steps, f"held-out {result.held_out_best:.4f}")
         if result.steps % settings.eval_every == 0:
             now = score(run(theta, held), held, outputs, judged)
             result.forward_passes += len(held)

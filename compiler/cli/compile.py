@@ -44,6 +44,14 @@ from edgec.targets import load_target
 @click.option("--recover", is_flag=True, help="Distil the compressed model against the original (torch).")
 @click.option("--train-minutes", type=float, default=5.0, show_default=True,
               help="Budget of --recover (with --goal: of the whole search, shared by successive halving).")
+@click.option("--train-steps", type=click.IntRange(min=1),
+              help="Budget of --recover in optimizer steps instead of minutes: the same model on any machine and any "
+                   "--executor (implies --recover).")
+@click.option("--executor", default="local", show_default=True,
+              help="Where a --goal search's candidates compile: local, ray (this machine's cluster, else a new local "
+                   "one) or ray://HOST:PORT. Latency is always measured here.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--executor local: candidates compiled side by side in this many processes.")
 @click.option("--report", type=click.Path(path_type=Path),
               help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
                    "or .html (one page, plots embedded).")
@@ -65,7 +73,7 @@ from edgec.targets import load_target
 @handle_errors
 def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, image_preset,
                 image_resize, calib_hook, eval_text, train_text,
-                calib_count, recover, train_minutes, report, min_cosine, gate_outputs, goal, dim, runs,
+                calib_count, recover, train_minutes, train_steps, executor, jobs, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.calibration.spec import CalibrationSpec
@@ -85,13 +93,14 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         pass_options=parse_pass_options(pass_option), calibration=calibration, min_cosine=min_cosine,
         force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
-        recover_minutes=train_minutes if recover else 0.0, allow_synthetic=allow_synthetic)
+        recover_minutes=train_minutes if recover and not train_steps else 0.0, recover_steps=train_steps or 0,
+        allow_synthetic=allow_synthetic)
     tried = None
+    if (executor != "local" or jobs > 1) and not goal:
+        raise InputError("--executor and --jobs run a --goal search's candidates; several models or targets: "
+                         "edgec compile-many")
     if goal:
-        from edgec.compiler.goal import compile_to_goal, parse_goal
-
-        parsed = parse_goal(goal)
-        result, tried = compile_to_goal(model, profile, options, parsed)
+        result, tried = _goal_search(model, profile, options, goal, executor, jobs)
     else:
         result = compile_model(model, profile, options)
     out_path = Path(result.output) if result.output else (output or default_output(model, profile))
@@ -111,3 +120,19 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         if not any(p["meets_goal"] for p in tried):
             raise NegativeResult(f"no pipeline meets --goal {goal}; the best point was written: {result.notes[-1]}")
     raise_if_failed(result)
+
+
+def _goal_search(model: Path, profile, options, goal: str, executor: str, jobs: int):
+    from edgec.compiler.executors import open_executor
+    from edgec.compiler.goal import compile_to_goal, parse_goal
+    from edgec.compiler.progress import task_board
+
+    parsed = parse_goal(goal)
+    pool = open_executor(executor, jobs)
+    try:
+        if pool.workers > 1 or pool.name != "local":
+            with task_board(f"goal search on {pool.name} ({pool.workers} workers)") as events:
+                return compile_to_goal(model, profile, options, parsed, pool, events)
+        return compile_to_goal(model, profile, options, parsed, pool)
+    finally:
+        pool.close()

@@ -119,6 +119,7 @@ class CompileReport:
     placement: dict[str, int] = field(default_factory=dict)
     rolled_back: bool = False
     candidates: list[dict] = field(default_factory=list)   # goal search: every pipeline evaluated
+    executor: dict[str, Any] = field(default_factory=dict)   # goal search: where its tasks ran, how long each took
     notes: list[str] = field(default_factory=list)
     ok: bool = True
 

@@ -47,9 +47,10 @@ def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: di
     slots = slots_for(sites, affine.groups)
     graph.toposort()
     tuning = tuning_model(gs.export_onnx(graph, do_type_check=False), slots)
-    minutes = float(zo.get("minutes", 5.0))
+    minutes, steps = float(zo.get("minutes", 5.0)), int(zo.get("max_steps") or 0)
+    budget, units = (f"{steps} steps", steps) if minutes <= 0 else (f"{minutes:g} min", int(minutes * 60))
     try:
-        with ctx.progress(f"recover: zeroth-order tuning for {minutes:g} min", int(minutes * 60)) as advance:
+        with ctx.progress(f"recover: zeroth-order tuning for {budget}", units) as advance:
             result = teacher.tune_affines(tuning, slots, [t.name for t in graph.outputs], zo, affine.batch, advance)
     except ValueError as exc:      # no training feeds, or ONNX Runtime refuses the tuning graph
         return PassResult(False, {"method": "zo"}, [f"recover method=zo: {exc}"])

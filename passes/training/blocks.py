@@ -13,13 +13,13 @@ import onnx_graphsurgeon as gs
 from edgec.passes.base import PassContext, PassResult
 from edgec.passes.mlp.discovery import editable_blocks
 from edgec.passes.mlp.edit import set_linear
-from edgec.passes.training.loop import adamw, run_loop, sampled_rows
+from edgec.passes.training.loop import Budget, adamw, run_loop, sampled_rows
 from edgec.passes.training.refine import torch_activation
 
 MAX_ROWS = 16384
 
 
-def train_blocks(graph: gs.Graph, ctx: PassContext, minutes: float, why: str) -> PassResult:
+def train_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, why: str) -> PassResult:
     notes = [f"{why}; fell back to block-wise training of the MLP blocks"]
     teacher = ctx.need_teacher("block-wise recovery")
     blocks = [b for b in editable_blocks(graph) if torch_activation(b.act.pattern) is not None
@@ -28,7 +28,7 @@ def train_blocks(graph: gs.Graph, ctx: PassContext, minutes: float, why: str) ->
         return PassResult(False, {"mode": "block-wise", "blocks": []},
                           notes + ["no MLP block the original model can teach"])
     rows = _capture(teacher, sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)}))
-    per_block = minutes * 60 / len(blocks)
+    per_block = budget.share(len(blocks))
     results = []
     for block in blocks:
         x, y = rows[block.fc1.x.name], rows[block.fc2.y.name]
@@ -53,7 +53,7 @@ def _capture(teacher, names: list[str]) -> dict[str, np.ndarray]:
     return {n: np.concatenate(v)[:MAX_ROWS] for n, v in out.items()}
 
 
-def _train(block, x: np.ndarray, y: np.ndarray, seconds: float, seed: int):
+def _train(block, x: np.ndarray, y: np.ndarray, budget: Budget, seed: int):
     import torch
 
     torch.manual_seed(seed)
@@ -75,5 +75,5 @@ def _train(block, x: np.ndarray, y: np.ndarray, seconds: float, seed: int):
         x, y = sampled_rows(xt, yt, 1024, generator)
         return torch.mean((act(x @ w1 + b1) @ w2 + b2 - y) ** 2)
 
-    run_loop(adamw([{"params": params, "peak": 1e-4}]), step_loss, seconds=seconds)
+    run_loop(adamw([{"params": params, "peak": 1e-4}]), step_loss, **budget.loop_budget())
     return [p.detach().numpy() for p in params], before, error()

@@ -3,7 +3,8 @@
 Loss per batch: for every float output, (1 − cosine) per row plus the MSE over the teacher's mean square
 (per-token outputs at real tokens only; outputs named *logits* add KL(teacher ‖ student) of the softmax),
 and the same normalized MSE on the intermediate tensors the caller names (recover: the residual stream
-after every compressed block), weighted by `intermediate`. AdamW in two groups: the weights the
+after every compressed block), weighted by `intermediate`. The budget is minutes of wall clock, or (`steps` > 0) optimizer steps, which give the same
+weights wherever they run. AdamW in two groups: the weights the
 compression rewrote (`rewritten`) learn at `lr × rewritten_lr`, the untouched ones at `lr` (or stay frozen
 with `train_rest=False`). The learning rate warms up linearly over the first `warmup` fraction of the
 *time* budget, then follows a cosine (the number of steps a budget buys is unknown in advance). Every
@@ -22,13 +23,14 @@ import torch
 
 from edgec.passes.base import TeacherSource
 from edgec.passes.batching import training_batches
-from edgec.passes.training.loop import BestWeights, Schedule, adamw, run_loop
+from edgec.passes.training.loop import BestWeights, Budget, Schedule, adamw, run_loop
 from edgec.passes.training.view import TorchView, to_torch_feed
 
 
 @dataclass
 class DistillSettings:
     minutes: float
+    steps: int = 0                # > 0: a budget of optimizer steps instead of minutes (reproducible)
     lr: float = 1e-4
     intermediate: float = 1.0
     eval_every: int = 100
@@ -70,7 +72,8 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
         optimizer, masks = adamw([{"params": list(parameters.values()), "peak": settings.lr}], fused=True), []
     else:
         optimizer, masks = adamw(_groups(view, settings), fused=True), _sparsity_masks(view)
-    batches, budget, start = training_batches(cycled(teacher), settings.batch), settings.minutes * 60, time.perf_counter()
+    batches, start = training_batches(cycled(teacher), settings.batch), time.perf_counter()
+    budget = Budget(settings.steps, settings.minutes * 60)
 
     def step_loss(step: int) -> torch.Tensor:
         feed = next(batches)
@@ -87,7 +90,7 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
         """From the tail of the budget on, the view computes like ONNX Runtime's int8 and so does the scoring:
         the best weights are the best int8 ones (the float phase's best would win every comparison)."""
         nonlocal best
-        if view.int8 is not None or time.perf_counter() - start < budget * (1 - settings.int8_tail):
+        if view.int8 is not None or budget.spent(step, time.perf_counter() - start) < 1 - settings.int8_tail:
             return
         best.offer(_judged(_scores(view, held, outputs, teacher), settings.judged))   # the float phase's last word
         best.restore()              # continue from the best float weights, scored anew through int8
@@ -103,10 +106,10 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
         result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": step, **scores})
         return best.stale >= settings.patience and (settings.int8_tail == 0 or view.int8 is not None)
 
-    loop = run_loop(optimizer, step_loss, seconds=budget, schedule=Schedule(settings.warmup), after_step=keep_zeros,
+    loop = run_loop(optimizer, step_loss, **budget.loop_budget(), schedule=Schedule(settings.warmup), after_step=keep_zeros,
                     before_step=int8_tail if settings.int8_tail > 0 else None,
                     evaluate=evaluate, eval_every=settings.eval_every,
-                    progress=lambda steps, elapsed: progress(min(int(elapsed), int(budget)),
+                    progress=lambda steps, elapsed: progress(_done(budget, steps, elapsed),
                                                              f"held-out cosine {best.score:.4f}"))
     if loop.steps % max(settings.eval_every, 1) and not loop.stopped_early:
         evaluate(loop.steps)        # the steps since the last evaluation count too (a time budget ends anywhere)
@@ -115,6 +118,11 @@ def distill(view: TorchView, teacher: TeacherSource, outputs: list[str], interme
     result.steps, result.seconds, result.stopped_early = loop.steps, loop.seconds, loop.stopped_early
     result.held_out_best = best.score
     return result
+
+
+def _done(budget: Budget, steps: int, elapsed: float) -> int:
+    """Progress in the budget's unit: steps, or whole seconds."""
+    return min(steps, budget.steps) if budget.steps > 0 else min(int(elapsed), int(budget.seconds))
 
 
 def _groups(view: TorchView, settings: DistillSettings) -> list[dict]:

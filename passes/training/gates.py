@@ -20,7 +20,7 @@ import torch
 from edgec.passes.base import TeacherSource
 from edgec.passes.batching import training_batches
 from edgec.passes.training.distill import cycled, distill_loss
-from edgec.passes.training.loop import Schedule, adamw, run_loop
+from edgec.passes.training.loop import Budget, Schedule, adamw, run_loop
 from edgec.passes.training.view import TorchView, to_torch_feed
 
 
@@ -37,6 +37,7 @@ class Gate:
 class GateSettings:
     minutes: float
     keep: dict[str, float]             # pool → fraction of its units kept
+    steps: int = 0                     # > 0: a budget of optimizer steps instead of minutes (reproducible)
     min_keep: float = 0.1              # never fewer than this fraction of a block's units (at least one)
     lr: float = 1e-4                   # weights
     gate_lr: float = 0.05              # retention logits
@@ -70,7 +71,7 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
     optimizer = adamw([{"params": [p for _, p in view.named_weights()], "peak": settings.lr},
                        {"params": list(logits.values()), "peak": settings.gate_lr}], fused=True)
     batches = training_batches(cycled(teacher), settings.batch)
-    budget, start = settings.minutes * 60, time.perf_counter()
+    budget, start = Budget(settings.steps, settings.minutes * 60), time.perf_counter()
     result = GateResult()
 
     def step_loss(step: int) -> torch.Tensor:
@@ -83,13 +84,13 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
         return loss + settings.alpha * pull
 
     def before(step: int) -> None:
-        fraction = (time.perf_counter() - start) / budget
+        fraction = budget.spent(step, time.perf_counter() - start)
         target["value"] = settings.start + (settings.end - settings.start) * min(fraction / settings.soft, 1.0)
         if not hard and fraction >= settings.soft:
             _harden(gates, logits, settings, hard, result)
 
     try:
-        loop = run_loop(optimizer, step_loss, seconds=budget, schedule=Schedule(0.05), before_step=before)
+        loop = run_loop(optimizer, step_loss, **budget.loop_budget(), schedule=Schedule(0.05), before_step=before)
     finally:
         for g in gates:
             view.hooks.pop(g.tensor, None)

@@ -24,7 +24,7 @@ from edgec.passes.training.view import TorchView, to_torch_feed
 
 
 def train_affines(graph: gs.Graph, view: TorchView, ctx: PassContext, opts, notes: list[str]) -> PassResult:
-    from edgec.passes.recover import _intermediates, distill_settings
+    from edgec.passes.recover import _intermediates, _units, budget, distill_settings
 
     teacher = ctx.need_teacher("recover params=grasp")
     sites = find_sites(graph, opts.sites, opts.norms)
@@ -39,7 +39,7 @@ def train_affines(graph: gs.Graph, view: TorchView, ctx: PassContext, opts, note
     params = _install_hooks(view, sites, scales, opts.groups)
     intermediates = _intermediates(graph, opts.match, outputs, teacher)
     try:
-        with ctx.progress(f"recover: training group affines for {opts.minutes:g} min", int(opts.minutes * 60)) as advance:
+        with ctx.progress(f"recover: training group affines for {budget(opts).describe()}", _units(opts)) as advance:
             result = distill(view, teacher, outputs, intermediates, settings, advance, parameters=params)
     finally:
         view.hooks.clear()

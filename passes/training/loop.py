@@ -44,6 +44,32 @@ def adamw(groups: list[dict], weight_decay: float = 0.0, fused: bool = False):
     return torch.optim.AdamW(params, weight_decay=weight_decay)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Optimizer steps (reproducible: the same weights on any machine, any executor) or wall-clock seconds."""
+    steps: int = 0
+    seconds: float = 0.0
+
+    def __post_init__(self):
+        if self.steps <= 0 and self.seconds <= 0:
+            raise ValueError("a training budget needs steps or seconds")
+
+    def spent(self, steps: int, elapsed: float) -> float:
+        """The fraction of the budget used after `steps` steps and `elapsed` seconds."""
+        return steps / self.steps if self.steps > 0 else elapsed / self.seconds
+
+    def share(self, parts: int) -> "Budget":
+        """One of `parts` equal shares (e.g. per block)."""
+        return Budget(max(1, self.steps // parts), 0.0) if self.steps > 0 else Budget(0, self.seconds / parts)
+
+    def loop_budget(self) -> dict:
+        """run_loop's keyword for this budget."""
+        return {"steps": self.steps} if self.steps > 0 else {"seconds": self.seconds}
+
+    def describe(self) -> str:
+        return f"{self.steps} steps" if self.steps > 0 else f"{self.seconds / 60:g} min"
+
+
 @dataclass
 class LoopResult:
     steps: int = 0

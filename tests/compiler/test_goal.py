@@ -40,7 +40,7 @@ def test_candidates_run_from_conservative_to_aggressive():
 
 
 def test_user_pass_options_lie_over_every_candidate_that_runs_the_pass():
-    from edgec.compiler.goal import _merged
+    from edgec.compiler.goal_trial import merged_options as _merged
 
     merged = _merged({"prune": {"floor": 0.995}}, {"prune": {"score": "energy"}, "quantize": {"mode": "static"},
                                                    "recover": {"lr": 1e-3}}, ["cleanup", "prune"])
@@ -52,19 +52,16 @@ def test_learned_selection_is_a_candidate_only_with_a_training_budget():
     assert any("gates" in passes for _, passes, _ in candidates(0.995, training=True))
 
 
-def test_a_gates_candidate_splits_its_minutes_between_the_gates_and_recovery(monkeypatch, tmp_path):
-    import edgec.compiler.goal as goal_module
+def test_a_gates_candidate_splits_its_budget_between_the_gates_and_recovery(tmp_path):
+    from types import SimpleNamespace
+
     from edgec.compiler.driver import CompileOptions
-    from edgec.compiler.goal import _Trial
+    from edgec.compiler.goal_trial import Trial
 
-    seen = {}
-
-    def fake_compile(path, target, options):
-        seen.update(recover=options.recover_minutes, gates=options.pass_options["gates"]["minutes"])
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(goal_module, "compile_model", fake_compile)
-    trial = _Trial(tmp_path / "m.onnx", None, CompileOptions(recover_minutes=10), Goal("speedup", 2), tmp_path)
-    result = trial.run(0, ("gates", ["cleanup", "gates"], {"gates": {"keep": 0.5}}), 6.0)
-    assert seen == {"recover": 3.0, "gates": 3.0}
-    assert result.report is None and result.point["train_minutes"] == 6.0
+    gates = ("gates", ["cleanup", "gates"], {"gates": {"keep": 0.5}})
+    trial = SimpleNamespace(options=CompileOptions(recover_minutes=10), steps=False, target=None)
+    job = Trial._job(trial, gates, 6.0)
+    assert job.options.recover_minutes == 3.0 and job.options.pass_options["gates"] == {"keep": 0.5, "minutes": 3.0}
+    trial = SimpleNamespace(options=CompileOptions(recover_steps=100), steps=True, target=None)
+    job = Trial._job(trial, gates, 50.0)
+    assert job.options.recover_steps == 25 and job.options.pass_options["gates"] == {"keep": 0.5, "steps": 25}

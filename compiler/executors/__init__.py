@@ -1,0 +1,31 @@
+"""Where a compile's independent tasks run: the goal search's candidates and compile-many's model × target pairs.
+
+`--executor local` (default): in this process, or a pool of `--jobs N` processes; `--executor ray`: the Ray
+cluster on this machine (`ray start --head`), else a new local one; `--executor ray://HOST:PORT`: an existing
+cluster. Whatever runs the tasks, the results are the same: tasks get the same inputs and seeds, and latency is
+measured afterwards on the machine the target names (this one), never on a worker.
+"""
+
+from __future__ import annotations
+
+from edgec.compiler.errors import InputError
+from edgec.compiler.executors.base import Events, Executor, Shared, Task, TaskRun
+
+
+def open_executor(spec: str = "local", jobs: int = 1) -> Executor:
+    spec = spec.strip()
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: must be ≥ 1")
+    if spec == "local":
+        from edgec.compiler.executors.local import InProcess, ProcessPool
+
+        return InProcess() if jobs == 1 else ProcessPool(jobs)
+    if spec == "ray" or spec.startswith("ray://") or spec.startswith("ray:"):
+        from edgec.compiler.executors.ray_cluster import RayCluster
+
+        address = None if spec == "ray" else spec if spec.startswith("ray://") else spec[len("ray:"):]
+        return RayCluster(address)
+    raise InputError(f"--executor {spec}: expected local, ray, ray://HOST:PORT or ray:HOST:PORT")
+
+
+__all__ = ["Events", "Executor", "Shared", "Task", "TaskRun", "open_executor"]

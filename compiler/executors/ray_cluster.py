@@ -1,0 +1,126 @@
+"""Tasks on a Ray cluster (`--executor ray`: the cluster `ray start` runs on this machine, else a new local one;
+`--executor ray://HOST:PORT`: attach to a running cluster through Ray Client).
+
+Every `Shared` argument is put in Ray's object store once and read from there by every task: no shared
+filesystem is assumed. Tasks are submitted without Ray's own retries, so that a task whose worker dies is
+seen here, submitted again and recorded (`TaskRun.lost`). Workers announce when a task starts on a small
+queue actor, which drives the progress display. KeyboardInterrupt cancels every unfinished task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edgec.compiler.errors import InputError
+from edgec.compiler.executors.base import Events, Shared, Task, TaskRun, call, quiet, worker_name
+
+MAX_ATTEMPTS = 3
+POLL_SECONDS = 0.5
+
+
+def _announce_and_call(queue, key: str, fn, *args) -> tuple[Any, float, str]:
+    if queue is not None:
+        try:
+            queue.put_nowait((key, worker_name()))
+        except Exception:  # noqa: BLE001 - progress is best effort
+            pass
+    return call(fn, args)
+
+
+class RayCluster:
+    name = "ray"
+    same_machine = False       # even on this machine: tasks read their inputs from the object store
+
+    def __init__(self, address: str | None = None, cpus_per_task: float = 1.0):
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--executor ray needs Ray: pip install 'edgec[ray]'") from None
+        self._ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                         configure_logging=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise InputError(f"--executor: cannot reach the Ray cluster at {address or 'this machine'} "
+                                 f"({str(exc).splitlines()[0][:160]})") from None
+        self.address = address or "local"
+        self.cpus_per_task = cpus_per_task
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
+        self._remote = ray.remote(_announce_and_call).options(num_cpus=cpus_per_task, max_retries=0)
+
+    def run(self, tasks: list[Task], events: Events | None = None) -> list[TaskRun]:
+        ray = self._ray
+        events = events or quiet
+        queue = self._queue()
+        shared = {id(a): ray.put(a.value) for t in tasks for a in t.args if isinstance(a, Shared)}
+
+        def submit(task: Task):
+            args = [shared[id(a)] if isinstance(a, Shared) else a for a in task.args]
+            return self._remote.remote(queue, task.key, task.fn, *args)
+
+        pending = {submit(t): t for t in tasks}
+        attempts: dict[str, int] = {t.key: 1 for t in tasks}
+        lost: dict[str, list[str]] = {t.key: [] for t in tasks}
+        done: dict[str, TaskRun] = {}
+        for t in tasks:
+            events(t.key, "queued", "")
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                _drain(queue, events)
+                for ref in ready:
+                    task = pending.pop(ref)
+                    try:
+                        value, seconds, worker = ray.get(ref)
+                    except _lost_worker_errors(ray) as exc:
+                        attempts[task.key] += 1
+                        lost[task.key].append(f"{type(exc).__name__}: the worker died")
+                        if attempts[task.key] > MAX_ATTEMPTS:
+                            raise RuntimeError(f"task {task.key}: its worker died {MAX_ATTEMPTS} times") from None
+                        events(task.key, "retrying", type(exc).__name__)
+                        pending[submit(task)] = task
+                        continue
+                    done[task.key] = TaskRun(task.key, value, seconds, worker, attempts[task.key], lost[task.key])
+                    events(task.key, "done", f"{seconds:.0f} s")
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            _drain(queue, events)
+            if queue is not None:
+                queue.shutdown(force=True)
+        return [done[t.key] for t in tasks]
+
+    def _queue(self):
+        try:
+            from ray.util.queue import Queue
+
+            return Queue(actor_options={"num_cpus": 0})
+        except Exception:  # noqa: BLE001 - no progress display is no reason to fail
+            return None
+
+    def close(self) -> None:
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def _drain(queue, events: Events) -> None:
+    if queue is None:
+        return
+    try:
+        while not queue.empty():
+            key, worker = queue.get_nowait()
+            events(key, "running", worker)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _lost_worker_errors(ray) -> tuple[type[BaseException], ...]:
+    ex = ray.exceptions
+    names = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError", "LocalRayletDiedError",
+             "ActorDiedError", "RaySystemError")
+    return tuple(getattr(ex, n) for n in names if hasattr(ex, n))
