@@ -6,6 +6,7 @@ from edgec.compiler.cli import (  # noqa: F401  (each registers its verb on main
     check,
     compare,
     compile,
+    compile_many,
     device_setup,
     export,
     fold,
