@@ -1,8 +1,15 @@
-"""Shared fixtures. The tests folder is on sys.path (rootdir conftest), so `import models` works."""
+"""Shared fixtures. The tests folder is on sys.path (rootdir conftest), so `import models` works. `ray_cluster`:
+a real Ray cluster (`ray start --head` on 127.0.0.1, two CPUs) for the executor tests, once per session."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
@@ -23,3 +30,30 @@ def save(tmp_path: Path):
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The cluster's address (host:port) for `--executor ray:ADDRESS`."""
+    if importlib.util.find_spec("ray") is None:      # not imported here: Ray reads its settings when imported
+        pytest.skip("ray is not installed")
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    if ray_cli is None:
+        pytest.skip("the ray command line is not installed")
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                              "--num-cpus", "2", "--object-store-memory", str(300 * 2 ** 20),
+                              "--include-dashboard", "false", "--disable-usage-stats"],
+                             capture_output=True, text=True, env=env, timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)

@@ -10,6 +10,8 @@ queue actor, which drives the progress display. KeyboardInterrupt cancels every 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from edgec.compiler.errors import InputError
@@ -33,6 +35,7 @@ class RayCluster:
     same_machine = False       # even on this machine: tasks read their inputs from the object store
 
     def __init__(self, address: str | None = None, cpus_per_task: float = 1.0):
+        _token_auth_if_available()          # read by Ray when it is imported
         try:
             import ray
         except ImportError:
@@ -106,6 +109,15 @@ class RayCluster:
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def _token_auth_if_available() -> None:
+    """`ray start` (Ray ≥ 2.5x) turns token authentication on, while a client defaults to off and is refused. A
+    client with a token also reaches clusters without authentication, so a token on this machine is used."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+        (Path.home() / ".ray" / "auth_token").is_file()
+    if token:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def _drain(queue, events: Events) -> None:

@@ -1,0 +1,63 @@
+"""The Ray executor on a real local cluster (`ray start --head`, two CPUs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+import tasks
+
+from edgec.compiler.executors import Shared, Task, open_executor
+
+
+@pytest.fixture
+def cluster(ray_cluster):
+    executor = open_executor(f"ray:{ray_cluster}")
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(tasks)      # the workers cannot import the tests folder
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+def test_tasks_run_on_the_cluster_workers_and_share_their_inputs(cluster):
+    shared = Shared(list(range(1000)))
+    runs = cluster.run([Task(f"t{i}", tasks.total, (shared, i)) for i in range(4)])
+    assert [r.value for r in runs] == [499500 + i for i in range(4)]
+    assert cluster.workers == 2 and all(r.worker.split(":")[1] != str(os.getpid()) for r in runs)
+
+
+def test_a_task_whose_worker_dies_runs_again(cluster, tmp_path):
+    events = []
+    runs = cluster.run([Task("dies", tasks.die_once, (str(tmp_path / "marker"), 7))],
+                       lambda key, state, detail="": events.append(state))
+    assert runs[0].value == 7 and runs[0].attempts == 2 and "WorkerCrashedError" in runs[0].lost[0]
+    assert "retrying" in events
+
+
+def test_a_worker_killed_from_outside_mid_task_is_retried(cluster):
+    killed = []
+
+    def kill_first_runner(key, state, detail=""):
+        if state == "running" and not killed:
+            pid = int(detail.rsplit(":", 1)[1])
+            killed.append(pid)
+            threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+
+    runs = cluster.run([Task("slow", tasks.slow, (3.0, 11))], kill_first_runner)
+    assert killed and runs[0].value == 11 and runs[0].attempts == 2
+
+
+def test_ctrl_c_cancels_the_unfinished_tasks(cluster):
+    def interrupt(key, state, detail=""):
+        if state == "running":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cluster.run([Task("long", tasks.slow, (60.0, 1))], interrupt)
+    runs = cluster.run([Task("next", tasks.square, (5,))])       # the cluster is free again at once
+    assert runs[0].value == 25 and runs[0].seconds < 30
