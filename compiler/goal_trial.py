@@ -106,9 +106,11 @@ class Trial:
 
     def summary(self, wall_seconds: float) -> dict:
         """Where the tasks ran and how long each took: enough to project the search onto N workers."""
+        from edgec.compiler.executors.projection import projections
+
         return {"executor": self.executor.name, "workers": self.executor.workers,
                 "wall_seconds": round(wall_seconds, 2), "measuring_seconds": round(self.measuring, 2),
-                "tasks": self.records}
+                "projected_wall_seconds": projections(self.records, self.measuring), "tasks": self.records}
 
 
 def bytes_ratio(report: CompileReport) -> float:

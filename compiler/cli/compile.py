@@ -117,6 +117,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         for point in tried if fmt != "json" else []:      # JSON has them as "candidates"
             click.echo(f"  goal search: {point['pipeline']:<28} {point['result']:>16}, cosine {point['cosine']:.4f}"
                        f"{'' if point['ok'] else ' (fails the gate)'}{'  ✓ meets the goal' if point['meets_goal'] else ''}")
+        if result.executor and fmt != "json":
+            click.echo(_executor_line(result.executor))
         if not any(p["meets_goal"] for p in tried):
             raise NegativeResult(f"no pipeline meets --goal {goal}; the best point was written: {result.notes[-1]}")
     raise_if_failed(result)
@@ -136,3 +138,11 @@ def _goal_search(model: Path, profile, options, goal: str, executor: str, jobs: 
         return compile_to_goal(model, profile, options, parsed, pool)
     finally:
         pool.close()
+
+
+def _executor_line(record: dict) -> str:
+    retried = [t["task"] for t in record["tasks"] if t["attempts"] > 1]
+    projected = ", ".join(f"{n}: {s:.0f} s" for n, s in record["projected_wall_seconds"].items())
+    return (f"  executor: {len(record['tasks'])} tasks on {record['executor']} ({record['workers']} workers) in "
+            f"{record['wall_seconds']:.0f} s" + (f"; retried after a worker died: {', '.join(retried)}" if retried else "")
+            + f"; projected wall time on N workers: {projected}")

@@ -72,6 +72,8 @@ class ProcessPool:
                     done[task.key] = TaskRun(task.key, value, seconds, worker, attempts[task.key], lost[task.key])
                     events(task.key, "done", f"{seconds:.0f} s")
                 if broken:
+                    for task in pending.values():
+                        started.pop(task.key, None)      # it will start again
                     pool, pending = self._retry(pending, attempts, lost, events)
         except BaseException:
             self._fresh_pool().shutdown(wait=False, cancel_futures=True)

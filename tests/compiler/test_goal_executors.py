@@ -103,3 +103,20 @@ def test_ctrl_c_leaves_no_output_and_no_temporary_folder(problem, ray_cluster):
         _search(problem, "interrupted", f"ray:{ray_cluster}", events=interrupt)
     assert not (folder / "interrupted.onnx").exists()
     assert not [p for p in Path(folder).iterdir() if p.name.startswith(".edgec-goal-")]
+
+
+def test_a_compile_with_a_step_budget_writes_the_same_bytes_twice(problem):
+    from clirun import run_cli
+
+    folder, _ = problem
+    outs = [folder / "steps_a.onnx", folder / "steps_b.onnx"]
+    for out in outs:
+        code, text = run_cli("compile", folder / "m.onnx", "--calib", folder / "calib.npz", "--passes", "cleanup,prune",
+                             "--pass-option", "prune.keep=0.5", "--train-steps", "25", "--min-cosine", "0.5",
+                             "--no-measure", "-o", out, "--format", "json")
+        assert code == 0, text
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    import json
+
+    recover = next(p for p in json.loads(text[text.index("{"):])["passes"] if p["name"] == "recover")
+    assert recover["stats"]["steps"] == 25

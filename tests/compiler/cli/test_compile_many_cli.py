@@ -79,3 +79,8 @@ def test_bad_fleets_are_input_errors(fleet, tmp_path):
     code, text = run_cli("compile-many", fleet[0], broken, "-o", tmp_path / "out", "--no-measure")
     assert code == 2 and "could not be compiled: broken.onnx → x86 (input error)" in text
     assert (tmp_path / "out" / "m0.x86.onnx").is_file()         # the good pair is still written
+
+
+def test_executor_flags_without_a_goal_point_to_compile_many(fleet):
+    code, text = run_cli("compile", fleet[0], "--executor", "ray", "--allow-synthetic")
+    assert code == 2 and "compile-many" in text
