@@ -48,7 +48,8 @@ def task_board(description: str):
             if state == "queued":
                 bar.update(overall, total=(bar.tasks[0].total or 0) + 1)
             elif state in ("running", "retrying"):
-                label = f"  {key}" + (f" on {detail}" if state == "running" and detail else f" (retrying: {detail})")
+                where = f" on {detail}" if detail else ""
+                label = f"  {key}" + (where if state == "running" else f" (retrying: {detail or 'its worker died'})")
                 if key in rows:
                     bar.update(rows[key], description=label)     # type: ignore[arg-type]
                 else:
