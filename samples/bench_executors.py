@@ -39,7 +39,9 @@ def _search(base: Path, options, executor, out: Path) -> tuple[float, dict, byte
         executor.close()
     wall = time.perf_counter() - start
     chosen = next(c["pipeline"] for c in report.candidates if c["chosen"])
-    return wall, {"chosen": chosen, "executor": report.executor}, out.read_bytes()
+    points = [{k: c.get(k) for k in ("pipeline", "cosine", "latency_ratio", "meets_goal", "train_steps")}
+              for c in report.candidates]
+    return wall, {"chosen": chosen, "candidates": points, "executor": report.executor}, out.read_bytes()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,6 +83,8 @@ def _print(results: dict, out: Path) -> None:
     labels = list(results)
     local, serial = results[labels[0]], results[labels[1]]
     same = all(r["bytes"] == local["bytes"] and r["chosen"] == local["chosen"] for r in results.values())
+    fidelity = all([c["cosine"] for c in r["candidates"]] == [c["cosine"] for c in local["candidates"]]
+                   for r in results.values())
     print("\n| executor | wall s | vs in process | chose | tasks | retried |")
     print("|---|---|---|---|---|---|")
     for label, r in results.items():
@@ -89,7 +93,8 @@ def _print(results: dict, out: Path) -> None:
               f"{len(tasks)} | {sum(t['attempts'] > 1 for t in tasks)} |")
     overhead = serial["wall_seconds"] / local["wall_seconds"] - 1
     print(f"\nRay's overhead, one task at a time with the same cores: {overhead * 100:+.1f} % of the wall time")
-    print(f"same choice and same bytes on every executor: {same}")
+    print(f"same choice and same bytes on every executor: {same}; every candidate's held-out cosine the same: "
+          f"{fidelity}")
     projected = local["executor"]["projected_wall_seconds"]
     print("\nthe in-process search projected onto N workers (recorded task times, rounds as barriers, "
           f"{local['executor']['measuring_seconds']:.0f} s of timing here):")

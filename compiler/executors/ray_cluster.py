@@ -30,6 +30,19 @@ def _announce_and_call(queue, key: str, fn, *args) -> tuple[Any, float, str]:
     return call(fn, args)
 
 
+def _warm_up() -> str:
+    """A fresh worker imports what a compile task needs (seconds), so that the first real task does not."""
+    import importlib
+
+    importlib.import_module("edgec.compiler.compile_task")
+    for optional in ("torch", "transformers"):
+        try:
+            importlib.import_module(optional)
+        except ImportError:
+            pass
+    return worker_name()
+
+
 class RayCluster:
     name = "ray"
     same_machine = False       # even on this machine: tasks read their inputs from the object store
@@ -53,6 +66,8 @@ class RayCluster:
         self.cpus_per_task = cpus_per_task
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
         self._remote = ray.remote(_announce_and_call).options(num_cpus=cpus_per_task, max_retries=0)
+        # one warm-up per worker, not awaited: the imports run while the host loads the model and packs the data
+        self._warming = [ray.remote(_warm_up).options(num_cpus=cpus_per_task).remote() for _ in range(self.workers)]
 
     def run(self, tasks: list[Task], events: Events | None = None) -> list[TaskRun]:
         ray = self._ray
