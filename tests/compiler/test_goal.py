@@ -65,3 +65,21 @@ def test_a_gates_candidate_splits_its_budget_between_the_gates_and_recovery(tmp_
     trial = SimpleNamespace(options=CompileOptions(recover_steps=100), steps=True, target=None)
     job = Trial._job(trial, gates, 50.0)
     assert job.options.recover_steps == 25 and job.options.pass_options["gates"] == {"keep": 0.5, "steps": 25}
+
+
+def test_the_most_faithful_candidate_meeting_the_goal_wins_and_else_the_closest():
+    from types import SimpleNamespace
+
+    from edgec.compiler.goal import choose
+
+    def result(name, cosine, ratio):
+        return SimpleNamespace(point={"pipeline": name, "cosine": cosine},
+                               report=SimpleNamespace(latency={"ratio_p50": ratio}))
+
+    goal = Goal("speedup", 1.25)                                  # ratio ≤ 0.8
+    near_equal = [result("int8", 0.995, 0.74), result("prune + int8", 0.993, 0.72), result("more", 0.991, 0.60)]
+    assert choose(near_equal, goal).point["pipeline"] == "int8"
+    tie = [result("a", 0.99, 0.7), result("b", 0.99, 0.5)]
+    assert choose(tie, goal).point["pipeline"] == "a"            # the earlier, more conservative one
+    none = [result("a", 0.999, 0.95), result("b", 0.995, 0.85)]
+    assert choose(none, goal).point["pipeline"] == "b"           # closest to the goal
