@@ -12,7 +12,9 @@ does. The same steps whatever ran the task, hence the same files.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +67,7 @@ class CompileOutcome:
 
 def compile_task(source: Bundle | Path, job: CompileJob) -> CompileOutcome:
     """Runs on the worker."""
-    with tempfile.TemporaryDirectory(prefix="edgec-task-") as tmp:
+    with torch_threads(job.options.task_threads), tempfile.TemporaryDirectory(prefix="edgec-task-") as tmp:
         root = Path(tmp)
         path, options = source, job.options
         if isinstance(source, Bundle):
@@ -88,6 +90,22 @@ def compile_task(source: Bundle | Path, job: CompileJob) -> CompileOutcome:
         if isinstance(source, Bundle):
             source.restore_paths(report, root / "in")
         return CompileOutcome(report, files, dict(built.reference.feeds.held_out[0]), version=edgec_version())
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op threads for the task, restored after it (an in-process task shares the host's torch)."""
+    if threads <= 0 or importlib.util.find_spec("torch") is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Host:

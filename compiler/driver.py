@@ -59,6 +59,8 @@ class CompileOptions:
     recover_minutes: float = 0.0             # > 0: recovery distillation (before quantize) for this long
     recover_steps: int = 0                   # > 0: … for this many optimizer steps instead (reproducible)
     allow_synthetic: bool = False            # lossy passes may run on synthesized inputs
+    task_threads: int = 0                    # torch threads of each executor task (0: the worker's default); training
+                                             # sums in another order with another count, the same count gives the same bytes
 
 
 def recovers(options: CompileOptions) -> bool:

@@ -52,6 +52,9 @@ from edgec.targets import load_target
                    "one) or ray://HOST:PORT. Latency is always measured here.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="--executor local: candidates compiled side by side in this many processes.")
+@click.option("--task-threads", type=click.IntRange(min=1),
+              help="Threads each task trains with (on Ray, the CPUs it reserves; default: all here, 1 on Ray). The "
+                   "same count on two executors gives the same bytes with --train-steps.")
 @click.option("--report", type=click.Path(path_type=Path),
               help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
                    "or .html (one page, plots embedded).")
@@ -73,7 +76,7 @@ from edgec.targets import load_target
 @handle_errors
 def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, image_preset,
                 image_resize, calib_hook, eval_text, train_text,
-                calib_count, recover, train_minutes, train_steps, executor, jobs, report, min_cosine, gate_outputs, goal, dim, runs,
+                calib_count, recover, train_minutes, train_steps, executor, jobs, task_threads, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     from edgec.compiler.calibration.spec import CalibrationSpec
@@ -94,10 +97,10 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
         recover_minutes=train_minutes if recover and not train_steps else 0.0, recover_steps=train_steps or 0,
-        allow_synthetic=allow_synthetic)
+        allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
     tried = None
-    if (executor != "local" or jobs > 1) and not goal:
-        raise InputError("--executor and --jobs run a --goal search's candidates; several models or targets: "
+    if (executor != "local" or jobs > 1 or task_threads) and not goal:
+        raise InputError("--executor, --jobs and --task-threads run a --goal search's candidates; several models or targets: "
                          "edgec compile-many")
     if goal:
         result, tried = _goal_search(model, profile, options, goal, executor, jobs)
@@ -130,7 +133,7 @@ def _goal_search(model: Path, profile, options, goal: str, executor: str, jobs: 
     from edgec.compiler.progress import task_board
 
     parsed = parse_goal(goal)
-    pool = open_executor(executor, jobs)
+    pool = open_executor(executor, jobs, options.task_threads)
     try:
         if pool.workers > 1 or pool.name != "local":
             with task_board(f"goal search on {pool.name} ({pool.workers} workers)") as events:

@@ -25,6 +25,9 @@ from edgec.compiler.errors import InputError, NegativeResult
               help="local, ray (this machine's cluster, else a new local one) or ray://HOST:PORT.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="--executor local: pairs compiled side by side in this many processes.")
+@click.option("--task-threads", type=click.IntRange(min=1),
+              help="Threads each task trains with (on Ray, the CPUs it reserves; default: all here, 1 on Ray). The "
+                   "same count on two executors gives the same bytes with --train-steps.")
 @click.option("--calib", type=click.Path(path_type=Path), help=".npz of inputs, for every model given on the line.")
 @click.option("--passes", help="Comma-separated pass list (default: each target's pipeline).")
 @click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
@@ -40,7 +43,7 @@ from edgec.compiler.errors import InputError, NegativeResult
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @debug_option
 @handle_errors
-def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, calib, passes, pass_option, min_cosine,
+def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_threads, calib, passes, pass_option, min_cosine,
                      recover, train_minutes, train_steps, runs, no_measure, allow_synthetic, seed, force, fmt, debug):
     """Compile MODELS (or a --manifest fleet) for every --target; exit 1 if any pair fails its gate."""
     from edgec.compiler.calibration.spec import CalibrationSpec
@@ -57,14 +60,15 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, calib, 
                           pass_options=parse_pass_options(pass_option), calibration=CalibrationSpec(npz=calib),
                           min_cosine=min_cosine, seed=seed, measure=not no_measure, runs=runs, force=True,
                           recover_minutes=train_minutes if recover and not train_steps else 0.0,
-                          recover_steps=train_steps or 0, allow_synthetic=allow_synthetic)
+                          recover_steps=train_steps or 0, allow_synthetic=allow_synthetic,
+                          task_threads=task_threads or 0)
     members = [Member(m, base, target_names) for m in models]
     if manifest is not None:
         members += members_from_manifest(manifest, base, target_names)
     if not members:
         raise InputError("no model: give MODEL… or --manifest FLEET.toml")
     out_dir.mkdir(parents=True, exist_ok=True)
-    pool = open_executor(executor, jobs)
+    pool = open_executor(executor, jobs, task_threads or 0)
     try:
         with task_board(f"compile-many on {pool.name} ({pool.workers} workers)") as events:
             results = compile_many(members, out_dir, pool, events, force)

@@ -12,10 +12,11 @@ from edgec.compiler.errors import InputError
 from edgec.compiler.executors.base import Events, Executor, Shared, Task, TaskRun
 
 
-def open_executor(spec: str = "local", jobs: int = 1) -> Executor:
+def open_executor(spec: str = "local", jobs: int = 1, task_threads: int = 0) -> Executor:
+    """`task_threads`: on Ray, the CPUs each task reserves (default 1)."""
     spec = spec.strip()
-    if jobs < 1:
-        raise InputError(f"--jobs {jobs}: must be ≥ 1")
+    if jobs < 1 or task_threads < 0:
+        raise InputError(f"--jobs {jobs} / --task-threads {task_threads}: must be ≥ 1")
     if spec == "local":
         from edgec.compiler.executors.local import InProcess, ProcessPool
 
@@ -24,7 +25,7 @@ def open_executor(spec: str = "local", jobs: int = 1) -> Executor:
         from edgec.compiler.executors.ray_cluster import RayCluster
 
         address = None if spec == "ray" else spec if spec.startswith("ray://") else spec[len("ray:"):]
-        return RayCluster(address)
+        return RayCluster(address, cpus_per_task=task_threads or 1)
     raise InputError(f"--executor {spec}: expected local, ray, ray://HOST:PORT or ray:HOST:PORT")
 
 

@@ -120,3 +120,18 @@ def test_a_compile_with_a_step_budget_writes_the_same_bytes_twice(problem):
 
     recover = next(p for p in json.loads(text[text.index("{"):])["passes"] if p["name"] == "recover")
     assert recover["stats"]["steps"] == 25
+
+
+def test_a_task_trains_with_the_threads_it_is_given_and_gives_the_host_its_own_back(problem, monkeypatch):
+    import torch
+
+    import edgec.compiler.compile_task as compile_task_module
+    from edgec.compiler.compile_task import CompileJob, compile_task
+
+    folder, options = problem
+    seen = []
+    monkeypatch.setattr(compile_task_module, "build", lambda *a: seen.append(torch.get_num_threads()) or 1 / 0)
+    before = torch.get_num_threads()
+    outcome = compile_task(folder / "m.onnx", CompileJob("x", load_target("x86"),
+                                                         dataclasses.replace(options, task_threads=1)))
+    assert seen == [1] and torch.get_num_threads() == before and "division by zero" in outcome.failure
