@@ -37,7 +37,8 @@ class Bundle:
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        moved = {f: root / getattr(self.spec, f) for f in SPEC_PATHS if getattr(self.spec, f) is not None}
+        moved: dict[str, Any] = {f: root / getattr(self.spec, f) for f in SPEC_PATHS
+                                 if getattr(self.spec, f) is not None}
         for name in ("tokenizer", "images"):     # a folder with no file shipped still exists
             if name in moved:
                 moved[name].mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,7 @@ def pack(model: Path, spec: CalibrationSpec) -> Bundle:
     rel_model = f"model/{model.name}"
     _add_model(model, rel_model, files)
     originals[rel_model] = str(model)
-    relative: dict[str, Path] = {}
+    relative: dict[str, Any] = {}
     for i, field in enumerate(SPEC_PATHS):
         path = getattr(spec, field)
         if path is None:

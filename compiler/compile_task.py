@@ -26,13 +26,12 @@ from edgec.compiler.driver import (
     CompileOptions,
     build,
     compiled_session,
-    measured,
     original_session,
     resolve,
     session_config,
 )
 from edgec.compiler.errors import EdgecError
-from edgec.compiler.measuring import Baseline
+from edgec.compiler.measuring import Baseline, measured
 from edgec.compiler.report.compile_report import CompileReport
 from edgec.targets import TargetProfile
 

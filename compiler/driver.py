@@ -24,7 +24,7 @@ from edgec.compiler.calibration.feeds import feed_set
 from edgec.compiler.calibration.loading import vocabulary_size
 from edgec.compiler.calibration.spec import CalibrationSpec
 from edgec.compiler.errors import EdgecError, InputError, NegativeResult, ProviderError
-from edgec.compiler.measuring import Baseline, measure_or_roll_back
+from edgec.compiler.measuring import Baseline, measured
 from edgec.compiler.progress import progress_bar
 from edgec.compiler.reference import Reference
 from edgec.compiler.report.compile_report import CompileReport, ModelSummary, PassRecord
@@ -144,19 +144,6 @@ def _measured(built: Compiled, target: TargetProfile, options: CompileOptions):
     ref = built.reference
     baseline = Baseline(ref.model, ref.session, ref.config, ref.feeds.held_out[0])
     return measured(built.report, baseline, built.session, built.model, built.resolved, target, options)
-
-
-def measured(report: CompileReport, baseline: Baseline, candidate, compiled, resolved, target: TargetProfile,
-             options: CompileOptions):
-    """Latency side by side (a slower model rolls back); a measurement that breaks is a note, not a crash:
-    the model is already verified."""
-    try:
-        return measure_or_roll_back(report, baseline, candidate, compiled, resolved, target, options)
-    except (EdgecError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001
-        report.notes.append(f"latency not measured ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
-        return compiled
 
 
 def _first_accepted(attempts: list[Attempt], editable, reference: Reference, report: CompileReport,

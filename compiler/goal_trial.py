@@ -77,9 +77,9 @@ class Trial:
         if "gates" in passes:           # the gates train first: half the candidate's budget, recovery the rest
             recover = max(1, amount // 2) if self.steps else amount / 2
             merged["gates"] = {**merged["gates"], **({"steps": int(recover)} if self.steps else {"minutes": recover})}
-        budget = {"recover_steps": int(recover), "recover_minutes": 0.0} if self.steps else \
-            {"recover_minutes": recover, "recover_steps": 0}
-        options = dataclasses.replace(self.options, passes=passes, pass_options=merged, allow_slower=True, **budget)
+        options = dataclasses.replace(self.options, passes=passes, pass_options=merged, allow_slower=True,
+                                      recover_steps=int(recover) if self.steps else 0,
+                                      recover_minutes=0.0 if self.steps else recover)
         return CompileJob(label, self.target, options)
 
     def _finished(self, index: int, label: str, amount: float, outcome: CompileOutcome, seconds: float) -> Result:

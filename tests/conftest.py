@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -40,20 +41,22 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """The cluster's address (host:port) for `--executor ray:ADDRESS`."""
+    """The cluster's address (host:port) for `--executor ray:ADDRESS`. Its own temporary folder lets teardown
+    stop exactly its processes (`ray stop` would stop every cluster on the machine)."""
     if importlib.util.find_spec("ray") is None:      # not imported here: Ray reads its settings when imported
         pytest.skip("ray is not installed")
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
     if ray_cli is None:
         pytest.skip("the ray command line is not installed")
-    port = _free_port()
+    port, folder = _free_port(), tempfile.mkdtemp(prefix="edgec-ray-", dir="/tmp")   # short: socket paths
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                              "--num-cpus", "2", "--object-store-memory", str(300 * 2 ** 20),
+                              "--num-cpus", "2", "--object-store-memory", str(300 * 2 ** 20), "--temp-dir", folder,
                               "--include-dashboard", "false", "--disable-usage-stats"],
                              capture_output=True, text=True, env=env, timeout=180)
-    assert started.returncode == 0, started.stdout + started.stderr
     try:
+        assert started.returncode == 0, started.stdout + started.stderr
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        subprocess.run(["pkill", "-9", "-f", folder], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
