@@ -33,9 +33,13 @@ SHELL_BLOCKS = {"", "sh", "bash", "shell", "console", "zsh"}
 OUTPUT_OPTIONS = {"-o", "--output", "--junit", "--save-baseline", "--report", "--emit-delta"}
 FILE_SUFFIXES = (".onnx", ".npz", ".toml", ".json")
 
-# README command → why it is not run here (an ssh device, a phone, slow qemu, HF checkpoints, a GPU);
-# empty: every command the README has today runs on a CI machine.
-SKIPPED: dict[str, str] = {}
+# README command → why it is not run here (an ssh device, a phone, slow qemu, HF checkpoints, a GPU, a cluster).
+SKIPPED: dict[str, str] = {
+    "edgec compile-many ocr.onnx det.onnx --target x86,arm -o fleet --executor ray://head:10001":
+        "needs a Ray cluster at head:10001 (tests/compiler/cli/test_compile_many_cli.py runs one on 127.0.0.1)",
+    "edgec compile-many --manifest fleet.toml -o fleet --executor ray:head:6379":
+        "needs a Ray cluster at head:6379 (the manifest is tested in tests/compiler/cli/test_compile_many_cli.py)",
+}
 
 # README command → (what is wrong with it as printed, the error it exits with today).
 KNOWN_BROKEN: dict[str, tuple[str, str]] = {}
@@ -206,8 +210,22 @@ def check_bench(cmd: Command, code: int, out: str, folder: Path) -> None:
         assert load_baseline(folder / baseline)["samples_ms"]
 
 
+def check_compile_many(cmd: Command, code: int, out: str, folder: Path) -> None:
+    assert code == 0, out
+    argv = cmd.argv
+    models_given = [Path(m).stem for m in positionals(argv)]
+    targets = option(argv, "--target", "-t", default="x86").split(",")
+    out_dir = folder / option(argv, "--out-dir", "-o", default="build/fleet")
+    rows = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    assert [(Path(r["model"]).stem, r["target"]) for r in rows] == [(m, t) for m in models_given for t in targets]
+    assert all(r["status"] == "ok" for r in rows) and "status" in out, out
+    for m in models_given:
+        for t in targets:
+            assert (out_dir / f"{m}.{t}.onnx").is_file() and (out_dir / f"{m}.{t}.report.json").is_file()
+
+
 CHECKS = {"compile": check_compile, "inspect": check_inspect, "export": check_export,
-          "targets": check_targets, "bench": check_bench}
+          "targets": check_targets, "bench": check_bench, "compile-many": check_compile_many}
 
 
 def _run(cmd: Command, folder: Path, monkeypatch) -> tuple[int, str]:
