@@ -104,8 +104,8 @@ class RayCluster:
                     done[task.key] = TaskRun(task.key, value, seconds, worker, attempts[task.key], lost[task.key])
                     events(task.key, "done", f"{seconds:.0f} s")
         except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            for ref in pending:         # not force: Ray 2.60 can abort the driver when a force-killed task completes
+                ray.cancel(ref)
             raise
         finally:
             _drain(queue, events)
