@@ -61,6 +61,8 @@ class PairResult:
         r = self.report
         cosine = min((f["score"] for f in r.fidelity), default=None) if r else None
         bytes_ratio = r.after.bytes / max(r.before.bytes, 1) if r and r.before and r.after else None
+        if r and r.rolled_back:
+            bytes_ratio = 1.0                           # the file written is the original
         return {"model": str(self.model), "target": self.target, "status": self.status,
                 "output": str(self.output) if self.status == "ok" else None, "min_cosine": cosine,
                 "latency_ratio": r.latency.get("ratio_p50") if r else None, "bytes_ratio": bytes_ratio,
@@ -74,11 +76,22 @@ def members_from_manifest(path: Path, base: CompileOptions, targets: tuple[str, 
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: not a readable TOML manifest ({exc})") from None
+    stray = sorted(set(data) - {"model", "targets"})
     entries = data.get("model")
-    if not isinstance(entries, list) or not entries:
-        raise InputError(f"{path}: no [[model]] entries")
-    default_targets = tuple(data.get("targets", targets))
-    return [_member(entry, path.parent, base, default_targets, path) for entry in entries]
+    if stray or not isinstance(entries, list) or not entries:
+        raise InputError(f"{path}: a manifest holds [[model]] entries and an optional targets = [...]"
+                         + (f" (not {', '.join(stray)})" if stray else ""))
+    default_targets = tuple(_strings(data, "targets", path)) if "targets" in data else targets
+    # a manifest model's data are its own: the command line's --calib is for the models given on the line
+    own = dataclasses.replace(base, calibration=dataclasses.replace(base.calibration, npz=None))
+    return [_member(entry, path.parent, own, default_targets, path) for entry in entries]
+
+
+def _strings(entry: dict, key: str, manifest: Path) -> list[str]:
+    value = entry[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{manifest}: {key} must be a list of strings, like {key} = [\"a\", \"b\"]")
+    return value
 
 
 def _member(entry: dict, root: Path, base: CompileOptions, targets: tuple[str, ...], manifest: Path) -> Member:
@@ -86,6 +99,12 @@ def _member(entry: dict, root: Path, base: CompileOptions, targets: tuple[str, .
     if unknown or "path" not in entry:
         raise InputError(f"{manifest}: a [[model]] needs path and takes {', '.join(sorted(MANIFEST_KEYS))}"
                          + (f" (not {', '.join(unknown)})" if unknown else ""))
+    for key in ("path", "calib", "calib_text", "tokenizer", "calib_dir", "eval_text"):
+        if key in entry and not isinstance(entry[key], str):
+            raise InputError(f"{manifest}: {key} must be a path (a string)")
+    if "min_cosine" in entry and not (isinstance(entry["min_cosine"], (int, float)) and 0 <= entry["min_cosine"] <= 1):
+        raise InputError(f"{manifest}: min_cosine must be a number in [0, 1]")
+    lists = {k: _strings(entry, k, manifest) for k in ("targets", "gate_outputs", "passes") if k in entry}
     rel = {k: root / entry[k] if k in entry else None for k in ("calib", "calib_text", "tokenizer", "calib_dir",
                                                                   "eval_text")}
     spec = dataclasses.replace(base.calibration, npz=rel["calib"], text=rel["calib_text"], tokenizer=rel["tokenizer"],
@@ -93,26 +112,47 @@ def _member(entry: dict, root: Path, base: CompileOptions, targets: tuple[str, .
         if any(v is not None for v in rel.values()) else base.calibration
     options = dataclasses.replace(base, calibration=spec,
                                   min_cosine=entry.get("min_cosine", base.min_cosine),
-                                  gate_outputs=entry.get("gate_outputs", base.gate_outputs),
-                                  passes=entry.get("passes", base.passes))
-    return Member(root / entry["path"], options, tuple(entry.get("targets", targets)))
+                                  gate_outputs=lists.get("gate_outputs", base.gate_outputs),
+                                  passes=lists.get("passes", base.passes))
+    return Member(root / entry["path"], options, tuple(lists.get("targets", targets)))
 
 
 def compile_many(members: list[Member], out_dir: Path, executor: Executor, events: Events | None = None,
                  force: bool = False) -> list[PairResult]:
     profiles = _profiles(members)
+    _check_inputs(members, out_dir)
     pairs = [(m, profiles[t]) for m in members for t in m.targets]
     outputs = [out_dir / f"{m.path.stem}.{p.name}.onnx" for m, p in pairs]
-    if len(set(outputs)) < len(outputs):
-        raise InputError("two models of the fleet have the same file name: their outputs would collide")
-    for (member, _), output in zip(pairs, outputs, strict=True):
-        modelio.ensure_writable_output(output, [member.path], force)
+    if out_dir.is_dir():
+        for (member, _), output in zip(pairs, outputs, strict=True):
+            modelio.ensure_writable_output(output, [member.path], force)
     sources = {m.path: m.path if executor.same_machine else Shared(pack(m.path, m.options.calibration))
                for m in members}
     tasks = [Task(f"{m.path.name} → {p.name}", compile_task, (sources[m.path], CompileJob(p.name, p, m.options)))
              for m, p in pairs]
     runs = executor.run(tasks, events)
+    out_dir.mkdir(parents=True, exist_ok=True)          # only now: an early failure or Ctrl-C leaves no folder
     return [_finish(m, p, out, run) for (m, p), out, run in zip(pairs, outputs, runs, strict=True)]
+
+
+def _check_inputs(members: list[Member], out_dir: Path) -> None:
+    """What can fail before any task runs fails here: a missing model, two models with one output name, an
+    output folder that is a file."""
+    missing = [str(m.path) for m in members if not m.path.is_file()]
+    if missing:
+        raise InputError(f"no such model file: {', '.join(missing)}")
+    by_stem: dict[str, list[str]] = {}
+    for m in members:
+        by_stem.setdefault(m.path.stem, []).append(str(m.path))
+    clash = [paths for paths in by_stem.values() if len(paths) > 1]
+    if clash:
+        raise InputError(f"{' and '.join(clash[0])} would write the same outputs (one file name per model in a "
+                         "fleet: rename or copy one)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    for parent in out_dir.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{out_dir}: {parent} is not a folder")
 
 
 def _profiles(members: list[Member]) -> dict[str, TargetProfile]:

@@ -49,7 +49,8 @@ from edgec.targets import load_target
                    "--executor (implies --recover).")
 @click.option("--executor", default="local", show_default=True,
               help="Where a --goal search's candidates compile: local, ray (this machine's cluster, else a new local "
-                   "one) or ray://HOST:PORT. Latency is always measured here.")
+                   "one), ray:HOST:PORT (a cluster's head) or ray://HOST:PORT (Ray Client). Latency is always "
+                   "measured here.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="--executor local: candidates compiled side by side in this many processes.")
 @click.option("--task-threads", type=click.IntRange(min=1),
@@ -99,6 +100,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         recover_minutes=train_minutes if recover and not train_steps else 0.0, recover_steps=train_steps or 0,
         allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
     tried = None
+    if jobs > 1 and executor != "local":
+        raise InputError("--jobs is for --executor local; a Ray cluster runs as many tasks as it has CPUs")
     if (executor != "local" or jobs > 1 or task_threads) and not goal:
         raise InputError("--executor, --jobs and --task-threads run a --goal search's candidates; several models or targets: "
                          "edgec compile-many")

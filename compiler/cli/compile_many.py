@@ -22,13 +22,15 @@ from edgec.compiler.errors import InputError, NegativeResult
 @click.option("--out-dir", "-o", type=click.Path(path_type=Path), default=Path("build/fleet"), show_default=True,
               help="Where each MODEL.<target>.onnx and its .report.json go.")
 @click.option("--executor", default="local", show_default=True,
-              help="local, ray (this machine's cluster, else a new local one) or ray://HOST:PORT.")
+              help="local, ray (this machine's cluster, else a new local one), ray:HOST:PORT (a cluster's head) or "
+                   "ray://HOST:PORT (Ray Client).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="--executor local: pairs compiled side by side in this many processes.")
 @click.option("--task-threads", type=click.IntRange(min=1),
               help="Threads each task trains with (on Ray, the CPUs it reserves; default: all here, 1 on Ray). The "
                    "same count on two executors gives the same bytes with --train-steps.")
-@click.option("--calib", type=click.Path(path_type=Path), help=".npz of inputs, for every model given on the line.")
+@click.option("--calib", type=click.Path(path_type=Path),
+              help=".npz of inputs, for every model given on the line (a manifest's models name their own).")
 @click.option("--passes", help="Comma-separated pass list (default: each target's pipeline).")
 @click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
 @click.option("--min-cosine", type=float, help="Fidelity gate (overrides the targets'); 0 turns it off.")
@@ -67,7 +69,8 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_th
         members += members_from_manifest(manifest, base, target_names)
     if not members:
         raise InputError("no model: give MODEL… or --manifest FLEET.toml")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if jobs > 1 and executor != "local":
+        raise InputError("--jobs is for --executor local; a Ray cluster runs as many tasks as it has CPUs")
     pool = open_executor(executor, jobs, task_threads or 0)
     try:
         with task_board(f"compile-many on {pool.name} ({pool.workers} workers)") as events:
@@ -82,13 +85,15 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_th
 
 def _table(rows: list[dict], markdown: bool) -> str:
     head = ["model", "target", "status", "min cosine", "latency ×", "bytes ×", "task s", "attempts"]
-    body = [[Path(r["model"]).name, r["target"], r["status"], _num(r["min_cosine"]), _num(r["latency_ratio"], 3),
+    body = [[Path(r["model"]).name, r["target"], r["status"], _num(r["min_cosine"], 6 if r["status"] != "ok" else 4),
+             _num(r["latency_ratio"], 3),
              _num(r["bytes_ratio"], 3), _num(r.get("seconds"), 1), str(r.get("attempts", ""))] for r in rows]
+    notes = [f"  {Path(r['model']).name} → {r['target']}: {r['detail']}" for r in rows if r["detail"]]
     if markdown:
-        return "\n".join("| " + " | ".join(line) + " |" for line in [head, ["---"] * len(head), *body])
+        return "\n".join(["| " + " | ".join(line) + " |" for line in [head, ["---"] * len(head), *body]]
+                         + ([""] + notes if notes else []))
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)) for line in [head, *body]]
-    notes = [f"  {Path(r['model']).name} → {r['target']}: {r['detail']}" for r in rows if r["detail"]]
     return "\n".join(lines + notes)
 
 

@@ -1,8 +1,8 @@
 """Tasks on a Ray cluster (`--executor ray`: the cluster `ray start` runs on this machine, else a new local one;
 `--executor ray://HOST:PORT`: attach to a running cluster through Ray Client).
 
-Every `Shared` argument is put in Ray's object store once and read from there by every task: no shared
-filesystem is assumed. Tasks are submitted without Ray's own retries, so that a task whose worker dies is
+Every `Shared` argument is put in Ray's object store once (for every run of the executor: a goal search's rounds
+share it) and read from there by every task: no shared filesystem is assumed. Tasks are submitted without Ray's own retries, so that a task whose worker dies is
 seen here, submitted again and recorded (`TaskRun.lost`). Workers announce when a task starts on a small
 queue actor, which drives the progress display. KeyboardInterrupt cancels every unfinished task.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,27 +58,35 @@ class RayCluster:
         self._ray = ray
         self._owns = not ray.is_initialized()
         if self._owns:
+            _check_reachable(address)
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                         configure_logging=False)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")        # Ray Client warns before it raises
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.ERROR, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise InputError(f"--executor: cannot reach the Ray cluster at {address or 'this machine'} "
                                  f"({str(exc).splitlines()[0][:160]})") from None
         self.address = address or "local"
         self.cpus_per_task = cpus_per_task
+        largest = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+        if cpus_per_task > largest:
+            self.close()
+            raise InputError(f"--task-threads {cpus_per_task:g}: each task would reserve {cpus_per_task:g} CPUs, and "
+                             f"the largest node of the cluster has {largest:g}: no task could ever start")
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
         self._remote = ray.remote(_announce_and_call).options(num_cpus=cpus_per_task, max_retries=0)
         # one warm-up per worker, not awaited: the imports run while the host loads the model and packs the data
+        self._stored_refs: dict[int, tuple[Shared, Any]] = {}
         self._warming = [ray.remote(_warm_up).options(num_cpus=cpus_per_task).remote() for _ in range(self.workers)]
 
     def run(self, tasks: list[Task], events: Events | None = None) -> list[TaskRun]:
         ray = self._ray
         events = events or quiet
         queue = self._queue()
-        shared = {id(a): ray.put(a.value) for t in tasks for a in t.args if isinstance(a, Shared)}
 
         def submit(task: Task):
-            args = [shared[id(a)] if isinstance(a, Shared) else a for a in task.args]
+            args = [self._stored(a) if isinstance(a, Shared) else a for a in task.args]
             return self._remote.remote(queue, task.key, task.fn, *args)
 
         pending = {submit(t): t for t in tasks}
@@ -113,6 +123,14 @@ class RayCluster:
                 queue.shutdown(force=True)
         return [done[t.key] for t in tasks]
 
+    def _stored(self, shared: Shared):
+        """The object store's copy of a shared input: put once for every run of this executor (a goal search's
+        rounds all read the same model and data)."""
+        kept = self._stored_refs.get(id(shared))
+        if kept is None or kept[0] is not shared:
+            kept = self._stored_refs[id(shared)] = (shared, self._ray.put(shared.value))
+        return kept[1]
+
     def _queue(self):
         try:
             from ray.util.queue import Queue
@@ -124,6 +142,19 @@ class RayCluster:
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def _check_reachable(address: str | None, seconds: float = 10.0) -> None:
+    """A head address (HOST:PORT) that nothing answers on fails here in seconds; Ray itself retries for minutes."""
+    if not address or address.startswith("ray://") or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except ValueError:
+        raise InputError(f"--executor ray:{address}: expected ray:HOST:PORT") from None
+    except OSError as exc:
+        raise InputError(f"--executor: cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
 
 
 def _token_auth_if_available() -> None:

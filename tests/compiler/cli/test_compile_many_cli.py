@@ -84,3 +84,46 @@ def test_bad_fleets_are_input_errors(fleet, tmp_path):
 def test_executor_flags_without_a_goal_point_to_compile_many(fleet):
     code, text = run_cli("compile", fleet[0], "--executor", "ray", "--allow-synthetic")
     assert code == 2 and "compile-many" in text
+
+
+@pytest.mark.parametrize("text, error", [
+    ('targets = "arm"\n[[model]]\npath = "m0.onnx"\n', "targets must be a list of strings"),
+    ('target = ["x86"]\n[[model]]\npath = "m0.onnx"\n', "(not target)"),
+    ('[[model]]\npath = "m0.onnx"\npasses = "cleanup"\n', "passes must be a list of strings"),
+    ('[[model]]\npath = "m0.onnx"\nmin_cosine = "high"\n', "min_cosine must be a number in [0, 1]"),
+    ('[[model]]\npath = "nowhere.onnx"\n', "no such model file"),
+])
+def test_manifest_mistakes_fail_before_any_task_runs(fleet, tmp_path, text, error):
+    manifest = tmp_path / "fleet.toml"
+    manifest.write_text(text)
+    code, out = run_cli("compile-many", "--manifest", manifest, "-o", tmp_path / "out")
+    assert code == 2 and error in out, out
+    assert not (tmp_path / "out").exists()                      # an early failure leaves no folder
+
+
+def test_the_command_lines_calib_is_not_a_manifest_models(fleet, tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "seq.npz", x=np.zeros((24, 5, models.D), np.float32))
+    manifest = tmp_path / "fleet.toml"
+    manifest.write_text('[[model]]\npath = "m3.onnx"\n')         # the conv model: seq.npz does not fit it
+    code, text = run_cli("compile-many", fleet[0], "--manifest", manifest, "--calib", tmp_path / "seq.npz",
+                         "-o", tmp_path / "out", "--no-measure", "--format", "json")
+    assert code == 0, text
+    sources = {r["model"].rsplit("/", 1)[1]: r for r in json.loads(text)}
+    assert set(sources) == {"m0.onnx", "m3.onnx"}
+
+
+def test_unusable_outputs_and_executors_are_input_errors(fleet, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        code, text = run_cli("compile-many", fleet[0], "-o", out)
+        assert code == 2 and "not a folder" in text, text
+    code, text = run_cli("compile-many", fleet[0], "-o", tmp_path / "o", "--executor", "ray:127.0.0.1:1")
+    assert code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in text
+    code, text = run_cli("compile-many", fleet[0], "-o", tmp_path / "o", "--executor", "ray", "--jobs", "2")
+    assert code == 2 and "--jobs is for --executor local" in text
+    code, text = run_cli("compile-many", fleet[0], fleet[0], "-o", tmp_path / "o")
+    assert code == 2 and "would write the same outputs" in text
+    assert not (tmp_path / "o").exists()

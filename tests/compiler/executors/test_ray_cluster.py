@@ -61,3 +61,10 @@ def test_ctrl_c_cancels_the_unfinished_tasks(cluster):
         cluster.run([Task("long", tasks.slow, (60.0, 1))], interrupt)
     runs = cluster.run([Task("next", tasks.square, (5,))])       # the cluster is free again at once
     assert runs[0].value == 25 and runs[0].seconds < 30
+
+
+def test_tasks_larger_than_any_node_are_refused_at_once(ray_cluster):
+    from edgec.compiler.errors import InputError
+
+    with pytest.raises(InputError, match="largest node of the cluster has 2"):
+        open_executor(f"ray:{ray_cluster}", task_threads=3)
