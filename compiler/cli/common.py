@@ -107,3 +107,27 @@ def measure_options(fn):
     ]):
         fn = option(fn)
     return fn
+
+
+def executor_options(what: str):
+    """--executor, --jobs and --task-threads: where `what` (a goal search's candidates, a fleet's pairs) compile."""
+    def decorate(fn):
+        for option in reversed([
+            click.option("--executor", default="local", show_default=True,
+                         help=f"Where {what} compile: local, ray (this machine's cluster, else a new local one), "
+                              "ray:HOST:PORT (a cluster's head) or ray://HOST:PORT (Ray Client). Latency is always "
+                              "measured here."),
+            click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                         help=f"--executor local: {what} compiled side by side in this many processes."),
+            click.option("--task-threads", type=click.IntRange(min=1),
+                         help="Threads each task trains with (on Ray, the CPUs it reserves; default: all here, 1 on "
+                              "Ray). The same count on two executors gives the same bytes with --train-steps."),
+        ]):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def check_jobs(executor: str, jobs: int) -> None:
+    if jobs > 1 and executor != "local":
+        raise InputError("--jobs is for --executor local; a Ray cluster runs as many tasks as it has CPUs")

@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from edgec.compiler.cli.common import (
+    check_jobs,
     debug_option,
+    executor_options,
     handle_errors,
     main,
     parse_dims,
@@ -47,15 +49,7 @@ from edgec.targets import load_target
 @click.option("--train-steps", type=click.IntRange(min=1),
               help="Budget of --recover in optimizer steps instead of minutes: the same model on any machine and any "
                    "--executor (implies --recover).")
-@click.option("--executor", default="local", show_default=True,
-              help="Where a --goal search's candidates compile: local, ray (this machine's cluster, else a new local "
-                   "one), ray:HOST:PORT (a cluster's head) or ray://HOST:PORT (Ray Client). Latency is always "
-                   "measured here.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="--executor local: candidates compiled side by side in this many processes.")
-@click.option("--task-threads", type=click.IntRange(min=1),
-              help="Threads each task trains with (on Ray, the CPUs it reserves; default: all here, 1 on Ray). The "
-                   "same count on two executors gives the same bytes with --train-steps.")
+@executor_options("a --goal search's candidates")
 @click.option("--report", type=click.Path(path_type=Path),
               help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
                    "or .html (one page, plots embedded).")
@@ -100,8 +94,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         recover_minutes=train_minutes if recover and not train_steps else 0.0, recover_steps=train_steps or 0,
         allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
     tried = None
-    if jobs > 1 and executor != "local":
-        raise InputError("--jobs is for --executor local; a Ray cluster runs as many tasks as it has CPUs")
+    check_jobs(executor, jobs)
     if (executor != "local" or jobs > 1 or task_threads) and not goal:
         raise InputError("--executor, --jobs and --task-threads run a --goal search's candidates; several models or targets: "
                          "edgec compile-many")

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from edgec.compiler.cli.common import debug_option, handle_errors, main, parse_pass_options
+from edgec.compiler.cli.common import (
+    check_jobs,
+    debug_option,
+    executor_options,
+    handle_errors,
+    main,
+    parse_pass_options,
+)
 from edgec.compiler.errors import InputError, NegativeResult
 
 
@@ -21,14 +28,7 @@ from edgec.compiler.errors import InputError, NegativeResult
               help="Comma-separated targets every model is compiled for (built-in names or .toml profiles).")
 @click.option("--out-dir", "-o", type=click.Path(path_type=Path), default=Path("build/fleet"), show_default=True,
               help="Where each MODEL.<target>.onnx and its .report.json go.")
-@click.option("--executor", default="local", show_default=True,
-              help="local, ray (this machine's cluster, else a new local one), ray:HOST:PORT (a cluster's head) or "
-                   "ray://HOST:PORT (Ray Client).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="--executor local: pairs compiled side by side in this many processes.")
-@click.option("--task-threads", type=click.IntRange(min=1),
-              help="Threads each task trains with (on Ray, the CPUs it reserves; default: all here, 1 on Ray). The "
-                   "same count on two executors gives the same bytes with --train-steps.")
+@executor_options("the pairs")
 @click.option("--calib", type=click.Path(path_type=Path),
               help=".npz of inputs, for every model given on the line (a manifest's models name their own).")
 @click.option("--passes", help="Comma-separated pass list (default: each target's pipeline).")
@@ -69,8 +69,7 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_th
         members += members_from_manifest(manifest, base, target_names)
     if not members:
         raise InputError("no model: give MODEL… or --manifest FLEET.toml")
-    if jobs > 1 and executor != "local":
-        raise InputError("--jobs is for --executor local; a Ray cluster runs as many tasks as it has CPUs")
+    check_jobs(executor, jobs)
     pool = open_executor(executor, jobs, task_threads or 0)
     try:
         with task_board(f"compile-many on {pool.name} ({pool.workers} workers)") as events:
