@@ -31,6 +31,7 @@ from edgec.compiler.compile_task import CompileJob, CompileOutcome, Host, compil
 from edgec.compiler.driver import CompileOptions, save
 from edgec.compiler.errors import EdgecError, InputError
 from edgec.compiler.executors import Events, Executor, Shared, Task, TaskRun
+from edgec.compiler.goal_trial import bytes_ratio, judged_cosine
 from edgec.compiler.report.compile_report import CompileReport
 from edgec.compiler.report.files import write_report
 from edgec.targets import TargetError, TargetProfile, load_target
@@ -59,13 +60,11 @@ class PairResult:
 
     def row(self) -> dict:
         r = self.report
-        cosine = min((f["score"] for f in r.fidelity), default=None) if r else None
-        bytes_ratio = r.after.bytes / max(r.before.bytes, 1) if r and r.before and r.after else None
-        if r and r.rolled_back:
-            bytes_ratio = 1.0                           # the file written is the original
+        cosine = judged_cosine(r) if r and r.fidelity else None
+        size = (1.0 if r.rolled_back else bytes_ratio(r)) if r else None    # rolled back: the original was written
         return {"model": str(self.model), "target": self.target, "status": self.status,
                 "output": str(self.output) if self.status == "ok" else None, "min_cosine": cosine,
-                "latency_ratio": r.latency.get("ratio_p50") if r else None, "bytes_ratio": bytes_ratio,
+                "latency_ratio": r.latency.get("ratio_p50") if r else None, "bytes_ratio": size,
                 "detail": self.detail, **self.run}
 
 

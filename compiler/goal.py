@@ -95,10 +95,10 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".edgec-goal-") as tmp:
         trial = Trial(path, target, options, goal, points, Path(tmp), executor, events)
-        if options.recover_steps > 0:
-            results, notes = successive_halving(trial.run_round, points, options.recover_steps, steps=True)
-        elif options.recover_minutes > 0:
-            results, notes = successive_halving(trial.run_round, points, options.recover_minutes)
+        if recovers(options):
+            results, notes = successive_halving(trial.run_round, points,
+                                                options.recover_steps or options.recover_minutes,
+                                                steps=options.recover_steps > 0)
         else:
             results, notes = trial.run_round([(i, 0.0) for i in range(len(points))]), []
         tried = [r.point for r in results]

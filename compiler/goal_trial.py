@@ -100,8 +100,7 @@ class Trial:
         point = {"pipeline": label, "ok": report.ok, "meets_goal": report.ok and self.goal.met(report),
                  "result": self.goal.describe(report), "latency_ratio": report.latency.get("ratio_p50"),
                  "bytes_ratio": bytes_ratio(report), **budget,
-                 "cosine": min((f["score"] for f in report.fidelity if gated is None or f["name"] in gated),
-                               default=1.0)}
+                 "cosine": judged_cosine(report, gated)}
         return Result(point, report, out, seconds)
 
     def summary(self, wall_seconds: float) -> dict:
@@ -116,6 +115,11 @@ class Trial:
 def bytes_ratio(report: CompileReport) -> float:
     assert report.before is not None and report.after is not None, "a finished compile summarizes both models"
     return report.after.bytes / max(report.before.bytes, 1)
+
+
+def judged_cosine(report: CompileReport, gated: list[str] | None = None) -> float:
+    """The worst held-out score over the outputs the gate judges (all of them when `gated` is None)."""
+    return min((f["score"] for f in report.fidelity if gated is None or f["name"] in gated), default=1.0)
 
 
 def merged_options(candidate: dict[str, dict], user: dict[str, dict], passes: list[str]) -> dict[str, dict]:

@@ -37,12 +37,12 @@ def task_board(description: str):
         yield lambda key, state, detail="": None
         return
     from rich.console import Console
-    from rich.progress import SpinnerColumn
+    from rich.progress import SpinnerColumn, TaskID
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
         overall = bar.add_task(description, total=0)
-        rows: dict[str, object] = {}
+        rows: dict[str, TaskID] = {}
 
         def events(key: str, state: str, detail: str = "") -> None:
             if state == "queued":
@@ -51,11 +51,11 @@ def task_board(description: str):
                 where = f" on {detail}" if detail else ""
                 label = f"  {key}" + (where if state == "running" else f" (retrying: {detail or 'its worker died'})")
                 if key in rows:
-                    bar.update(rows[key], description=label)     # type: ignore[arg-type]
+                    bar.update(rows[key], description=label)
                 else:
                     rows[key] = bar.add_task(label, total=None)
             elif state == "done":
                 if key in rows:
-                    bar.remove_task(rows.pop(key))               # type: ignore[arg-type]
+                    bar.remove_task(rows.pop(key))
                 bar.advance(overall)
         yield events

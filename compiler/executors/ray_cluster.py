@@ -67,8 +67,6 @@ class RayCluster:
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise InputError(f"--executor: cannot reach the Ray cluster at {address or 'this machine'} "
                                  f"({str(exc).splitlines()[0][:160]})") from None
-        self.address = address or "local"
-        self.cpus_per_task = cpus_per_task
         largest = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
         if cpus_per_task > largest:
             self.close()
