@@ -4,7 +4,7 @@ here or on the device it runs on (the data never leaves it), and fold them into 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from edgec.passes.cleanup import constant_nodes_to_initializers
 from edgec.passes.grasp.affines import Affine, fold, group_index
 from edgec.passes.grasp.sites import find_sites
 from edgec.passes.grasp.tuning import tuning_model
-from edgec.passes.grasp.zo_recover import slots_for
+from edgec.passes.grasp.zo_recover import slots_for, step_rule
 from edgec.passes.quantize import INTEGER_OPS
 from edgec.runtime.inputs import input_specs, synthesize_feed
 from edgec.runtime.zo import ZOSettings
@@ -42,6 +42,8 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
     if not found:
         raise InputError(f"{model_path}: no layer whose output channels a group affine can fold into")
     slots = slots_for(found, groups)
+    settings = replace(settings, **dict(zip(("optimizer", "epsilon"), step_rule(found, settings.optimizer,
+                                                                                   settings.epsilon), strict=True)))
     tuning = tuning_model(gs.export_onnx(graph, do_type_check=False), slots).SerializeToString()
     job = {"slots": slots, "outputs": outputs, "judged": outputs, "batch": batch,
            "settings": asdict(settings)}
@@ -60,7 +62,7 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
     modelio.save_model_atomic(written, output)
     return {**{k: v for k, v in result.items() if k not in ("gammas", "betas")}, "device": device or "local",
             "sites": len(found), "groups_per_site": {s["label"] or s["output"]: s["groups"] for s in slots},
-            "fold_rel_error": fold_error, "written": str(output), "changed": gain}
+            "fold_rel_error": fold_error, "written": str(output), "changed": gain, "optimizer": settings.optimizer}
 
 
 def _tune(tuning: bytes, teacher_path: Path, data: str, device: str | None, job: dict, settings: ZOSettings) -> dict:

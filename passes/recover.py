@@ -59,9 +59,11 @@ class RecoverOptions:
     norms: bool = False
     affine_lr: float = 2e-4      # Adam's step on the dimensionless γ − 1 and β / rms(site) (backprop, zo spsa);
                                  # 2e-3 walked away from the best on MiniLM (samples/RESULTS.md#forward-only-recovery)
-    zo_optimizer: Literal["gauss-newton", "spsa"] = "gauss-newton"   # runtime.zo_steps
+    # zo's step rule (runtime.zo_steps, zo_jacobian); auto: gauss-newton where sites round (int8, QDQ), else
+    # jacobian — each won where the other found nothing (samples/RESULTS.md#forward-only-recovery)
+    zo_optimizer: Literal["auto", "gauss-newton", "spsa", "jacobian"] = "auto"
     queries: int = 8             # zo: random directions per step (two forward passes each)
-    epsilon: float = 1e-2        # zo: perturbation size (int8 graphs round: smaller steps read rounding noise)
+    epsilon: float = 0.0         # zo: perturbation size; 0: 1e-2 where sites round (smaller reads rounding noise), else 1e-3
 
     def __post_init__(self):
         if self.lr <= 0 or self.rewritten_lr <= 0 or not 0 <= self.warmup < 1:
@@ -70,8 +72,8 @@ class RecoverOptions:
             raise PassOptionError(f"pass 'recover': int8_tail must lie in [0, 1), not {self.int8_tail}")
         if self.steps < 0:
             raise PassOptionError(f"pass 'recover': steps must be ≥ 0, not {self.steps}")
-        if self.groups < 1 or self.queries < 1 or self.epsilon <= 0 or self.affine_lr <= 0:
-            raise PassOptionError("pass 'recover': groups and queries must be ≥ 1, epsilon and affine_lr > 0")
+        if self.groups < 1 or self.queries < 1 or self.epsilon < 0 or self.affine_lr <= 0:
+            raise PassOptionError("pass 'recover': groups and queries must be ≥ 1, epsilon ≥ 0 and affine_lr > 0")
 
 
 class RecoverPass:

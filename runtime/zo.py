@@ -5,7 +5,8 @@ dimensionless: γ = 1 + u, β = rms(site) · v, so one step size fits every site
 z (regenerated from (seed, step, k), never stored), runs the model at θ ± εz on one training batch (2q forward
 passes) and moves θ by one of the step rules of `runtime.zo_steps` (subspace Gauss-Newton by default, or SPSA
 with Adam), scaled by a factor that falls along a half cosine over the time budget. Every `eval_every` steps
-the held-out feeds are scored the way the compile verifies (`runtime.fidelity`); the best θ is kept. Runs on
+the held-out feeds are scored the way the compile verifies (`runtime.fidelity`); the best θ is kept. The
+`jacobian` rule (`runtime.zo_jacobian`) instead pools one exact Gauss-Newton system over many batches. Runs on
 the host or, unchanged, on a device (`runtime.device tune`).
 """
 
@@ -19,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from edgec.runtime.fidelity import compare_outputs, token_mask
+from edgec.runtime.zo_jacobian import pooled_gauss_newton
 from edgec.runtime.zo_steps import OPTIMIZERS, Pair, residual
 
 
@@ -59,7 +61,7 @@ class SiteSlot:
 @dataclass
 class ZOSettings:
     minutes: float = 5.0
-    optimizer: str = "gauss-newton"   # | spsa (runtime.zo_steps)
+    optimizer: str = "gauss-newton"   # | spsa (runtime.zo_steps) | jacobian (runtime.zo_jacobian)
     queries: int = 8            # directions per step; each costs two forward passes
     epsilon: float = 1e-2       # perturbation of the dimensionless parameters (int8 graphs round: not too small)
     lr: float = 2e-4            # spsa: Adam's peak step
@@ -122,17 +124,31 @@ class Layout:
 def tune(session, slots: list[SiteSlot], batches: list[Pair], held: list[Pair], outputs: list[str],
          judged: list[str], settings: ZOSettings,
          progress: Callable[..., None] = lambda done, info=None: None) -> ZOResult:
+    if settings.minutes <= 0 and not settings.max_steps:
+        raise ValueError("zeroth-order tuning needs a budget of minutes or of steps")
     layout = Layout(slots, _site_scales(session, slots, batches[:4]))
-    theta = np.zeros(layout.size)
     run = _runner(session, layout, outputs)
     result = ZOResult(trainable=layout.size)
-    best_theta, stale = theta.copy(), 0
-    result.held_out_before = result.held_out_best = score(run(theta, held), held, outputs, judged)
+    result.held_out_before = result.held_out_best = score(run(np.zeros(layout.size), held), held, outputs, judged)
     result.curve.append({"seconds": 0.0, "steps": 0, "held_out": result.held_out_before})
+    start = time.perf_counter()
+    if settings.optimizer == "jacobian":
+        best_theta = _pooled(run, layout, batches, held, outputs, judged, settings, result, progress)
+    else:
+        best_theta = _stepwise(run, layout, batches, held, outputs, judged, settings, result, progress)
+    result.seconds = round(time.perf_counter() - start, 1)
+    result.gammas, result.betas = layout.affines(best_theta)
+    return result
+
+
+def _stepwise(run, layout: Layout, batches: list[Pair], held: list[Pair], outputs: list[str], judged: list[str],
+              settings: ZOSettings, result: ZOResult, progress) -> np.ndarray:
+    """The per-batch step rules of `runtime.zo_steps`: a step on each batch in turn, the held-out score every
+    `eval_every` steps, the best θ kept, early stopping after `patience` evaluations without a gain."""
     rule = OPTIMIZERS[settings.optimizer](layout.size, settings)
     budget, start = settings.minutes * 60, time.perf_counter()
-    if budget <= 0 and not settings.max_steps:
-        raise ValueError("zeroth-order tuning needs a budget of minutes or of steps")
+    theta = np.zeros(layout.size)
+    best_theta, stale = theta.copy(), 0
     while True:
         elapsed = time.perf_counter() - start
         if (budget > 0 and elapsed >= budget) or (settings.max_steps is not None and result.steps >= settings.max_steps):
@@ -159,9 +175,22 @@ def tune(session, slots: list[SiteSlot], batches: list[Pair], held: list[Pair], 
             if stale >= settings.patience:
                 result.stopped_early = True
                 break
-    result.seconds = round(time.perf_counter() - start, 1)
-    result.gammas, result.betas = layout.affines(best_theta)
-    return result
+    return best_theta
+
+
+def _pooled(run, layout: Layout, batches: list[Pair], held: list[Pair], outputs: list[str], judged: list[str],
+            settings: ZOSettings, result: ZOResult, progress) -> np.ndarray:
+    """`runtime.zo_jacobian`: the judged outputs' residual, pooled over the training batches."""
+    fitted = [n for n in outputs if n in judged] or outputs
+
+    def residual_at(theta: np.ndarray, index: int) -> np.ndarray:
+        return residual(run(theta, [batches[index]])[0], batches[index], fitted)
+
+    def evaluate(theta: np.ndarray) -> float:
+        result.forward_passes += len(held)
+        return score(run(theta, held), held, outputs, judged)
+
+    return pooled_gauss_newton(layout.size, residual_at, len(batches), evaluate, settings, result, progress)
 
 
 def _runner(session, layout: Layout, outputs: list[str]):

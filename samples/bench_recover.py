@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--groups", type=int, default=None, help="recover.groups (GRASP groups per site)")
     parser.add_argument("--norms", action="store_true", help="recover.norms: LayerNorm outputs are GRASP sites too")
     parser.add_argument("--affine-lr", type=float, default=None, help="recover.affine_lr (GRASP's step)")
+    parser.add_argument("--zo-optimizer", default=None, choices=["gauss-newton", "spsa", "jacobian"],
+                        help="recover.zo_optimizer (with --method zo)")
+    parser.add_argument("--epsilon", type=float, default=None, help="recover.epsilon (zeroth-order perturbation)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / "minilm.onnx"
@@ -97,13 +100,16 @@ def main(argv: list[str] | None = None) -> None:
            else f"_{args.selector}") \
         + ("" if args.params == "full" and args.method == "backprop" else f"_grasp_{args.method}") \
         + (f"_k{args.groups}" if args.groups else "") + ("_norms" if args.norms else "") \
-        + (f"_alr{args.affine_lr:g}" if args.affine_lr else "")
+        + (f"_alr{args.affine_lr:g}" if args.affine_lr else "") \
+        + (f"_{args.zo_optimizer}" if args.zo_optimizer else "") + (f"_eps{args.epsilon:g}" if args.epsilon else "")
     # int8 below is the x86 target's (7-bit weights): the int8 tail rounds the same way
     recover_options = {**({"lr": args.lr} if args.lr else {}),
                        **({"params": args.params, "method": args.method} if args.params != "full" or args.method != "backprop"
                           else {}),
                        **({"groups": args.groups} if args.groups else {}), **({"norms": True} if args.norms else {}),
                        **({"affine_lr": args.affine_lr} if args.affine_lr else {}),
+                       **({"zo_optimizer": args.zo_optimizer} if args.zo_optimizer else {}),
+                       **({"epsilon": args.epsilon} if args.epsilon else {}),
                        **({"int8_tail": args.int8_tail, "int8_reduce_range": "true"} if args.int8_tail else {})}
     for minutes in budgets:
         out = args.out / f"{tag}_recover{minutes:g}.onnx"

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/zo"))
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--lines", type=int, default=2048, help="corpus sentences to tune on")
-    parser.add_argument("--optimizer", default="gauss-newton", choices=["gauss-newton", "spsa"])
+    parser.add_argument("--optimizer", default="gauss-newton", choices=["gauss-newton", "spsa", "jacobian"])
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--runs", type=int, default=40)
     args = parser.parse_args(argv)

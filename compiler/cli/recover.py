@@ -25,8 +25,10 @@ from edgec.compiler.cli.common import debug_option, handle_errors, main
 @click.option("--groups", type=int, default=8, show_default=True, help="GRASP groups (one γ and β each) per site.")
 @click.option("--sites", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True)
 @click.option("--norms", is_flag=True, help="LayerNorm outputs are sites too.")
-@click.option("--optimizer", type=click.Choice(["gauss-newton", "spsa"]), default="gauss-newton", show_default=True,
-              help="Least squares in each step's random subspace, or ZO-ASR's SPSA gradient with Adam.")
+@click.option("--optimizer", type=click.Choice(["auto", "gauss-newton", "spsa", "jacobian"]), default="auto",
+              show_default=True, help="Least squares in each step's random subspace, ZO-ASR's SPSA gradient with Adam, "
+                                      "or one Gauss-Newton system pooled over all batches from exact finite differences; "
+                                      "auto: gauss-newton for int8/QDQ models, jacobian for float ones.")
 @click.option("--queries", type=int, default=8, show_default=True, help="Random directions per step.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True)
@@ -43,13 +45,14 @@ def recover_cmd(model, teacher, data, output, device, minutes, groups, sites, no
 
     if minutes <= 0 or groups < 1 or queries < 1:
         raise InputError("--minutes must be > 0, --groups and --queries ≥ 1")
-    settings = ZOSettings(minutes=minutes, optimizer=optimizer, queries=queries, seed=seed)
+    settings = ZOSettings(minutes=minutes, optimizer=optimizer, queries=queries, seed=seed, epsilon=0.0)   # 0: by the sites
     report = retune(model, teacher, output, data, device, settings, groups, sites, norms, force=force)
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
         return
     where = report["device"]
-    click.echo(f"tuned {report['trainable']} group-affine numbers at {report['sites']} sites on {where}: "
+    click.echo(f"tuned {report['trainable']} group-affine numbers at {report['sites']} sites on {where} "
+               f"({report['optimizer']}): "
                f"{report['steps']} steps, {report['forward_passes']} forward passes in {report['seconds']:.0f} s "
                f"({report['training_batches']} training batches, {report['held_out_samples']} held-out samples)")
     click.echo(f"  held-out score {report['held_out_before']:.4f} → {report['held_out_best']:.4f}"

@@ -20,6 +20,7 @@ from edgec.passes.mlp.discovery import editable_blocks
 from edgec.passes.mlp.linear import NotLinear, match_linear
 
 KINDS = ("linear", "conv", "int8", "qdq", "norm", "scale")
+ROUNDING_KINDS = frozenset({"int8", "qdq"})     # sites followed by integer rounding (their graphs probe coarsely)
 
 
 @dataclass

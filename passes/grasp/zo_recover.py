@@ -18,7 +18,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassResult
 from edgec.passes.grasp.affines import Affine, fold, group_count
-from edgec.passes.grasp.sites import Site, find_sites
+from edgec.passes.grasp.sites import ROUNDING_KINDS, Site, find_sites
 from edgec.passes.grasp.tuning import tuning_model
 
 
@@ -37,13 +37,24 @@ def slots_for(sites: list[Site], groups: int) -> list[dict]:
              "raw": f"{s.output}/grasp_in", "shape": list(s.shape), "label": s.label} for i, s in enumerate(sites)]
 
 
+def step_rule(sites: list[Site], optimizer: str, epsilon: float) -> tuple[str, float]:
+    """`auto` and ε = 0 resolved by the sites: where they round (int8, QDQ), Gauss-Newton in random subspaces
+    with ε = 1e-2 (a smaller probe reads rounding noise); elsewhere the Jacobian pooled over all batches with
+    ε = 1e-3. Measured on MiniLM, each gained where the other found nothing (samples/RESULTS.md)."""
+    rounds = any(s.kind in ROUNDING_KINDS for s in sites)
+    rule = optimizer if optimizer != "auto" else "gauss-newton" if rounds else "jacobian"
+    return rule, epsilon or (1e-2 if rounds else 1e-3)
+
+
 def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: dict) -> PassResult:
-    """`zo`: the tuner's settings (`runtime.zo.ZOSettings` fields)."""
+    """`zo`: the tuner's settings (`runtime.zo.ZOSettings` fields; optimizer may be `auto`, epsilon 0)."""
     teacher, probe = ctx.need_teacher("recover method=zo"), ctx.need_fidelity("recover method=zo")
     sites = find_sites(graph, affine.sites, affine.norms)
     if not sites:
         return PassResult(False, {"method": "zo", "sites": 0}, ["recover method=zo: no layer whose output channels "
                                                                "a group affine can fold into"])
+    zo = {**zo}
+    zo["optimizer"], zo["epsilon"] = step_rule(sites, zo.get("optimizer", "auto"), zo.get("epsilon", 0.0))
     slots = slots_for(sites, affine.groups)
     graph.toposort()
     tuning = tuning_model(gs.export_onnx(graph, do_type_check=False), slots)
@@ -59,9 +70,9 @@ def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, zo: di
     for site, gamma, beta in zip(sites, result["gammas"], result["betas"], strict=True):
         fold(site, Affine(np.asarray(gamma), np.asarray(beta)))
     folded = probe(graph)
-    stats = {"method": "zo", "params": "grasp", **{k: v for k, v in result.items() if k not in ("gammas", "betas")},
+    stats = {"method": "zo", "params": "grasp", "optimizer": zo["optimizer"], "epsilon": zo["epsilon"], **{k: v for k, v in result.items() if k not in ("gammas", "betas")},
              "score_before": round(before, 6), "score_folded": round(folded, 6), **site_stats(sites, slots)}
-    note = (f"zeroth-order tuning of {result['trainable']} group-affine numbers at {len(sites)} sites: "
+    note = (f"zeroth-order tuning ({zo['optimizer']}) of {result['trainable']} group-affine numbers at {len(sites)} sites: "
             f"{result['steps']} steps, {result['forward_passes']} forward passes in {result['seconds']:.0f} s; "
             f"held-out score {before:.4f} → {folded:.4f} (folded into the graph's constants, same ops)")
     if folded <= before:

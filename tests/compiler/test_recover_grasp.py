@@ -26,11 +26,12 @@ def _ops(path):
     return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
-def test_zeroth_order_recovery_raises_fidelity_and_keeps_the_ops(save, tmp_path):
+@pytest.mark.parametrize("rule", ["gauss-newton", "jacobian"])
+def test_zeroth_order_recovery_raises_fidelity_and_keeps_the_ops(save, tmp_path, rule):
     src = save(models.mlp_model("gelu", blocks=2))
     plain, plain_report = _compile(src, tmp_path, "plain")
     out, report = _compile(src, tmp_path, "zo", "--recover", "--train-minutes", "0.1",
-                           "--pass-option", "recover.method=zo")
+                           "--pass-option", "recover.method=zo", "--pass-option", f"recover.zo_optimizer={rule}")
     recover = report["passes"][-1]
     stats = recover["stats"]
     assert recover["changed"] and stats["method"] == "zo" and stats["params"] == "grasp"

@@ -21,7 +21,8 @@ def _pairs(model, feeds):
 
 
 @pytest.mark.parametrize("optimizer, steps, model", [("gauss-newton", 150, "mlp"), ("spsa", 400, "mlp"),
-                                                     ("gauss-newton", 150, "conv")])
+                                                     ("gauss-newton", 150, "conv"), ("jacobian", 24, "mlp"),
+                                                     ("jacobian", 24, "conv")])
 def test_tuning_undoes_a_group_distortion(optimizer, steps, model):
     teacher, student = models.distorted_student(4, teacher=models.conv_model() if model == "conv" else None)
     graph = gs.import_onnx(student)
@@ -35,7 +36,8 @@ def test_tuning_undoes_a_group_distortion(optimizer, steps, model):
     settings = ZOSettings(minutes=5, optimizer=optimizer, max_steps=steps, eval_every=10, patience=1000,
                           lr=2e-3, epsilon=1e-3)
     result = tune(session, slots, train, held, [name], [name], settings)
-    assert result.forward_passes >= 2 * settings.queries * result.steps
+    per_step = result.trainable + 1 if optimizer == "jacobian" else 2 * settings.queries
+    assert result.forward_passes >= per_step * result.steps
     assert result.held_out_best > result.held_out_before + 0.2 * (1 - result.held_out_before)
     assert len(result.gammas) == len(slots) and all(len(g) == 4 for g in result.gammas)
 
@@ -68,3 +70,18 @@ def test_the_residual_counts_real_tokens_only():
     got[0, 2] = 7.0                                   # a padding position
     feed = {"input_ids": np.zeros((1, 3), np.int64), "attention_mask": np.array([[1, 1, 0]])}
     assert not residual({"y": got}, (feed, {"y": target}), ["y"]).any()
+
+
+def test_the_pooled_jacobian_rule_takes_no_step_that_lowers_the_search_score():
+    teacher = models.mlp_model("relu")
+    graph = gs.import_onnx(teacher)        # the student is the teacher: nothing to gain, θ must stay at 0
+    dicts = slots_for(find_sites(graph, "linear"), 4)
+    session = ort.InferenceSession(tuning_model(gs.export_onnx(graph), dicts).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    train = _pairs(teacher, models.feeds(teacher, 4, seed=1))
+    held = _pairs(teacher, models.feeds(teacher, 4, seed=2))
+    name = teacher.graph.output[0].name
+    result = tune(session, [SiteSlot.from_dict(d) for d in dicts], train, held, [name], [name],
+                  ZOSettings(minutes=0, optimizer="jacobian", max_steps=8, epsilon=1e-3))
+    assert result.held_out_best == result.held_out_before
+    assert all(g == 1.0 for gs_ in result.gammas for g in gs_) and all(b == 0.0 for bs in result.betas for b in bs)

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 
 import models
 from clirun import run_cli
@@ -17,11 +18,13 @@ def _setup(save, tmp_path, count=40):
     return save(teacher, "teacher"), save(student, "student"), student, data
 
 
-def test_recover_tunes_and_folds_the_affines(save, tmp_path):
+@pytest.mark.parametrize("rule", ["gauss-newton", "jacobian"])
+def test_recover_tunes_and_folds_the_affines(save, tmp_path, rule):
     teacher, src, student, data = _setup(save, tmp_path)
     before = src.read_bytes()
     out = tmp_path / "tuned.onnx"
-    code, text = run_cli("recover", src, "--teacher", teacher, "--data", data, "--minutes", "0.1", "-o", out)
+    code, text = run_cli("recover", src, "--teacher", teacher, "--data", data, "--minutes", "0.1", "--optimizer", rule,
+                         "-o", out)
     assert code == 0, text
     assert "held-out score" in text and "same ops" in text and f"wrote {out}" in text
     tuned = onnx.load(str(out))

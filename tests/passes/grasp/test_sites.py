@@ -11,7 +11,7 @@ import pytest
 from edgec.passes.grasp.affines import Affine, fold, trainable_count
 from edgec.passes.grasp.sites import find_sites
 from edgec.passes.grasp.tuning import tuning_model
-from edgec.passes.grasp.zo_recover import slots_for
+from edgec.passes.grasp.zo_recover import slots_for, step_rule
 
 import models
 
@@ -83,6 +83,13 @@ def test_int8_linears_fold_into_the_weight_scales():
     # the fold rounds in another order than the tuning graph and the next dynamic quantization may flip a step
     sites = _fold_matches_tuning_graph(quantized, tolerance=2e-2)
     assert {s.kind for s in sites} == {"int8"} and len(sites) == 4
+    assert step_rule(sites, "auto", 0.0) == ("gauss-newton", 1e-2)      # rounding sites: subspace steps, coarse probes
+    assert step_rule(sites, "spsa", 5e-3) == ("spsa", 5e-3)             # what the user asked for stands
+
+
+def test_float_sites_are_tuned_by_the_pooled_jacobian():
+    sites = find_sites(gs.import_onnx(models.mlp_model("gelu")), "linear")
+    assert step_rule(sites, "auto", 0.0) == ("jacobian", 1e-3)
 
 
 def test_norm_and_vector_scale_sites():
