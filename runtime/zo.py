@@ -184,6 +184,7 @@ def _pooled(run, layout: Layout, batches: list[Pair], held: list[Pair], outputs:
     fitted = [n for n in outputs if n in judged] or outputs
 
     def residual_at(theta: np.ndarray, index: int) -> np.ndarray:
+        result.forward_passes += 1
         return residual(run(theta, [batches[index]])[0], batches[index], fitted)
 
     def evaluate(theta: np.ndarray) -> float:

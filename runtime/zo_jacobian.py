@@ -29,23 +29,27 @@ def pooled_gauss_newton(size: int, residual_at: Callable[[np.ndarray, int], np.n
     linearised), forward passes, curve, held_out_best."""
     theta, best = np.zeros(size), result.held_out_before
     start, budget = time.perf_counter(), settings.minutes * 60
-    step_cap = settings.max_steps if settings.max_steps is not None else None
 
     def spent() -> bool:
         return ((budget > 0 and time.perf_counter() - start >= budget)
-                or (step_cap is not None and result.steps >= step_cap))
+                or (settings.max_steps is not None and result.steps >= settings.max_steps))
 
     while not spent():
         gram, gradient, used = np.zeros((size, size)), np.zeros(size), 0
         while used < batches and not spent():
             index = result.steps % batches
-            jac, base = _jacobian(theta, index, residual_at, settings.epsilon)
-            gram += jac.T.astype(np.float64) @ jac
-            gradient += jac.T.astype(np.float64) @ base
+            probed = _jacobian(theta, index, residual_at, settings.epsilon, spent)
+            if probed is None:           # the budget ran out inside this batch: it is left out
+                break
+            jac, base = probed
+            jac64 = jac.astype(np.float64)
+            gram += jac64.T @ jac64
+            gradient += jac64.T @ base
             used, result.steps = used + 1, result.steps + 1
-            result.forward_passes += size + 1
             progress(_done(start, budget, result.steps), f"held-out {best:.4f}")
-        theta, improved = _damped_step(theta, gram, gradient, evaluate, best, result)
+        if not used:
+            break
+        theta, improved = _damped_step(theta, gram, gradient, evaluate, best)
         result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps,
                              "held_out": round(max(improved, best), 6)})
         if improved <= best:
@@ -56,13 +60,17 @@ def pooled_gauss_newton(size: int, residual_at: Callable[[np.ndarray, int], np.n
     return theta
 
 
-def _jacobian(theta: np.ndarray, index: int, residual_at, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-    """Forward differences, one parameter at a time, on a fixed sample of the residual's entries."""
+def _jacobian(theta: np.ndarray, index: int, residual_at, epsilon: float,
+              spent: Callable[[], bool]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Forward differences, one parameter at a time, on a fixed sample of the residual's entries (None when
+    the budget runs out first)."""
     base = residual_at(theta, index)
     keep, weight = _sample(base.size, index)
     base = base[keep]
     jac = np.empty((base.size, theta.size), np.float32)
     for i in range(theta.size):
+        if spent():
+            return None
         probe = theta.copy()
         probe[i] += epsilon
         jac[:, i] = (residual_at(probe, index)[keep] - base) / epsilon
@@ -77,8 +85,8 @@ def _sample(entries: int, index: int) -> tuple[slice | np.ndarray, float]:
     return keep, float(np.sqrt(entries / MAX_ENTRIES))
 
 
-def _damped_step(theta: np.ndarray, gram: np.ndarray, gradient: np.ndarray, evaluate, best: float,
-                 result) -> tuple[np.ndarray, float]:
+def _damped_step(theta: np.ndarray, gram: np.ndarray, gradient: np.ndarray, evaluate,
+                 best: float) -> tuple[np.ndarray, float]:
     """The damping whose step scores best on the search feeds (θ unchanged when none beats `best`)."""
     curvature = float(np.mean(np.diag(gram))) or 1.0
     chosen, chosen_score = theta, best
