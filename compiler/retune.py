@@ -42,8 +42,8 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
     if not found:
         raise InputError(f"{model_path}: no layer whose output channels a group affine can fold into")
     slots = slots_for(found, groups)
-    settings = replace(settings, **dict(zip(("optimizer", "epsilon"), step_rule(found, settings.optimizer,
-                                                                                   settings.epsilon), strict=True)))
+    rule, epsilon = step_rule(found, settings.optimizer, settings.epsilon)
+    settings = replace(settings, optimizer=rule, epsilon=epsilon)
     tuning = tuning_model(gs.export_onnx(graph, do_type_check=False), slots).SerializeToString()
     job = {"slots": slots, "outputs": outputs, "judged": outputs, "batch": batch,
            "settings": asdict(settings)}
@@ -62,7 +62,8 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
     modelio.save_model_atomic(written, output)
     return {**{k: v for k, v in result.items() if k not in ("gammas", "betas")}, "device": device or "local",
             "sites": len(found), "groups_per_site": {s["label"] or s["output"]: s["groups"] for s in slots},
-            "fold_rel_error": fold_error, "written": str(output), "changed": gain, "optimizer": settings.optimizer}
+            "fold_rel_error": fold_error, "written": str(output), "changed": gain, "optimizer": settings.optimizer,
+            "epsilon": settings.epsilon}
 
 
 def _tune(tuning: bytes, teacher_path: Path, data: str, device: str | None, job: dict, settings: ZOSettings) -> dict:

@@ -126,6 +126,9 @@ def tune(session, slots: list[SiteSlot], batches: list[Pair], held: list[Pair], 
          progress: Callable[..., None] = lambda done, info=None: None) -> ZOResult:
     if settings.minutes <= 0 and not settings.max_steps:
         raise ValueError("zeroth-order tuning needs a budget of minutes or of steps")
+    if settings.optimizer not in (*OPTIMIZERS, "jacobian") or settings.epsilon <= 0:
+        raise ValueError(f"zeroth-order tuning: unknown step rule '{settings.optimizer}' or epsilon "
+                         f"{settings.epsilon} ≤ 0 (resolve 'auto' with passes.grasp.zo_recover.step_rule)")
     layout = Layout(slots, _site_scales(session, slots, batches[:4]))
     run = _runner(session, layout, outputs)
     result = ZOResult(trainable=layout.size)

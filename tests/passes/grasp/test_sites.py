@@ -90,6 +90,7 @@ def test_int8_linears_fold_into_the_weight_scales():
 def test_float_sites_are_tuned_by_the_pooled_jacobian():
     sites = find_sites(gs.import_onnx(models.mlp_model("gelu")), "linear")
     assert step_rule(sites, "auto", 0.0) == ("jacobian", 1e-3)
+    assert step_rule(sites, "gauss-newton", 0.0) == ("gauss-newton", 1e-2)   # the probe it was measured with
 
 
 def test_norm_and_vector_scale_sites():
