@@ -54,7 +54,12 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
         for site, gamma, beta in zip(found, result["gammas"], result["betas"], strict=True):
             fold(site, Affine(np.asarray(gamma), np.asarray(beta)))
         written = modelio.to_model(graph, model)
-        fold_error, tolerance = _fold_check(written, tuning, slots, result, model, teacher)
+        try:
+            fold_error, tolerance = _fold_check(written, tuning, slots, result, model, teacher,
+                                                _check_feed(model, data, device))
+        except ort_errors() as exc:      # synthesized inputs (device data stays there) this model refuses
+            raise InputError(f"the fold could not be checked here ({str(exc).splitlines()[0][:160]}): not "
+                             "written; run `edgec recover` where the data is") from None
         if fold_error > tolerance:
             raise InputError(f"the folded model differs from the tuned one by {fold_error:.1e} (relative, more "
                              f"than {tolerance:.1e}): not written")
@@ -87,13 +92,22 @@ def _tune(tuning: bytes, teacher_path: Path, data: str, device: str | None, job:
             raise InputError(f"{data}: {exc}") from None
 
 
-def _fold_check(folded: onnx.ModelProto, tuning: bytes, slots, result: dict, model: onnx.ModelProto,
-                teacher: onnx.ModelProto) -> tuple[float, float]:
-    """(folded vs the tuning graph at the tuned values, the tolerance), on a synthetic input. In an int8 graph
-    the fold rounds in another order and the next dynamic quantization may flip a step: the tolerance there is
-    the int8 model's own distance from the original on the same input."""
-    feed = synthesize_feed(input_specs(_session(folded.SerializeToString())), np.random.default_rng(0), None,
+def _check_feed(model: onnx.ModelProto, data: str, device: str | None) -> dict:
+    """The fold check's input: the data's first sample when the data is here, else a synthesized one (the data
+    stays on the device)."""
+    if not device:
+        from edgec.runtime.zo_job import first_feed, load_arrays
+
+        return first_feed(load_arrays(data), [i.name for i in _session(model.SerializeToString()).get_inputs()])
+    return synthesize_feed(input_specs(_session(model.SerializeToString())), np.random.default_rng(0), None,
                            vocabulary_size(model))
+
+
+def _fold_check(folded: onnx.ModelProto, tuning: bytes, slots, result: dict, model: onnx.ModelProto,
+                teacher: onnx.ModelProto, feed: dict) -> tuple[float, float]:
+    """(folded vs the tuning graph at the tuned values, the tolerance), on `feed`. In an int8 graph the fold
+    rounds in another order and the next dynamic quantization may flip a step: the tolerance there is the int8
+    model's own distance from the original on the same input."""
     extra = {}
     for slot, gamma, beta in zip(slots, result["gammas"], result["betas"], strict=True):
         index = group_index(slot["channels"], slot["groups"])
@@ -105,6 +119,12 @@ def _fold_check(folded: onnx.ModelProto, tuning: bytes, slots, result: dict, mod
         return error, FOLD_TOLERANCE
     return error, max(FOLD_TOLERANCE, _distance(_outputs(model.SerializeToString(), feed),
                                               _outputs(teacher.SerializeToString(), feed)))
+
+
+def ort_errors() -> tuple[type[BaseException], ...]:
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+
+    return (Fail, InvalidArgument, RuntimeException)
 
 
 def _session(model: bytes):

@@ -1,7 +1,7 @@
 """One zeroth-order tuning job where the data lives (this machine, or a board over ssh): numpy + onnxruntime.
 
 The job gets the tuning graph, the original (teacher) model and a .npz of inputs (arrays keyed by input name,
-samples along axis 0). The teacher's outputs are computed here, the last fifth of the samples is held out for
+samples along axis 0, or itemized "0/name", "1/name", … as `compile --calib` takes them). The teacher's outputs are computed here, the last fifth of the samples is held out for
 scoring, and only the tuned group affines and the figures leave: the data never does.
 """
 
@@ -23,24 +23,58 @@ def load_arrays(path: str) -> dict[str, np.ndarray]:
 
 def split_pairs(arrays: dict[str, np.ndarray], teacher, outputs: list[str], batch: int,
                 held_fraction: float = 0.2) -> tuple[list[Pair], list[Pair]]:
-    """(training batches, held-out samples one by one), each with the teacher's outputs on it."""
+    """(training batches, held-out samples one by one), each with the teacher's outputs on it. `arrays`: one
+    array per input with samples along axis 0, or itemized like `compile --calib` takes them ("0/x", "1/x", …:
+    one feed per item, for inputs whose shapes differ from sample to sample)."""
     names = [i.name for i in teacher.get_inputs()]
+    itemized = bool(arrays) and all("/" in k for k in arrays)
+    train, held = (_itemized(arrays, names, held_fraction) if itemized
+                   else _stacked(arrays, names, batch, held_fraction))
+
+    def pair(feed: dict) -> Pair:
+        return feed, dict(zip(outputs, teacher.run(outputs, feed), strict=True))
+
+    return [pair(f) for f in train], [pair(f) for f in held]
+
+
+def first_feed(arrays: dict[str, np.ndarray], names: list[str]) -> dict:
+    """The data's first sample as a feed (a check input the user's model surely runs on)."""
+    if arrays and all("/" in k for k in arrays):
+        return _itemized(arrays, names, 0.2)[0][0]
+    return _stacked(arrays, names, 1, 0.2)[0][0]
+
+
+def _stacked(arrays: dict[str, np.ndarray], names: list[str], batch: int,
+             held_fraction: float) -> tuple[list[dict], list[dict]]:
     missing = [n for n in names if n not in arrays]
     if missing:
         raise ValueError(f"the data has no array for input(s) {missing} (it has {sorted(arrays)})")
     count = min(int(arrays[n].shape[0]) for n in names)
+    cut = count - _held_count(count, held_fraction)
+    return ([{n: arrays[n][i:min(i + batch, cut)] for n in names} for i in range(0, cut, batch)],
+            [{n: arrays[n][i:i + 1] for n in names} for i in range(cut, count)])
+
+
+def _itemized(arrays: dict[str, np.ndarray], names: list[str], held_fraction: float) -> tuple[list[dict], list[dict]]:
+    items: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        item, _, name = key.rpartition("/")
+        items.setdefault(item, {})[name] = value
+    feeds = []
+    for item in sorted(items, key=lambda k: (len(k), k)):
+        missing = [n for n in names if n not in items[item]]
+        if missing:
+            raise ValueError(f"the data's item '{item}' has no array for input(s) {missing} "
+                             f"(it has {sorted(items[item])})")
+        feeds.append({n: items[item][n] for n in names})
+    cut = len(feeds) - _held_count(len(feeds), held_fraction)
+    return feeds[:cut], feeds[cut:]
+
+
+def _held_count(count: int, held_fraction: float) -> int:
     if count < 2:
         raise ValueError("the data needs at least 2 samples (one to train on, one to hold out)")
-    held_count = max(1, int(round(count * held_fraction)))
-    cut = count - held_count
-
-    def pair(lo: int, hi: int) -> Pair:
-        feed = {n: arrays[n][lo:hi] for n in names}
-        return feed, dict(zip(outputs, teacher.run(outputs, feed), strict=True))
-
-    train = [pair(i, min(i + batch, cut)) for i in range(0, cut, batch)]
-    held = [pair(i, i + 1) for i in range(cut, count)]
-    return train, held
+    return max(1, int(round(count * held_fraction)))
 
 
 def run_job(job: dict, tuning_path: str, teacher_path: str, data_path: str, progress=None) -> dict:

@@ -37,6 +37,18 @@ def test_recover_tunes_and_folds_the_affines(save, tmp_path, rule):
     assert gap[1] < 0.7 * gap[0]
 
 
+def test_itemized_data_as_compile_takes_it(save, tmp_path):
+    teacher, src, _, _ = _setup(save, tmp_path)
+    data = tmp_path / "items.npz"
+    rng = np.random.default_rng(5)
+    np.savez(data, **{f"{i}/x": rng.standard_normal((1, 3 + i % 3, 16)).astype(np.float32) for i in range(20)})
+    code, text = run_cli("recover", src, "--teacher", teacher, "--data", data, "--minutes", "0.05",
+                         "-o", tmp_path / "t.onnx", "--format", "json")
+    assert code == 0, text
+    r = json.loads(text)
+    assert r["training_batches"] == 16 and r["held_out_samples"] == 4       # one feed per item, the last fifth held
+
+
 def test_recover_reports_in_json(save, tmp_path):
     teacher, src, _, data = _setup(save, tmp_path)
     code, text = run_cli("recover", src, "--teacher", teacher, "--data", data, "--minutes", "0.05", "--optimizer",
