@@ -135,3 +135,17 @@ def synthesize_feed(specs: list[InputSpec], rng: np.random.Generator, dims: dict
             value = rng.standard_normal(shape).astype(spec.dtype)
         feed[spec.name] = np.array(value, order="C")   # not ascontiguousarray: it makes scalars 1-D
     return feed
+
+
+def is_itemized(arrays: dict[str, np.ndarray]) -> bool:
+    """An .npz written item by item ("0/x", "1/x", …): one feed per item, for inputs whose shapes vary."""
+    return bool(arrays) and all("/" in k for k in arrays)
+
+
+def items(arrays: dict[str, np.ndarray]) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """(item, its arrays by input name) of an itemized .npz, in item order (0, 1, …, 10, not 0, 1, 10)."""
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        item, _, name = key.rpartition("/")
+        grouped.setdefault(item, {})[name] = value
+    return [(item, grouped[item]) for item in sorted(grouped, key=lambda k: (len(k), k))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgec.runtime.inputs import is_itemized, items
 from edgec.runtime.session import SessionConfig, create_session
 from edgec.runtime.zo import Pair, SiteSlot, ZOSettings, tune
 
@@ -27,8 +28,7 @@ def split_pairs(arrays: dict[str, np.ndarray], teacher, outputs: list[str], batc
     array per input with samples along axis 0, or itemized like `compile --calib` takes them ("0/x", "1/x", …:
     one feed per item, for inputs whose shapes differ from sample to sample)."""
     names = [i.name for i in teacher.get_inputs()]
-    itemized = bool(arrays) and all("/" in k for k in arrays)
-    train, held = (_itemized(arrays, names, held_fraction) if itemized
+    train, held = (_itemized(arrays, names, held_fraction) if is_itemized(arrays)
                    else _stacked(arrays, names, batch, held_fraction))
 
     def pair(feed: dict) -> Pair:
@@ -39,7 +39,7 @@ def split_pairs(arrays: dict[str, np.ndarray], teacher, outputs: list[str], batc
 
 def first_feed(arrays: dict[str, np.ndarray], names: list[str]) -> dict:
     """The data's first sample as a feed (a check input the user's model surely runs on)."""
-    if arrays and all("/" in k for k in arrays):
+    if is_itemized(arrays):
         return _itemized(arrays, names, 0.2)[0][0]
     return _stacked(arrays, names, 1, 0.2)[0][0]
 
@@ -56,17 +56,12 @@ def _stacked(arrays: dict[str, np.ndarray], names: list[str], batch: int,
 
 
 def _itemized(arrays: dict[str, np.ndarray], names: list[str], held_fraction: float) -> tuple[list[dict], list[dict]]:
-    items: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in arrays.items():
-        item, _, name = key.rpartition("/")
-        items.setdefault(item, {})[name] = value
     feeds = []
-    for item in sorted(items, key=lambda k: (len(k), k)):
-        missing = [n for n in names if n not in items[item]]
+    for item, given in items(arrays):
+        missing = [n for n in names if n not in given]
         if missing:
-            raise ValueError(f"the data's item '{item}' has no array for input(s) {missing} "
-                             f"(it has {sorted(items[item])})")
-        feeds.append({n: items[item][n] for n in names})
+            raise ValueError(f"the data's item '{item}' has no array for input(s) {missing} (it has {sorted(given)})")
+        feeds.append({n: given[n] for n in names})
     cut = len(feeds) - _held_count(len(feeds), held_fraction)
     return feeds[:cut], feeds[cut:]
 

@@ -9,7 +9,7 @@ import onnx
 
 from edgec.compiler.errors import InputError
 from edgec.passes.base import Feed
-from edgec.runtime.inputs import InputSpec, synthesize_feed
+from edgec.runtime.inputs import InputSpec, is_itemized, items, synthesize_feed
 
 
 def synthesized_feeds(specs: list[InputSpec], count: int, seed: int, dims: dict[str, int] | None = None,
@@ -46,7 +46,7 @@ def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: not a readable .npz file ({exc})") from None
-    if arrays and all("/" in k for k in arrays):
+    if is_itemized(arrays):
         return _itemized_feeds(path, arrays, specs)
     _check_names(path, set(arrays), specs)
     constant = {s.name for s in specs if arrays[s.name].ndim == 0 and len(s.shape) == 0}
@@ -62,16 +62,12 @@ def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
 
 
 def _itemized_feeds(path: Path, arrays: dict[str, np.ndarray], specs: list[InputSpec]) -> list[Feed]:
-    items: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in arrays.items():
-        item, _, name = key.rpartition("/")
-        items.setdefault(item, {})[name] = value
     feeds = []
-    for item in sorted(items, key=lambda k: (len(k), k)):
-        _check_names(path, set(items[item]), specs, f" (item {item})")
+    for item, given in items(arrays):
+        _check_names(path, set(given), specs, f" (item {item})")
         for spec in specs:
-            _check_array(path, spec, items[item][spec.name])
-        feeds.append({s.name: items[item][s.name].astype(s.dtype) for s in specs})
+            _check_array(path, spec, given[spec.name])
+        feeds.append({s.name: given[s.name].astype(s.dtype) for s in specs})
     return feeds
 
 
