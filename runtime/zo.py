@@ -21,7 +21,7 @@ import numpy as np
 
 from edgec.runtime.fidelity import compare_outputs, token_mask
 from edgec.runtime.zo_jacobian import pooled_gauss_newton
-from edgec.runtime.zo_steps import OPTIMIZERS, Pair, residual
+from edgec.runtime.zo_steps import OPTIMIZERS, Clock, Pair, residual
 
 
 def group_index(channels: int, groups: int) -> np.ndarray:
@@ -149,28 +149,23 @@ def _stepwise(run, layout: Layout, batches: list[Pair], held: list[Pair], output
     """The per-batch step rules of `runtime.zo_steps`: a step on each batch in turn, the held-out score every
     `eval_every` steps, the best θ kept, early stopping after `patience` evaluations without a gain."""
     rule = OPTIMIZERS[settings.optimizer](layout.size, settings)
-    budget, start = settings.minutes * 60, time.perf_counter()
+    clock = Clock(settings, result)
     theta = np.zeros(layout.size)
     best_theta, stale = theta.copy(), 0
-    while True:
-        elapsed = time.perf_counter() - start
-        if (budget > 0 and elapsed >= budget) or (settings.max_steps is not None and result.steps >= settings.max_steps):
-            break
-        spent = elapsed / budget if budget > 0 else result.steps / (settings.max_steps or 1)
+    while not clock.spent():
         pair = batches[result.steps % len(batches)]
 
         def residual_at(t: np.ndarray, pair: Pair = pair) -> np.ndarray:
             return residual(run(t, [pair])[0], pair, outputs)
 
-        theta = rule.step(theta, residual_at, result.steps, _cosine(spent))
+        theta = rule.step(theta, residual_at, result.steps, _cosine(clock.fraction()))
         result.forward_passes += 2 * settings.queries
         result.steps += 1
-        progress(min(int(elapsed), int(budget)) if budget > 0 else result.steps, f"held-out {result.held_out_best:.4f}")
+        progress(clock.done(), f"held-out {result.held_out_best:.4f}")
         if result.steps % settings.eval_every == 0:
             now = score(run(theta, held), held, outputs, judged)
             result.forward_passes += len(held)
-            result.curve.append({"seconds": round(time.perf_counter() - start, 1), "steps": result.steps,
-                                 "held_out": round(now, 6)})
+            result.curve.append({"seconds": clock.seconds(), "steps": result.steps, "held_out": round(now, 6)})
             if now > result.held_out_best:
                 result.held_out_best, best_theta, stale = now, theta.copy(), 0
             else:

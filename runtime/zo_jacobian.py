@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from edgec.runtime.zo_steps import Clock
+
 if TYPE_CHECKING:
     from edgec.runtime.zo import ZOResult, ZOSettings
 
@@ -33,8 +35,8 @@ def pooled_gauss_newton(size: int, residual_at: Callable[[np.ndarray, int], np.n
     """Returns the best θ found. `residual_at(θ, b)`: the judged outputs' residual on training batch b;
     `evaluate(θ)`: the search score. `result` is filled in: steps (batches linearised), curve, held_out_best."""
     theta, best = np.zeros(size), result.held_out_before
-    clock = _Clock(settings, result)
-    clock.sweep_seconds = _timed(lambda: evaluate(theta)) * len(DAMPINGS)
+    clock = Clock(settings, result)
+    clock.reserve_seconds = _timed(lambda: evaluate(theta)) * len(DAMPINGS)
     while not clock.spent():
         gram, gradient, used = np.zeros((size, size)), np.zeros(size), 0
         while used < batches and not clock.spent():
@@ -54,25 +56,6 @@ def pooled_gauss_newton(size: int, residual_at: Callable[[np.ndarray, int], np.n
         best = score
     result.held_out_best = best
     return theta
-
-
-class _Clock:
-    """The budget: minutes (less the time one damping sweep takes) or steps."""
-
-    def __init__(self, settings: ZOSettings, result: ZOResult):
-        self.settings, self.result = settings, result
-        self.start, self.budget, self.sweep_seconds = time.perf_counter(), settings.minutes * 60, 0.0
-
-    def spent(self) -> bool:
-        if self.settings.max_steps is not None and self.result.steps >= self.settings.max_steps:
-            return True
-        return self.budget > 0 and time.perf_counter() - self.start + self.sweep_seconds >= self.budget
-
-    def seconds(self) -> float:
-        return round(time.perf_counter() - self.start, 1)
-
-    def done(self) -> int:
-        return min(int(self.seconds()), int(self.budget)) if self.budget > 0 else self.result.steps
 
 
 def _timed(fn: Callable[[], object]) -> float:

@@ -1,8 +1,9 @@
 """One zeroth-order tuning job where the data lives (this machine, or a board over ssh): numpy + onnxruntime.
 
 The job gets the tuning graph, the original (teacher) model and a .npz of inputs (arrays keyed by input name,
-samples along axis 0, or itemized "0/name", "1/name", … as `compile --calib` takes them). The teacher's outputs are computed here, the last fifth of the samples is held out for
-scoring, and only the tuned group affines and the figures leave: the data never does.
+samples along axis 0, or itemized "0/name", "1/name", … as `compile --calib` takes them). The teacher's outputs
+are computed here, the last fifth of the samples is held out for scoring, and only the tuned group affines and
+the figures leave: the data never does.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ def split_pairs(arrays: dict[str, np.ndarray], teacher, outputs: list[str], batc
     """(training batches, held-out samples one by one), each with the teacher's outputs on it. `arrays`: one
     array per input with samples along axis 0, or itemized like `compile --calib` takes them ("0/x", "1/x", …:
     one feed per item, for inputs whose shapes differ from sample to sample)."""
-    names = [i.name for i in teacher.get_inputs()]
-    train, held = (_itemized(arrays, names, held_fraction) if is_itemized(arrays)
-                   else _stacked(arrays, names, batch, held_fraction))
+    train, held = _split(arrays, [i.name for i in teacher.get_inputs()], batch, held_fraction)
 
     def pair(feed: dict) -> Pair:
         return feed, dict(zip(outputs, teacher.run(outputs, feed), strict=True))
@@ -39,9 +38,14 @@ def split_pairs(arrays: dict[str, np.ndarray], teacher, outputs: list[str], batc
 
 def first_feed(arrays: dict[str, np.ndarray], names: list[str]) -> dict:
     """The data's first sample as a feed (a check input the user's model surely runs on)."""
+    return _split(arrays, names, 1, 0.2)[0][0]
+
+
+def _split(arrays: dict[str, np.ndarray], names: list[str], batch: int,
+           held_fraction: float) -> tuple[list[dict], list[dict]]:
     if is_itemized(arrays):
-        return _itemized(arrays, names, 0.2)[0][0]
-    return _stacked(arrays, names, 1, 0.2)[0][0]
+        return _itemized(arrays, names, held_fraction)
+    return _stacked(arrays, names, batch, held_fraction)
 
 
 def _stacked(arrays: dict[str, np.ndarray], names: list[str], batch: int,

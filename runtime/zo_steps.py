@@ -17,6 +17,7 @@ error), at real tokens only.
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable, Protocol
 
 import numpy as np
@@ -96,3 +97,30 @@ class StepRule(Protocol):
 
 
 OPTIMIZERS: dict[str, Callable[..., StepRule]] = {"gauss-newton": SubspaceGaussNewton, "spsa": SPSAAdam}
+
+
+class Clock:
+    """A tuner's budget (`runtime.zo.ZOSettings`): minutes (less `reserve_seconds`, kept for work that must follow
+    the last step) or steps (`result.steps` against `max_steps`)."""
+
+    def __init__(self, settings, result):
+        self.settings, self.result = settings, result
+        self.start, self.budget, self.reserve_seconds = time.perf_counter(), settings.minutes * 60, 0.0
+
+    def spent(self) -> bool:
+        if self.settings.max_steps is not None and self.result.steps >= self.settings.max_steps:
+            return True
+        return self.budget > 0 and time.perf_counter() - self.start + self.reserve_seconds >= self.budget
+
+    def fraction(self) -> float:
+        """How much of the budget is gone (for schedules)."""
+        if self.budget > 0:
+            return (time.perf_counter() - self.start) / self.budget
+        return self.result.steps / (self.settings.max_steps or 1)
+
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+    def done(self) -> int:
+        """Progress units: seconds within the budget, or steps."""
+        return min(int(self.seconds()), int(self.budget)) if self.budget > 0 else self.result.steps

@@ -2,8 +2,8 @@
 `--executor ray://HOST:PORT`: attach to a running cluster through Ray Client).
 
 Every `Shared` argument is put in Ray's object store once (for every run of the executor: a goal search's rounds
-share it) and read from there by every task: no shared filesystem is assumed. Tasks are submitted without Ray's own retries, so that a task whose worker dies is
-seen here, submitted again and recorded (`TaskRun.lost`). Workers announce when a task starts on a small
+share it) and read from there by every task: no shared filesystem is assumed. Tasks are submitted without Ray's
+own retries, so that a task whose worker dies is seen here, submitted again and recorded (`TaskRun.lost`). Workers announce when a task starts on a small
 queue actor, which drives the progress display. KeyboardInterrupt cancels every unfinished task.
 """
 
