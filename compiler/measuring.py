@@ -62,7 +62,9 @@ def _measure(reference, candidate, feed, target: TargetProfile, options) -> dict
     return {"original": orig.__dict__, "compiled": comp.__dict__,
             "ratio_p50": comp.p50_ms / orig.p50_ms if orig.p50_ms else float("nan"),
             "p_slower": mann_whitney_greater(np.array(samples[1]), np.array(samples[0])),
-            "warmup": warmup, "runs": orig.runs}
+            "warmup": warmup, "runs": orig.runs,
+            # the shapes timed: a held-out feed of the calibration data (real shapes), or synthesized without data
+            "input_shapes": {name: list(np.shape(value)) for name, value in feed.items()}}
 
 
 def _measurably_slower(latency: dict, alpha: float = 0.01) -> bool:

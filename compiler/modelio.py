@@ -89,8 +89,8 @@ def to_model(graph: gs.Graph, original: onnx.ModelProto) -> onnx.ModelProto:
     del model.metadata_props[:]
     model.metadata_props.extend(original.metadata_props)
     opsets = {o.domain: o.version for o in original.opset_import}
-    for o in model.opset_import:
-        opsets.setdefault(o.domain, o.version)
+    for o in model.opset_import:           # a pass may have raised one (static int8 needs opset 13)
+        opsets[o.domain] = max(o.version, opsets.get(o.domain, 0))
     del model.opset_import[:]
     model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
     return model

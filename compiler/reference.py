@@ -8,7 +8,8 @@ original's tensors on any feed, for training).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from functools import partial
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import onnx
@@ -19,6 +20,7 @@ from edgec.compiler.capture import ActivationCapture, session_with_outputs
 from edgec.passes.base import Feed
 from edgec.passes.graph_tools import changed_initializers
 from edgec.runtime.fidelity import compare_outputs, compare_runs, token_mask
+from edgec.runtime.latency import measure_interleaved
 from edgec.runtime.session import SessionConfig, create_session
 
 MAX_TUNING_BATCHES = 256     # training batches whose original outputs zeroth-order tuning holds in memory
@@ -51,6 +53,9 @@ class Reference:
     def teacher(self) -> Teacher:
         return Teacher(self)
 
+    def latency_probe(self) -> LatencyProbe:
+        return LatencyProbe(self)
+
 
 class FidelityProbe:
     """Min over outputs of the fidelity score (`runtime.fidelity`: cosine for vectors, range error for
@@ -72,6 +77,24 @@ class FidelityProbe:
         results = compare_runs(ref.output_names, self.expected, got, ref.feeds.search)
         scores = [-1.0 if isinstance(f, str) or f.score != f.score else f.score for f in results]
         return min([1.0, *scores])
+
+
+class LatencyProbe:
+    """Median latency (ms) of candidate graphs timed side by side, interleaved, on the first search feed (the
+    calibration data's real shapes) with the target's session settings: how a pass picks the faster rewrite."""
+
+    def __init__(self, reference: Reference, warmup: int = 2, runs: int = 15, max_seconds: float = 10.0):
+        self.reference, self.warmup, self.runs, self.max_seconds = reference, warmup, runs, max_seconds
+
+    def __call__(self, graphs: Sequence[gs.Graph]) -> list[float]:
+        from edgec.compiler.modelio import to_model
+
+        ref = self.reference
+        feed = (ref.feeds.search or ref.feeds.held_out)[0]
+        sessions = [create_session(to_model(g.copy(), ref.model).SerializeToString(), ref.config) for g in graphs]
+        runners: list[Callable[[], object]] = [partial(s.run, None, feed) for s in sessions]
+        samples = measure_interleaved(runners, self.warmup, self.runs, self.max_seconds)
+        return [float(np.median(s)) * 1e3 for s in samples]
 
 
 class Teacher:

@@ -109,6 +109,9 @@ class TeacherSource(Protocol):
 # min over outputs of the fidelity score (cosine for vectors, range error for few-value or non-negative
 # outputs, agreement for labels: edgec.runtime.fidelity) of a candidate graph on the search feeds
 FidelityProbe = Callable[[gs.Graph], float]
+# the median latency (ms) of each candidate graph on the judging machine, all timed side by side (interleaved)
+# on one search feed: a pass that picks between rewrites by speed measures them, never assumes
+LatencyProbe = Callable[[Sequence[gs.Graph]], list[float]]
 Progress = Callable[[str, int], ContextManager[Callable[..., None]]]
 
 
@@ -130,6 +133,7 @@ class PassContext:
     teacher: TeacherSource | None = None
     # the CPU that judges fidelity computes int8 with saturating int16 sums (x86 without VNNI: runtime.cpu)
     int8_saturates: bool = False
+    latency: LatencyProbe | None = None
 
     def need_calibration(self, why: str) -> CalibrationSource:
         if self.calibration is None:
@@ -153,7 +157,7 @@ class Pass(Protocol):
 
     name: ClassVar[str]
     Options: ClassVar[type]
-    needs: ClassVar[frozenset[str]]       # of "calibration", "fidelity", "teacher"
+    needs: ClassVar[frozenset[str]]       # of "calibration", "fidelity", "teacher", "latency"
     lossless: ClassVar[bool]
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:

@@ -26,6 +26,7 @@ def replace_contents(graph: gs.Graph, other: gs.Graph) -> None:
     graph.nodes = other.nodes
     graph.inputs = [by_name.get(t.name, t) for t in graph.inputs]
     graph.outputs = [by_name.get(t.name, t) for t in graph.outputs]
+    graph.opset = max(graph.opset, other.opset)
     for domain in other.import_domains or []:
         if domain.domain not in {d.domain for d in graph.import_domains or []}:
             graph.import_domains.append(domain)

@@ -1,40 +1,60 @@
-"""quantize: int8 through ONNX Runtime's quantization tools — dynamic (weights int8, activations quantized
-at run time) or static QDQ (activation ranges calibrated on the calibration feeds).
+"""quantize: int8 through ONNX Runtime's quantization tools, the recipe chosen by fidelity and measured speed.
 
-Runs last, after the compression passes (pruned or factorized layers quantize like any other). With a
-`floor`, the quantized graph is scored on the driver's search feeds and the pass keeps the float graph
-when int8 would fall below it — how the arm and android targets make int8 their default "where fidelity
-allows". The tools only write to a path, so the graph takes a round trip through a private temporary folder.
+Recipes (`passes.int8.recipes`):
+- dynamic: MatMul/Gemm weights int8, activations quantized at run time (MatMulInteger): no data needed,
+  robust to activation outliers (transformers);
+- static: QDQ with activation ranges calibrated on the calibration feeds, Conv/MatMul/Gemm, fused by ONNX
+  Runtime into QLinearConv/QLinearMatMul: the int8 that makes convolutional networks faster (dynamic int8
+  of a Conv, ConvInteger, is slower than float on CPUs). The calibration method (min/max or a percentile of
+  each activation's histogram) is the one that scores higher on the search feeds.
+
+`mode=auto` (the default) builds every recipe that applies. With a `floor`, a recipe whose int8 scores below
+it on the search feeds keeps its most sensitive layers float until it does (`passes.int8.mixed`); the
+recipes that meet the floor are then timed side by side with the float graph on the judging machine, and
+the fastest wins — the float graph too, when no int8 is faster. Runs last, after the compression passes.
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, get_args
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from typing import Literal, Sequence, get_args
 
 import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
-from edgec.passes.ort_tools import quiet_root_logger, replace_contents
+from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
+from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
+from edgec.passes.ort_tools import replace_contents
 
-Mode = Literal["dynamic", "static"]
+Mode = Literal["auto", "dynamic", "static"]
+Calibrate = Literal["auto", "minmax", "percentile", "entropy"]
 MODES = get_args(Mode)
-INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "DequantizeLinear")
+INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv",
+               "DequantizeLinear", "DynamicQuantizeLSTM", "MatMulNBits", "QAttention")
+DYNAMIC_OPS = ("MatMul", "Gemm")
+STATIC_OPS = ("Conv", "MatMul", "Gemm")
+# with the weighted layers, the operators ONNX Runtime's CPU EP runs in int8 between them (QLinearAdd/Mul/Concat/
+# pooling/Sigmoid/LeakyRelu, int8 Resize and MaxPool) or that only move data; Relu/Clip fold into the ranges
+STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "Sigmoid",
+                            "LeakyRelu", "Resize", "Relu", "Clip", "Transpose", "Reshape", "Squeeze", "Unsqueeze",
+                            "Flatten", "Split")
+MIN_STATIC_FEEDS = 8          # calibration inputs (the fit split) static ranges need in mode=auto
 
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    mode: Mode = "dynamic"         # dynamic | static (QDQ, calibrated activation ranges)
-    per_channel: bool = True      # per-channel weights: closer to float than per-tensor on MiniLM
-                                  # (samples/RESULTS.md#int8)
+    mode: Mode = "auto"           # auto (every recipe that applies, the fastest that meets the floor) | dynamic | static
+    per_channel: bool = True      # per-channel weights: closer to float than per-tensor (samples/RESULTS.md#int8)
     # 7-bit weights: auto = when the judging CPU's int8 sums saturate (x86 without VNNI, ctx.int8_saturates), so
     # the fidelity judged there is what every CPU computes (edgec.runtime.cpu); true = always (the x86 target)
     reduce_range: str = "auto"
-    ops: str = "MatMul,Gemm"
-    floor: float = 0.0            # > 0: keep the float graph if int8 scores below this (the probe's score)
+    ops: str = "auto"             # operator types to quantize (auto: MatMul,Gemm dynamic; Conv,MatMul,Gemm static)
+    calibrate: Calibrate = "auto"  # static ranges: auto = minmax or percentile, whichever scores higher
+    floor: float = 0.0            # > 0: the search-feed score int8 must keep (else layers stay float, or all)
+    mixed: bool = True            # below the floor: keep the most sensitive layers float instead of the whole graph
+    search_seconds: float = 300.0  # time for the mixed-precision search of each recipe
 
     def __post_init__(self):
         if self.reduce_range.strip().lower() not in ("auto", "true", "false"):
@@ -42,33 +62,193 @@ class QuantizeOptions:
                                   f"{self.reduce_range!r}")
 
 
+@dataclass
+class Candidate:
+    recipe: Recipe
+    result: MixedResult
+    layers: int                   # layers the recipe could quantize
+    notes: list[str]
+
+
 class QuantizePass:
     name = "quantize"
     Options = QuantizeOptions
-    needs = frozenset({"calibration", "fidelity"})
+    needs = frozenset({"calibration", "fidelity", "latency"})
     lossless = False
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(QuantizeOptions, ctx.options, self.name)
-        ops = [o.strip() for o in opts.ops.split(",") if o.strip()]
-        before = sum(n.op in ops for n in graph.nodes)
-        if not before:
-            return PassResult(False, {"quantized": 0}, ["no MatMul/Gemm to quantize"])
+        if any(n.op in INTEGER_OPS or n.op == "QuantizeLinear" for n in graph.nodes):
+            return PassResult(False, {"quantized": 0}, ["the model is already quantized: left as it is"])
         reduce_range, notes = _reduce_range(opts.reduce_range, ctx.int8_saturates)
-        quantized = _quantize(gs.export_onnx(graph, do_type_check=False), opts, reduce_range, ops, ctx)
-        integer = sum(n.op in INTEGER_OPS for n in quantized.nodes)
-        if not integer:
-            return PassResult(False, {"quantized": 0}, ["ONNX Runtime's quantizer left every layer in float"])
-        stats = {"mode": opts.mode, "per_channel": opts.per_channel, "reduce_range": reduce_range,
-                 "integer_ops": integer}
-        if opts.floor and ctx.fidelity is not None:
-            stats["calibration_score"] = score = round(float(ctx.fidelity(quantized)), 6)
-            if score < opts.floor:
-                return PassResult(False, stats, notes + [f"int8 skipped: calibration score {score:.4f} < floor "
-                                                         f"{opts.floor} (the float graph is kept)"])
-        replace_contents(graph, quantized)
-        stats["quantized"] = before - sum(n.op in ops and not _dequantized_weight(n) for n in graph.nodes)
+        recipes = _recipes(opts, reduce_range, graph, ctx, notes)
+        if not recipes:
+            return PassResult(False, {"quantized": 0}, [f"no {'/'.join(STATIC_OPS)} layer with a constant weight "
+                                                        "to quantize"])
+        model = gs.export_onnx(graph, do_type_check=False)
+        candidates = _candidates(model, recipes, opts, ctx, notes)
+        stats: dict = {"mode": opts.mode, "per_channel": opts.per_channel, "reduce_range": reduce_range,
+                       "quantized": 0}
+        if not candidates:
+            return PassResult(False, stats, notes + ["int8 skipped: no recipe kept the floor (the float graph is "
+                                                     "kept)"])
+        chosen = _fastest(graph, candidates, ctx, stats, notes)
+        if chosen is None:
+            return PassResult(False, stats, notes)
+        return self._applied(graph, chosen, stats, notes)
+
+    def _applied(self, graph: gs.Graph, chosen: Candidate, stats: dict, notes: list[str]) -> PassResult:
+        result = chosen.result
+        replace_contents(graph, gs.import_onnx(result.model))
+        stats.update(recipe=chosen.recipe.label, quantized=chosen.layers - len(result.float_layers),
+                     integer_ops=sum(n.op in INTEGER_OPS for n in graph.nodes),
+                     calibration_score=round(result.score, 6), float_layers=result.float_layers)
+        notes += chosen.notes
+        if result.float_layers:
+            shown = ", ".join(result.float_layers[:12]) + (" …" if len(result.float_layers) > 12 else "")
+            notes.append(f"mixed precision: {len(result.float_layers)} of {chosen.layers} layers kept float to keep "
+                         f"the floor ({shown})")
         return PassResult(True, stats, notes)
+
+
+def _recipes(opts: QuantizeOptions, reduce_range: bool, graph: gs.Graph, ctx: PassContext,
+             notes: list[str]) -> list[Recipe]:
+    """The recipes that apply: those of the mode, for operators the graph has; static only with feeds."""
+    present = {n.op for n in graph.nodes if len(n.inputs) > 1 and isinstance(n.inputs[1], gs.Constant)
+               and n.op in WEIGHTED_OPS}
+    modes = ["dynamic", "static"] if opts.mode == "auto" else [opts.mode]
+    count = len(ctx.calibration.feeds) if ctx.calibration is not None else 0
+    if opts.mode == "static" and not count:
+        raise ValueError("quantize: mode=static needs calibration inputs")
+    if opts.mode == "auto" and (count < MIN_STATIC_FEEDS or ctx.fidelity is None):
+        modes = ["dynamic"]                    # static ranges need data, and a recipe choice needs a judge
+        if count and ctx.fidelity is not None:
+            notes.append(f"static int8 not tried: {count} calibration inputs to set its activation ranges (it needs "
+                         f"≥ {MIN_STATIC_FEEDS}: ranges from a handful of inputs clip the next one)")
+    recipes = []
+    for mode in modes:
+        ops = _ops(opts.ops, mode)
+        if present & set(ops):
+            recipes.append(Recipe(mode, tuple(ops), opts.per_channel, reduce_range))
+    return recipes
+
+
+def _ops(setting: str, mode: str) -> list[str]:
+    """The operator types to quantize; static auto calibrates the wide set's tensors (a superset of the layers')."""
+    if setting.strip().lower() != "auto":
+        return [o.strip() for o in setting.split(",") if o.strip()]
+    return list(DYNAMIC_OPS if mode == "dynamic" else STATIC_WIDE)
+
+
+def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOptions, ctx: PassContext,
+                notes: list[str]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for recipe in recipes:
+        if recipe.mode == "static" and _dynamic_suffices(out, model):
+            notes.append("static int8 not tried: dynamic int8 keeps every layer within the floor and the graph has "
+                         "no convolution (static MatMul int8 adds Q/DQ pairs where dynamic has one quantizer)")
+            continue
+        with ExitStack() as stack:
+            try:
+                builder = _variant(stack, model, recipe, opts, ctx, notes)
+            except Exception as exc:  # noqa: BLE001 - a model the quantizer cannot handle stays float, with why
+                notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
+                continue
+            for scoped in _op_sets(builder.recipe, opts):
+                try:
+                    candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes)
+                except Exception as exc:  # noqa: BLE001
+                    notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
+                    continue
+                out += [candidate] if candidate else []
+    return out
+
+
+def _op_sets(recipe: Recipe, opts: QuantizeOptions) -> list[Recipe]:
+    """Static int8 (ops=auto) in two scopes, timed against each other: the weighted layers alone, and wide — their
+    neighbours too (Add, pooling, Concat, Resize, …), so that ONNX Runtime keeps whole chains in int8 without a
+    Q/DQ pair and a layout Transpose around every layer, at some cost in fidelity."""
+    if recipe.mode != "static" or opts.ops.strip().lower() != "auto":
+        return [recipe]
+    return [replace(recipe, ops=STATIC_OPS, scope="layers"), replace(recipe, ops=STATIC_WIDE, scope="wide")]
+
+
+def _dynamic_suffices(found: list[Candidate], model: onnx.ModelProto) -> bool:
+    """A graph without convolutions whose dynamic int8 needed no float layer: static int8 would quantize the same
+    MatMuls with calibrated instead of measured ranges (never more accurately) — not worth its calibrations."""
+    dynamic_all = any(c.recipe.mode == "dynamic" and not c.result.float_layers for c in found)
+    return dynamic_all and not any(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
+
+
+def _variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions, ctx: PassContext,
+             notes: list[str]) -> Int8Builder:
+    """The recipe's builder. Static: the calibration method (auto: min/max or percentile) and weight scales
+    (per-channel or per-tensor) whose all-int8 model scores highest on the search feeds (one calibration per
+    method; the scales need none)."""
+    if recipe.mode == "dynamic":
+        return stack.enter_context(Int8Builder(model, recipe))
+    judged = ctx.fidelity is not None
+    methods = [opts.calibrate] if opts.calibrate != "auto" else (["minmax", "percentile"] if judged else ["minmax"])
+    builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m), _feeds(ctx))) for m in methods]
+    scales = [True, False] if opts.per_channel and judged and builders[0].per_channel_ok else [builders[0].recipe.per_channel]
+    if len(builders) * len(scales) == 1:
+        return builders[0]
+    scored = []
+    for builder in builders:
+        for per_channel in scales:
+            variant = replace(builder.recipe, per_channel=per_channel)
+            scored.append((_score(ctx, builder.with_recipe(variant).build()), variant, builder))
+    best = max(scored, key=lambda s: s[0])
+    notes.append("static int8, every layer, on the search feeds: "
+                 + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
+    return best[2].with_recipe(best[1])
+
+
+def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str]) -> Candidate | None:
+    """The recipe's int8 model that meets the floor (mixed precision where it must), or None with a note."""
+    floor = opts.floor if ctx.fidelity is not None else 0.0
+    result = fewest_float_layers(builder.layers, builder.build, lambda m: _score(ctx, m), floor,
+                                 max_float_share=0.5 if opts.mixed else 0.0, seconds=opts.search_seconds)
+    if result is None:
+        notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}"
+                     + (" even with up to half its layers float" if opts.mixed else ""))
+        return None
+    return Candidate(builder.recipe, result, len(builder.layers), list(builder.notes))
+
+
+def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, stats: dict,
+             notes: list[str]) -> Candidate | None:
+    """The candidate that runs fastest here, or None when the float graph is faster than every one; without a
+    latency probe, the one that quantizes the most layers (ties: the higher score)."""
+    if ctx.latency is None or len(graph.nodes) == 0:
+        return max(candidates, key=lambda c: (c.layers - len(c.result.float_layers), c.result.score))
+    float_ms, *int8_ms = ctx.latency([graph, *(gs.import_onnx(c.result.model) for c in candidates)])
+    stats["latency_vs_float"] = {c.recipe.label: round(ms / float_ms, 3) for c, ms in zip(candidates, int8_ms,
+                                                                                         strict=True)}
+    best = min(range(len(candidates)), key=lambda i: int8_ms[i])
+    if int8_ms[best] >= float_ms:
+        notes.append(f"int8 kept float: the fastest recipe ({candidates[best].recipe.label}) measured "
+                     f"{int8_ms[best] / float_ms:.2f}× the float graph's latency here")
+        return None
+    return candidates[best]
+
+
+def _score(ctx: PassContext, model: onnx.ModelProto) -> float:
+    if ctx.fidelity is None:
+        return 1.0
+    return float(ctx.fidelity(gs.import_onnx(model)))
+
+
+def _feeds(ctx: PassContext) -> Sequence[dict]:
+    feeds = ctx.calibration.feeds if ctx.calibration is not None else None
+    if not feeds:
+        raise ValueError("static int8 needs calibration inputs")
+    return feeds
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:160] if text else type(exc).__name__)
 
 
 def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:
@@ -79,43 +259,3 @@ def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:
         return True, ["7-bit int8 weights (reduce_range): this x86 CPU has no VNNI, its int8 sums would saturate; "
                       "with 7 bits every CPU computes what was verified here"]
     return False, []
-
-
-def _dequantized_weight(node: gs.Node) -> bool:
-    """A QDQ-format layer: its weight comes out of a DequantizeLinear."""
-    return len(node.inputs) > 1 and any(p.op == "DequantizeLinear" for p in node.inputs[1].inputs)
-
-
-def _quantize(model: onnx.ModelProto, opts: QuantizeOptions, reduce_range: bool, ops: list[str],
-              ctx: PassContext) -> gs.Graph:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-
-    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}   # fused graphs have tensors of unknown type
-    with tempfile.TemporaryDirectory() as tmp, quiet_root_logger():
-        out = Path(tmp) / "quantized.onnx"
-        if opts.mode == "dynamic":
-            quantize_dynamic(model, out, op_types_to_quantize=ops, per_channel=opts.per_channel,
-                             reduce_range=reduce_range, weight_type=QuantType.QInt8, extra_options=extra)
-        else:
-            quantize_static(model, out, _Reader(_feeds(ctx)), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=ops, per_channel=opts.per_channel, reduce_range=reduce_range,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            extra_options={**extra, "MatMulConstBOnly": True})
-        return gs.import_onnx(onnx.load(str(out)))
-
-
-def _feeds(ctx: PassContext) -> list[dict]:
-    feeds = ctx.calibration.feeds if ctx.calibration is not None else None
-    if not feeds:
-        raise ValueError("quantize: mode=static needs calibration inputs")
-    return list(feeds)
-
-
-class _Reader:
-    """ONNX Runtime's CalibrationDataReader protocol over a list of feed dicts."""
-
-    def __init__(self, feeds: list[dict]):
-        self._it = iter(feeds)
-
-    def get_next(self):
-        return next(self._it, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -137,15 +138,24 @@ def synthesize_feed(specs: list[InputSpec], rng: np.random.Generator, dims: dict
     return feed
 
 
-def is_itemized(arrays: dict[str, np.ndarray]) -> bool:
-    """An .npz written item by item ("0/x", "1/x", …): one feed per item, for inputs whose shapes vary."""
-    return bool(arrays) and all("/" in k for k in arrays)
+_ITEM_KEY = re.compile(r"(\d+)/(.+)", re.DOTALL)
+
+
+def is_itemized(arrays: dict[str, np.ndarray], names: Iterable[str] = ()) -> bool:
+    """An .npz written item by item ("0/x", "1/x", …): one feed per item, for inputs whose shapes vary. A key
+    is itemized when it is an integer item, a "/", then the full input name; a key equal to one of the model's
+    input `names` is that input (a classifier's input may be called "gpu_0/data_0")."""
+    known = set(names)
+    return bool(arrays) and all(k not in known and _ITEM_KEY.fullmatch(k) for k in arrays)
 
 
 def items(arrays: dict[str, np.ndarray]) -> list[tuple[str, dict[str, np.ndarray]]]:
     """(item, its arrays by input name) of an itemized .npz, in item order (0, 1, …, 10, not 0, 1, 10)."""
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
-        item, _, name = key.rpartition("/")
+        match = _ITEM_KEY.fullmatch(key)
+        if match is None:
+            raise ValueError(f"key {key!r} is neither an input name nor ITEM/INPUT (an integer item, '/', the name)")
+        item, name = match.groups()
         grouped.setdefault(item, {})[name] = value
     return [(item, grouped[item]) for item in sorted(grouped, key=lambda k: (len(k), k))]

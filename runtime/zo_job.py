@@ -43,7 +43,7 @@ def first_feed(arrays: dict[str, np.ndarray], names: list[str]) -> dict:
 
 def _split(arrays: dict[str, np.ndarray], names: list[str], batch: int,
            held_fraction: float) -> tuple[list[dict], list[dict]]:
-    if is_itemized(arrays):
+    if is_itemized(arrays, names):
         return _itemized(arrays, names, held_fraction)
     return _stacked(arrays, names, batch, held_fraction)
 

@@ -14,7 +14,7 @@ Each pair is compiled twice: with the realistic inputs as calibration data (`rea
 with no data at all (`none`: as a new user first tries it — synthesized inputs, lossless passes only).
 
     python -m edgec.samples.sweep [--out build/sweep] [--targets x86,arm] [--data real,none] [--fast]
-                                  [--models a,b] [--measure]
+                                  [--models a,b] [--measure] [--anchors]
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from edgec.samples.sweep_anchors import judged_anchors
 from edgec.samples.sweep_models import MODELS, SweepModel, fetch
+from edgec.samples.sweep_summary import anchor_line, anchor_table
 
 CACHE = Path.home() / ".cache" / "edgec" / "sweep"
 
@@ -46,6 +48,10 @@ class Outcome:
     seconds: float
     notes: list[str]
     rewrites: str = ""     # passes that changed the model (beyond cleanup) and the size ratio, e.g. "quantize, 0.27× bytes"
+    size: float = 0.0      # the written file over the original's
+    latency: float | None = None   # with --anchors: median latency over the original's, timed with the anchors
+    anchors: list[dict] = field(default_factory=list)   # with --anchors: ONNX Runtime's int8 (sweep_anchors)
+    convolutional: bool = False    # the model has Conv layers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="only the small models CI runs")
     parser.add_argument("--models", help="comma-separated model names")
     parser.add_argument("--measure", action="store_true", help="also time original vs compiled (slower)")
+    parser.add_argument("--anchors", action="store_true",
+                        help="with real data: ONNX Runtime's quantize_dynamic / quantize_static beside edgec, each "
+                             "task-checked and timed interleaved with the original and edgec's model")
     args = parser.parse_args(argv)
     chosen = _chosen(args.models, args.fast, parser)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -64,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     for model in chosen:
         for target in args.targets.split(","):
             for data in args.data.split(","):
-                outcome = sweep_one(model, target, args.cache, args.out, args.measure, data)
+                outcome = sweep_one(model, target, args.cache, args.out, args.measure, data,
+                                    anchors=args.anchors and data == "real")
                 print(f"{outcome.model:<24} {target:<5} {data:<4} {outcome.status:<8} {outcome.rewrites:<28} "
-                      f"{outcome.detail}", flush=True)
+                      f"{outcome.detail}{anchor_line(outcome)}", flush=True)
                 outcomes.append(outcome)
     (args.out / "results.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
-    table = markdown_table(outcomes)
+    table = markdown_table(outcomes) + anchor_table([asdict(o) for o in outcomes])
     (args.out / "results.md").write_text(table)
     print("\n" + table)
     return 1 if any(o.status in ("crash", "changed") for o in outcomes) else 0
@@ -85,14 +95,16 @@ def _chosen(names: str | None, fast: bool, parser) -> list[SweepModel]:
     return [m for m in MODELS if m.fast or not fast]
 
 
-def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: bool, data: str = "real") -> Outcome:
+def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: bool, data: str = "real",
+              anchors: bool = False) -> Outcome:
     import time
 
     import onnx
 
     start = time.perf_counter()
     path = fetch(model, cache)
-    feeds = model.feeds(onnx.load(str(path), load_external_data=False))
+    proto = onnx.load(str(path), load_external_data=False)
+    feeds = model.feeds(proto)
     calib_feeds, check_feeds = feeds[: len(feeds) * 2 // 3], feeds[len(feeds) * 2 // 3:]
     folder = out / model.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,13 +115,20 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
     cmd = [sys.executable, "-m", "edgec.compiler.cli", "compile", str(path), "--target", target,
            "-o", str(compiled), "--report", str(report), "--force", "--format", "json"]
     cmd += ["--calib", str(calib)] if data == "real" else []
-    proc = subprocess.run(cmd + ([] if measure else ["--no-measure"]), capture_output=True, text=True)
+    # --no-measure saves time, but also leaves the quantize pass untimed: with --anchors, compile as a user would
+    proc = subprocess.run(cmd + ([] if measure or anchors else ["--no-measure"]), capture_output=True, text=True)
     seconds = round(time.perf_counter() - start, 1)
     report_data = json.loads(report.read_text()) if report.exists() and proc.returncode == 0 else {}
     status, detail = _judge(model, proc, path, compiled, check_feeds)
     size = _file_bytes(compiled) / _file_bytes(path) if compiled.exists() else 0.0
-    return Outcome(model.name, model.kind, target, data, status, proc.returncode, detail, seconds,
-                   report_data.get("notes", []), _rewrites(report_data, size))
+    outcome = Outcome(model.name, model.kind, target, data, status, proc.returncode, detail, seconds,
+                      report_data.get("notes", []), _rewrites(report_data, size), round(size, 3),
+                      convolutional=any(n.op_type == "Conv" for n in proto.graph.node))
+    if anchors:
+        written = compiled if compiled.exists() and status in ("kept", "changed") else None
+        outcome.latency, found = judged_anchors(path, written, calib_feeds, check_feeds, model.check, _outputs, folder)
+        outcome.anchors = [a.as_dict() for a in found]
+    return outcome
 
 
 def _file_bytes(path: Path) -> int:

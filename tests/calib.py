@@ -45,12 +45,14 @@ def _gram(array: np.ndarray) -> tuple[np.ndarray, int]:
     return aug.T @ aug, len(rows)
 
 
-def apply_pass(name: str, model: onnx.ModelProto, feeds, **options):
-    """Run one pass on a model with calibration from `feeds`; returns (rewritten model, PassResult)."""
+def apply_pass(name: str, model: onnx.ModelProto, feeds, judge=None, **options):
+    """Run one pass on a model with calibration from `feeds` (and `judge` as its fidelity probe); returns
+    (rewritten model, PassResult)."""
     from edgec.passes import PassContext, get_pass
 
     graph = gs.import_onnx(model)
-    result = get_pass(name).run(graph, PassContext(calibration=OrtCalibration(feeds), options=options))
+    ctx = PassContext(calibration=OrtCalibration(feeds), options=options, fidelity=judge)
+    result = get_pass(name).run(graph, ctx)
     graph.cleanup().toposort()
     out = gs.export_onnx(graph)
     out.ir_version = model.ir_version
@@ -64,3 +66,18 @@ def rel_err(model: onnx.ModelProto, other: onnx.ModelProto, feeds) -> float:
     ref = np.concatenate([models.run(model, f)[0].ravel() for f in feeds])
     got = np.concatenate([models.run(other, f)[0].ravel() for f in feeds])
     return float(np.linalg.norm(ref - got) / np.linalg.norm(ref))
+
+
+def fidelity_probe(model: onnx.ModelProto, feeds):
+    """A test-side stand-in for the driver's fidelity probe: mean per-feed cosine of the first output."""
+    import models
+
+    refs = [models.run(model, f)[0].ravel() for f in feeds]
+
+    def probe(graph: gs.Graph) -> float:
+        candidate = gs.export_onnx(graph.copy(), do_type_check=False)
+        candidate.ir_version = model.ir_version
+        gots = [models.run(candidate, f)[0].ravel() for f in feeds]
+        return float(np.mean([a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12) for a, b in zip(refs, gots, strict=True)]))
+
+    return probe

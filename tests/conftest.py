@@ -1,16 +1,19 @@
 """Shared fixtures. The tests folder is on sys.path (rootdir conftest), so `import models` works. `ray_cluster`:
-a real Ray cluster (`ray start --head` on 127.0.0.1, two CPUs) for the executor tests, once per session."""
+a real Ray cluster (`ray start --head` on 127.0.0.1 only, two CPUs, token authentication) for the executor tests,
+once per session."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -39,9 +42,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class TestCluster:
+    address: str          # host:port, for `--executor ray:ADDRESS`
+    folder: str           # its temporary folder: every process of the cluster names it on its command line
+
+
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """The cluster's address (host:port) for `--executor ray:ADDRESS`. Its own temporary folder lets teardown
+def ray_test_cluster():
+    """A real Ray cluster on 127.0.0.1 only, with token authentication. Its own temporary folder lets teardown
     stop exactly its processes (`ray stop` would stop every cluster on the machine)."""
     if importlib.util.find_spec("ray") is None:      # not imported here: Ray reads its settings when imported
         pytest.skip("ray is not installed")
@@ -49,14 +58,28 @@ def ray_cluster():
     if ray_cli is None:
         pytest.skip("the ray command line is not installed")
     port, folder = _free_port(), tempfile.mkdtemp(prefix="edgec-ray-", dir="/tmp")   # short: socket paths
+    # Ray's own settings, read by `ray start` and by this process's driver when it imports Ray: every server on
+    # loopback (else Ray swaps 127.0.0.1 for the network address and listens on all interfaces), and a token
+    settings = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                               "--num-cpus", "2", "--object-store-memory", str(300 * 2 ** 20), "--temp-dir", folder,
-                              "--include-dashboard", "false", "--disable-usage-stats"],
+                              "--include-dashboard", "false", "--disable-usage-stats",
+                              "--ray-client-server-port", str(_free_port())],
                              capture_output=True, text=True, env=env, timeout=180)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        yield f"127.0.0.1:{port}"
+        yield TestCluster(f"127.0.0.1:{port}", folder)
     finally:
         subprocess.run(["pkill", "-9", "-f", folder], capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_test_cluster):
+    """The test cluster's address (host:port) for `--executor ray:ADDRESS`."""
+    return ray_test_cluster.address

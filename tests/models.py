@@ -225,3 +225,19 @@ def distorted_student(groups: int = 4, seed: int = 3, teacher: onnx.ModelProto |
     for site in find_sites(graph, "linear"):
         fold(site, Affine(1 + rng.normal(0, 0.15, groups), rng.normal(0, 0.1, groups) * site.shifts))
     return teacher, gs.export_onnx(graph)
+
+
+def cnn_classifier_model(seed: int = 0) -> onnx.ModelProto:
+    """A small image classifier as exporters write it: Conv → BatchNormalization → Relu (twice), global average
+    pooling, Flatten, a Gemm head. NCHW, 3×16×16 input, 10 logits."""
+    b = Builder(seed)
+    x = "x"
+    for c_in, c_out in ((3, 16), (16, 32)):
+        conv = b.op("Conv", [x, b.const(b.weight((c_out, c_in, 3, 3), 0.3)), b.const(b.weight((c_out,), 0.1))],
+                    pads=[1, 1, 1, 1])
+        bn = b.op("BatchNormalization", [conv, b.const(1 + 0.1 * b.rng.random(c_out)), b.const(b.weight((c_out,), 0.1)),
+                                         b.const(b.weight((c_out,), 0.1)), b.const(1 + b.rng.random(c_out))])
+        x = b.op("Relu", [bn])
+    flat = b.op("Flatten", [b.op("GlobalAveragePool", [x])], axis=1)
+    logits = b.op("Gemm", [flat, b.const(b.weight((10, 32))), b.const(b.weight((10,), 0.1))], transB=1)
+    return b.model("x", logits, in_shape=("batch", 3, 16, 16), out_shape=("batch", 10))

@@ -38,7 +38,8 @@ def vocabulary_size(model: onnx.ModelProto, default: int = 1000) -> int:
 def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
     """Arrays keyed by input name, samples along axis 0, cut into the model's batch size; a rank-0 array
     (a sample rate) is the same in every feed. Keys `ITEM/NAME` (e.g. `0/input`, `0/sr`) give whole feeds
-    one by one instead, for inputs that have no sample axis (recurrent states, scalars)."""
+    one by one instead, for inputs that have no sample axis (recurrent states, scalars); a key equal to an input
+    name is always that input, even one with a "/" in it (`gpu_0/data_0`)."""
     if not path.is_file():
         raise InputError(f"{path}: calibration file not found")
     try:
@@ -46,7 +47,7 @@ def load_npz_feeds(path: Path, specs: list[InputSpec]) -> list[Feed]:
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: not a readable .npz file ({exc})") from None
-    if is_itemized(arrays):
+    if is_itemized(arrays, (s.name for s in specs)):
         return _itemized_feeds(path, arrays, specs)
     _check_names(path, set(arrays), specs)
     constant = {s.name for s in specs if arrays[s.name].ndim == 0 and len(s.shape) == 0}

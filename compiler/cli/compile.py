@@ -58,7 +58,7 @@ from edgec.targets import load_target
 @click.option("--goal", help="speedup=2, latency=10ms or size=0.5: try pipelines, keep the best meeting it.")
 @click.option("--dim", multiple=True, help="Fix a symbolic dimension for synthesized inputs: NAME=VALUE.")
 @click.option("--runs", type=click.IntRange(min=1), help="Latency runs (default: the target's).")
-@click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
+@click.option("--no-measure", is_flag=True, help="Time nothing: no latency measurement, and passes that pick the faster rewrite (quantize) pick by coverage instead.")
 @click.option("--allow-slower", is_flag=True, help="Keep a compiled model that measures slower (size goals).")
 @click.option("--allow-synthetic", is_flag=True,
               help="Run lossy passes on synthesized inputs when no real ones are given (unsafe for real models).")

@@ -1,6 +1,10 @@
 """Tasks on a Ray cluster (`--executor ray`: the cluster `ray start` runs on this machine, else a new local one;
 `--executor ray://HOST:PORT`: attach to a running cluster through Ray Client).
 
+A cluster edgec starts listens on 127.0.0.1 only (LOOPBACK_SETTING); so does the driver when it attaches to a
+cluster on this machine's loopback. Token authentication is Ray's: on when a token exists (`RAY_AUTH_TOKEN`,
+`~/.ray/auth_token`), which a new local cluster writes.
+
 Every `Shared` argument is put in Ray's object store once (for every run of the executor: a goal search's rounds
 share it) and read from there by every task: no shared filesystem is assumed. Tasks are submitted without Ray's
 own retries, so that a task whose worker dies is seen here, submitted again and recorded (`TaskRun.lost`). Workers announce when a task starts on a small
@@ -51,6 +55,9 @@ class RayCluster:
 
     def __init__(self, address: str | None = None, cpus_per_task: float = 1.0):
         _token_auth_if_available()          # read by Ray when it is imported
+        local = _on_loopback(address)
+        if local:
+            os.environ.setdefault(LOOPBACK_SETTING, "0")
         try:
             import ray
         except ImportError:
@@ -63,7 +70,8 @@ class RayCluster:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")        # Ray Client warns before it raises
                     ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                             logging_level=logging.ERROR, configure_logging=False)
+                             logging_level=logging.ERROR, configure_logging=False,
+                             _node_ip_address=LOOPBACK if address is None else None)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise InputError(f"--executor: cannot reach the Ray cluster at {address or 'this machine'} "
                                  f"({str(exc).splitlines()[0][:160]})") from None
@@ -140,6 +148,21 @@ class RayCluster:
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+# Ray replaces a node address of 127.0.0.1 with the machine's network address, and its servers (GCS, raylet,
+# object manager, agents) then listen on every interface, unless this setting of Ray's own is 0: then a cluster
+# started here, and this driver, listen on 127.0.0.1 only. Read when Ray is imported.
+LOOPBACK_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = "127.0.0.1"
+
+
+def _on_loopback(address: str | None) -> bool:
+    """A cluster this driver starts (no address), or one on this machine's loopback interface."""
+    if address is None:
+        return True
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _check_reachable(address: str | None, seconds: float = 10.0) -> None:

@@ -155,6 +155,9 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
                       f" (Δnodes {rec.delta_nodes:+d}, Δparams {rec.delta_params:+,d}){'; ' + stats if stats else ''}")
         for note in rec.notes:
             console.print(f"    note: {note}")
+    if lat.get("input_shapes"):
+        shapes = ", ".join(f"{k} {'×'.join(map(str, v)) or 'scalar'}" for k, v in lat["input_shapes"].items())
+        console.print(f"  latency timed on {shapes} ({'the calibration data' if source != 'synthesized' else 'synthesized inputs'})")
     if report.placement:
         console.print("  placement: " + ", ".join(f"{ep} ran {n} nodes" for ep, n in report.placement.items()))
     for note in report.notes:

@@ -81,39 +81,38 @@ def factors(weight: np.ndarray, bias: np.ndarray | None, spec: Spectrum, rank: i
 
 
 def allocate(spectra: list[Spectrum], params_fraction: float, multiple: int) -> list[int]:
-    """Ranks under a budget of `params_fraction` × the dense parameters of these layers.
+    """Ranks under a budget of `params_fraction` × the dense parameters of these layers, each a multiple of
+    `multiple` (the target's tile) where one fits under its break-even.
 
-    Greedy by relative energy captured per parameter, which is exact for this separable problem
-    (each layer's energies are sorted). A layer never gets a rank whose factors outgrow it.
+    Greedy by relative energy captured per parameter over steps of `multiple` ranks, which is exact for this
+    separable problem (each layer's energies are sorted, so its steps' gains fall). The budget is never
+    exceeded: rounding each layer's rank up afterwards would spend a tile per layer over it (rank 17 → 32).
+    A layer never gets a rank whose factors outgrow it.
     """
     budget = params_fraction * sum(s.in_features * s.out_features for s in spectra)
-    gains: list[tuple[float, int]] = []
+    gains: list[tuple[float, int, int]] = []            # (gain per parameter, layer, ranks in this step)
     for i, s in enumerate(spectra):
-        cost = s.in_features + s.out_features
         rel = s.energy / s.total if s.total > 0 else np.zeros_like(s.energy)
-        gains.extend((g / cost, i) for g in rel[: break_even(s)])
+        step = multiple if 1 < multiple <= break_even(s) else 1
+        for start in range(0, break_even(s), step):
+            width = min(step, break_even(s) - start)
+            gains.append((float(rel[start:start + width].sum()) / (width * (s.in_features + s.out_features)), i,
+                          width))
     gains.sort(key=lambda t: -t[0])
     ranks = [0] * len(spectra)
     spent = 0.0
-    for _, i in gains:
-        cost = spectra[i].in_features + spectra[i].out_features
+    for _, i, width in gains:
+        cost = width * (spectra[i].in_features + spectra[i].out_features)
         if spent + cost > budget:
-            break
-        ranks[i] += 1
+            continue                                   # a smaller step of another layer may still fit
+        ranks[i] += width
         spent += cost
-    return [round_rank(r, multiple, break_even(s)) for r, s in zip(ranks, spectra, strict=True)]
+    return ranks
 
 
 def break_even(s: Spectrum) -> int:
     """The largest rank whose factors hold fewer parameters than the dense weight."""
     return max(0, min(s.max_rank, (s.in_features * s.out_features - 1) // (s.in_features + s.out_features)))
-
-
-def round_rank(rank: int, multiple: int, limit: int) -> int:
-    if rank <= 0:
-        return 0
-    rounded = int(np.ceil(rank / multiple) * multiple) if multiple > 1 else rank
-    return min(rounded, limit) if rounded <= limit else rank
 
 
 def effective_rank(spec: Spectrum, points: int = 24) -> int:

@@ -50,7 +50,8 @@ def device_python(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory, device_python):
+def sshd_server(tmp_path_factory, device_python):
+    """(the device URL, sshd's process id) of a real sshd that listens on 127.0.0.1 only."""
     binary = _ensure_sshd()
     folder = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key"):
@@ -71,9 +72,22 @@ def sshd(tmp_path_factory, device_python):
                 break
         time.sleep(0.1)
     user = os.environ.get("USER") or "root"
-    yield f"ssh://{user}@127.0.0.1:{port}?python={device_python}&key={folder / 'client_key'}"
+    yield f"ssh://{user}@127.0.0.1:{port}?python={device_python}&key={folder / 'client_key'}", proc.pid
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sshd(sshd_server):
+    return sshd_server[0]
+
+
+def test_the_test_sshd_listens_on_loopback_only(sshd_server):
+    psutil = pytest.importorskip("psutil")
+    from listeners import beyond_loopback, listening
+
+    sockets = listening([psutil.Process(sshd_server[1])])
+    assert sockets and beyond_loopback(sockets) == [], sockets
 
 
 @pytest.mark.slow

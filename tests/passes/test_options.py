@@ -11,7 +11,7 @@ from edgec.passes.base import build_options
 FIELDS = [(name, f) for name, cls in sorted(REGISTRY.items()) if hasattr(cls, "Options")
           for f in dataclasses.fields(cls.Options)]
 CHOICES = {("prune", "score"), ("prune", "scope"), ("prune", "validate"), ("lowrank", "method"), ("share", "mode"),
-           ("sparse", "score"), ("sparse", "pattern"), ("quantize", "mode"), ("quantize", "reduce_range"),
+           ("sparse", "score"), ("sparse", "pattern"), ("quantize", "mode"), ("quantize", "reduce_range"), ("quantize", "calibrate"),
            ("recover", "match"), ("recover", "int8_reduce_range"), ("recover", "params"), ("recover", "method"),
            ("recover", "sites"), ("recover", "zo_optimizer"), ("embed", "format"), ("heads", "scope")}
 

@@ -39,13 +39,16 @@ def test_fuse_pass_fuses_a_real_bert_and_is_a_noop_elsewhere():
 
 
 def test_static_qdq_quantizes_weights_and_activations_from_calibration():
-    from calib import apply_pass, rel_err
+    from calib import apply_pass, fidelity_probe, rel_err
 
     model = models.mlp_model("gelu", blocks=2)
     feeds = models.feeds(model, 8, seq=20)
-    out, result = apply_pass("quantize", model, feeds, mode="static")
+    judge = fidelity_probe(model, models.feeds(model, 4, seed=3, seq=20))
+    out, result = apply_pass("quantize", model, feeds, judge=judge, mode="static")
     ops = [n.op_type for n in out.graph.node]
     assert result.changed and result.stats["quantized"] == 4
+    # each calibration method with per-channel and per-tensor weights was scored, the best kept
+    assert any("static int8, every layer" in n and n.count(" per-") == 5 for n in result.notes)
     assert ops.count("QuantizeLinear") >= 4 and ops.count("DequantizeLinear") >= 8
     assert rel_err(model, out, models.feeds(model, 4, seed=5, seq=20)) < 0.05
 
@@ -100,3 +103,59 @@ def test_reduce_range_follows_the_judging_cpu_unless_set():
         result = get_pass("quantize").run(graph, ctx)
         assert result.stats["reduce_range"] is expected
         assert any("VNNI" in n for n in result.notes) == (saturates and option == "auto")
+
+
+def _cnn_pass(latency=None, judge=None, count=12, **options):
+    from calib import OrtCalibration, fidelity_probe
+
+    model = models.cnn_classifier_model()
+    graph = gs.import_onnx(model)
+    judge = judge or fidelity_probe(model, models.feeds(model, 4, seed=7))
+    ctx = PassContext(calibration=OrtCalibration(models.feeds(model, count)), fidelity=judge, latency=latency,
+                      options={"floor": 0.99, **options})
+    return graph, get_pass("quantize").run(graph, ctx)
+
+
+def _qdq_fastest(graphs):
+    """A latency probe for tests: the more Q/DQ-wrapped layers a graph has, the faster it 'runs'."""
+    return [10.0 - sum(n.op == "QuantizeLinear" for n in g.nodes) * 0.1 for g in graphs]
+
+
+def test_auto_int8_of_a_cnn_is_static_qdq_with_batchnorm_folded_when_it_measures_fastest():
+    graph, result = _cnn_pass(latency=_qdq_fastest)
+    ops = [n.op for n in graph.nodes]
+    assert result.changed and result.stats["recipe"].startswith("static")
+    assert "BatchNormalization" not in ops and ops.count("Conv") == 2 and "QuantizeLinear" in ops
+    assert set(result.stats["latency_vs_float"]) >= {"dynamic (per-channel)"} and result.stats["float_layers"] == []
+    assert any("every layer, on the search feeds" in n for n in result.notes)   # calibration and scales chosen
+
+
+def test_the_float_graph_stays_when_no_int8_measures_faster():
+    graph, result = _cnn_pass(latency=lambda graphs: [1.0] + [2.0] * (len(graphs) - 1))
+    assert not result.changed and "QuantizeLinear" not in {n.op for n in graph.nodes}
+    assert any("kept float" in n for n in result.notes)
+
+
+def test_a_sensitive_layer_stays_float_and_the_rest_is_int8():
+    def judge(graph):          # the Gemm head 'cannot' be int8: a model with it quantized scores 0.9
+        return 0.9 if any(n.op == "Gemm" and n.inputs[1].inputs and n.inputs[1].inputs[0].op == "DequantizeLinear"
+                          for n in graph.nodes) else 0.999
+
+    graph, result = _cnn_pass(latency=_qdq_fastest, judge=judge, ops="Conv,Gemm", mode="static")
+    assert result.changed and len(result.stats["float_layers"]) == 1 and result.stats["quantized"] == 2
+    head = next(n for n in graph.nodes if n.op == "Gemm")
+    assert not (head.inputs[1].inputs and head.inputs[1].inputs[0].op == "DequantizeLinear")
+    assert any("mixed precision: 1 of 3 layers kept float" in n for n in result.notes)
+
+
+def test_few_calibration_inputs_leave_static_int8_out_with_a_note():
+    graph, result = _cnn_pass(latency=_qdq_fastest, count=4)
+    assert any("static int8 not tried: 4 calibration inputs" in n for n in result.notes)
+
+
+def test_an_already_quantized_model_is_left_alone():
+    model = models.mlp_model("gelu", blocks=1)
+    graph = gs.import_onnx(model)
+    get_pass("quantize").run(graph, PassContext())
+    result = get_pass("quantize").run(graph, PassContext())
+    assert not result.changed and "already quantized" in result.notes[0]

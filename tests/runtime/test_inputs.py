@@ -84,3 +84,21 @@ def test_a_scalar_input_stays_a_scalar():
 
     feed = synthesize_feed([InputSpec("sr", np.dtype(np.int64), ())], np.random.default_rng(0), fixed={"sr": 16000})
     assert feed["sr"].shape == () and int(feed["sr"]) == 16000
+
+
+def test_a_key_equal_to_an_input_name_is_that_input_even_with_a_slash():
+    from edgec.runtime.inputs import is_itemized, items
+
+    stacked = {"gpu_0/data_0": np.zeros((4, 3, 8, 8), np.float32)}
+    assert not is_itemized(stacked, ["gpu_0/data_0"])
+    itemized = {"0/gpu_0/data_0": np.zeros((1, 3, 8, 8)), "1/gpu_0/data_0": np.ones((1, 3, 8, 8))}
+    assert is_itemized(itemized, ["gpu_0/data_0"])
+    assert [(item, sorted(arrays)) for item, arrays in items(itemized)] == [("0", ["gpu_0/data_0"]),
+                                                                           ("1", ["gpu_0/data_0"])]
+
+
+def test_an_itemized_key_starts_with_an_integer_item():
+    from edgec.runtime.inputs import is_itemized
+
+    assert is_itemized({"0/x": np.zeros(2), "10/x": np.zeros(2)})
+    assert not is_itemized({"first/x": np.zeros(2)})

@@ -171,3 +171,15 @@ def test_a_corrupt_image_is_a_clear_error(tmp_path):
         image_source(tmp_path, [spec], count=3)
 
 
+
+
+def test_an_npz_keyed_by_an_input_name_with_a_slash_feeds_it(tmp_path):
+    from edgec.compiler.calibration.loading import load_npz_feeds
+    from edgec.runtime.inputs import InputSpec
+
+    specs = [InputSpec("gpu_0/data_0", np.dtype(np.float32), (1, 3, 4, 4))]
+    path = tmp_path / "calib.npz"
+    np.savez(path, **{"gpu_0/data_0": np.ones((3, 3, 4, 4), np.float32)})
+    assert [f["gpu_0/data_0"].shape for f in load_npz_feeds(path, specs)] == [(1, 3, 4, 4)] * 3
+    np.savez(path, **{f"{i}/gpu_0/data_0": np.ones((1, 3, 4, 4), np.float32) for i in range(2)})
+    assert len(load_npz_feeds(path, specs)) == 2

@@ -1,0 +1,71 @@
+"""Mixed precision: the fewest, most sensitive layers kept float until the int8 model meets a fidelity floor.
+
+One sensitive layer (a network's first convolution, the classifier at its end, a projection with outlier
+activations) can hold a whole model's int8 below its floor; keeping the whole model float for it throws
+away the speed of every other layer. The layers are cut into at most `groups` runs in graph order; each run's
+sensitivity is the score of the model with only that run int8 (its own damage, as a per-layer sensitivity
+analysis measures it); the most damaging runs are then kept float, the fewest that meet the floor found by
+bisection. At most 1 + groups + log2(groups) quantized models are scored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+
+
+@dataclass
+class MixedResult:
+    model: onnx.ModelProto
+    score: float
+    float_layers: list[str] = field(default_factory=list)
+    scored: int = 0                       # quantized models scored on the way
+
+
+def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], onnx.ModelProto],
+                        score: Callable[[onnx.ModelProto], float], floor: float, groups: int = 16,
+                        max_float_share: float = 0.5, seconds: float = float("inf")) -> MixedResult | None:
+    """The all-int8 model when it meets `floor`, else the one with the fewest float runs of `layers` that does
+    (never more than `max_float_share` of them), else None. `build(float_layers)` quantizes all but those;
+    `seconds` bounds the search (None when it runs out before a model meets the floor)."""
+    deadline = time.monotonic() + seconds
+    full = build([])
+    result = MixedResult(full, score(full), scored=1)
+    if result.score >= floor:
+        return result
+    if not layers or max_float_share <= 0:
+        return None
+    runs = [list(r) for r in np.array_split(np.array(layers, dtype=object), min(groups, len(layers)))]
+    alone = []                                          # the score with only this run int8
+    for run in runs:
+        if time.monotonic() > deadline:
+            return None
+        alone.append(score(build([x for x in layers if x not in set(run)])))
+    order = [runs[int(i)] for i in np.argsort(alone, kind="stable")]   # the most damaging run first
+    most = max(k for k in range(len(runs) + 1) if sum(map(len, order[:k])) <= max_float_share * len(layers))
+    result.scored += len(runs)
+    return _fewest_runs(order, most, build, score, floor, result, deadline)
+
+
+def _fewest_runs(order: list[list[str]], most: int, build, score, floor: float, result: MixedResult,
+                 deadline: float) -> MixedResult | None:
+    """Bisection over k: the first k runs of `order` float, the fewest that meet the floor (the score rises
+    nearly monotonically with k as the most damaging runs go float first)."""
+    best = None
+    low, high = 1, most
+    while low <= high and time.monotonic() <= deadline:
+        k = (low + high) // 2
+        float_layers = [x for run in order[:k] for x in run]
+        model = build(float_layers)
+        value, result.scored = score(model), result.scored + 1
+        if value >= floor:
+            best, high = MixedResult(model, value, float_layers, 0), k - 1
+        else:
+            low = k + 1
+    if best is not None:
+        best.scored = result.scored
+    return best

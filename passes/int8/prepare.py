@@ -1,0 +1,81 @@
+"""A graph made ready for static (QDQ) int8 by ONNX Runtime's own pre-processing.
+
+Static int8 of a convolutional network is fast only when ONNX Runtime can fuse DequantizeLinear → Conv →
+QuantizeLinear into one QLinearConv. A BatchNormalization that still follows the Conv (as most exports
+leave it: ONNX Runtime folds it only at session load) sits between the Conv and its QuantizeLinear and
+blocks the fusion, leaving float Convs wrapped in Q/DQ pairs and layout Transposes around each one.
+`quant_pre_process` runs ONNX Runtime's basic graph optimizations first (BatchNormalization and bias Adds
+folded into Convs, constants folded) and infers shapes, so the quantizer sees the graph the session runs.
+Per-channel scales need DequantizeLinear's `axis`, which opset 13 introduced.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import onnx
+
+PER_CHANNEL_OPSET = 13
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def prepared(model: onnx.ModelProto, per_channel: bool) -> tuple[onnx.ModelProto, list[str], bool]:
+    """The model as the static quantizer should see it, notes on what was done (or could not be), and whether
+    per-channel scales are possible (its opset, or the conversion to 13)."""
+    notes: list[str] = []
+    per_channel_ok = default_opset(model) >= PER_CHANNEL_OPSET
+    if per_channel and not per_channel_ok:
+        try:
+            model, upgrade = _upgraded(model)
+            per_channel_ok = True
+        except ValueError as exc:
+            upgrade = f"{exc}: per-tensor scales only"
+        notes.append(upgrade)
+    model, failure = _pre_processed(model)
+    notes += [failure] if failure else []
+    return _named(model), notes, per_channel_ok
+
+
+def _upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    from onnx import version_converter
+
+    before = default_opset(model)
+    try:
+        upgraded = version_converter.convert_version(model, PER_CHANNEL_OPSET)
+        onnx.checker.check_model(upgraded)
+    except Exception as exc:  # noqa: BLE001 - the converter lacks adapters for some ops; per-tensor then
+        raise ValueError(f"opset {before} cannot be converted to {PER_CHANNEL_OPSET} for per-channel scales "
+                         f"({str(exc).splitlines()[0][:120]})") from None
+    return upgraded, f"opset {before} → {PER_CHANNEL_OPSET} (per-channel int8 scales need it)"
+
+
+def _pre_processed(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
+    """ONNX Runtime's quant_pre_process; without symbolic shape inference where that fails (it raises on some
+    operators), and the model as it is where the optimizer itself fails."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="edgec-int8-") as tmp:
+        source, out = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        onnx.save(model, str(source))
+        error = ""
+        for skip_symbolic in (False, True):
+            try:
+                quant_pre_process(str(source), str(out), skip_symbolic_shape=skip_symbolic)
+                return onnx.load(str(out)), None
+            except Exception as exc:  # noqa: BLE001 - ORT's shape inference raises plain Exceptions
+                error = (str(exc).splitlines()[0][:120] if str(exc) else "") or type(exc).__name__
+    return model, f"ONNX Runtime's pre-processing failed ({error}): quantized as exported"
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every node named (layers are kept float by name), names unique."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+    return model

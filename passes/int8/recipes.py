@@ -1,0 +1,156 @@
+"""One int8 recipe as a builder of quantized models, any chosen layers left float.
+
+Dynamic int8 (weights int8, activations quantized at run time: MatMulInteger) needs no data; static int8
+(QDQ: activation ranges calibrated on the calibration feeds, fused by ONNX Runtime into QLinearConv /
+QLinearMatMul) needs feeds, and its ranges are computed once per recipe (ONNX Runtime's calibration cache),
+so trying many sets of float layers costs one calibration. The tools only write to a path: each model takes
+a round trip through the builder's private temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+
+from edgec.passes.base import Feed
+from edgec.passes.int8.prepare import prepared
+from edgec.passes.ort_tools import quiet_root_logger
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "Attention")
+CALIBRATION_FEEDS = 32        # at most this many feeds calibrate the ranges (evenly spaced over those given)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    mode: str                  # dynamic | static
+    ops: tuple[str, ...]       # operator types to quantize
+    per_channel: bool = True
+    reduce_range: bool = False
+    calibrate: str = "minmax"  # static only: minmax | percentile | entropy
+    scope: str = ""            # static: "layers" (Conv/MatMul/Gemm) or "wide" (their neighbours too)
+
+    @property
+    def variant(self) -> str:
+        scales = "per-channel" if self.per_channel else "per-tensor"
+        return scales if self.mode == "dynamic" else f"{self.calibrate} {scales}"
+
+    @property
+    def label(self) -> str:
+        scope = f", {self.scope}" if self.scope else ""
+        return f"{self.mode} ({self.variant}{scope})"
+
+
+class Int8Builder:
+    """Quantized versions of `model` by `recipe`; `layers` are the nodes it can quantize, in graph order."""
+
+    def __init__(self, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[Feed] = ()):
+        self.recipe, self.notes = recipe, list[str]()
+        self.per_channel_ok = True            # False: the graph's opset cannot take per-channel scales
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-int8-")
+        self._cache = Path(self._tmp.name) / "ranges.json"
+        self._feeds = _spread(list(feeds), CALIBRATION_FEEDS)
+        if recipe.mode == "static":
+            if not self._feeds:
+                raise ValueError("static int8 needs calibration inputs")
+            model, self.notes, self.per_channel_ok = prepared(model, recipe.per_channel)
+            if not self.per_channel_ok:
+                self.recipe = recipe = replace(recipe, per_channel=False)
+        self.model = model
+        # the tools take a path: a ModelProto handed to quantize_static is saved with external data *in place*
+        self._source = Path(self._tmp.name) / "source.onnx"
+        onnx.save(model, str(self._source))
+
+    @property
+    def layers(self) -> list[str]:
+        """The weighted layers (Conv, MatMul, Gemm, …) the recipe quantizes: what mixed precision keeps float. The
+        recipe's other operators (Add, pooling, Concat in a wide static recipe) follow their neighbours."""
+        constants = {t.name for t in self.model.graph.initializer}
+        return [n.name for n in self.model.graph.node
+                if n.op_type in self.recipe.ops and n.op_type in WEIGHTED_OPS and _weighted(n, constants)]
+
+    def build(self, float_layers: Sequence[str] = ()) -> onnx.ModelProto:
+        """The model quantized by the recipe, except `float_layers` (node names)."""
+        out = Path(self._tmp.name) / "quantized.onnx"
+        # ORT's histogram calibration prints its progress: keep the CLI's output clean
+        with quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):
+            if self.recipe.mode == "dynamic":
+                self._dynamic(out, list(float_layers))
+            else:
+                self._static(out, list(float_layers))
+        return onnx.load(str(out))
+
+    def with_recipe(self, recipe: Recipe) -> Int8Builder:
+        """The same builder (its prepared model and calibrated ranges) for another recipe of the same mode and
+        calibration method: per-tensor instead of per-channel weights, or fewer operator types than it was
+        calibrated for (the ranges cover a superset)."""
+        assert (recipe.mode, recipe.calibrate) == (self.recipe.mode, self.recipe.calibrate)
+        self.recipe = recipe if self.per_channel_ok else replace(recipe, per_channel=False)
+        return self
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Int8Builder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _dynamic(self, out: Path, exclude: list[str]) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(self._source, out, op_types_to_quantize=list(self.recipe.ops),
+                         per_channel=self.recipe.per_channel, reduce_range=self.recipe.reduce_range,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+    def _static(self, out: Path, exclude: list[str]) -> None:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                  "entropy": CalibrationMethod.Entropy}[self.recipe.calibrate]
+        # uint8 activations (asymmetric: ReLU outputs use the whole range), int8 weights: ONNX Runtime's advice
+        # for CPUs; one feed per collection step keeps the calibration's memory to one feed's activations
+        quantize_static(self._source, out, _Reader(self._feeds), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(self.recipe.ops), per_channel=self.recipe.per_channel,
+                        reduce_range=self.recipe.reduce_range, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
+                        calibration_cache_path=self._cache,
+                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True,
+                                       "CalibStridedMinMax": 1})
+
+
+def _weighted(node: onnx.NodeProto, constants: set[str]) -> bool:
+    """A layer with a constant weight (the second input): what int8 makes smaller and faster."""
+    return len(node.input) > 1 and node.input[1] in constants
+
+
+def _spread(feeds: list[Feed], most: int) -> list[Feed]:
+    if len(feeds) <= most:
+        return feeds
+    return [feeds[int(i)] for i in np.linspace(0, len(feeds) - 1, most).round()]
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader over a list of feeds, with the range selection that strided
+    calibration uses."""
+
+    def __init__(self, feeds: list[Feed]):
+        self._feeds = feeds
+        self.set_range(0, len(feeds))
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._feeds[start_index:end_index])
+
+    def get_next(self):
+        return next(self._it, None)

@@ -1,0 +1,129 @@
+"""The anchors of `make sweep`: ONNX Runtime's own one-call int8 quantizers on the same model and data.
+
+For each sweep model the user's obvious alternative to edgec is one call of `quantize_dynamic` (per-channel,
+default op types) or `quantize_static` (QDQ, per-channel, MinMax over the same calibration items edgec gets).
+Each anchor is task-checked on the same unseen inputs as edgec's output, and every written model is timed in
+one interleaved run against the original (machines are noisy: only ratios measured side by side are quoted).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+
+from edgec.runtime.latency import measure_interleaved
+
+ANCHORS = ("ort-dynamic", "ort-static")
+
+
+@dataclass
+class AnchorModel:
+    name: str
+    path: Path | None
+    error: str = ""
+
+
+def build_anchors(original: Path, calib_feeds: list[dict], folder: Path) -> list[AnchorModel]:
+    """Both anchors of `original` in `folder`; one that ONNX Runtime cannot build carries its error line."""
+    return [_built(name, original, calib_feeds, folder / f"{original.stem}.{name}.onnx") for name in ANCHORS]
+
+
+def _built(name: str, original: Path, calib_feeds: list[dict], out: Path) -> AnchorModel:
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        if name == "ort-dynamic":
+            quantize_dynamic(original, out, per_channel=True)
+        else:
+            quantize_static(original, out, _Reader(calib_feeds), quant_format=QuantFormat.QDQ, per_channel=True)
+        _session(out)                       # a model ONNX Runtime then refuses to load is no anchor either
+        return AnchorModel(name, out)
+    except Exception as exc:  # noqa: BLE001 - the quantizer's own failures are the anchor's result
+        out.unlink(missing_ok=True)
+        return AnchorModel(name, None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}" if str(exc)
+                           else type(exc).__name__)
+    finally:
+        root.setLevel(level)
+
+
+class _Reader:
+    def __init__(self, feeds: list[dict]):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle pools must not steal cores
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def interleaved_ratios(original: Path, others: list[Path], feed: dict, runs: int = 30,
+                       max_seconds: float = 40.0) -> list[float]:
+    """Median latency of each of `others` over the original's, all timed in one interleaved run on `feed`."""
+    sessions = [_session(p) for p in [original, *others]]
+    runners = [lambda s=s: s.run(None, feed) for s in sessions]
+    samples = measure_interleaved(runners, warmup=5, runs=runs, max_seconds=max_seconds)
+    medians = [float(np.median(s)) for s in samples]
+    return [m / medians[0] for m in medians[1:]]
+
+
+@dataclass
+class AnchorResult:
+    name: str
+    status: str            # kept | changed (the task check fails) | failed (ONNX Runtime could not build it)
+    detail: str
+    latency: float = 0.0   # median latency over the original's, timed in the same interleaved run as edgec's
+    size: float = 0.0      # file size over the original's
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def judged_anchors(original: Path, compiled: Path | None, calib_feeds: list[dict], check_feeds: list[dict],
+                   check: Callable, outputs: Callable, folder: Path) -> tuple[float | None, list[AnchorResult]]:
+    """edgec's latency ratio and each anchor's result: every written model task-checked on `check_feeds` and
+    timed in one interleaved run with the original (on the first check feed: the data's real shapes)."""
+    anchors = _cached_anchors(original, calib_feeds, folder)
+    reference = outputs(original, check_feeds)
+    results = []
+    for anchor in anchors:
+        if anchor.path is None:
+            results.append(AnchorResult(anchor.name, "failed", anchor.error))
+            continue
+        kept, summary = check(check_feeds, reference, outputs(anchor.path, check_feeds))
+        results.append(AnchorResult(anchor.name, "kept" if kept else "changed", summary,
+                                    size=anchor.path.stat().st_size / original.stat().st_size))
+    timed = [a.path for a in anchors if a.path is not None]
+    ratios = interleaved_ratios(original, ([compiled] if compiled else []) + timed, check_feeds[0])
+    edgec = ratios.pop(0) if compiled else None
+    for result in (r for r in results if r.status != "failed"):
+        result.latency = round(ratios.pop(0), 3)
+    return (round(edgec, 3) if edgec is not None else None), results
+
+
+def _cached_anchors(original: Path, calib_feeds: list[dict], folder: Path) -> list[AnchorModel]:
+    """The anchors are the same for every target: built once per model into its folder."""
+    built = [AnchorModel(n, folder / f"{original.stem}.{n}.onnx") for n in ANCHORS]
+    if all(a.path is not None and a.path.exists() for a in built):
+        return built
+    return build_anchors(original, calib_feeds, folder)
+
+
+def at_least_as_good(edgec_kept: bool, edgec_latency: float | None, anchors: list[dict]) -> bool:
+    """edgec's model keeps the task and is within 5 % of the faster anchor that keeps it (or none keeps it)."""
+    if not edgec_kept:
+        return False
+    kept = [a["latency"] for a in anchors if a["status"] == "kept"]
+    return not kept or (edgec_latency or 1.0) <= 1.05 * min(kept)

@@ -1,0 +1,49 @@
+"""Mixed precision's search (passes/int8/mixed.py) on a made-up model: each layer's int8 costs a known score."""
+
+import onnx
+
+from edgec.passes.int8.mixed import fewest_float_layers
+
+LAYERS = [f"L{i}" for i in range(10)]
+COST = {"L0": 0.002, "L3": 0.03, "L7": 0.02}          # the score each layer's int8 costs; others 0.0005
+
+
+def _build(float_layers):
+    model = onnx.ModelProto()
+    model.doc_string = ",".join(sorted(float_layers))
+    return model
+
+
+def _score(model):
+    floated = set(filter(None, model.doc_string.split(",")))
+    return 1.0 - sum(COST.get(x, 0.0005) for x in LAYERS if x not in floated)
+
+
+def test_the_all_int8_model_when_it_meets_the_floor():
+    result = fewest_float_layers(LAYERS, _build, _score, floor=0.9)
+    assert result is not None and result.float_layers == [] and result.scored == 1
+
+
+def test_the_most_damaging_layers_go_float_and_no_more():
+    result = fewest_float_layers(LAYERS, _build, _score, floor=0.99)
+    assert result is not None and sorted(result.float_layers) == ["L3", "L7"]
+    assert result.score >= 0.99 and result.scored <= 1 + len(LAYERS) + 4
+
+
+def test_none_when_half_the_layers_float_cannot_meet_the_floor():
+    assert fewest_float_layers(LAYERS, _build, _score, floor=0.9999) is None
+    assert fewest_float_layers(LAYERS, _build, _score, floor=0.99, max_float_share=0.0) is None
+
+
+def test_layers_are_grouped_into_runs_when_there_are_many():
+    layers = [f"L{i}" for i in range(40)]
+    built = []
+
+    def build(float_layers):
+        built.append(list(float_layers))
+        return _build(float_layers)
+
+    result = fewest_float_layers(layers, build, lambda m: 0.95 if "L3" not in m.doc_string.split(",") else 0.995,
+                                 floor=0.99, groups=8)
+    assert result is not None and "L3" in result.float_layers and len(result.float_layers) == 5   # its run of 5
+    assert len(built) <= 1 + 8 + 3
