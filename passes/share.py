@@ -56,17 +56,11 @@ class SharePass:
             return PassResult(False, {"groups": 0},
                               skipped or ["no MLP block with equal input and output width to share"])
         weights = _block_weights(graph, blocks, ctx)
-        grouping = plan.groups([(b.d_in, b.hidden) for b in blocks], opts.group)
         notes = skipped + [f"mode {opts.mode}: " + ("factors executed (fewer FLOPs)" if opts.mode == "speed" else
                                                     "weights rebuilt from U and sparse V at load (smaller file, "
                                                     "same speed)")]
-        solved, stats, spectra = [], [], {}
-        for members in grouping:
-            group = _solve_group([weights[i] for i in members], [blocks[i] for i in members], opts, sparsity,
-                                 ctx, notes)
-            if group is not None:
-                *group, spectra[members[0]] = group
-                solved.append((members, *group))
+        solved, spectra = _best_grouping(weights, blocks, opts, sparsity, ctx, notes)
+        stats = []
         if not opts.train_steps and sparsity > 0:
             target = sparsity if opts.rank else _closed_form_sparsity(solved, opts.params, sparsity)
             solved = _sparsify_closed_form(solved, weights, target)
@@ -108,6 +102,29 @@ def _block_weights(graph: gs.Graph, blocks: list[MLPBlock], ctx: PassContext) ->
             for b in blocks]
 
 
+def _best_grouping(weights, blocks, opts: ShareOptions, sparsity: float, ctx: PassContext, notes: list[str]):
+    """Groups of `opts.group` blocks, or one block per basis where that leaves a smaller worst layer error at
+    the same budget: blocks whose layers use different subspaces cannot share a basis of the budget's rank."""
+    best = None
+    for size in dict.fromkeys([opts.group, 1]):
+        tried_notes: list[str] = []
+        solved, spectra, worst = [], {}, 0.0
+        for members in plan.groups([(b.d_in, b.hidden) for b in blocks], size):
+            group = _solve_group([weights[i] for i in members], [blocks[i] for i in members], opts, sparsity,
+                                 ctx, tried_notes)
+            if group is not None:
+                *group, spectra[members[0]], error = group
+                solved.append((members, *group))
+                worst = max(worst, error)
+        if best is None or (solved and worst < best[2] * 0.9):       # sharing wins ties: fewer bytes moved
+            best = (solved, spectra, worst, size, tried_notes)
+    solved, spectra, worst, size, tried_notes = best
+    notes += tried_notes
+    if size != opts.group:
+        notes.append(f"one basis per block: groups of {opts.group} left a worse worst-layer error at this budget")
+    return solved, spectra
+
+
 def _solve_group(weights, blocks, opts: ShareOptions, sparsity: float, ctx: PassContext, notes: list[str]):
     d, h, n = blocks[0].d_in, blocks[0].hidden, len(blocks)
     label = layer_name(blocks[0].fc1)
@@ -116,7 +133,7 @@ def _solve_group(weights, blocks, opts: ShareOptions, sparsity: float, ctx: Pass
     rank = opts.rank or plan.rank_for_budget(d, h, n, opts.params, sparsity if stored_sparse else 0.0,
                                              COO_BYTES if stored_sparse else 4.0)
     if opts.mode == "speed" and not opts.rank:
-        rank = _round(rank, ctx.rank_multiple)
+        rank = _round(rank, ctx.rank_multiple, int(opts.max_cost_ratio * d * h // (d + h)))
         if rank * (d + h) > opts.max_cost_ratio * d * h:
             notes.append(f"{label}: group of {n} kept dense (rank {rank} would save too little time)")
             return None
@@ -125,13 +142,17 @@ def _solve_group(weights, blocks, opts: ShareOptions, sparsity: float, ctx: Pass
         notes.append(f"{label}: rank {rank} > d = {d} helps only with training; closed form uses {d} and "
                      f"spends the rest of the budget on non-zeros")
         rank = init_rank
-    basis, sigma = plan.shared_basis(weights, init_rank)
-    factors = [plan.solve_factors(w, basis) for w in weights]
-    return (*plan.padded(basis, factors, rank), rank, sigma)
+    basis, factors, sigma, weighting, worst = plan.best_shared_basis(weights, init_rank)
+    notes.append(f"{label}: {n} block(s), rank {init_rank}, slices at {weighting} (worst layer error {worst:.3f} "
+                 "on calibration)")
+    return (*plan.padded(basis, factors, rank), rank, sigma, worst)
 
 
-def _round(rank: int, multiple: int) -> int:
-    return max(multiple, rank // multiple * multiple) if multiple > 1 else rank
+def _round(rank: int, multiple: int, cap: int) -> int:
+    """The nearest multiple of the target's tile where it stays within `cap`, else the rank as the budget gives
+    it: flooring 30 to 16 would throw away half the budget (and most of a rank-32 group's weights)."""
+    nearest = max(multiple, int(round(rank / multiple)) * multiple) if multiple > 1 else rank
+    return nearest if nearest <= cap else min(rank, cap) if rank <= cap else nearest
 
 
 def _sparsify_closed_form(solved, weights, sparsity: float):

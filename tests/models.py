@@ -241,3 +241,21 @@ def cnn_classifier_model(seed: int = 0) -> onnx.ModelProto:
     flat = b.op("Flatten", [b.op("GlobalAveragePool", [x])], axis=1)
     logits = b.op("Gemm", [flat, b.const(b.weight((10, 32))), b.const(b.weight((10,), 0.1))], transB=1)
     return b.model("x", logits, in_shape=("batch", 3, 16, 16), out_shape=("batch", 10))
+
+
+def low_rank_mlp_model(blocks: int = 4, d: int = 64, hidden: int = 256, rank: int = 16, noise: float = 1e-3,
+                       seed: int = 0) -> onnx.ModelProto:
+    """Residual GELU MLP blocks whose weights have rank `rank` plus `noise`: the easiest case for a factorizing
+    pass (x + fc2(gelu(fc1(x))), d → hidden → d)."""
+    b = Builder(seed, opset=20)
+
+    def low_rank(n_in: int, n_out: int) -> str:
+        w = b.rng.standard_normal((n_in, rank)) @ b.rng.standard_normal((rank, n_out)) / math.sqrt(n_in * rank)
+        return b.const(w + noise * b.rng.standard_normal((n_in, n_out)))
+
+    x = "x"
+    for _ in range(blocks):
+        h = b.op("Gelu", [b.op("Add", [b.op("MatMul", [x, low_rank(d, hidden)]), b.const(b.weight((hidden,), 0.1))])])
+        y = b.op("Add", [b.op("MatMul", [h, low_rank(hidden, d)]), b.const(b.weight((d,), 0.1))])
+        x = b.op("Add", [x, y])
+    return b.model("x", x, in_shape=("batch", "seq", d), out_shape=("batch", "seq", d))

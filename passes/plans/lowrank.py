@@ -94,10 +94,9 @@ def allocate(spectra: list[Spectrum], params_fraction: float, multiple: int) -> 
     for i, s in enumerate(spectra):
         rel = s.energy / s.total if s.total > 0 else np.zeros_like(s.energy)
         step = multiple if 1 < multiple <= break_even(s) else 1
-        for start in range(0, break_even(s), step):
-            width = min(step, break_even(s) - start)
-            gains.append((float(rel[start:start + width].sum()) / (width * (s.in_features + s.out_features)), i,
-                          width))
+        for start in range(0, break_even(s) - step + 1, step):         # whole tiles under the break-even
+            gains.append((float(rel[start:start + step].sum()) / (step * (s.in_features + s.out_features)), i,
+                          step))
     gains.sort(key=lambda t: -t[0])
     ranks = [0] * len(spectra)
     spent = 0.0

@@ -76,8 +76,45 @@ def sqrt_gram(gram: np.ndarray, rel_floor: float = 1e-10) -> tuple[np.ndarray, n
     return (vecs * root).T, vecs / root
 
 
-def shared_basis(blocks: list[BlockWeights], rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """U [d, rank] from the whitened joint SVD of the group, and the singular values of M (a spectrum)."""
+def best_shared_basis(blocks: list[BlockWeights], rank: int):
+    """(U, factors, spectrum, weighting, worst relative layer error): the joint SVD with the slices at their
+    whitened scale and with every slice at unit norm, whichever leaves the smaller worst layer error on the
+    calibration Grams. Kept scale wins on MiniLM (samples/RESULTS.md#sharing); where one layer's whitened
+    slice dwarfs another's (fc2's scale carries the hidden activations'), the basis spends its rank on that
+    layer and starves the other, and equal weights win."""
+    best = None
+    for weighting in ("whitened scale", "balanced"):
+        basis, sigma = shared_basis(blocks, rank, balanced=weighting == "balanced")
+        factors = [solve_factors(w, basis) for w in blocks]
+        worst = max(max(relative_errors(w, basis, f)) for w, f in zip(blocks, factors, strict=True))
+        if best is None or worst < best[-1]:
+            best = (basis, factors, sigma, weighting, worst)
+    assert best is not None
+    return best
+
+
+def relative_errors(block: BlockWeights, basis: np.ndarray, f: BlockFactors) -> tuple[float, float]:
+    """fc1's and fc2's output error relative to their output, over the calibration rows (from the Grams)."""
+    w1 = np.vstack([block.w1, _bias(block.b1, block.w1.shape[1])[None]])
+    approx1 = _lift(basis) @ np.vstack([f.v1, f.c1[None]])
+    w2 = np.vstack([block.w2, _bias(block.b2, block.w2.shape[1])[None]])
+    approx2 = np.vstack([f.v2t @ basis.T, f.c2[None]])
+    return _relative(block.gram_x, w1, approx1), _relative(block.gram_h, w2, approx2)
+
+
+def _relative(gram: np.ndarray, exact: np.ndarray, approx: np.ndarray) -> float:
+    diff = exact - approx
+    total = float(np.trace(exact.T @ gram @ exact))
+    return float(np.sqrt(max(np.trace(diff.T @ gram @ diff), 0.0) / total)) if total > 0 else 0.0
+
+
+def _bias(bias: np.ndarray | None, size: int) -> np.ndarray:
+    return np.zeros(size) if bias is None else bias.astype(np.float64)
+
+
+def shared_basis(blocks: list[BlockWeights], rank: int, balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """U [d, rank] from the whitened joint SVD of the group, and the singular values of M (a spectrum); with
+    `balanced`, every whitened slice scaled to unit norm first."""
     pooled = blocks[0].gram_x[:-1, :-1]
     for b in blocks[1:]:
         pooled = pooled + b.gram_x[:-1, :-1]
@@ -86,6 +123,8 @@ def shared_basis(blocks: list[BlockWeights], rank: int) -> tuple[np.ndarray, np.
     for b in blocks:
         h_root, _ = sqrt_gram(b.gram_h[:-1, :-1])
         slices += [s @ b.w1, s @ b.w2.T @ h_root.T]
+    if balanced:
+        slices = [m / (np.linalg.norm(m) or 1.0) for m in slices]
     u, sigma, _ = scipy.linalg.svd(np.hstack(slices), full_matrices=False, lapack_driver="gesvd")
     # Only span(U) matters (the factors are solved given it), so hand back an orthonormal basis of it:
     # better conditioned than S⁻¹U, and fc2's basis coordinates then carry the output error unscaled.
