@@ -258,7 +258,7 @@ def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetPr
               explicit: dict[str, dict]) -> PassRecord:
     pass_ = get_pass(name)
     needs = pass_.needs          # the views of the original this pass may ask for, and only those
-    ctx = PassContext(calibration=reference.capture() if "calibration" in needs else None,
+    ctx = PassContext(calibration=reference.capture("ranges" in needs) if "calibration" in needs else None,
                       fidelity=reference.probe() if "fidelity" in needs else None,
                       teacher=reference.teacher() if "teacher" in needs else None,
                       options=pass_options(name, explicit, target), rank_multiple=target.rank_multiple,

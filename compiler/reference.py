@@ -44,8 +44,12 @@ class Reference:
             self._sessions[key] = session_with_outputs(model, names, self.config)
         return self._sessions[key].run(names, feed)   # type: ignore[attr-defined]
 
-    def capture(self) -> ActivationCapture:
-        return ActivationCapture(self.feeds.fit, self.config, self.model, self.seed)
+    def capture(self, every_feed: bool = False) -> ActivationCapture:
+        """Statistics on the fit feeds, or with `every_feed` on the whole calibration set (fit and search: static
+        int8 ranges, which must cover as many inputs as there are; its scores are then judged on feeds it saw,
+        and the held-out gate stays the independent judge)."""
+        return ActivationCapture(self.feeds.calibration if every_feed else self.feeds.fit, self.config, self.model,
+                                 self.seed)
 
     def probe(self) -> FidelityProbe:
         return FidelityProbe(self)

@@ -157,7 +157,8 @@ class Pass(Protocol):
 
     name: ClassVar[str]
     Options: ClassVar[type]
-    needs: ClassVar[frozenset[str]]       # of "calibration", "fidelity", "teacher", "latency"
+    needs: ClassVar[frozenset[str]]       # of "calibration", "fidelity", "teacher", "latency"; "ranges": the
+                                          # calibration covers every calibration feed, the search feeds too
     lossless: ClassVar[bool]
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
