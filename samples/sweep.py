@@ -14,7 +14,7 @@ Each pair is compiled twice: with the realistic inputs as calibration data (`rea
 with no data at all (`none`: as a new user first tries it — synthesized inputs, lossless passes only).
 
     python -m edgec.samples.sweep [--out build/sweep] [--targets x86,arm] [--data real,none] [--fast]
-                                  [--models a,b] [--measure] [--anchors]
+                                  [--models a,b] [--measure] [--anchors] [--tables results.json]
 """
 
 from __future__ import annotations
@@ -66,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchors", action="store_true",
                         help="with real data: ONNX Runtime's quantize_dynamic / quantize_static beside edgec, each "
                              "task-checked and timed interleaved with the original and edgec's model")
+    parser.add_argument("--tables", type=Path, help="print the tables of an earlier run's results.json, compile nothing")
     args = parser.parse_args(argv)
+    if args.tables:
+        rows = json.loads(args.tables.read_text())
+        print(markdown_table([Outcome(**r) for r in rows]) + anchor_table(rows))
+        return 0
     chosen = _chosen(args.models, args.fast, parser)
     args.out.mkdir(parents=True, exist_ok=True)
     outcomes = []
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{outcome.model:<24} {target:<5} {data:<4} {outcome.status:<8} {outcome.rewrites:<28} "
                       f"{outcome.detail}{anchor_line(outcome)}", flush=True)
                 outcomes.append(outcome)
-    (args.out / "results.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
+                # after every pair: a long sweep that is stopped keeps what it measured
+                (args.out / "results.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
     table = markdown_table(outcomes) + anchor_table([asdict(o) for o in outcomes])
     (args.out / "results.md").write_text(table)
     print("\n" + table)
@@ -116,6 +122,7 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
            "-o", str(compiled), "--report", str(report), "--force", "--format", "json"]
     cmd += ["--calib", str(calib)] if data == "real" else []
     # --no-measure saves time, but also leaves the quantize pass untimed: with --anchors, compile as a user would
+    cmd += ["--runs", "20"] if anchors and not measure else []     # the sweep times every model itself afterwards
     proc = subprocess.run(cmd + ([] if measure or anchors else ["--no-measure"]), capture_output=True, text=True)
     seconds = round(time.perf_counter() - start, 1)
     report_data = json.loads(report.read_text()) if report.exists() and proc.returncode == 0 else {}

@@ -33,3 +33,30 @@ def test_a_real_model_is_kept_or_refused_cleanly_never_crashed_or_damaged(model,
 def test_the_fast_subset_covers_several_kinds():
     assert len(FAST) >= 4 and len({m.kind for m in FAST}) >= 3
     assert len(MODELS) >= 25 and len({m.name for m in MODELS}) == len(MODELS)
+
+
+@pytest.mark.slow
+def test_the_anchors_are_built_checked_and_timed_beside_edgec(tmp_path):
+    from edgec.samples.sweep_summary import anchor_table
+
+    model = next(m for m in FAST if m.name == "mtcnn-pnet")
+    _fetched(model)
+    outcome = sweep_one(model, "x86", CACHE, tmp_path, measure=False, data="real", anchors=True)
+    assert outcome.status == "kept" and outcome.latency and outcome.latency > 0
+    assert [a["name"] for a in outcome.anchors] == ["ort-dynamic", "ort-static"]
+    for anchor in outcome.anchors:
+        assert anchor["status"] in ("kept", "changed", "failed") and anchor["detail"]
+        assert anchor["status"] == "failed" or (anchor["latency"] > 0 and 0 < anchor["size"] < 1)
+    from dataclasses import asdict
+
+    assert "at least as good as the better ONNX Runtime quantizer" in anchor_table([asdict(outcome)])
+
+
+def test_as_good_means_the_task_kept_within_5_percent_of_the_faster_anchor_that_keeps_it():
+    from edgec.samples.sweep_anchors import at_least_as_good
+
+    kept = lambda latency: {"status": "kept", "latency": latency}          # noqa: E731
+    assert at_least_as_good(True, 1.0, [kept(0.96), {"status": "changed", "latency": 0.5}])
+    assert not at_least_as_good(True, 1.0, [kept(0.9)])
+    assert not at_least_as_good(False, 0.5, [kept(0.9)])                    # damaged is never as good
+    assert at_least_as_good(True, 1.0, [{"status": "failed", "latency": 0.0}])   # no anchor kept the task
