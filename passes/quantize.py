@@ -43,6 +43,9 @@ STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "G
 # calibration inputs (fit and search) static ranges need in mode=auto: on a captcha CRNN, ranges from 4 inputs held
 # the floor on them and 0.99 on 4 held-out ones, and moved a logit by 14 % of the range on the 16 inputs after
 MIN_STATIC_FEEDS = 8
+# int8 must time under this × the float graph to count as faster: on the sweep, one int8 Gemm in a CNN measured
+# 0.995–0.999× and then 1.00–1.02× in the compile's own timing (noise, not speed)
+NOISE = 0.97
 
 
 @dataclass(frozen=True)
@@ -229,9 +232,9 @@ def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, sta
     stats["latency_vs_float"] = {c.recipe.label: round(ms / float_ms, 3) for c, ms in zip(candidates, int8_ms,
                                                                                          strict=True)}
     best = min(range(len(candidates)), key=lambda i: int8_ms[i])
-    if int8_ms[best] >= float_ms:
+    if int8_ms[best] > NOISE * float_ms:
         notes.append(f"int8 kept float: the fastest recipe ({candidates[best].recipe.label}) measured "
-                     f"{int8_ms[best] / float_ms:.2f}× the float graph's latency here")
+                     f"{int8_ms[best] / float_ms:.3f}× the float graph's latency here (a gain is under {NOISE}×)")
         return None
     return candidates[best]
 

@@ -106,7 +106,10 @@ def _best_grouping(weights, blocks, opts: ShareOptions, sparsity: float, ctx: Pa
     """Groups of `opts.group` blocks, or one block per basis where that leaves a smaller worst layer error at
     the same budget: blocks whose layers use different subspaces cannot share a basis of the budget's rank."""
     best = None
-    for size in dict.fromkeys([opts.group, 1]):
+    # compared only where the closed form is the result (speed mode, dense factors, no training): sparse factors
+    # and training spend the budget differently from what the closed-form errors measure
+    sizes = [opts.group, 1] if opts.mode == "speed" and not opts.train_steps and sparsity == 0 else [opts.group]
+    for size in dict.fromkeys(sizes):
         tried_notes: list[str] = []
         solved, spectra, worst = [], {}, 0.0
         for members in plan.groups([(b.d_in, b.hidden) for b in blocks], size):

@@ -118,7 +118,7 @@ def _cnn_pass(latency=None, judge=None, count=12, **options):
 
 def _qdq_fastest(graphs):
     """A latency probe for tests: the more Q/DQ-wrapped layers a graph has, the faster it 'runs'."""
-    return [10.0 - sum(n.op == "QuantizeLinear" for n in g.nodes) * 0.1 for g in graphs]
+    return [10.0 / (1 + sum(n.op == "QuantizeLinear" for n in g.nodes)) for g in graphs]
 
 
 def test_auto_int8_of_a_cnn_is_static_qdq_with_batchnorm_folded_when_it_measures_fastest():
@@ -131,7 +131,7 @@ def test_auto_int8_of_a_cnn_is_static_qdq_with_batchnorm_folded_when_it_measures
 
 
 def test_the_float_graph_stays_when_no_int8_measures_faster():
-    graph, result = _cnn_pass(latency=lambda graphs: [1.0] + [2.0] * (len(graphs) - 1))
+    graph, result = _cnn_pass(latency=lambda graphs: [1.0] + [0.99] * (len(graphs) - 1))   # 1 % is noise
     assert not result.changed and "QuantizeLinear" not in {n.op for n in graph.nodes}
     assert any("kept float" in n for n in result.notes)
 
