@@ -105,7 +105,7 @@ def _block_weights(graph: gs.Graph, blocks: list[MLPBlock], ctx: PassContext) ->
 def _best_grouping(weights, blocks, opts: ShareOptions, sparsity: float, ctx: PassContext, notes: list[str]):
     """Groups of `opts.group` blocks, or one block per basis where that leaves a smaller worst layer error at
     the same budget: blocks whose layers use different subspaces cannot share a basis of the budget's rank."""
-    best = None
+    best: tuple | None = None
     # compared only where the closed form is the result (speed mode, dense factors, no training): sparse factors
     # and training spend the budget differently from what the closed-form errors measure
     sizes = [opts.group, 1] if opts.mode == "speed" and not opts.train_steps and sparsity == 0 else [opts.group]
@@ -121,6 +121,7 @@ def _best_grouping(weights, blocks, opts: ShareOptions, sparsity: float, ctx: Pa
                 worst = max(worst, error)
         if best is None or (solved and worst < best[2] * 0.9):       # sharing wins ties: fewer bytes moved
             best = (solved, spectra, worst, size, tried_notes)
+    assert best is not None                  # `sizes` is never empty
     solved, spectra, worst, size, tried_notes = best
     notes += tried_notes
     if size != opts.group:
