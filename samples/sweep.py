@@ -27,9 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from edgec.samples.sweep_anchors import judged_anchors
+from edgec.samples.sweep_anchors import judged_anchors, session
 from edgec.samples.sweep_models import MODELS, SweepModel, fetch
 from edgec.samples.sweep_summary import anchor_line, anchor_table
 
@@ -170,10 +169,8 @@ def _judge(model: SweepModel, proc, original: Path, compiled: Path, feeds: list[
 
 
 def _outputs(path: Path, feeds: list[dict]) -> list[list[np.ndarray]]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return [session.run(None, f) for f in feeds]
+    loaded = session(path)
+    return [loaded.run(None, f) for f in feeds]
 
 
 def _last_line(text: str) -> str:

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
+from edgec.passes.int8.recipes import FeedReader
 from edgec.runtime.latency import measure_interleaved
 
 ANCHORS = ("ort-dynamic", "ort-static")
@@ -43,8 +44,8 @@ def _built(name: str, original: Path, calib_feeds: list[dict], out: Path) -> Anc
         if name == "ort-dynamic":
             quantize_dynamic(original, out, per_channel=True)
         else:
-            quantize_static(original, out, _Reader(calib_feeds), quant_format=QuantFormat.QDQ, per_channel=True)
-        _session(out)                       # a model ONNX Runtime then refuses to load is no anchor either
+            quantize_static(original, out, FeedReader(calib_feeds), quant_format=QuantFormat.QDQ, per_channel=True)
+        session(out)                       # a model ONNX Runtime then refuses to load is no anchor either
         return AnchorModel(name, out)
     except Exception as exc:  # noqa: BLE001 - the quantizer's own failures are the anchor's result
         out.unlink(missing_ok=True)
@@ -54,15 +55,7 @@ def _built(name: str, original: Path, calib_feeds: list[dict], out: Path) -> Anc
         root.setLevel(level)
 
 
-class _Reader:
-    def __init__(self, feeds: list[dict]):
-        self._it = iter(feeds)
-
-    def get_next(self):
-        return next(self._it, None)
-
-
-def _session(path: Path) -> ort.InferenceSession:
+def session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle pools must not steal cores
@@ -72,7 +65,7 @@ def _session(path: Path) -> ort.InferenceSession:
 def interleaved_ratios(original: Path, others: list[Path], feed: dict, runs: int = 20,
                        max_seconds: float = 20.0) -> list[float]:
     """Median latency of each of `others` over the original's, all timed in one interleaved run on `feed`."""
-    sessions = [_session(p) for p in [original, *others]]
+    sessions = [session(p) for p in [original, *others]]
     runners = [lambda s=s: s.run(None, feed) for s in sessions]
     samples = measure_interleaved(runners, warmup=5, runs=runs, max_seconds=max_seconds)
     medians = [float(np.median(s)) for s in samples]

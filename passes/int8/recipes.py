@@ -118,7 +118,7 @@ class Int8Builder:
                   "entropy": CalibrationMethod.Entropy}[self.recipe.calibrate]
         # uint8 activations (asymmetric: ReLU outputs use the whole range), int8 weights: ONNX Runtime's advice
         # for CPUs; one feed per collection step keeps the calibration's memory to one feed's activations
-        quantize_static(self._source, out, _Reader(self._feeds), quant_format=QuantFormat.QDQ,
+        quantize_static(self._source, out, FeedReader(self._feeds), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(self.recipe.ops), per_channel=self.recipe.per_channel,
                         reduce_range=self.recipe.reduce_range, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
@@ -138,7 +138,7 @@ def _spread(feeds: list[Feed], most: int) -> list[Feed]:
     return [feeds[int(i)] for i in np.linspace(0, len(feeds) - 1, most).round()]
 
 
-class _Reader:
+class FeedReader:
     """ONNX Runtime's CalibrationDataReader over a list of feeds, with the range selection that strided
     calibration uses."""
 
