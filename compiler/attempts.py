@@ -32,7 +32,7 @@ class Attempt:
 
 
 def is_lossless(name: str) -> bool:
-    return bool(getattr(get_pass(name), "lossless", False))
+    return get_pass(name).lossless
 
 
 def without_lossy(passes: list[str]) -> list[str]:
@@ -106,10 +106,18 @@ def with_recovery(names: list[str], options, target: TargetProfile | None = None
     only in pipelines that compress (an uncompressed model has nothing to recover). Training through int8
     rounding (recover.int8_tail) rounds like the quantize pass that follows (its reduce_range)."""
     steps = getattr(options, "recover_steps", 0)
-    if (options.recover_minutes <= 0 and steps <= 0) or "recover" in names or not COMPRESSING & set(names):
+    if options.recover_minutes <= 0 and steps <= 0:
+        return names
+    budget = {"steps": steps} if steps > 0 else {"minutes": options.recover_minutes}
+    if "recover" in names:      # listed in --passes: the flags give its budget unless its own options do
+        recover = options.pass_options.setdefault("recover", {})
+        if not {"steps", "minutes"} & set(recover):
+            recover.update(budget)
+        return names
+    if not COMPRESSING & set(names):
         return names
     recover = options.pass_options.setdefault("recover", {})
-    recover.update({"steps": steps} if steps > 0 else {"minutes": options.recover_minutes})
+    recover.update(budget)
     reduce_range = str(pass_options("quantize", options.pass_options, target).get("reduce_range", "auto")) \
         if target is not None and "quantize" in names else "auto"
     if reduce_range.lower() in ("true", "false"):

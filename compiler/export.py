@@ -53,7 +53,7 @@ def export(spec: str, output: Path, exporter: str = "legacy", opset: int = 17, f
     example = _example_inputs(module, spec)
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
         tmp_path = Path(tmp) / output.name
-        _torch_export(module, example, tmp_path, exporter, opset)
+        torch_export(module, example, tmp_path, exporter, opset)
         model = modelio.load_model(tmp_path)
         modelio.save_model_atomic(model, output)
     return output
@@ -67,7 +67,7 @@ def _example_inputs(module, spec: str) -> tuple:
     return example if isinstance(example, tuple) else (example,)
 
 
-def _torch_export(module, example: tuple, path: Path, exporter: str, opset: int) -> None:
+def torch_export(module, example: tuple, path: Path, exporter: str, opset: int) -> None:
     import torch
 
     input_names = list(getattr(module, "input_names", [f"input_{i}" for i in range(len(example))]))

@@ -19,9 +19,10 @@ from edgec.compiler.calibration.feeds import FeedSet
 from edgec.compiler.capture import ActivationCapture, session_with_outputs
 from edgec.passes.base import Feed
 from edgec.passes.graph_tools import changed_initializers
-from edgec.runtime.fidelity import compare_outputs, compare_runs, token_mask
+from edgec.runtime.fidelity import compare_outputs, compare_runs, relative_l2, token_mask
 from edgec.runtime.latency import measure_interleaved
 from edgec.runtime.session import SessionConfig, create_session
+from edgec.runtime.zo.tuner import SiteSlot, ZOResult, ZOSettings
 
 MAX_TUNING_BATCHES = 256     # training batches whose original outputs zeroth-order tuning holds in memory
 
@@ -34,6 +35,7 @@ class Reference:
         self.seed, self.judged = seed, judged
         self.output_names = [o.name for o in session.get_outputs()]
         self._sessions: dict[tuple[str, ...], object] = {}
+        self._outputs: dict[int, tuple[Sequence[Feed], list[list[np.ndarray]]]] = {}   # id(feeds) → (feeds, outputs)
 
     def run(self, feed: Feed, names: list[str]) -> list[np.ndarray]:
         """The original's tensors `names` (outputs or intermediates) on `feed` (one session per name list)."""
@@ -43,6 +45,39 @@ class Reference:
             model.CopyFrom(self.model)
             self._sessions[key] = session_with_outputs(model, names, self.config)
         return self._sessions[key].run(names, feed)   # type: ignore[attr-defined]
+
+    def outputs_on(self, feeds: Sequence[Feed]) -> list[list[np.ndarray]]:
+        """The original's outputs on `feeds` (the feed set's own where it holds them; else run once and kept)."""
+        if feeds is self.feeds.search and self.feeds.search_outputs:
+            return self.feeds.search_outputs
+        if feeds is self.feeds.held_out and self.feeds.held_out_outputs:
+            return self.feeds.held_out_outputs
+        if id(feeds) not in self._outputs:
+            self._outputs[id(feeds)] = (feeds, [self.session.run(self.output_names, f) for f in feeds])
+        return self._outputs[id(feeds)][1]
+
+    def candidate_outputs(self, model: onnx.ModelProto, feeds: Sequence[Feed]) -> list[list[np.ndarray]]:
+        """A candidate model's outputs (the original's output names) on `feeds`, with the original's settings."""
+        session = create_session(model.SerializeToString(), self.config)
+        return [session.run(self.output_names, f) for f in feeds]
+
+    def compare(self, model: onnx.ModelProto, feeds: Sequence[Feed]) -> list:
+        """Per output, the candidate's fidelity to the original on `feeds` (`runtime.fidelity.compare_runs`)."""
+        return compare_runs(self.output_names, self.outputs_on(feeds), self.candidate_outputs(model, feeds), list(feeds))
+
+    def relative_change(self, model: onnx.ModelProto, feeds: Sequence[Feed], pooled: bool = False) -> float:
+        """Relative L2 of the candidate's float outputs from the original's on `feeds`, over the outputs both
+        have: the worst output's, or (`pooled`) over all of them together."""
+        session = create_session(model.SerializeToString(), self.config)
+        names = [n for n in (o.name for o in session.get_outputs()) if n in self.output_names]
+        inputs = {i.name for i in session.get_inputs()}
+        refs = self.outputs_on(feeds)
+        gots = [session.run(names, {k: v for k, v in f.items() if k in inputs}) for f in feeds]
+        columns = [([r[self.output_names.index(n)] for r in refs], [g[j] for g in gots]) for j, n in enumerate(names)]
+        if pooled:
+            columns = [([x for c in columns for x in c[0]], [x for c in columns for x in c[1]])]
+        changes = [relative_l2(ref, got) for ref, got in columns]
+        return max([c for c in changes if c is not None], default=0.0)
 
     def capture(self, every_feed: bool = False) -> ActivationCapture:
         """Statistics on the fit feeds, or with `every_feed` on the whole calibration set (fit and search: static
@@ -68,7 +103,7 @@ class FidelityProbe:
     def __init__(self, reference: Reference):
         self.reference = reference
         feeds = reference.feeds
-        self.expected = feeds.search_outputs or [reference.session.run(reference.output_names, f) for f in feeds.search]
+        self.expected = reference.outputs_on(feeds.search)
         self.calls = 0
 
     def __call__(self, graph: gs.Graph) -> float:
@@ -133,14 +168,14 @@ class Teacher:
     def token_mask(feed: Feed) -> np.ndarray | None:
         return token_mask(feed)
 
-    def tune_affines(self, tuning: onnx.ModelProto, slots: list[dict], outputs: list[str], settings: dict,
-                     batch: int, progress) -> dict:
+    def tune_affines(self, tuning: onnx.ModelProto, slots: list[SiteSlot], outputs: list[str],
+                     settings: ZOSettings, batch: int, progress) -> ZOResult:
         """runtime.zo's tuner on this machine, on the training stream (its first MAX_TUNING_BATCHES batches,
         cycled) and the search feeds, each with the original's outputs on it."""
         import onnxruntime as ort
 
         from edgec.passes.batching import training_batches
-        from edgec.runtime.zo import SiteSlot, ZOSettings, tune
+        from edgec.runtime.zo.tuner import tune
 
         train = []
         for feed in training_batches(self.training_feeds(), batch):
@@ -156,9 +191,7 @@ class Teacher:
             raise ValueError(f"ONNX Runtime cannot run the tuning graph ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:160]})") from None
         judged = [n for n in outputs if self.judged is None or n in self.judged] or outputs
-        result = tune(session, [SiteSlot.from_dict(d) for d in slots], train, held, outputs, judged,
-                      ZOSettings(**settings), progress)
-        return {**result.as_stats(), "gammas": result.gammas, "betas": result.betas}
+        return tune(session, slots, train, held, outputs, judged, settings, progress)
 
     @staticmethod
     def cosine(name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: Sequence[Feed]) -> float:

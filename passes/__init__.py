@@ -3,7 +3,7 @@
 Every pass is registered here by name; that name is the file name and the CLI spelling.
 """
 
-from edgec.passes.base import PassContext, PassOptionError, PassResult
+from edgec.passes.base import Pass, PassContext, PassOptionError, PassResult
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.embed import EmbedPass
 from edgec.passes.fuse import FusePass
@@ -16,7 +16,7 @@ from edgec.passes.recover import RecoverPass
 from edgec.passes.share import SharePass
 from edgec.passes.sparse import SparsePass
 
-REGISTRY = {
+REGISTRY: dict[str, type[Pass]] = {
     CleanupPass.name: CleanupPass,
     EmbedPass.name: EmbedPass,
     FusePass.name: FusePass,
@@ -35,11 +35,11 @@ class UnknownPass(KeyError):
     pass
 
 
-def get_pass(name: str):
+def get_pass(name: str) -> Pass:
     try:
         return REGISTRY[name]()
     except KeyError:
         raise UnknownPass(f"unknown pass '{name}' (known: {', '.join(sorted(REGISTRY))})") from None
 
 
-__all__ = ["REGISTRY", "PassContext", "PassOptionError", "PassResult", "UnknownPass", "get_pass"]
+__all__ = ["REGISTRY", "Pass", "PassContext", "PassOptionError", "PassResult", "UnknownPass", "get_pass"]

@@ -6,11 +6,23 @@ import dataclasses
 import typing
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, ContextManager, Iterable, Literal, Protocol, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ContextManager,
+    Iterable,
+    Literal,
+    Protocol,
+    Sequence,
+)
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+
+if TYPE_CHECKING:
+    from edgec.runtime.zo.tuner import SiteSlot, ZOResult, ZOSettings
 
 Feed = dict[str, np.ndarray]
 
@@ -98,11 +110,11 @@ class TeacherSource(Protocol):
         """The fidelity score of one output over feeds (cosine for vectors), measured like the verification."""
         ...
 
-    def tune_affines(self, tuning: onnx.ModelProto, slots: list[dict], outputs: list[str], settings: dict,
-                     batch: int, progress: Callable[..., None]) -> dict:
-        """Zeroth-order tuning of a tuning graph's group affines (`passes.grasp.tuning`) so its `outputs` match the
+    def tune_affines(self, tuning: onnx.ModelProto, slots: list[SiteSlot], outputs: list[str],
+                     settings: ZOSettings, batch: int, progress: Callable[..., None]) -> ZOResult:
+        """Zeroth-order tuning of a tuning graph's group affines (`passes.recovery.tuning`) so its `outputs` match the
         original's on the training feeds (in batches of `batch`), the best chosen on the search feeds: the
-        figures, and "gammas" / "betas" per slot and group. ValueError when it cannot run."""
+        figures, and the γ / β per slot and group. ValueError when it cannot run."""
         ...
 
 
@@ -155,11 +167,21 @@ class Pass(Protocol):
     """What the registry holds: a name (= file name = CLI spelling), typed options, what it may ask the
     driver for, and `run`. `lossless` passes cannot change what the model computes."""
 
-    name: ClassVar[str]
-    Options: ClassVar[type]
-    needs: ClassVar[frozenset[str]]       # of "calibration", "fidelity", "teacher", "latency"; "ranges": the
-                                          # calibration covers every calibration feed, the search feeds too
-    lossless: ClassVar[bool]
+    # read-only members (each pass sets them as class attributes of narrower types)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def Options(self) -> type: ...      # the options dataclass
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """Of "calibration", "fidelity", "teacher", "latency"; "ranges": the calibration covers every
+        calibration feed, the search feeds too."""
+        ...
+
+    @property
+    def lossless(self) -> bool: ...
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         ...

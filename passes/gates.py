@@ -19,9 +19,9 @@ from edgec.passes.attention.discovery import find_attention
 from edgec.passes.attention.edit import remove_heads
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.mlp.discovery import editable_blocks
+from edgec.passes.mlp.units import remove_units
 from edgec.passes.plans.heads import columns
 from edgec.passes.plans.prune import BlockPlan
-from edgec.passes.prune import remove_units
 
 CUT_TOLERANCE = 1e-3     # relative L2 between the cut graph and the masked view (float32 summation order)
 
@@ -106,7 +106,7 @@ def _gateable_heads(graph: gs.Graph, ctx: PassContext, opts: GatesOptions) -> tu
     found = find_attention(graph)
     if not found.blocks:
         return [], []
-    from edgec.passes.heads import uneditable_blocks
+    from edgec.passes.attention.head_cut import uneditable_blocks
 
     bad = set(uneditable_blocks(graph, found.blocks, ctx, opts.heads))
     notes = [f"block {b.index} ({b.name}): its heads cannot be removed exactly; not gated" for b in found.blocks
@@ -132,8 +132,8 @@ def _cut(graph: gs.Graph, kept: dict[str, np.ndarray], opts: GatesOptions) -> gs
 def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: list[dict]) -> float:
     """Worst relative L2, over the float outputs, between the cut graph (ONNX Runtime) and the view with the
     removed units masked to zero; inf when ONNX Runtime refuses or cannot run the cut graph."""
-    from edgec.passes.recover import view_error
     from edgec.passes.training.gates import fixed_mask
+    from edgec.passes.training.round_trip import view_error
 
     view.hooks.update({g.tensor: fixed_mask(g, kept[g.tensor]) for g in gates})
     try:

@@ -1,7 +1,7 @@
 """prune: remove MLP hidden units (fc1 rows, bias entries, fc2 columns) and re-solve fc2 by least squares.
 
 Shapes really shrink, so latency really drops on every execution provider. Scores and the
-compensation are in prune_plan.py; this file finds the blocks, gathers statistics and edits the graph.
+compensation are in plans/prune.py; this file finds the blocks, gathers statistics and edits the graph.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
-from edgec.passes.graph_tools import constant_value, forget_shapes
 from edgec.passes.mlp.discovery import MLPBlock, editable_blocks, find_mlps
-from edgec.passes.mlp.edit import set_linear
+from edgec.passes.mlp.units import remove_units
 from edgec.passes.plans import prune as prune_plan
 from edgec.passes.plans import prune_alloc
 from edgec.passes.plans.budget_search import describe, smallest_budget
@@ -185,27 +184,3 @@ def _allocate(blocks: list[MLPBlock], grams: dict, opts: PruneOptions, multiple:
     chosen = np.bincount([i for _, i in pooled[:total]], minlength=len(blocks))
     return [prune_plan.keep_count(b.hidden, max(c / b.hidden, opts.min_keep), multiple, 8)
             for b, c in zip(blocks, chosen, strict=True)]
-
-
-def remove_units(graph: gs.Graph, block: MLPBlock, plan: prune_plan.BlockPlan) -> None:
-    """Remove the units the plan drops from fc1 (and the up projection), the activation and fc2."""
-    keep = plan.keep
-    gated = [block.up] if block.up else []
-    forget_shapes(block.fc1.nodes + block.act.nodes + [n for up in gated for n in up.nodes])   # hidden width changes
-    for lin in [block.fc1] + gated:      # a gated MLP loses the same units from its gate and up projections
-        set_linear(graph, lin, lin.weight[:, keep], None if lin.bias is None else lin.bias[keep])
-    _slice_channel_constants(block, keep)
-    set_linear(graph, block.fc2, plan.weight, plan.bias)
-
-
-def _slice_channel_constants(block: MLPBlock, keep: np.ndarray) -> None:
-    """Per-channel constants inside the activation (e.g. BiasGelu's bias) lose the pruned entries."""
-    targets = {id(t) for t in block.act.channel_constants}
-    for node in block.act.nodes:
-        for i, inp in enumerate(node.inputs):
-            if id(inp) in targets:
-                resolved = constant_value(inp)
-                assert resolved is not None, "channel constants are constants"
-                value = resolved.value
-                sliced = value.reshape(-1)[keep].reshape(value.shape[:-1] + (len(keep),))
-                node.inputs[i] = gs.Constant(f"{inp.name}.pruned", np.ascontiguousarray(sliced))

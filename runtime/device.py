@@ -5,7 +5,7 @@
     python -m edgec.runtime.device tune  TUNING --teacher ORIGINAL --inputs data.npz --config job.json --out result.json
 
 `job.json` holds the SessionConfig fields and the measurement settings (warmup, runs, max_seconds, dims); for
-`tune`, the zeroth-order job (`runtime.zo_job`): the data stays on the device, only the tuned affines come back.
+`tune`, the zeroth-order job (`runtime.zo.job`): the data stays on the device, only the tuned affines come back.
 """
 
 from __future__ import annotations
@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.config, encoding="utf-8") as f:
             job = json.load(f)
     if args.mode == "tune":
-        from edgec.runtime.zo_job import run_job
+        from edgec.runtime.zo.job import ZOJob, run_job
 
         with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(run_job(job, args.model, args.teacher, args.inputs), f)
+            json.dump(run_job(ZOJob.from_json(job), args.model, args.teacher, args.inputs).to_json(), f)
         return 0
     config = config_from_job(job)
     feed = _load_feed(args.inputs)

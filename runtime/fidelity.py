@@ -17,7 +17,9 @@ Non-finite values that the original has too (a -inf mask fill, a NaN it produces
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -272,3 +274,18 @@ def compare_runs(names: list[str], refs: list[list], gots: list[list],
         except ValueError as exc:
             results.append(str(exc))
     return results
+
+
+def relative_l2(refs: Sequence[np.ndarray], gots: Sequence[np.ndarray]) -> float | None:
+    """‖got − ref‖ / ‖ref‖ in float64, pooled over pairs of arrays (one output on several feeds, or several
+    outputs); pairs whose reference is not float or whose shapes differ are left out. None: nothing to measure
+    (no float reference with energy)."""
+    num = den = 0.0
+    for ref, got in zip(refs, gots, strict=True):
+        r, g = np.asarray(ref), np.asarray(got)
+        if not np.issubdtype(r.dtype, np.floating) or r.shape != g.shape:
+            continue
+        r, d = r.astype(np.float64), g.astype(np.float64) - r
+        num += float(np.vdot(d, d))
+        den += float(np.vdot(r, r))
+    return math.sqrt(num / den) if den else None

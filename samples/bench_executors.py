@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _search(base: Path, options, executor, out: Path) -> tuple[float, dict, bytes]:
-    from edgec.compiler.goal import Goal, compile_to_goal
+    from edgec.compiler.goal.driver import Goal, compile_to_goal
     from edgec.targets import load_target
 
     start = time.perf_counter()

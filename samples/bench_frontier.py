@@ -63,7 +63,7 @@ def _edgec_best(base: Path, calib: Path, floor: float, folder: Path) -> Path:
     """The goal search's best point at this floor (a speed-up no pipeline reaches: the fastest that passes)."""
     from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions
-    from edgec.compiler.goal import Goal, compile_to_goal
+    from edgec.compiler.goal.driver import Goal, compile_to_goal
     from edgec.targets import load_target
 
     out = folder / f"edgec_{floor:g}.onnx"

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.compiler.export import export
     from edgec.compiler.retune import retune
-    from edgec.runtime.zo import ZOSettings
+    from edgec.passes.recovery.forward_only import AffineSettings
+    from edgec.runtime.zo.tuner import ZOSettings
     from edgec.samples.minilm import sentences, write_calibration
     from edgec.targets import load_target
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     data = write_calibration(args.out / "train.npz", train, max_length=64)
     tuned = args.out / f"minilm.int8.zo_{args.optimizer}_k{args.groups}.onnx"
     report = retune(int8, base, tuned, str(data), None, ZOSettings(minutes=args.minutes, optimizer=args.optimizer),
-                    groups=args.groups, force=True)
+                    AffineSettings(groups=args.groups), force=True)
     prose = [s for s in split_feeds(sentences())[1]]
     ops = [collections.Counter(n.op_type for n in onnx.load(str(p)).graph.node) for p in (int8, tuned)]
     p50 = _latency([int8, tuned], args.runs)

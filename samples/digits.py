@@ -67,12 +67,12 @@ def top1(model_path: Path | str, images: np.ndarray, labels: np.ndarray) -> floa
 
 def make(out: Path, steps: int = 800, calib_images: int = 256) -> dict:
     """Train, export (legacy exporter, opset 17) and write the calibration / test splits."""
-    from edgec.compiler.export import _torch_export
+    from edgec.compiler.export import torch_export
 
     out.mkdir(parents=True, exist_ok=True)
     model = train_vit(steps)
     path = out / "vit_digits.onnx"
-    _torch_export(model, model.example_inputs(), path, "legacy", 17)
+    torch_export(model, model.example_inputs(), path, "legacy", 17)
     x, _, x_test, y_test = load_digits_split()
     np.savez(out / "calib.npz", pixel_values=x[:calib_images])
     np.savez(out / "test.npz", pixel_values=x_test, labels=y_test)

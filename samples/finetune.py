@@ -57,15 +57,15 @@ def accuracy(model: torch.nn.Module, fine: bool, seed: int = 123) -> float:
 
 
 def make_pair(out: Path, base_steps: int = 150, tune_steps: int = 150) -> dict:
-    from edgec.compiler.export import _torch_export
+    from edgec.compiler.export import torch_export
 
     out.mkdir(parents=True, exist_ok=True)
     model = small_vit()
     train(model, base_steps, 1e-3, fine=False, seed=1)
-    _torch_export(model, model.example_inputs(), out / "base.onnx", "legacy", 17)
+    torch_export(model, model.example_inputs(), out / "base.onnx", "legacy", 17)
     base_acc = accuracy(model, fine=True)
     train(model, tune_steps, TUNE_LR, fine=True, seed=2)
-    _torch_export(model, model.example_inputs(), out / "tuned.onnx", "legacy", 17)
+    torch_export(model, model.example_inputs(), out / "tuned.onnx", "legacy", 17)
     x, _ = shapes_batch(np.random.default_rng(7), 48, fine=True)
     np.savez(out / "inputs.npz", pixel_values=x.numpy())
     return {"base_fine_accuracy": base_acc, "tuned_fine_accuracy": accuracy(model, fine=True)}

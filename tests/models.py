@@ -216,8 +216,8 @@ def distorted_student(groups: int = 4, seed: int = 3, teacher: onnx.ModelProto |
     and shifted per group of channels — exactly what GRASP group affines can undo."""
     import onnx_graphsurgeon as gs
 
-    from edgec.passes.grasp.affines import Affine, fold
-    from edgec.passes.grasp.sites import find_sites
+    from edgec.passes.recovery.affines import Affine, fold
+    from edgec.passes.recovery.sites import find_sites
 
     teacher = teacher or mlp_model("gelu")
     graph = gs.import_onnx(teacher)

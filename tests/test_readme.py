@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from edgec.compiler.regression import load_baseline
+from edgec.compiler.bench.regression import load_baseline
 from edgec.targets import builtin_target_names, load_target
 
 import models

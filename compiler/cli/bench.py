@@ -20,8 +20,8 @@ from edgec.targets import load_target
 @handle_errors
 def bench_cmd(model, target, inputs, dim, warmup, runs, max_seconds, fmt, device, save_baseline, debug):
     """Latency of MODEL: percentiles, session creation, first inference, peak RSS, size, EP placement."""
-    from edgec.compiler.benchmarking import bench_model
-    from edgec.compiler.devices import open_device
+    from edgec.compiler.bench.benchmarking import bench_model
+    from edgec.compiler.bench.devices import open_device
     from edgec.compiler.modelio import write_text_atomic
 
     profile = load_target(target)

@@ -26,8 +26,8 @@ from edgec.targets import load_target
 def check_cmd(model, baseline, against, threshold, inconclusive, junit, target, inputs, dim, warmup, runs,
               max_seconds, fmt, debug):
     """CI latency gate: exit 1 when MODEL is slower than the baseline by more than the threshold (and it is real)."""
-    from edgec.compiler import regression
-    from edgec.compiler.benchmarking import bench_model, compare_models
+    from edgec.compiler.bench import regression
+    from edgec.compiler.bench.benchmarking import bench_model, compare_models
 
     if bool(baseline) == bool(against):
         raise InputError("check needs exactly one of --baseline FILE or --against OLD.onnx")

@@ -19,7 +19,7 @@ from edgec.targets import load_target
 @handle_errors
 def compare_cmd(model_a, model_b, target, inputs, dim, warmup, runs, max_seconds, fmt, debug):
     """A and B measured interleaved in one process: latency ratio B/A with a 95% CI, and fidelity of B to A."""
-    from edgec.compiler.benchmarking import compare_models
+    from edgec.compiler.bench.benchmarking import compare_models
 
     r = compare_models(model_a, model_b, load_target(target), inputs, parse_dims(dim), warmup, runs, max_seconds)
     if fmt == "json":

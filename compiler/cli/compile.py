@@ -86,13 +86,15 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
                                   count=calib_count, image_preset=image_preset, image_resize=image_resize,
                                   eval_text=eval_text, train_text=train_text, dims=parse_dims(dim),
                                   input_values=parse_input_values(input_values))
+    names = [p.strip() for p in passes.split(",") if p.strip()] if passes else None
+    recovering = recover or "recover" in (names or [])       # --train-minutes budgets a listed recover too
     options = CompileOptions(
-        output=output, passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
+        output=output, passes=names,
         pass_options=parse_pass_options(pass_option), calibration=calibration, min_cosine=min_cosine,
         force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
-        recover_minutes=train_minutes if recover and not train_steps else 0.0, recover_steps=train_steps or 0,
-        allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
+        recover_minutes=train_minutes if recovering and not train_steps else 0.0,
+        recover_steps=train_steps or 0, allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
     tried = None
     check_jobs(executor, jobs)
     if (executor != "local" or jobs > 1 or task_threads) and not goal:
@@ -125,7 +127,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
 
 def _goal_search(model: Path, profile, options, goal: str, executor: str, jobs: int):
     from edgec.compiler.executors import open_executor
-    from edgec.compiler.goal import compile_to_goal, parse_goal
+    from edgec.compiler.goal.driver import compile_to_goal, parse_goal
     from edgec.compiler.progress import task_board
 
     parsed = parse_goal(goal)

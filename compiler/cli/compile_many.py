@@ -51,9 +51,9 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_th
     from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions
     from edgec.compiler.executors import open_executor
-    from edgec.compiler.fleet import Member, compile_many, members_from_manifest
     from edgec.compiler.modelio import write_text_atomic
     from edgec.compiler.progress import task_board
+    from edgec.compiler.tasks.fleet import Member, compile_many, members_from_manifest
 
     if min_cosine is not None and not 0 <= min_cosine <= 1:
         raise InputError(f"--min-cosine {min_cosine}: must lie in [0, 1]")

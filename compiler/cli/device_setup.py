@@ -21,9 +21,9 @@ def device_setup_cmd(device, debug):
     import numpy
     import onnxruntime
 
-    from edgec.compiler.devices import ARMLAB_CACHE
+    from edgec.compiler.bench.devices import ARMLAB_CACHE
 
-    script = Path(__file__).parent.parent / "qemu_aarch64.sh"
+    script = Path(__file__).parent.parent / "bench" / "qemu_aarch64.sh"
     env = {**os.environ, "EDGEC_ARMLAB_CACHE": str(ARMLAB_CACHE),
            "EDGEC_ARM_PACKAGES": f"onnxruntime=={onnxruntime.__version__} numpy=={numpy.__version__}"}
     # the script's output is relayed line by line through click, not handed our file descriptors: under

@@ -41,12 +41,13 @@ def recover_cmd(model, teacher, data, output, device, minutes, groups, sites, no
     TEACHER's on DATA, by forward passes through ONNX Runtime only; fold them into MODEL's constants (same ops)."""
     from edgec.compiler.errors import InputError
     from edgec.compiler.retune import retune
-    from edgec.runtime.zo import ZOSettings
+    from edgec.passes.recovery.forward_only import AffineSettings
+    from edgec.runtime.zo.tuner import ZOSettings
 
     if minutes <= 0 or groups < 1 or queries < 1:
         raise InputError("--minutes must be > 0, --groups and --queries ≥ 1")
     settings = ZOSettings(minutes=minutes, optimizer=optimizer, queries=queries, seed=seed, epsilon=0.0)   # 0: by the sites
-    report = retune(model, teacher, output, data, device, settings, groups, sites, norms, force=force)
+    report = retune(model, teacher, output, data, device, settings, AffineSettings(groups, sites, norms), force=force)
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
         return

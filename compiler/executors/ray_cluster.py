@@ -40,7 +40,7 @@ def _warm_up() -> str:
     """A fresh worker imports what a compile task needs (seconds), so that the first real task does not."""
     import importlib
 
-    importlib.import_module("edgec.compiler.compile_task")
+    importlib.import_module("edgec.compiler.tasks.compile")
     for optional in ("torch", "transformers"):
         try:
             importlib.import_module(optional)

@@ -2,7 +2,7 @@
 
 Δ = W_tuned − W_base. DARE drops each entry with probability p and rescales the survivors by 1/(1−p);
 DAREx-q rescales by 1/q instead, with q chosen label-free; magnitude keeps the largest (1−p)|Δ| with no
-rescale; exact keeps Δ whole. See research/algorithms.md §3.
+rescale; exact keeps Δ whole. See the DARE and DAREx papers (Yu et al. 2024; Deng et al. 2025) and samples/RESULTS.md.
 """
 
 from __future__ import annotations

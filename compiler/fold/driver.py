@@ -23,7 +23,7 @@ from edgec.compiler.fold.deltas import (
     prunable,
     write_delta,
 )
-from edgec.runtime.fidelity import compare_runs
+from edgec.compiler.reference import Reference
 from edgec.runtime.session import SessionConfig, create_session
 
 SEEDS = 4   # DAREx-q averages the output change over this many random masks per q
@@ -46,21 +46,15 @@ def fold(base_path: Path, tuned_path: Path, output: Path, method: str, drop: flo
                             f"as tuned: {', '.join(unmatched[:5])}{' …' if len(unmatched) > 5 else ''}")
     deltas = compute_deltas(base, tuned, pairs)
     names = prunable(deltas) if method != "exact" else []
-    config = SessionConfig()
-    tuned_sess = create_session(tuned.SerializeToString(), config)
-    search, held = _feeds(tuned_sess, tuned, tuned_path, calib, seed)
-    reference = [tuned_sess.run(None, f) for f in held]
-    masks, scales = _masks_and_scales(tuned, deltas, names, method, drop, seed, search, config, report,
-                                      per_layer_q)
+    reference = _reference(tuned, tuned_path, calib, seed)
+    masks, scales = _masks_and_scales(tuned, deltas, names, method, drop, seed, reference, report, per_layer_q)
     model = folded_model(tuned, deltas, masks, scales)
     report.pruned_tensors = len(masks)
     kept = [m.mean() for m in masks.values()]
     report.kept_fraction = float(np.mean(kept)) if kept else 1.0
-    got_sess = create_session(model.SerializeToString(), config)
-    got = [got_sess.run(None, f) for f in held]
-    names = [o.name for o in tuned_sess.get_outputs()]
+    names = reference.output_names
     report.fidelity += [f.as_dict() if not isinstance(f, str) else {"name": n, "error": f}
-                        for n, f in zip(names, compare_runs(names, reference, got, held), strict=True)]
+                        for n, f in zip(names, reference.compare(model, reference.feeds.held_out), strict=True)]
     modelio.save_model_atomic(model, output)
     if emit_delta:
         report.delta_file = str(emit_delta)
@@ -68,31 +62,35 @@ def fold(base_path: Path, tuned_path: Path, output: Path, method: str, drop: flo
     return report
 
 
-def _feeds(session, model, path: Path, calib: Path | None, seed: int):
-    """The feeds a fold is judged on: the user's, or synthesized ones that run (token ids within the model's
-    vocabulary, the scalars and sizes real models need)."""
-    feeds = feed_set(session, vocabulary_size(model), CalibrationSpec(npz=calib), seed, path, [], run_original=False)
-    return feeds.calibration, feeds.held_out
+def _reference(tuned: onnx.ModelProto, path: Path, calib: Path | None, seed: int) -> Reference:
+    """The fine-tuned model as the reference the fold is measured against, as `compile` measures (the same
+    object), on the user's feeds or synthesized ones that run (token ids within the model's vocabulary, the
+    scalars and sizes real models need): the q search on the calibration part, the report on the held-out."""
+    config = SessionConfig()
+    session = create_session(tuned.SerializeToString(), config)
+    feeds = feed_set(session, vocabulary_size(tuned), CalibrationSpec(npz=calib), seed, path, [], run_original=False)
+    return Reference(tuned, config, session, feeds, seed)
 
 
-def _masks_and_scales(tuned, deltas, names, method, drop, seed, search, config, report, per_layer_q):
+def _masks_and_scales(tuned, deltas, names, method, drop, seed, reference: Reference, report, per_layer_q):
     rng = np.random.default_rng(seed)
     masks = {n: dp.drop_mask(deltas[n][1], drop, method, rng) for n in names}
     if method != "darex-q":
         scale = dp.rescale(method, drop)
         return masks, {n: scale for n in names}
-    report.q = _search_q(tuned, deltas, names, drop, seed, search, config)
+    search = reference.feeds.calibration
+    report.q = _search_q(tuned, deltas, names, drop, seed, reference)
     scales = {n: 1.0 / report.q for n in names}
     if per_layer_q:
-        scales = _per_layer_scales(tuned, deltas, masks, search, config, scales)
+        scales = _per_layer_scales(tuned, deltas, masks, search, reference.config, scales)
         report.per_layer_q = {n: round(1.0 / s, 5) for n, s in scales.items()}
     return masks, scales
 
 
-def _search_q(tuned, deltas, names, drop, seed, search, config) -> float:
-    """Label-free q: the rescale that keeps the outputs closest to the fine-tuned model's, over several masks."""
-    sess = create_session(tuned.SerializeToString(), config)
-    reference = [sess.run(None, f) for f in search]
+def _search_q(tuned, deltas, names, drop, seed, reference: Reference) -> float:
+    """Label-free q: the rescale that keeps the outputs closest to the fine-tuned model's (relative L2 pooled
+    over the outputs), over several masks."""
+    search = reference.feeds.calibration
     mask_sets = []
     for s in range(SEEDS):   # the first is the mask the fold will use (same seed as _masks_and_scales)
         rng = np.random.default_rng(seed + 1000 * s)
@@ -101,8 +99,7 @@ def _search_q(tuned, deltas, names, drop, seed, search, config) -> float:
         errors = []
         for masks in mask_sets:
             model = folded_model(tuned, deltas, masks, {n: 1.0 / q for n in names})
-            trial = create_session(model.SerializeToString(), config)
-            errors.append(_output_change(reference, [trial.run(None, f) for f in search]))
+            errors.append(reference.relative_change(model, search, pooled=True))
         return float(np.mean(errors))
 
     grid = dp.q_grid(drop)
@@ -110,13 +107,6 @@ def _search_q(tuned, deltas, names, drop, seed, search, config) -> float:
     coarse = min(scores, key=lambda q: scores[q])
     scores.update({float(q): change(q) for q in dp.refine_grid(grid, coarse)})
     return min(scores, key=lambda q: scores[q])
-
-
-def _output_change(reference, got) -> float:
-    num = sum(float(np.sum((np.asarray(g) - np.asarray(r)) ** 2)) for rs, gs_ in zip(reference, got, strict=True)
-              for r, g in zip(rs, gs_, strict=True) if np.asarray(r).dtype.kind == "f")
-    den = sum(float(np.sum(np.asarray(r) ** 2)) for rs in reference for r in rs if np.asarray(r).dtype.kind == "f")
-    return float(np.sqrt(num / den)) if den else 0.0
 
 
 def _per_layer_scales(tuned, deltas, masks, search, config, scales) -> dict[str, float]:

@@ -18,8 +18,8 @@ import onnx
 from edgec.compiler import modelio
 from edgec.compiler.errors import InputError
 from edgec.compiler.fold.lora import linear_layers, matching_layers
-from edgec.passes.grasp.affines import group_index
 from edgec.passes.mlp.edit import set_linear
+from edgec.runtime.zo.tuner import group_index
 
 KEY = re.compile(r"(?:base_model\.model\.)?(.+)\.(input_gamma|input_beta|gamma|beta)$")
 

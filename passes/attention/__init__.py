@@ -1,1 +1,2 @@
-"""Attention blocks: discovery, head removal and the Reshape constants that hold head counts."""
+"""Attention blocks: discovery, removing heads (`head_cut`: the heads and gates passes), the Reshape constants
+that hold head counts."""

@@ -5,7 +5,7 @@ hidden size h, every FC weight is put in its d×h orientation — fc1 as W1, fc2
 are concatenated along the long axis: M = [W1_1, W2_1ᵀ, W1_2, W2_2ᵀ, …] ∈ R^{d × 2nh}. One basis
 U ∈ R^{d×r} is shared by every slice: fc1 ≈ x U V1 and fc2 ≈ (h V2ᵀ) Uᵀ, with per-layer factors V ∈ R^{r×h}.
 
-Initialization (the closed-form "FiPS-lite" of algorithms.md §1(d), Basis Sharing §5.4 extended to fc2):
+Initialization (a closed-form "FiPS-lite": FiPS's shared basis fitted in closed form, Basis Sharing §5.4 extended to fc2):
 left-whiten M with the pooled residual-stream Gram of the group's fc1 inputs, right-whiten each fc2 slice
 with its hidden-activation Gram (slices keep their whitened scale: on MiniLM that beats normalizing every
 slice to unit norm, samples/RESULTS.md#sharing), take U from the top-r left singular vectors, then solve

@@ -1,4 +1,4 @@
-"""ONNX operators as torch functions, for the trainable view of a graph (`torch_view.py`).
+"""ONNX operators as torch functions, for the trainable view of a graph (`view.py`).
 
 Each entry takes (inputs, attrs) — inputs are torch tensors or None for omitted optional inputs — and
 returns a tuple of outputs. Shape arithmetic runs on int64 tensors like everything else; values that

@@ -43,3 +43,16 @@ def test_recovery_rounds_like_the_quantize_pass_that_follows():
     options = SimpleNamespace(recover_minutes=2.0, pass_options={})
     with_recovery(["cleanup", "prune", "quantize"], options, load_target("arm"))             # arm: auto
     assert options.pass_options["recover"] == {"minutes": 2.0}
+
+
+def test_a_recover_listed_in_passes_takes_the_budget_flags_unless_its_own_options_set_one():
+    from types import SimpleNamespace
+
+    from edgec.compiler.attempts import with_recovery
+
+    options = SimpleNamespace(recover_minutes=0.0, recover_steps=15, pass_options={})
+    assert with_recovery(["cleanup", "prune", "recover"], options) == ["cleanup", "prune", "recover"]
+    assert options.pass_options["recover"] == {"steps": 15}            # --train-steps was silently ignored before
+    options = SimpleNamespace(recover_minutes=0.5, recover_steps=0, pass_options={"recover": {"steps": 3}})
+    with_recovery(["cleanup", "prune", "recover"], options)
+    assert options.pass_options["recover"] == {"steps": 3}             # an explicit recover.steps wins

@@ -79,10 +79,10 @@ def test_a_model_exported_for_batch_one_trains_on_feeds_one_at_a_time(save, tmp_
 
 @pytest.mark.parametrize("second, mode", [(1e-7, "whole-model"), (3e-4, "block-wise")])
 def test_a_failed_round_trip_is_measured_again_before_falling_back(save, tmp_path, monkeypatch, second, mode):
-    from edgec.passes import recover
+    from edgec.passes.training import round_trip
 
     readings = iter([(5e-4, "y"), (second, "y")])
-    monkeypatch.setattr(recover, "view_error", lambda view, model, feeds: next(readings))
+    monkeypatch.setattr(round_trip, "view_error", lambda view, model, feeds: next(readings))
     src = save(models.mlp_model("gelu", blocks=1))
     _, report = _compile(src, tmp_path, mode, "--recover", "--train-minutes", "0.02")
     stats, notes = report["passes"][-1]["stats"], report["passes"][-1]["notes"]

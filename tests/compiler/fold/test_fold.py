@@ -104,7 +104,7 @@ def test_lora_adapter_folds_into_the_exported_model(tmp_path):
 def _exported_mlp(tmp_path):
     """A torch MLP block exported to tmp_path/base.onnx (legacy exporter): (torch, the module, its example)."""
     torch = pytest.importorskip("torch")
-    from edgec.compiler.export import _torch_export
+    from edgec.compiler.export import torch_export
     from edgec.samples.models import MLP
 
     class Net(torch.nn.Module):
@@ -118,7 +118,7 @@ def _exported_mlp(tmp_path):
     torch.manual_seed(0)
     net = Net().eval()
     example = (torch.randn(1, 5, 16),)
-    _torch_export(net, example, tmp_path / "base.onnx", "legacy", 17)
+    torch_export(net, example, tmp_path / "base.onnx", "legacy", 17)
     return torch, net, example
 
 

@@ -69,12 +69,12 @@ def test_layer_matching_follows_the_mlp_output_into_the_residual_stream():
     import onnx_graphsurgeon as gs
 
     from edgec.passes.mlp.discovery import editable_blocks
-    from edgec.passes.recover import _matched_tensor
+    from edgec.passes.recovery.shared import matched_tensor
 
     graph = gs.import_onnx(models.mlp_model("gelu", blocks=2))
     block = editable_blocks(graph)[0]
-    assert _matched_tensor(block.fc2.y, "mlp") is block.fc2.y
-    residual = _matched_tensor(block.fc2.y, "layer")
+    assert matched_tensor(block.fc2.y, "mlp") is block.fc2.y
+    residual = matched_tensor(block.fc2.y, "layer")
     assert [n.op for n in residual.inputs] == ["Add"] and block.fc2.y in residual.inputs[0].inputs
 
 
@@ -108,7 +108,7 @@ def test_sparse_weights_keep_their_zeros_while_training():
 def test_norms_matching_adds_every_layer_normalization_output():
     import onnx_graphsurgeon as gs
 
-    from edgec.passes.recover import _intermediates
+    from edgec.passes.recovery.shared import intermediates
 
     b = models.Builder(opset=20)
     normed = b.op("LayerNormalization", ["x", b.const(np.ones(models.D)), b.const(np.zeros(models.D))], axis=-1)
@@ -120,10 +120,10 @@ def test_norms_matching_adds_every_layer_normalization_output():
         def has_tensor(self, name):
             return True
 
-    layer = _intermediates(graph, "layer", ["out"], Everything())
+    layer = intermediates(graph, "layer", ["out"], Everything())
     assert layer == [y]
-    assert _intermediates(graph, "norms", ["out"], Everything()) == [y, normed]
-    assert _intermediates(graph, "none", ["out"], Everything()) == []
+    assert intermediates(graph, "norms", ["out"], Everything()) == [y, normed]
+    assert intermediates(graph, "none", ["out"], Everything()) == []
 
 
 

@@ -1,0 +1,135 @@
+"""Goal-driven compile: try candidate pipelines, keep the most faithful one that meets the goal and the gate.
+
+Goals (Olive-style names): `speedup=2` (latency ≤ original / 2), `latency=10ms` (compiled p50), `size=0.5`
+(bytes of weights ≤ half). Each candidate is a full compile (verified on held-out inputs), then measured here
+interleaved against the original, and kept in a temporary folder; the winner is written to the output. The
+goal is a constraint and fidelity the objective, so two near-equal latencies never decide the choice. No
+candidate meeting the goal → exit 1, naming the best point reached.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgec.compiler import modelio
+from edgec.compiler.driver import CompileOptions, recovers, save
+from edgec.compiler.errors import InputError
+from edgec.compiler.executors import Events, Executor, open_executor
+from edgec.compiler.goal.halving import successive_halving
+from edgec.compiler.goal.trials import Trial, bytes_ratio
+from edgec.compiler.report.compile_report import CompileReport
+from edgec.targets import TargetProfile
+
+
+@dataclass(frozen=True)
+class Goal:
+    kind: str       # speedup | latency | size
+    value: float
+
+    def met(self, report: CompileReport) -> bool:
+        return self.score(report) <= self.limit
+
+    @property
+    def limit(self) -> float:
+        return 1.0 / self.value if self.kind == "speedup" else self.value
+
+    def score(self, report: CompileReport) -> float:
+        """Lower is better: latency ratio, compiled p50 in ms, or weight-bytes ratio."""
+        if self.kind == "size":
+            return bytes_ratio(report)
+        if not report.latency:
+            return float("inf")
+        return report.latency["ratio_p50"] if self.kind == "speedup" else report.latency["compiled"]["p50_ms"]
+
+    def describe(self, report: CompileReport) -> str:
+        s = self.score(report)
+        return {"speedup": f"{1 / s:.2f}× faster", "latency": f"{s:.2f} ms", "size": f"{s:.2f}× the bytes"}[self.kind]
+
+
+def parse_goal(text: str) -> Goal:
+    m = re.fullmatch(r"\s*(speedup|latency|size)\s*=\s*([0-9.]+)\s*(ms|x|×)?\s*", text)
+    if not m:
+        raise InputError(f"--goal {text}: expected speedup=2, latency=10ms or size=0.5")
+    goal = Goal(m.group(1), float(m.group(2)))
+    if goal.value <= 0 or (goal.kind == "size" and goal.value > 1):
+        raise InputError(f"--goal {text}: out of range")
+    return goal
+
+
+def candidates(floor: float, training: bool = False) -> list[tuple[str, list[str], dict]]:
+    """From the most conservative to the most aggressive; with training (--recover), also the learned
+    selection of units and heads (gates), which needs a training budget of its own."""
+    int8 = ["quantize", "embed"]      # int8 layers and 8-bit embedding tables (a no-op without large tables)
+    strict = round(1 - (1 - floor) / 2, 6)      # heads go first, at a stricter floor, leaving room for prune
+    return [
+        ("cleanup", ["cleanup"], {}),
+        (f"prune floor {floor}", ["cleanup", "prune"], {"prune": {"floor": floor}}),
+        ("int8", ["cleanup", *int8], {}),
+        (f"prune floor {floor} + int8", ["cleanup", "prune", *int8], {"prune": {"floor": floor}}),
+        (f"heads floor {strict} + prune floor {floor} + int8", ["cleanup", "heads", "prune", *int8],
+         {"heads": {"floor": strict}, "prune": {"floor": floor}}),
+        ("prune keep 0.75 + int8", ["cleanup", "prune", *int8], {"prune": {"keep": 0.75}}),
+        ("prune keep 0.5 + int8", ["cleanup", "prune", *int8], {"prune": {"keep": 0.5}}),
+        ("heads keep 0.75 + prune keep 0.5 + int8", ["cleanup", "heads", "prune", *int8],
+         {"heads": {"keep": 0.75}, "prune": {"keep": 0.5}}),
+    ] + ([("gates keep 0.5, heads 0.75 + int8", ["cleanup", "gates", *int8], {"gates": {"keep": 0.5, "heads": 0.75}})]
+         if training else [])
+
+
+def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal,
+                    executor: Executor | None = None, events: Events | None = None) -> tuple[CompileReport, list]:
+    """Every candidate once; with --recover, the training budget is the whole search's (successive halving).
+    The candidates compile as tasks of `executor` (default: one after another in this process); each is then
+    timed here, against the original, and the winner written to the output."""
+    output = options.output or path.with_name(f"{path.stem}.{target.name}.onnx")
+    modelio.ensure_writable_output(output, [path], options.force)
+    gate = target.min_cosine if options.min_cosine is None else options.min_cosine
+    floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
+    points = candidates(floor, training=recovers(options))
+    _check_user_options(options, points)
+    executor = executor or open_executor()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".edgec-goal-") as tmp:
+        trial = Trial(path, target, options, goal, points, Path(tmp), executor, events)
+        if recovers(options):
+            results, notes = successive_halving(trial.run_round, points,
+                                                options.recover_steps or options.recover_minutes,
+                                                steps=options.recover_steps > 0)
+        else:
+            results, notes = trial.run_round([(i, 0.0) for i in range(len(points))]), []
+        tried = [r.point for r in results]
+        passed = [r for r in results if r.report is not None and r.report.ok]
+        if not passed:
+            raise InputError("no candidate pipeline passed the fidelity gate")
+        best = choose(passed, goal)
+        report = best.report
+        assert report is not None and best.output is not None, "a passing candidate was written"
+        save(report, modelio.load_model(best.output), output, target, options)
+        report.candidates = [{**p, "chosen": p is best.point} for p in tried]
+        report.notes += notes
+        report.notes.append(f"goal {goal.kind}={goal.value}: chose '{best.point['pipeline']}' ({goal.describe(report)})")
+        report.executor = trial.summary(time.monotonic() - started)
+    return report, tried
+
+
+def choose(passed: list, goal: Goal):
+    """The most faithful candidate that meets the goal (the earliest, most conservative one on a tie): latency
+    only decides whether a candidate meets it, so timing noise between near-equal candidates does not change
+    the choice. When none meets it, the one closest to it (the compile then exits 1)."""
+    meeting = [r for r in passed if goal.met(r.report)]
+    if meeting:
+        return max(meeting, key=lambda r: r.point["cosine"])
+    return min(passed, key=lambda r: goal.score(r.report))
+
+
+def _check_user_options(options: CompileOptions, points: list[tuple[str, list[str], dict]]) -> None:
+    """--pass-option with --goal applies to every candidate that runs the pass; one no candidate runs is an error."""
+    runs = {p for _, passes, _ in points for p in passes} | ({"recover"} if recovers(options) else set())
+    stray = sorted(set(options.pass_options) - runs)
+    if stray:
+        raise InputError(f"--pass-option {stray[0]}.…: no --goal candidate runs '{stray[0]}' "
+                         f"(they run {', '.join(sorted(runs))})")
