@@ -110,3 +110,15 @@ def test_string_labels_and_zipmap_probabilities_are_compared():
 def test_an_all_zero_output_tolerates_rounding_noise():
     ref = [np.zeros((2, 16, 4, 4))]
     assert compare_outputs("unused", ref, [ref[0] + 1e-8]).score == 1.0
+
+
+def test_a_regressor_is_judged_by_how_many_predictions_stay_within_the_gate_not_by_its_rms():
+    rng = _rng()
+    ref = [rng.uniform(0, 1, size=(16, 1)) for _ in range(4)]              # range ≈ 1
+    # RMS 0.7 % of the range: the range score would pass a 0.99 gate, yet a sixth of the predictions move by
+    # more than 1 % of the range (what an int8 surrogate did in the sweep)
+    off = [r + 0.007 * rng.standard_normal(r.shape) for r in ref]
+    fid = compare_outputs("y", ref, off)
+    assert fid.metric == "range" and fid.score < 0.985
+    close = [r + 0.002 * rng.standard_normal(r.shape) for r in ref]      # 99 % within 1 % of the range
+    assert compare_outputs("y", ref, close).score > 0.99

@@ -24,7 +24,7 @@ def _fetched(model):
 def test_a_real_model_is_kept_or_refused_cleanly_never_crashed_or_damaged(model, data, tmp_path):
     _fetched(model)
     # measured, as a user compiles: the quantize pass keeps int8 only where it times faster (under --no-measure it
-    # picks by coverage, and the int8 of the surfaces regressor passes edgec's gate but not this stricter check)
+    # picks by coverage); a regressor's predictions are judged as this check judges them (runtime.fidelity)
     outcome = sweep_one(model, "x86", CACHE, tmp_path, measure=True, data=data)
     print(markdown_table([outcome]))
     assert outcome.status in ("kept", "refused"), outcome
