@@ -47,7 +47,9 @@ class Reference:
         return self._sessions[key].run(names, feed)   # type: ignore[attr-defined]
 
     def outputs_on(self, feeds: Sequence[Feed]) -> list[list[np.ndarray]]:
-        """The original's outputs on `feeds` (the feed set's own where it holds them; else run once and kept)."""
+        """The original's outputs on `feeds` (the feed set's own where it holds them; else run once and kept).
+        Kept by the identity of the list, which is held with them: pass the same list object to reuse them, and
+        do not change a list after asking (a new list is run anew)."""
         if feeds is self.feeds.search and self.feeds.search_outputs:
             return self.feeds.search_outputs
         if feeds is self.feeds.held_out and self.feeds.held_out_outputs:

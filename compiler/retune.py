@@ -20,7 +20,9 @@ from edgec.compiler.reference import Reference
 from edgec.passes.cleanup import constant_nodes_to_initializers
 from edgec.passes.quantize import INTEGER_OPS
 from edgec.passes.recovery.affines import Affine, fold
-from edgec.passes.recovery.forward_only import AffineSettings, slots_for, step_rule
+from edgec.passes.recovery.forward_only import step_rule
+from edgec.passes.recovery.options import AffineSettings
+from edgec.passes.recovery.shared import slots_for
 from edgec.passes.recovery.sites import find_sites
 from edgec.passes.recovery.tuning import tuning_model
 from edgec.runtime.fidelity import relative_l2
@@ -60,7 +62,7 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
             fold(site, Affine(np.asarray(gamma), np.asarray(beta)))
         written = modelio.to_model(graph, model)
         try:
-            fold_error, tolerance = _fold_check(written, tuning, slots, result, model, teacher_path,
+            fold_error, tolerance = _fold_check(written, tuning, slots, result, model, teacher, teacher_path,
                                                 _check_feed(model, data, device))
         except ort_errors() as exc:      # synthesized inputs (device data stays there) this model refuses
             raise InputError(f"the fold could not be checked here ({str(exc).splitlines()[0][:160]}): not "
@@ -108,7 +110,8 @@ def _check_feed(model: onnx.ModelProto, data: str, device: str | None) -> dict:
 
 
 def _fold_check(folded: onnx.ModelProto, tuning: bytes, slots: list[SiteSlot], result: ZOResult,
-                model: onnx.ModelProto, teacher_path: Path, feed: dict) -> tuple[float, float]:
+                model: onnx.ModelProto, teacher: onnx.ModelProto, teacher_path: Path,
+                feed: dict) -> tuple[float, float]:
     """(folded vs the tuning graph at the tuned values, the tolerance), on `feed`. In an int8 graph the fold
     rounds in another order and the next dynamic quantization may flip a step: the tolerance there is the int8
     model's own distance from the original on the same input (measured as `compile` measures: `Reference`)."""
@@ -121,16 +124,16 @@ def _fold_check(folded: onnx.ModelProto, tuning: bytes, slots: list[SiteSlot], r
     error = _distance(_outputs(folded.SerializeToString(), feed), _outputs(tuning, {**feed, **extra}))
     if not any(n.op_type in INTEGER_OPS for n in model.graph.node):
         return error, FOLD_TOLERANCE
-    reference = _reference(teacher_path, feed)
+    reference = _reference(teacher, teacher_path, feed)
     return error, max(FOLD_TOLERANCE, reference.relative_change(model, reference.feeds.held_out))
 
 
-def _reference(teacher_path: Path, feed: dict) -> Reference:
+def _reference(teacher: onnx.ModelProto, teacher_path: Path, feed: dict) -> Reference:
     config = SessionConfig()
     session = create_session(str(teacher_path), config)
     names = {i.name for i in session.get_inputs()}
     feeds = [{k: v for k, v in feed.items() if k in names}]
-    return Reference(modelio.load_model(teacher_path), config, session, FeedSet("the check input", [], [], [], feeds))
+    return Reference(teacher, config, session, FeedSet("the check input", [], [], [], feeds))
 
 
 def ort_errors() -> tuple[type[BaseException], ...]:

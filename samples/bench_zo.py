@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.compiler.export import export
     from edgec.compiler.retune import retune
-    from edgec.passes.recovery.forward_only import AffineSettings
+    from edgec.passes.recovery.options import AffineSettings
     from edgec.runtime.zo.tuner import ZOSettings
     from edgec.samples.minilm import sentences, write_calibration
     from edgec.targets import load_target

@@ -131,3 +131,20 @@ def executor_options(what: str):
 def check_jobs(executor: str, jobs: int) -> None:
     if jobs > 1 and executor != "local":
         raise InputError("--jobs is for --executor local; a Ray cluster runs as many tasks as it has CPUs")
+
+
+DEFAULT_TRAIN_MINUTES = 5.0
+
+
+def recovery_budget(recover: bool, passes: list[str] | None, minutes: float | None,
+                    steps: int | None) -> tuple[float, int]:
+    """CompileOptions' (recover_minutes, recover_steps) from the flags. --train-steps asks for recovery by
+    itself; --train-minutes budgets --recover (5 minutes when not given) or a recover listed in --passes (whose
+    own options decide when the flag is not given)."""
+    if steps:
+        return 0.0, steps
+    if recover:
+        return (DEFAULT_TRAIN_MINUTES if minutes is None else minutes), 0
+    if "recover" in (passes or []) and minutes is not None:
+        return minutes, 0
+    return 0.0, 0

@@ -15,6 +15,7 @@ from edgec.compiler.cli.common import (
     parse_dims,
     parse_input_values,
     parse_pass_options,
+    recovery_budget,
 )
 from edgec.compiler.errors import InputError, NegativeResult
 from edgec.targets import load_target
@@ -44,8 +45,8 @@ from edgec.targets import load_target
 @click.option("--calib-count", type=click.IntRange(min=1), default=96, show_default=True,
               help="Items of --calib-text/-dir/-hook used for calibration; the rest train --recover.")
 @click.option("--recover", is_flag=True, help="Distil the compressed model against the original (torch).")
-@click.option("--train-minutes", type=float, default=5.0, show_default=True,
-              help="Budget of --recover (with --goal: of the whole search, shared by successive halving).")
+@click.option("--train-minutes", type=float,
+              help="Budget of --recover, default 5 (with --goal: of the whole search, shared by successive halving).")
 @click.option("--train-steps", type=click.IntRange(min=1),
               help="Budget of --recover in optimizer steps instead of minutes: the same model on any machine and any "
                    "--executor (implies --recover).")
@@ -87,14 +88,13 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
                                   eval_text=eval_text, train_text=train_text, dims=parse_dims(dim),
                                   input_values=parse_input_values(input_values))
     names = [p.strip() for p in passes.split(",") if p.strip()] if passes else None
-    recovering = recover or "recover" in (names or [])       # --train-minutes budgets a listed recover too
+    recover_minutes, recover_steps = recovery_budget(recover, names, train_minutes, train_steps)
     options = CompileOptions(
         output=output, passes=names,
         pass_options=parse_pass_options(pass_option), calibration=calibration, min_cosine=min_cosine,
         force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
-        recover_minutes=train_minutes if recovering and not train_steps else 0.0,
-        recover_steps=train_steps or 0, allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
+        recover_minutes=recover_minutes, recover_steps=recover_steps, allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
     tried = None
     check_jobs(executor, jobs)
     if (executor != "local" or jobs > 1 or task_threads) and not goal:

@@ -15,6 +15,7 @@ from edgec.compiler.cli.common import (
     handle_errors,
     main,
     parse_pass_options,
+    recovery_budget,
 )
 from edgec.compiler.errors import InputError, NegativeResult
 
@@ -35,7 +36,7 @@ from edgec.compiler.errors import InputError, NegativeResult
 @click.option("--pass-option", multiple=True, help="PASS.OPTION=VALUE, repeatable.")
 @click.option("--min-cosine", type=float, help="Fidelity gate (overrides the targets'); 0 turns it off.")
 @click.option("--recover", is_flag=True, help="Distil each compressed model against its original (torch).")
-@click.option("--train-minutes", type=float, default=5.0, show_default=True, help="Budget of --recover per pair.")
+@click.option("--train-minutes", type=float, help="Budget of --recover per pair (default 5).")
 @click.option("--train-steps", type=click.IntRange(min=1), help="Budget of --recover in steps (reproducible).")
 @click.option("--runs", type=click.IntRange(min=1), help="Latency runs (default: the target's).")
 @click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
@@ -58,11 +59,12 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_th
     if min_cosine is not None and not 0 <= min_cosine <= 1:
         raise InputError(f"--min-cosine {min_cosine}: must lie in [0, 1]")
     target_names = tuple(t.strip() for t in targets.split(",") if t.strip())
-    base = CompileOptions(passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
+    names = [p.strip() for p in passes.split(",") if p.strip()] if passes else None
+    recover_minutes, recover_steps = recovery_budget(recover, names, train_minutes, train_steps)
+    base = CompileOptions(passes=names,
                           pass_options=parse_pass_options(pass_option), calibration=CalibrationSpec(npz=calib),
                           min_cosine=min_cosine, seed=seed, measure=not no_measure, runs=runs, force=True,
-                          recover_minutes=train_minutes if recover and not train_steps else 0.0,
-                          recover_steps=train_steps or 0, allow_synthetic=allow_synthetic,
+                          recover_minutes=recover_minutes, recover_steps=recover_steps, allow_synthetic=allow_synthetic,
                           task_threads=task_threads or 0)
     members = [Member(m, base, target_names) for m in models]
     if manifest is not None:

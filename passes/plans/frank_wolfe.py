@@ -7,7 +7,7 @@ calibration rows, a quadratic  rᵀ Q r  with r = w − 1 and  Q = G ∘ (W̃ W�
 Frank–Wolfe minimizes it over {w ≥ 0, Σ w ≤ R}: the linear minimization picks the vertex R·e_j of the unit
 whose (momentum-averaged) gradient is most negative, so every step adds at most one unit, and the exact line
 search of a quadratic sets the step. Units in the order they entered are the importance order; the kept
-units' fc2 rows are then re-solved by least squares like every other selector's (prune_plan.compensate).
+units' fc2 rows are then re-solved by least squares like every other selector's (plans.prune.compensate).
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def validated_damping(weight: np.ndarray, bias: np.ndarray | None, gram: np.ndar
     """The ridge whose re-fit generalizes best between two halves of the calibration feeds (fit on one half,
     output error on the other, both ways, over a sample of columns), or None when the surviving weights as
     they are do better than every re-fit (few calibration rows per input: the re-fit memorizes them). As in
-    prune_plan.plan_block, the ridge picked on half the rows is halved for the fit on all of them."""
+    plans.prune.plan_block, the ridge picked on half the rows is halved for the fit on all of them."""
     w_aug = augmented_weight(weight, bias)
     columns = np.random.default_rng(0).choice(weight.shape[1], min(sample, weight.shape[1]), replace=False)
     masked = np.where(np.vstack([keep, np.ones((1, keep.shape[1]), bool)]), w_aug, 0.0)

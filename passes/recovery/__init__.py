@@ -2,8 +2,10 @@
 
 The `recover` pass (`passes/recover.py`) picks one of three ways; everything else lives here:
 
-    options.py         RecoverOptions, and the typed settings each way takes from them (the only conversion)
-    shared.py          what the ways share: the judged outputs, the intermediate tensors that teach
+    options.py         RecoverOptions, and the typed settings each way takes from them (the only conversion;
+                       AffineSettings: the group affines' layout)
+    shared.py          what the ways share: the judged outputs, the intermediate tensors that teach, the
+                       group affines' slots
     full_weights.py    1. backprop, every float32 weight of the torch view (params=full)
     group_affines.py   2. backprop, GRASP group affines γ, β through the torch view (params=grasp)
     forward_only.py    3. forward passes through ONNX Runtime only, group affines (method=zo; also where

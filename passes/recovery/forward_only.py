@@ -10,32 +10,18 @@ dynamic quantization's rounding that follows), and the fold is undone if it scor
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassResult
-from edgec.passes.recovery.affines import Affine, fold, group_count
+from edgec.passes.recovery.affines import Affine, fold
+from edgec.passes.recovery.options import AffineSettings
+from edgec.passes.recovery.shared import site_stats, slots_for
 from edgec.passes.recovery.sites import ROUNDING_KINDS, Site, find_sites
 from edgec.passes.recovery.tuning import tuning_model
-from edgec.runtime.zo.tuner import SiteSlot, ZOSettings
-
-
-@dataclass(frozen=True)
-class AffineSettings:
-    groups: int = 8
-    sites: str = "linear"
-    norms: bool = False
-    batch: int = 8
-
-
-def slots_for(sites: list[Site], groups: int) -> list[SiteSlot]:
-    """The tuning graph's view of each site: the tensor, its γ/β input names, the unmodulated tensor's name."""
-    return [SiteSlot(output=s.output, channels=s.channels, groups=group_count(s.channels, groups),
-                     gamma=f"grasp/{i}/gamma", beta=f"grasp/{i}/beta" if s.shifts else None,
-                     raw=f"{s.output}/grasp_in", label=s.label, shape=tuple(s.shape)) for i, s in enumerate(sites)]
+from edgec.runtime.zo.tuner import ZOSettings
 
 
 def step_rule(sites: list[Site], optimizer: str, epsilon: float) -> tuple[str, float]:
@@ -86,8 +72,3 @@ def recover_zo(graph: gs.Graph, ctx: PassContext, affine: AffineSettings, settin
                 const.values = value
         return PassResult(False, stats, [note + "; no gain, the graph is left as it was"])
     return PassResult(True, stats, [note])
-
-
-def site_stats(sites: list[Site], slots: list[SiteSlot]) -> dict:
-    return {"sites": len(sites), "site_kinds": dict(Counter(s.kind for s in sites)),
-            "groups_per_site": {s.label or s.output: slot.groups for s, slot in zip(sites, slots, strict=True)}}

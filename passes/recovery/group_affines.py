@@ -17,9 +17,8 @@ import torch
 
 from edgec.passes.base import PassContext, PassResult
 from edgec.passes.recovery.affines import Affine, fold, group_count, group_index, trainable_count
-from edgec.passes.recovery.forward_only import site_stats, slots_for
 from edgec.passes.recovery.options import RecoverOptions, budget, distill_settings, progress_units
-from edgec.passes.recovery.shared import intermediates, judged_outputs
+from edgec.passes.recovery.shared import intermediates, judged_outputs, site_stats, slots_for
 from edgec.passes.recovery.sites import Site, find_sites
 from edgec.passes.training.distill import distill
 from edgec.passes.training.view import TorchView, to_torch_feed

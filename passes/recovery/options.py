@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
 from edgec.passes.base import PassContext, PassOptionError
-from edgec.passes.recovery.forward_only import AffineSettings
 from edgec.passes.training.loop import Budget
 from edgec.runtime.zo.tuner import ZOSettings
 
@@ -59,7 +58,8 @@ class RecoverOptions:
     # jacobian — each won where the other found nothing (samples/RESULTS.md#forward-only-recovery)
     zo_optimizer: Literal["auto", "gauss-newton", "spsa", "jacobian"] = "auto"
     queries: int = 8             # zo: random directions per step (two forward passes each)
-    epsilon: float = 0.0         # zo: perturbation size; 0: 1e-2 where sites round (smaller reads rounding noise), else 1e-3
+    epsilon: float = 0.0         # zo: perturbation size; 0: by forward_only.step_rule (1e-3 for the
+                                 # jacobian rule on a float graph, else 1e-2: a smaller probe reads rounding noise)
 
     def __post_init__(self):
         if self.lr <= 0 or self.rewritten_lr <= 0 or not 0 <= self.warmup < 1:
@@ -70,6 +70,15 @@ class RecoverOptions:
             raise PassOptionError(f"pass 'recover': steps must be ≥ 0, not {self.steps}")
         if self.groups < 1 or self.queries < 1 or self.epsilon < 0 or self.affine_lr <= 0:
             raise PassOptionError("pass 'recover': groups and queries must be ≥ 1, epsilon ≥ 0 and affine_lr > 0")
+
+
+@dataclass(frozen=True)
+class AffineSettings:
+    """The group affines' layout (GRASP: backprop or forward-only; `edgec recover` too): RecoverOptions' defaults."""
+    groups: int = RecoverOptions.groups
+    sites: Sites = RecoverOptions.sites
+    norms: bool = RecoverOptions.norms
+    batch: int = RecoverOptions.batch
 
 
 def budget(opts: RecoverOptions) -> Budget:

@@ -14,7 +14,7 @@ from edgec.runtime.zo.tuner import SiteSlot
 
 
 def tuning_model(model: onnx.ModelProto, slots: list[SiteSlot]) -> onnx.ModelProto:
-    """`slots`: one per site (`forward_only.slots_for`)."""
+    """`slots`: one per site (`shared.slots_for`)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph

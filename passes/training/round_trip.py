@@ -15,7 +15,7 @@ ROUND_TRIP_TOLERANCE = 1e-5     # relative L2 between the torch view and ONNX Ru
 
 
 def view_error(view, model, feeds) -> tuple[float, str]:
-    """Worst relative L2 between the torch view and ONNX Runtime over the float outputs, and that output."""
+    """Worst relative L2 between the torch view and ONNX Runtime over the outputs, and that output."""
     import onnxruntime as ort
     import torch
 
@@ -30,10 +30,12 @@ def view_error(view, model, feeds) -> tuple[float, str]:
                 raise UnsupportedGraph(f"the torch view cannot run this graph ({type(exc).__name__}: "
                                        f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc
             for name, ref in zip(names, sess.run(names, feed), strict=True):
-                ref = np.asarray(ref)
-                if not np.issubdtype(ref.dtype, np.floating):
-                    continue
-                diff = relative_l2([ref], [got[name].double().numpy()])
+                # integer outputs (argmax, ids) are compared too, as numbers
+                ref, out = np.asarray(ref, np.float64), got[name].double().numpy()
+                if out.shape != ref.shape:
+                    raise UnsupportedGraph(f"the torch view gives '{name}' the shape {list(out.shape)}, "
+                                           f"ONNX Runtime {list(ref.shape)}")
+                diff = relative_l2([ref], [out])
                 if diff is not None and diff > worst:
                     worst, where = diff, name
     return worst, where

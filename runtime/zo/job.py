@@ -97,8 +97,8 @@ class ZOJob:
     @classmethod
     def from_json(cls, job: dict) -> ZOJob:
         return cls([SiteSlot.from_dict(d) for d in job["slots"]], list(job["outputs"]),
-                   ZOSettings(**job.get("settings", {})), list(job.get("judged") or []), int(job.get("batch", 8)),
-                   int(job.get("threads", 0)))
+                   ZOSettings(**job.get("settings", {})), list(job.get("judged") or []), int(job.get("batch", cls.batch)),
+                   int(job.get("threads", cls.threads)))
 
 
 @dataclass

@@ -32,7 +32,7 @@ def group_index(channels: int, groups: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SiteSlot:
-    """A site as the tuning graph sees it (`passes.recovery.forward_only.slots_for` makes them): the modulated tensor,
+    """A site as the tuning graph sees it (`passes.recovery.shared.slots_for` makes them): the modulated tensor,
     its γ/β input names and the unmodulated tensor's name."""
 
     output: str

@@ -3,6 +3,7 @@
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+import pytest
 
 from edgec.compiler.calibration.feeds import feed_set
 from edgec.compiler.calibration.spec import CalibrationSpec
@@ -60,3 +61,29 @@ def test_the_capture_takes_statistics_over_the_fit_feeds_only(tmp_path):
     gram = capture.grams(gs.import_onnx(model), [name])[name]
     rows = sum(int(np.prod(f["x"].shape[:-1])) for f in reference.feeds.fit)
     assert gram.rows == rows
+
+
+def test_the_originals_outputs_are_run_once_per_feed_list_and_candidates_are_measured_against_them(tmp_path):
+    model = models.mlp_model("gelu", residual=False)
+    reference = _reference(model, tmp_path)
+    feeds = reference.feeds.held_out[:3]
+    first = reference.outputs_on(feeds)
+    assert reference.outputs_on(feeds) is first                      # the same list: kept, not run again
+    assert reference.outputs_on(list(feeds)) is not first            # another list: run anew, same numbers
+    np.testing.assert_array_equal(reference.outputs_on(list(feeds))[0][0], first[0][0])
+    assert reference.relative_change(model, feeds) == 0.0
+    doubled = _doubled_output(model)
+    assert reference.relative_change(doubled, feeds) == pytest.approx(1.0, rel=1e-5)
+    assert reference.relative_change(doubled, feeds, pooled=True) == pytest.approx(1.0, rel=1e-5)
+    assert [f.cosine for f in reference.compare(model, feeds)] == pytest.approx([1.0])
+    assert reference.compare(doubled, feeds)[0].rel_l2 == pytest.approx(1.0, rel=1e-5)
+
+
+def _doubled_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its output times 2, under the same name."""
+    graph = gs.import_onnx(model)
+    out = graph.outputs[0]
+    raw = gs.Variable(out.name + ".raw", dtype=out.dtype, shape=out.shape)
+    graph.nodes[[i for i, n in enumerate(graph.nodes) if out in n.outputs][0]].outputs = [raw]
+    graph.layer(op="Mul", inputs=[raw, np.asarray(2.0, np.float32)], outputs=[out])
+    return gs.export_onnx(graph.cleanup().toposort())

@@ -61,3 +61,17 @@ def test_padding_tokens_are_left_out_of_per_token_outputs():
     assert compare_outputs("h", [ref], [got]).cosine < 0.5
     pooled = rng.standard_normal((1, 4))                      # not per-token: compared whole
     assert compare_outputs("p", [pooled], [pooled + 1], [mask]).cosine < 1.0
+
+
+def test_relative_l2_pools_pairs_in_float64_and_leaves_out_what_it_cannot_measure():
+    from edgec.runtime.fidelity import relative_l2
+
+    ref = [np.array([3.0, 4.0], np.float32), np.array([0.0, 0.0], np.float32)]
+    got = [np.array([3.0, 4.0], np.float32), np.array([0.0, 5.0], np.float32)]
+    assert relative_l2(ref, got) == pytest.approx(1.0)               # ‖(0, 0, 0, 5)‖ / ‖(3, 4, 0, 0)‖
+    assert relative_l2([ref[0]], [ref[0] * 1.5]) == pytest.approx(0.5)
+    tiny = np.full(4, 1e-30, np.float32)                                # float32 squares would underflow to 0
+    assert relative_l2([tiny], [tiny * 2]) == pytest.approx(1.0)
+    assert relative_l2([np.array([1, 2])], [np.array([1, 3])]) is None         # integer reference: not measured
+    assert relative_l2([np.ones(3, np.float32)], [np.ones(4, np.float32)]) is None   # shapes differ
+    assert relative_l2([np.zeros(3, np.float32)], [np.ones(3, np.float32)]) is None  # no energy to compare with

@@ -150,3 +150,14 @@ def test_an_option_for_a_pass_the_pipeline_does_not_run_is_an_error_not_ignored(
     assert code == 2 and "mdoe" in _one_line_error(out)           # the typo is named first
     code, out = run_cli("compile", model_path, "--pass-option", "recover.lr=0.001", "-o", tmp_path / "o.onnx")
     assert code == 2 and "add --recover" in _one_line_error(out)
+
+
+def test_the_training_flags_budget_recover_whether_asked_for_or_listed():
+    from edgec.compiler.cli.common import recovery_budget
+
+    assert recovery_budget(True, None, None, None) == (5.0, 0)              # --recover alone: 5 minutes
+    assert recovery_budget(True, None, 2.0, None) == (2.0, 0)
+    assert recovery_budget(False, ["prune", "recover"], 2.0, None) == (2.0, 0)  # a listed recover takes the flag
+    assert recovery_budget(False, ["prune", "recover"], None, None) == (0.0, 0)  # … or keeps its own options
+    assert recovery_budget(False, ["prune"], 2.0, None) == (0.0, 0)          # nothing recovers: no budget
+    assert recovery_budget(False, None, None, 40) == (0.0, 40)              # steps ask for recovery by themselves

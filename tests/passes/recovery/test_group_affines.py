@@ -5,7 +5,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
 
-from edgec.passes.recovery.forward_only import slots_for
+from edgec.passes.recovery.shared import slots_for
 from edgec.passes.recovery.sites import find_sites
 from edgec.passes.recovery.tuning import tuning_model
 from edgec.runtime.zo.tuner import group_index

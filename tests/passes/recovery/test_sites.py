@@ -9,7 +9,8 @@ import onnxruntime as ort
 import pytest
 
 from edgec.passes.recovery.affines import Affine, fold, trainable_count
-from edgec.passes.recovery.forward_only import slots_for, step_rule
+from edgec.passes.recovery.forward_only import step_rule
+from edgec.passes.recovery.shared import slots_for
 from edgec.passes.recovery.sites import find_sites
 from edgec.passes.recovery.tuning import tuning_model
 

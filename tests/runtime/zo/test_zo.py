@@ -5,7 +5,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
 
-from edgec.passes.recovery.forward_only import slots_for
+from edgec.passes.recovery.shared import slots_for
 from edgec.passes.recovery.sites import find_sites
 from edgec.passes.recovery.tuning import tuning_model
 from edgec.runtime.zo.steps import residual
@@ -82,3 +82,18 @@ def test_the_pooled_jacobian_rule_takes_no_step_that_lowers_the_search_score():
     assert result.held_out_best == result.held_out_before
     assert all(g == 1.0 for gs_ in result.gammas for g in gs_) and all(b == 0.0 for bs in result.betas for b in bs)
 
+
+
+def test_a_job_and_its_result_cross_the_device_boundary_as_json_unchanged():
+    import json
+
+    from edgec.runtime.zo.job import JobResult, ZOJob
+    from edgec.runtime.zo.tuner import ZOResult
+
+    slots = [SiteSlot(output="h", channels=6, groups=3, gamma="grasp/0/gamma", beta=None, raw="h/grasp_in",
+                      label="fc1", shape=(1, 4, 6))]
+    job = ZOJob(slots, ["y"], ZOSettings(minutes=0.0, max_steps=7, optimizer="spsa", seed=3), judged=["y"], batch=2)
+    assert ZOJob.from_json(json.loads(json.dumps(job.to_json()))) == job
+    assert ZOJob.from_json({"slots": [], "outputs": ["y"]}).batch == ZOJob.batch    # old jobs: the defaults
+    result = JobResult(ZOResult(steps=7, forward_passes=28, gammas=[[1.0, 0.5, 2.0]], betas=[[0.0, 0.1, 0.0]]), 5, 3)
+    assert JobResult.from_json(json.loads(json.dumps(result.to_json()))) == result
