@@ -39,16 +39,18 @@ class ActivationCapture:
 
         return session_with_outputs(to_model(graph, self.original), names, self.session)
 
-    def grams(self, graph: gs.Graph, names: list[str], halves: bool = False) -> dict[str, Gram]:
-        """Σ [x, 1]ᵀ[x, 1] of every tensor over the feeds; with `halves`, also the even feeds' part (Gram.half),
-        which a pass validating a fit on the other half needs (one more matrix per tensor, so only on request)."""
+    def grams(self, graph: gs.Graph, names: list[str], halves: bool = False, axis: int = -1) -> dict[str, Gram]:
+        """Σ [x, 1]ᵀ[x, 1] of every tensor over the feeds, features along `axis` (1: the channels of NCHW);
+        with `halves`, also the even feeds' part (Gram.half), which a pass validating a fit on the other half
+        needs (one more matrix per tensor, so only on request)."""
         sess = self._session_with_outputs(graph, names)
         parts = 2 if halves else 1
         accumulators = {n: [_GramAccumulator() for _ in range(parts)] for n in names}   # even, odd feeds
         with progress_bar(f"calibration statistics of {len(names)} tensors", len(self.feeds)) as advance:
             for i, feed in enumerate(self.feeds):
                 for name, value in zip(names, sess.run(names, feed), strict=True):
-                    accumulators[name][i % parts].add(np.asarray(value))
+                    value = np.asarray(value)
+                    accumulators[name][i % parts].add(value if axis == -1 or value.ndim < 2 else np.moveaxis(value, axis, -1))
                 advance(i + 1)
         grams = {n: _joined(*(a.result() for a in accs)) if halves else accs[0].result()
                  for n, accs in accumulators.items()}

@@ -4,6 +4,7 @@ Every pass is registered here by name; that name is the file name and the CLI sp
 """
 
 from edgec.passes.base import Pass, PassContext, PassOptionError, PassResult
+from edgec.passes.channels import ChannelsPass
 from edgec.passes.cleanup import CleanupPass
 from edgec.passes.embed import EmbedPass
 from edgec.passes.fuse import FusePass
@@ -17,6 +18,7 @@ from edgec.passes.share import SharePass
 from edgec.passes.sparse import SparsePass
 
 REGISTRY: dict[str, type[Pass]] = {
+    ChannelsPass.name: ChannelsPass,
     CleanupPass.name: CleanupPass,
     EmbedPass.name: EmbedPass,
     FusePass.name: FusePass,

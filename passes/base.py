@@ -46,9 +46,10 @@ class CalibrationSource(Protocol):
         """Rows of each tensor over the calibration set, as float64 [N, last_dim]."""
         ...
 
-    def grams(self, graph: gs.Graph, names: list[str], halves: bool = False) -> dict[str, Gram]:
-        """Streamed Gram matrices [x, 1]ᵀ[x, 1] of each tensor's rows (the last row/column is the bias); with
-        `halves`, each also holds the even-numbered feeds' part (Gram.half) to validate a fit on the rest."""
+    def grams(self, graph: gs.Graph, names: list[str], halves: bool = False, axis: int = -1) -> dict[str, Gram]:
+        """Streamed Gram matrices [x, 1]ᵀ[x, 1] of each tensor's rows, features along `axis` (the last row/column
+        is the bias); with `halves`, each also holds the even-numbered feeds' part (Gram.half) to validate a fit
+        on the rest."""
         ...
 
 

@@ -20,11 +20,11 @@ class OrtCalibration:
                                       (sess.run([name], f)[0] for f in self.feeds)]).astype(float)[:max_rows]
                 for name in names}
 
-    def grams(self, graph, names, halves=False):
+    def grams(self, graph, names, halves=False, axis=-1):
         sess = self._session(graph, names)
         out = {}
         for name in names:
-            grams = [_gram(sess.run([name], f)[0]) for f in self.feeds]     # as the driver: per feed, and
+            grams = [_gram(np.moveaxis(sess.run([name], f)[0], axis, -1)) for f in self.feeds]     # as the driver: per feed, and
             half = sum(g for g, _ in grams[::2]) if halves and len(grams) > 1 else None  # even feeds apart
             out[name] = Gram(sum(g for g, _ in grams), sum(n for _, n in grams), half)
         return out

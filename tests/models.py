@@ -259,3 +259,54 @@ def low_rank_mlp_model(blocks: int = 4, d: int = 64, hidden: int = 256, rank: in
         y = b.op("Add", [b.op("MatMul", [h, low_rank(hidden, d)]), b.const(b.weight((d,), 0.1))])
         x = b.op("Add", [x, y])
     return b.model("x", x, in_shape=("batch", "seq", d), out_shape=("batch", "seq", d))
+
+
+def wide_cnn_model(seed: int = 0, rank: int = 6) -> onnx.ModelProto:
+    """A CNN whose layers are wider than they need to be (each Conv's output channels span `rank` directions plus
+    noise), through what exporters put between convolutions: Conv → BatchNormalization → Relu; Conv (stride 2) →
+    SiLU as x·sigmoid(x); a depthwise Conv → Clip; a 1×1 Conv → Relu; a residual block (its Add joins two
+    branches); MaxPool; Flatten of 4×4 maps into a Gemm. NCHW, 3×16×16 input, 10 logits."""
+    b = Builder(seed)
+
+    def redundant(c_out: int, c_in: int, k: int, scale: float = 1.0) -> str:
+        basis = b.rng.standard_normal((rank, c_in * k * k)) / math.sqrt(c_in * k * k)
+        mix = b.rng.standard_normal((c_out, rank))
+        w = mix @ basis + 0.02 * b.rng.standard_normal((c_out, c_in * k * k)) / math.sqrt(c_in * k * k)
+        return b.const(scale * w.reshape(c_out, c_in, k, k))
+
+    conv = b.op("Conv", ["x", redundant(24, 3, 3), b.const(b.weight((24,), 0.1))], pads=[1, 1, 1, 1])
+    bn = b.op("BatchNormalization", [conv, b.const(1 + 0.1 * b.rng.random(24)), b.const(b.weight((24,), 0.1)),
+                                     b.const(b.weight((24,), 0.1)), b.const(1 + b.rng.random(24))])
+    x = b.op("Relu", [bn])
+    conv = b.op("Conv", [x, redundant(32, 24, 3), b.const(b.weight((32,), 0.1))], pads=[1, 1, 1, 1], strides=[2, 2])
+    x = b.op("Mul", [conv, b.op("Sigmoid", [conv])])
+    depthwise = b.op("Conv", [x, b.const(b.weight((32, 1, 3, 3), 0.3)), b.const(b.weight((32,), 0.1))],
+                     pads=[1, 1, 1, 1], group=32)
+    x = b.op("Clip", [depthwise, b.const(0.0), b.const(6.0)])
+    x = b.op("Relu", [b.op("Conv", [x, redundant(32, 32, 1)])])
+    branch = b.op("Relu", [b.op("Conv", [x, redundant(32, 32, 3, 0.5), b.const(b.weight((32,), 0.1))],
+                                pads=[1, 1, 1, 1])])
+    x = b.op("Add", [x, branch])
+    x = b.op("Relu", [b.op("Conv", [x, redundant(32, 32, 3), b.const(b.weight((32,), 0.1))], pads=[1, 1, 1, 1])])
+    x = b.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    flat = b.op("Flatten", [x], axis=1)
+    logits = b.op("Gemm", [flat, b.const(b.weight((32 * 16, 10))), b.const(b.weight((10,), 0.1))])
+    return b.model("x", logits, in_shape=("batch", 3, 16, 16), out_shape=("batch", 10))
+
+
+def constant_channels_cnn_model(seed: int = 0, flatten: bool = False) -> onnx.ModelProto:
+    """Conv 3→16 whose last 8 output channels have zero weights (constant after BatchNormalization and Relu) →
+    Conv 16→8 (3×3, no padding) → Relu → GlobalAveragePool (or, with `flatten`, the 4×4 maps) → Flatten → Gemm.
+    Removing the 8 constant channels and moving their share into the next layer's bias is exact."""
+    b = Builder(seed)
+    w = b.weight((16, 3, 3, 3), 0.3)
+    w[8:] = 0.0
+    conv = b.op("Conv", ["x", b.const(w), b.const(b.weight((16,), 0.5))], pads=[1, 1, 1, 1])
+    bn = b.op("BatchNormalization", [conv, b.const(1 + 0.1 * b.rng.random(16)), b.const(b.weight((16,), 0.1)),
+                                     b.const(b.weight((16,), 0.1)), b.const(1 + b.rng.random(16))])
+    x = b.op("Relu", [bn])
+    x = b.op("Relu", [b.op("Conv", [x, b.const(b.weight((8, 16, 3, 3), 0.3)), b.const(b.weight((8,), 0.1))])])
+    x = b.op("Flatten", [x if flatten else b.op("GlobalAveragePool", [x])], axis=1)
+    rows = 8 * 36 if flatten else 8
+    logits = b.op("Gemm", [x, b.const(b.weight((rows, 10))), b.const(b.weight((10,), 0.1))])
+    return b.model("x", logits, in_shape=("batch", 3, 8, 8), out_shape=("batch", 10))

@@ -60,9 +60,10 @@ def parse_goal(text: str) -> Goal:
     return goal
 
 
-def candidates(floor: float, training: bool = False) -> list[tuple[str, list[str], dict]]:
+def candidates(floor: float, training: bool = False, convolutional: bool = False) -> list[tuple[str, list[str], dict]]:
     """From the most conservative to the most aggressive; with training (--recover), also the learned
-    selection of units and heads (gates), which needs a training budget of its own."""
+    selection of units and heads (gates), which needs a training budget of its own; for a model with
+    convolutions, also their width (channels), alone and under int8."""
     int8 = ["quantize", "embed"]      # int8 layers and 8-bit embedding tables (a no-op without large tables)
     strict = round(1 - (1 - floor) / 2, 6)      # heads go first, at a stricter floor, leaving room for prune
     return [
@@ -77,7 +78,24 @@ def candidates(floor: float, training: bool = False) -> list[tuple[str, list[str
         ("heads keep 0.75 + prune keep 0.5 + int8", ["cleanup", "heads", "prune", *int8],
          {"heads": {"keep": 0.75}, "prune": {"keep": 0.5}}),
     ] + ([("gates keep 0.5, heads 0.75 + int8", ["cleanup", "gates", *int8], {"gates": {"keep": 0.5, "heads": 0.75}})]
-         if training else [])
+         if training else []) + (_channel_candidates(floor, int8) if convolutional else [])
+
+
+def _channel_candidates(floor: float, int8: list[str]) -> list[tuple[str, list[str], dict]]:
+    return [
+        (f"channels floor {floor}", ["cleanup", "channels"], {"channels": {"floor": floor}}),
+        (f"channels floor {floor} + int8", ["cleanup", "channels", *int8], {"channels": {"floor": floor}}),
+        ("channels keep 0.75 + int8", ["cleanup", "channels", *int8], {"channels": {"keep": 0.75}}),
+        ("channels keep 0.5 + int8", ["cleanup", "channels", *int8], {"channels": {"keep": 0.5}}),
+    ]
+
+
+def has_convolutions(path: Path) -> bool:
+    """Whether the model has a Conv with a constant weight (the channels candidates have something to narrow)."""
+    model = modelio.load_model(path)
+    weights = {i.name for i in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
+                                                           for o in n.output}
+    return any(n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in weights for n in model.graph.node)
 
 
 def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal,
@@ -89,7 +107,7 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
     modelio.ensure_writable_output(output, [path], options.force)
     gate = target.min_cosine if options.min_cosine is None else options.min_cosine
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
-    points = candidates(floor, training=recovers(options))
+    points = candidates(floor, training=recovers(options), convolutional=has_convolutions(path))
     _check_user_options(options, points)
     executor = executor or open_executor()
     started = time.monotonic()

@@ -32,6 +32,10 @@ def train_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, why: str) ->
     results = []
     for block in blocks:
         x, y = rows[block.fc1.x.name], rows[block.fc2.y.name]
+        if x.shape[1] != block.fc1.weight.shape[0] or y.shape[1] != block.d_out:
+            notes.append(f"block {block.index}: its input or output is narrower than the original's (channels "
+                         "removed before it), so the original cannot teach it block by block")
+            continue
         params, before, after = _train(block, x, y, per_block, ctx.seed)
         if after < before:
             set_linear(graph, block.fc1, params[0], params[1])

@@ -136,6 +136,29 @@ def _conv(inputs, attrs):
     return (fn(x, w, b, attrs.get("strides", 1), pads[:dims], attrs.get("dilations", 1), attrs.get("group", 1)),)
 
 
+def _pool(kind: str):
+    """MaxPool / AveragePool over 1 to 3 spatial dims (symmetric pads; ceil_mode; MaxPool's dilations)."""
+    def run(inputs, attrs):
+        x, kernel = inputs[0], attrs["kernel_shape"]
+        dims = len(kernel)
+        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise NotImplementedError(f"{kind} auto_pad")
+        pads, dilations = attrs.get("pads", [0] * 2 * dims), attrs.get("dilations", [1] * dims)
+        if pads[:dims] != pads[dims:] or any(p > k // 2 for p, k in zip(pads, kernel)):
+            raise NotImplementedError(f"{kind} padding torch's pooling lacks (asymmetric, or over half the kernel)")
+        if attrs.get("_outputs", 1) > 1:
+            raise NotImplementedError("MaxPool's indices output")
+        strides, ceil = attrs.get("strides", [1] * dims), bool(attrs.get("ceil_mode", 0))
+        if kind == "AveragePool" and (any(d != 1 for d in dilations) or ceil):
+            raise NotImplementedError("AveragePool with dilations or ceil_mode")     # torch's rules differ
+        if kind == "MaxPool":
+            fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[dims]
+            return (fn(x, kernel, strides, pads[:dims], dilations, ceil),)
+        fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
+        return (fn(x, kernel, strides, pads[:dims], ceil, bool(attrs.get("count_include_pad", 0))),)
+    return run
+
+
 def _split(inputs, attrs):
     x, axis = inputs[0], attrs.get("axis", 0)
     sizes = _ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
@@ -253,4 +276,7 @@ OPS = {
     "Softplus": lambda i, a: (F.softplus(i[0]),), "LeakyRelu": lambda i, a: (F.leaky_relu(i[0], a.get("alpha", 0.01)),),
     "Tile": lambda i, a: (i[0].repeat(_ints(i[1])),), "Pad": _pad, "CumSum": _cumsum, "GatherND": _gather_nd,
     "InstanceNormalization": _instance_norm, "GroupNormalization": _group_norm, "BatchNormalization": _batch_norm,
+    "MaxPool": _pool("MaxPool"), "AveragePool": _pool("AveragePool"),
+    "GlobalAveragePool": lambda i, a: (i[0].mean(tuple(range(2, i[0].dim())), keepdim=True),),
+    "GlobalMaxPool": lambda i, a: (i[0].amax(tuple(range(2, i[0].dim())), keepdim=True),),
 }

@@ -13,7 +13,8 @@ FIELDS = [(name, f) for name, cls in sorted(REGISTRY.items()) if hasattr(cls, "O
 CHOICES = {("prune", "score"), ("prune", "scope"), ("prune", "validate"), ("lowrank", "method"), ("share", "mode"),
            ("sparse", "score"), ("sparse", "pattern"), ("quantize", "mode"), ("quantize", "reduce_range"), ("quantize", "calibrate"),
            ("recover", "match"), ("recover", "int8_reduce_range"), ("recover", "params"), ("recover", "method"),
-           ("recover", "sites"), ("recover", "zo_optimizer"), ("embed", "format"), ("heads", "scope")}
+           ("recover", "sites"), ("recover", "zo_optimizer"), ("embed", "format"), ("heads", "scope"),
+           ("channels", "score"), ("channels", "scope")}
 
 
 def test_every_literal_option_is_listed_as_a_choice():

@@ -83,3 +83,18 @@ def test_the_most_faithful_candidate_meeting_the_goal_wins_and_else_the_closest(
     assert choose(tie, goal).point["pipeline"] == "a"            # the earlier, more conservative one
     none = [result("a", 0.999, 0.95), result("b", 0.995, 0.85)]
     assert choose(none, goal).point["pipeline"] == "b"           # closest to the goal
+
+
+def test_convolution_width_is_a_candidate_only_for_models_with_convolutions(tmp_path):
+    import onnx
+
+    from edgec.compiler.goal.driver import has_convolutions
+
+    import models
+
+    assert not any("channels" in passes for _, passes, _ in candidates(0.995))
+    widths = [(label, passes) for label, passes, _ in candidates(0.995, convolutional=True) if "channels" in passes]
+    assert len(widths) == 4 and any("quantize" in passes for _, passes in widths)
+    onnx.save(models.wide_cnn_model(), str(tmp_path / "cnn.onnx"))
+    onnx.save(models.mlp_model("gelu"), str(tmp_path / "mlp.onnx"))
+    assert has_convolutions(tmp_path / "cnn.onnx") and not has_convolutions(tmp_path / "mlp.onnx")

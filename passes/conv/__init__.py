@@ -1,0 +1,1 @@
+"""Convolutional graphs: which channels can go (discovery) and removing them (edit)."""
