@@ -144,7 +144,7 @@ def _pool(kind: str):
         if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             raise NotImplementedError(f"{kind} auto_pad")
         pads, dilations = attrs.get("pads", [0] * 2 * dims), attrs.get("dilations", [1] * dims)
-        if pads[:dims] != pads[dims:] or any(p > k // 2 for p, k in zip(pads, kernel)):
+        if pads[:dims] != pads[dims:] or any(p > k // 2 for p, k in zip(pads[:dims], kernel, strict=True)):
             raise NotImplementedError(f"{kind} padding torch's pooling lacks (asymmetric, or over half the kernel)")
         if attrs.get("_outputs", 1) > 1:
             raise NotImplementedError("MaxPool's indices output")
