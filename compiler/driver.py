@@ -127,7 +127,19 @@ def build(path: Path, target: TargetProfile, options: CompileOptions) -> Compile
                                           check=input_checker_error is None)   # 4 rewrite … 6 verify
     if not any(r.changed for r in report.passes) and report.mlp_blocks:
         report.notes.append(_no_change_note(report))
+    if compiled is not original and _only_cleanup_changed(report):
+        compiled, candidate = original, reference.session
+        report.after = ModelSummary.of(original)
+        report.notes.append("only cleanup changed the graph (ONNX Runtime does the same when it loads the model): "
+                            "the original is written unchanged")
     return Compiled(report, compiled, candidate, reference, resolved)
+
+
+def _only_cleanup_changed(report: CompileReport) -> bool:
+    """Cleanup's own edits are worth nothing to ONNX Runtime and re-exporting can grow a file (a constant that
+    If branches share is copied into each), so a compile where nothing else changed keeps the original's bytes."""
+    changed = [p.name for p in report.passes if p.changed]
+    return bool(report.ok and changed == [CleanupPass.name])
 
 
 def save(report: CompileReport, model: onnx.ModelProto, output: Path, target: TargetProfile,

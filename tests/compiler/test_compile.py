@@ -37,6 +37,17 @@ def test_cleanup_only_keeps_outputs(save, tmp_path, act, style):
     assert report["latency"]["runs"] == 5 and report["latency"]["ratio_p50"] > 0
 
 
+def test_when_only_cleanup_changes_the_graph_the_original_bytes_are_written(save, tmp_path):
+    model = models.mlp_model("silu", "identity")         # Identity nodes: cleanup removes them, nothing else changes
+    src, out = save(model), tmp_path / "out.onnx"
+    code, text = _compile(src, "--target", "arm", "--passes", "cleanup", "-o", out, "--no-measure",
+                          "--report", tmp_path / "r.json")
+    assert code == 0, text
+    assert sha256(out) == sha256(src)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] and any("only cleanup changed the graph" in n for n in report["notes"])
+
+
 def test_no_mlp_model_is_a_noop_with_a_note(save, tmp_path):
     src = save(models.no_mlp_model())
     code, text = _compile(src, "-o", tmp_path / "out.onnx", "--no-measure", "--report", tmp_path / "r.json")

@@ -34,7 +34,14 @@ def test_a_real_model_is_kept_or_refused_cleanly_never_crashed_or_damaged(model,
 
 def test_the_fast_subset_covers_several_kinds():
     assert len(FAST) >= 4 and len({m.kind for m in FAST}) >= 3
-    assert len(MODELS) >= 25 and len({m.name for m in MODELS}) == len(MODELS)
+    assert len(MODELS) >= 40 and len({m.name for m in MODELS}) == len(MODELS)
+
+
+def test_an_upstream_model_is_a_sweep_model_that_needs_none_itself():
+    names = {m.name: m for m in MODELS}
+    for model in MODELS:
+        if model.upstream:
+            assert model.upstream in names and not names[model.upstream].upstream, model.name
 
 
 @pytest.mark.slow
