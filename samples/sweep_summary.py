@@ -72,7 +72,8 @@ def _anchor_cell(anchor: dict | None) -> str:
         return "—"
     if anchor["status"] == "failed":
         return "failed"
-    return f"{anchor['status']} {anchor['latency']:.2f}× / {anchor['size']:.2f}× size"
+    nothing = "" if anchor.get("quantized", True) else " (nothing quantized)"
+    return f"{anchor['status']} {anchor['latency']:.2f}× / {anchor['size']:.2f}× size{nothing}"
 
 
 def _ratio(value) -> str:

@@ -69,3 +69,26 @@ def test_as_good_means_the_task_kept_within_5_percent_of_the_faster_anchor_that_
     assert not at_least_as_good(True, 1.0, [kept(0.9)])
     assert not at_least_as_good(False, 0.5, [kept(0.9)])                    # damaged is never as good
     assert at_least_as_good(True, 1.0, [{"status": "failed", "latency": 0.0}])   # no anchor kept the task
+
+
+def test_an_anchor_that_quantized_nothing_counts_as_the_original():
+    from edgec.samples.sweep_anchors import at_least_as_good
+
+    assert at_least_as_good(True, 1.0, [{"status": "kept", "latency": 0.93, "quantized": False}])
+    assert not at_least_as_good(True, 1.0, [{"status": "kept", "latency": 0.93, "quantized": True}])
+
+
+def test_integer_ops_are_counted_inside_branches_too(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgec.samples.sweep_anchors import integer_ops
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    branch = helper.make_graph([helper.make_node("DequantizeLinear", ["q", "s"], ["y"])], "b", [], [y])
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    graph = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)],
+                              "g", [cond, x], [y])
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
+    assert integer_ops(tmp_path / "m.onnx") == 2
