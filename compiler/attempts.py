@@ -20,7 +20,7 @@ from edgec.passes import PassOptionError, UnknownPass, get_pass
 from edgec.passes.base import build_options
 from edgec.targets import TargetProfile
 
-INTEGER_PASSES = {"quantize", "embed"}      # what "the float graph" step leaves out
+INTEGER_PASSES = {"quantize", "embed", "weights"}      # what "the float graph" step leaves out
 REAL_DATA_FLAGS = "--calib, --calib-text, --calib-dir or --calib-hook"
 
 

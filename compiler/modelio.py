@@ -93,7 +93,43 @@ def to_model(graph: gs.Graph, original: onnx.ModelProto) -> onnx.ModelProto:
         opsets[o.domain] = max(o.version, opsets.get(o.domain, 0))
     del model.opset_import[:]
     model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
+    hoist_shared_constants(model)
     return model
+
+
+def hoist_shared_constants(model: onnx.ModelProto) -> int:
+    """One main-graph copy of each constant that several If/Loop/Scan bodies hold identical copies of; how many.
+
+    graphsurgeon exports a constant the bodies read from the enclosing scope into every body that reads it (a
+    Silero VAD's weights, read by both branches of an If, came out twice: the file grew 1.41×); ONNX lets a body
+    read any name of an enclosing graph, so one copy in the main graph serves them all."""
+    bodies = list(_bodies(model.graph))
+    copies: dict[str, list[tuple[onnx.GraphProto, onnx.TensorProto]]] = {}
+    for body in bodies:
+        for tensor in body.initializer:
+            copies.setdefault(tensor.name, []).append((body, tensor))
+    taken = {t.name for t in model.graph.initializer}
+    for graph in [model.graph, *bodies]:
+        taken |= {i.name for i in graph.input} | {o for n in graph.node for o in n.output}
+    hoisted = 0
+    for name, found in copies.items():
+        first = found[0][1].SerializeToString()
+        if len(found) < 2 or name in taken or any(t.SerializeToString() != first for _, t in found[1:]):
+            continue
+        model.graph.initializer.append(found[0][1])
+        for body, tensor in found:
+            body.initializer.remove(tensor)
+        hoisted += 1
+    return hoisted
+
+
+def _bodies(graph: onnx.GraphProto):
+    for node in graph.node:
+        for attribute in node.attribute:
+            inner = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+            for body in inner:
+                yield body
+                yield from _bodies(body)
 
 
 def ensure_writable_output(output: Path, inputs: list[Path], force: bool) -> None:

@@ -16,6 +16,7 @@ from edgec.passes.quantize import QuantizePass
 from edgec.passes.recover import RecoverPass
 from edgec.passes.share import SharePass
 from edgec.passes.sparse import SparsePass
+from edgec.passes.weights import WeightsPass
 
 REGISTRY: dict[str, type[Pass]] = {
     ChannelsPass.name: ChannelsPass,
@@ -30,6 +31,7 @@ REGISTRY: dict[str, type[Pass]] = {
     RecoverPass.name: RecoverPass,
     SharePass.name: SharePass,
     SparsePass.name: SparsePass,
+    WeightsPass.name: WeightsPass,
 }
 
 

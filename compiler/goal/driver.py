@@ -64,7 +64,9 @@ def candidates(floor: float, training: bool = False, convolutional: bool = False
     """From the most conservative to the most aggressive; with training (--recover), also the learned
     selection of units and heads (gates), which needs a training budget of its own; for a model with
     convolutions, also their width (channels), alone and under int8."""
-    int8 = ["quantize", "embed"]      # int8 layers and 8-bit embedding tables (a no-op without large tables)
+    # int8 layers, 8-bit embedding tables and 8-bit storage of the weights left float (each a no-op where it finds
+    # nothing to do)
+    int8 = ["quantize", "embed", "weights"]
     strict = round(1 - (1 - floor) / 2, 6)      # heads go first, at a stricter floor, leaving room for prune
     return [
         ("cleanup", ["cleanup"], {}),
