@@ -52,6 +52,11 @@ class WeightsPass:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         opts = build_options(WeightsOptions, ctx.options, self.name)
+        state = carried_state(graph)
+        if state:
+            return PassResult(False, {"weights": 0}, [f"the model carries state from run to run ({state}): its weights "
+                                                      "stay float (a rounding error would build up over a stream, "
+                                                      "which checks of single runs do not see)"])
         trial = graph.copy() if opts.floor and ctx.fidelity is not None else graph
         weights = stored_weights(trial, opts.min_elements, opts.edges_float)
         if not weights:
@@ -69,6 +74,19 @@ class WeightsPass:
                                                  f"{opts.floor}"])
             replace_contents(graph, trial)
         return PassResult(True, stats)
+
+
+def carried_state(graph: gs.Graph) -> str:
+    """'input → output' for a float input that an output of the same rank hands on to the next run, as recurrent
+    exports name them (state → stateN, h → hn, c → cn, h0 → hN); '' when there is none."""
+    for x in graph.inputs:
+        stem = x.name.rstrip("0123456789_.").lower()
+        for y in graph.outputs:
+            same_rank = x.shape is not None and y.shape is not None and len(x.shape) == len(y.shape)
+            if stem and same_rank and y.name != x.name and y.name.lower().startswith(stem) \
+                    and len(y.name) <= len(stem) + 2 and x.dtype == y.dtype == np.float32:
+                return f"{x.name} → {y.name}"
+    return ""
 
 
 def stored_weights(graph: gs.Graph, min_elements: int, edges_float: bool = False) -> list[tuple[gs.Constant, int]]:
