@@ -144,7 +144,7 @@ def test_an_option_for_a_pass_the_pipeline_does_not_run_is_an_error_not_ignored(
     code, out = run_cli("compile", model_path, "--pass-option", "lowrank.params=0.5", "--recover",
                         "--train-minutes", "30", "-o", tmp_path / "o.onnx")
     line = _one_line_error(out)
-    assert code == 2 and "'lowrank' is not in the pipeline (cleanup, prune, recover, quantize, embed)" in line
+    assert code == 2 and "'lowrank' is not in the pipeline (cleanup, prune, recover, quantize, embed, weights)" in line
     assert time.perf_counter() - start < 30
     code, out = run_cli("compile", model_path, "--pass-option", "quantize.mdoe=static", "-o", tmp_path / "o.onnx")
     assert code == 2 and "mdoe" in _one_line_error(out)           # the typo is named first
