@@ -133,7 +133,7 @@ def _channel_axis(node: gs.Node, index: int, ndim: int) -> int | None:
 
 
 def _filterbank(conv: gs.Node) -> bool:
-    shape = np.shape(conv.inputs[1].values) if isinstance(conv.inputs[1], gs.Constant) else ()
+    shape: tuple[int, ...] = np.shape(conv.inputs[1].values) if isinstance(conv.inputs[1], gs.Constant) else ()
     return len(shape) >= 3 and shape[1] == 1 and int(np.prod(shape[2:])) >= 64
 
 
@@ -159,7 +159,7 @@ def _store_int8(graph: gs.Graph, weight: gs.Constant, axis: int, block: int) -> 
 
 def _restored(graph: gs.Graph, base: str, quantized: np.ndarray, scale: np.ndarray, moved: tuple, axis: int):
     """The float weight, as nodes of constants only: ONNX Runtime's constant folding computes it once, at load."""
-    steps = [("Cast", {"to": 1}, []), ("Mul", {}, [gs.Constant(fresh_name(graph, f"{base}.scales"), scale)]),
+    steps: list[tuple[str, dict[str, object], list[gs.Tensor]]] = [("Cast", {"to": 1}, []), ("Mul", {}, [gs.Constant(fresh_name(graph, f"{base}.scales"), scale)]),
              ("Reshape", {}, [gs.Constant(fresh_name(graph, f"{base}.shape"), np.array(moved, np.int64))])]
     if axis:
         perm = list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(moved)))
