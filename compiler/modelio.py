@@ -103,7 +103,7 @@ def hoist_shared_constants(model: onnx.ModelProto) -> int:
     graphsurgeon exports a constant the bodies read from the enclosing scope into every body that reads it (a
     Silero VAD's weights, read by both branches of an If, came out twice: the file grew 1.41×); ONNX lets a body
     read any name of an enclosing graph, so one copy in the main graph serves them all."""
-    bodies = list(_bodies(model.graph))
+    bodies = list(subgraphs(model.graph))
     copies: dict[str, list[tuple[onnx.GraphProto, onnx.TensorProto]]] = {}
     for body in bodies:
         for tensor in body.initializer:
@@ -113,8 +113,10 @@ def hoist_shared_constants(model: onnx.ModelProto) -> int:
         taken |= {i.name for i in graph.input} | {o for n in graph.node for o in n.output}
     hoisted = 0
     for name, found in copies.items():
+        if len(found) < 2 or name in taken:
+            continue
         first = found[0][1].SerializeToString()
-        if len(found) < 2 or name in taken or any(t.SerializeToString() != first for _, t in found[1:]):
+        if any(t.SerializeToString() != first for _, t in found[1:]):
             continue
         model.graph.initializer.append(found[0][1])
         for body, tensor in found:
@@ -123,13 +125,14 @@ def hoist_shared_constants(model: onnx.ModelProto) -> int:
     return hoisted
 
 
-def _bodies(graph: onnx.GraphProto):
+def subgraphs(graph: onnx.GraphProto):
+    """Every If/Loop/Scan body inside `graph`, nested ones too."""
     for node in graph.node:
         for attribute in node.attribute:
             inner = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
             for body in inner:
                 yield body
-                yield from _bodies(body)
+                yield from subgraphs(body)
 
 
 def ensure_writable_output(output: Path, inputs: list[Path], force: bool) -> None:

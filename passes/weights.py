@@ -106,7 +106,7 @@ def stored_weights(graph: gs.Graph, min_elements: int, edges_float: bool = False
             values = np.asarray(tensor.values)
             if values.dtype != np.float32 or values.size < min_elements or values.ndim < 2:
                 continue
-            axis = _channel_axis(node, index, values.ndim)
+            axis = _channel_axis(node, index, values.shape)
             previous = found.get(tensor.name)
             if axis is None or any(len(u.inputs) <= index for u in tensor.outputs) \
                     or (previous is not None and previous[1] != axis):
@@ -117,24 +117,21 @@ def stored_weights(graph: gs.Graph, min_elements: int, edges_float: bool = False
     return list(found.values())
 
 
-def _channel_axis(node: gs.Node, index: int, ndim: int) -> int | None:
-    """The output-channel axis of the weight at input `index` of `node`, None when it is not a layer's weight."""
+def _channel_axis(node: gs.Node, index: int, shape: tuple[int, ...]) -> int | None:
+    """The output-channel axis of the weight (of `shape`) at input `index` of `node`, None when it is not a layer's
+    weight."""
     if (node.domain or "") not in ("", "ai.onnx") or node.op not in WEIGHTED or index != 1:
         return None
     if node.op == "Conv":
         # [M, C/group, k…]; a filterbank over a raw signal (one input channel, ≥ 64 taps: an STFT basis) stays
         # float — its rounding noise floor lifts the quiet bins that a log spectrum then magnifies
-        return None if ndim >= 3 and _filterbank(node) else 0
+        filterbank = len(shape) >= 3 and shape[1] == 1 and int(np.prod(shape[2:])) >= 64
+        return None if filterbank else 0
     if node.op == "ConvTranspose":
         return 1                                   # [C, M/group, k…]
     if node.op == "Gemm":
         return 0 if node.attrs.get("transB", 0) else 1
-    return ndim - 1                                # MatMul: [… K, N]
-
-
-def _filterbank(conv: gs.Node) -> bool:
-    shape: tuple[int, ...] = np.shape(conv.inputs[1].values) if isinstance(conv.inputs[1], gs.Constant) else ()
-    return len(shape) >= 3 and shape[1] == 1 and int(np.prod(shape[2:])) >= 64
+    return len(shape) - 1                          # MatMul: [… K, N]
 
 
 def _store_int8(graph: gs.Graph, weight: gs.Constant, axis: int, block: int) -> tuple[int, float]:
@@ -159,8 +156,10 @@ def _store_int8(graph: gs.Graph, weight: gs.Constant, axis: int, block: int) -> 
 
 def _restored(graph: gs.Graph, base: str, quantized: np.ndarray, scale: np.ndarray, moved: tuple, axis: int):
     """The float weight, as nodes of constants only: ONNX Runtime's constant folding computes it once, at load."""
-    steps: list[tuple[str, dict[str, object], list[gs.Tensor]]] = [("Cast", {"to": 1}, []), ("Mul", {}, [gs.Constant(fresh_name(graph, f"{base}.scales"), scale)]),
-             ("Reshape", {}, [gs.Constant(fresh_name(graph, f"{base}.shape"), np.array(moved, np.int64))])]
+    steps: list[tuple[str, dict[str, object], list[gs.Tensor]]] = [
+        ("Cast", {"to": 1}, []),
+        ("Mul", {}, [gs.Constant(fresh_name(graph, f"{base}.scales"), scale)]),
+        ("Reshape", {}, [gs.Constant(fresh_name(graph, f"{base}.shape"), np.array(moved, np.int64))])]
     if axis:
         perm = list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(moved)))
         steps.append(("Transpose", {"perm": perm}, []))

@@ -135,11 +135,11 @@ def integer_ops(path: Path) -> int:
     """How many integer/quantization operators the model has, inside If/Loop branches too."""
     import onnx
 
-    def count(graph) -> int:
-        inner = sum(count(a.g) for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH)
-        return inner + sum(n.op_type in INTEGER_OPS or n.op_type.startswith("QLinear") for n in graph.node)
+    from edgec.compiler.modelio import subgraphs
 
-    return count(onnx.load(str(path), load_external_data=False).graph)
+    main = onnx.load(str(path), load_external_data=False).graph
+    return sum(n.op_type in INTEGER_OPS or n.op_type.startswith("QLinear")
+               for graph in [main, *subgraphs(main)] for n in graph.node)
 
 
 def at_least_as_good(edgec_kept: bool, edgec_latency: float | None, anchors: list[dict]) -> bool:
