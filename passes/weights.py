@@ -7,18 +7,21 @@ runs the original float kernels on the restored weights: a quarter of the weight
 download, no cost per run (a ResNet-18 timed 0.999×). A `DequantizeLinear` would store the same bytes, but
 ONNX Runtime keeps that node to run on every inference (1.3–1.5× the latency). The error is the weights'
 rounding alone (no activation is quantized); with a `floor`, the rewritten graph is scored on the driver's
-search feeds and the float weights kept when it falls below.
+search feeds and, when it falls below, the most sensitive weights stay float (mixed precision, as int8 does:
+`passes.int8.mixed`) — one detector head's rounding no longer keeps a whole network's bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.graph_tools import fresh_name
+from edgec.passes.int8.mixed import fewest_float_layers
 from edgec.passes.ort_tools import replace_contents
 
 WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -35,11 +38,17 @@ class WeightsOptions:
     # the layers that read a graph input or write a graph output stay float, as quantizers keep the first and last
     # layers: a rounding error there is not averaged away (an STFT basis, a detector's box regression)
     edges_float: bool = True
-    floor: float = 0.0           # > 0: keep the float weights if the probe scores the result below this
+    # > 0: the probe scores the result on the search feeds; below this, the most sensitive weights stay float
+    # (`passes.int8.mixed`: at most max_float_share of them, found within search_seconds) or else all of them
+    floor: float = 0.0
+    max_float_share: float = 0.5
+    search_seconds: float = 300.0
 
     def __post_init__(self):
         if self.min_elements < 1:
             raise PassOptionError(f"pass 'weights': min_elements must be ≥ 1, not {self.min_elements}")
+        if not 0.0 <= self.max_float_share <= 1.0:
+            raise PassOptionError(f"pass 'weights': max_float_share must be in [0, 1], not {self.max_float_share}")
         if self.block < 0:
             raise PassOptionError(f"pass 'weights': block must be ≥ 0, not {self.block}")
 
@@ -57,23 +66,37 @@ class WeightsPass:
             return PassResult(False, {"weights": 0}, [f"the model carries state from run to run ({state}): its weights "
                                                       "stay float (a rounding error would build up over a stream, "
                                                       "which checks of single runs do not see)"])
-        trial = graph.copy() if opts.floor and ctx.fidelity is not None else graph
-        weights = stored_weights(trial, opts.min_elements, opts.edges_float)
+        weights = {w.name: _quantized(w, axis, opts.block) for w, axis in stored_weights(graph, opts.min_elements,
+                                                                                          opts.edges_float)}
         if not weights:
             return PassResult(False, {"weights": 0}, ["no float Conv/MatMul/Gemm weight to store in 8 bits"])
-        before = sum(int(np.asarray(w.values).nbytes) for w, _ in weights)
-        stored = [_store_int8(trial, weight, axis, opts.block) for weight, axis in weights]
-        trial.cleanup().toposort()
-        stats = {"weights": len(weights), "block": opts.block, "bytes_before": before,
-                 "bytes_after": sum(size for size, _ in stored),
-                 "worst_rel_error": round(max(error for _, error in stored), 6)}
-        if trial is not graph:
-            stats["calibration_score"] = score = round(float(ctx.need_fidelity("weights floor")(trial)), 6)
-            if score < opts.floor:
-                return PassResult(False, stats, [f"weights kept float: calibration score {score:.4f} < floor "
-                                                 f"{opts.floor}"])
-            replace_contents(graph, trial)
-        return PassResult(True, stats)
+        stats = {"weights": len(weights), "block": opts.block,
+                 "bytes_before": sum(w.float_bytes for w in weights.values())}
+        if not (opts.floor and ctx.fidelity is not None):
+            _store_int8(graph, weights, [])
+            return PassResult(True, {**stats, **_stored_stats(weights, [])})
+        result = fewest_float_layers(list(weights), lambda kept: _store_int8(graph.copy(), weights, kept),
+                                     ctx.need_fidelity("weights floor"), opts.floor,
+                                     max_float_share=opts.max_float_share, seconds=opts.search_seconds)
+        if result is None:
+            share = f" even with up to {opts.max_float_share:.0%} of them float" if opts.max_float_share else ""
+            return PassResult(False, stats, [f"weights kept float: calibration score below the floor {opts.floor}"
+                                             f"{share}"])
+        replace_contents(graph, result.model)
+        stats.update(_stored_stats(weights, result.float_layers), calibration_score=round(result.score, 6),
+                     scored=result.scored)
+        notes = [] if not result.float_layers else [
+            f"mixed precision: {len(result.float_layers)} of {len(weights)} weights kept float to keep the floor "
+            f"{opts.floor} (score {result.score:.4f}): {', '.join(result.float_layers[:6])}"
+            + (" …" if len(result.float_layers) > 6 else "")]
+        return PassResult(True, stats, notes)
+
+
+def _stored_stats(weights: dict[str, Int8Weight], kept_float: Sequence[str]) -> dict:
+    stored = [w for name, w in weights.items() if name not in set(kept_float)]
+    return {"kept_float": len(kept_float),
+            "bytes_after": sum(w.stored_bytes for w in stored) + sum(weights[n].float_bytes for n in kept_float),
+            "worst_rel_error": round(max((w.error for w in stored), default=0.0), 6)}
 
 
 def carried_state(graph: gs.Graph) -> str:
@@ -134,9 +157,24 @@ def _channel_axis(node: gs.Node, index: int, shape: tuple[int, ...]) -> int | No
     return len(shape) - 1                          # MatMul: [… K, N]
 
 
-def _store_int8(graph: gs.Graph, weight: gs.Constant, axis: int, block: int) -> tuple[int, float]:
-    """Rewire every reader of `weight` to its int8 values times their scales, put back into the weight's shape
-    (Cast → Mul → Reshape → Transpose, all of constants); the bytes stored and the relative rounding error."""
+@dataclass(frozen=True)
+class Int8Weight:
+    """A weight's int8 values ([output channels, blocks, block]) and their float32 scales."""
+    values: np.ndarray
+    scales: np.ndarray
+    moved_shape: tuple[int, ...]      # the weight's shape with its output-channel axis first
+    axis: int
+    float_bytes: int
+    error: float                      # relative rounding error (Frobenius)
+
+    @property
+    def stored_bytes(self) -> int:
+        return int(self.values.nbytes + self.scales.nbytes)
+
+
+def _quantized(weight: gs.Constant, axis: int, block: int) -> Int8Weight:
+    """Symmetric int8 of `weight` with one scale per `block` values of an output channel (per channel where the
+    block does not divide the channel)."""
     values = np.asarray(weight.values, dtype=np.float32)
     moved = np.moveaxis(values, axis, 0)                       # output channels first
     rows = moved.reshape(moved.shape[0], -1)
@@ -145,25 +183,37 @@ def _store_int8(graph: gs.Graph, weight: gs.Constant, axis: int, block: int) -> 
     scale = (np.abs(grouped).max(axis=-1, keepdims=True) / 127.0).astype(np.float32)
     scale[scale == 0] = 1.0
     quantized = np.clip(np.round(grouped / scale), -127, 127).astype(np.int8)
-    restored = _restored(graph, weight.name, quantized, scale, moved.shape, axis)
-    for reader in list(weight.outputs):
-        for i, tensor in enumerate(reader.inputs):
-            if tensor is weight:
-                reader.inputs[i] = restored
     error = np.linalg.norm((quantized * scale).reshape(moved.shape) - moved) / max(float(np.linalg.norm(values)), 1e-30)
-    return int(quantized.nbytes + scale.nbytes), float(error)
+    return Int8Weight(quantized, scale, moved.shape, axis, int(values.nbytes), float(error))
 
 
-def _restored(graph: gs.Graph, base: str, quantized: np.ndarray, scale: np.ndarray, moved: tuple, axis: int):
+def _store_int8(graph: gs.Graph, weights: dict[str, Int8Weight], kept_float: Sequence[str]) -> gs.Graph:
+    """`graph` with every weight named in `weights` but those in `kept_float` read as its int8 values times their
+    scales, put back into the weight's shape (Cast → Mul → Reshape → Transpose, all of constants)."""
+    tensors = graph.tensors()
+    for name, weight in weights.items():
+        if name in set(kept_float):
+            continue
+        original = tensors[name]
+        restored = _restored(graph, name, weight)
+        for reader in list(original.outputs):
+            for i, tensor in enumerate(reader.inputs):
+                if tensor is original:
+                    reader.inputs[i] = restored
+    return graph.cleanup().toposort()
+
+
+def _restored(graph: gs.Graph, base: str, weight: Int8Weight) -> gs.Tensor:
     """The float weight, as nodes of constants only: ONNX Runtime's constant folding computes it once, at load."""
+    moved, axis = weight.moved_shape, weight.axis
     steps: list[tuple[str, dict[str, object], list[gs.Tensor]]] = [
         ("Cast", {"to": 1}, []),
-        ("Mul", {}, [gs.Constant(fresh_name(graph, f"{base}.scales"), scale)]),
+        ("Mul", {}, [gs.Constant(fresh_name(graph, f"{base}.scales"), weight.scales)]),
         ("Reshape", {}, [gs.Constant(fresh_name(graph, f"{base}.shape"), np.array(moved, np.int64))])]
     if axis:
         perm = list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(moved)))
         steps.append(("Transpose", {"perm": perm}, []))
-    tensor: gs.Tensor = gs.Constant(fresh_name(graph, f"{base}.int8"), quantized)
+    tensor: gs.Tensor = gs.Constant(fresh_name(graph, f"{base}.int8"), weight.values)
     for op, attrs, extra in steps:
         out = gs.Variable(fresh_name(graph, f"{base}.{op.lower()}"), dtype=np.float32)
         graph.nodes.append(gs.Node(op, fresh_name(graph, f"{base}.{op}"), attrs, [tensor, *extra], [out]))

@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Generic, Sequence, TypeVar
 
 import numpy as np
-import onnx
+
+M = TypeVar("M")    # what `build` makes and `score` judges: an onnx.ModelProto, a graphsurgeon Graph
 
 
 @dataclass
-class MixedResult:
-    model: onnx.ModelProto
+class MixedResult(Generic[M]):
+    model: M
     score: float
     float_layers: list[str] = field(default_factory=list)
     scored: int = 0                       # quantized models scored on the way
 
 
-def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], onnx.ModelProto],
-                        score: Callable[[onnx.ModelProto], float], floor: float, groups: int = 16,
-                        max_float_share: float = 0.5, seconds: float = float("inf")) -> MixedResult | None:
+def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], M], score: Callable[[M], float],
+                        floor: float, groups: int = 16, max_float_share: float = 0.5,
+                        seconds: float = float("inf")) -> MixedResult[M] | None:
     """The all-int8 model when it meets `floor`, else the one with the fewest float runs of `layers` that does
     (never more than `max_float_share` of them), else None. `build(float_layers)` quantizes all but those;
     `seconds` bounds the search (None when it runs out before a model meets the floor)."""
@@ -51,11 +52,11 @@ def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], 
     return _fewest_runs(order, most, build, score, floor, result, deadline)
 
 
-def _fewest_runs(order: list[list[str]], most: int, build, score, floor: float, result: MixedResult,
-                 deadline: float) -> MixedResult | None:
+def _fewest_runs(order: list[list[str]], most: int, build, score, floor: float, result: MixedResult[M],
+                 deadline: float) -> MixedResult[M] | None:
     """Bisection over k: the first k runs of `order` float, the fewest that meet the floor (the score rises
     nearly monotonically with k as the most damaging runs go float first)."""
-    best = None
+    best: MixedResult[M] | None = None
     low, high = 1, most
     while low <= high and time.monotonic() <= deadline:
         k = (low + high) // 2

@@ -110,3 +110,18 @@ def test_a_model_that_hands_its_state_to_the_next_run_keeps_float_weights():
                           h.make_tensor_value_info("stateN", T.FLOAT, [1, 64])], [w])
     compiled, stats, notes = _stored(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
     assert stats["weights"] == 0 and "state → stateN" in notes[0] and _int8_bytes(compiled) == 0
+
+
+def test_below_the_floor_only_the_sensitive_weights_stay_float():
+    model = models.wide_cnn_model()
+    graph = gs.import_onnx(model)
+    sensitive = [n for n in model.graph.node if n.op_type == "Conv"][2].input[1]
+    # the probe's verdict: the graph falls below the floor whenever that one weight is rounded
+    result = get_pass("weights").run(graph, PassContext(
+        options={"floor": 0.995, "min_elements": 64, "edges_float": False},
+        fidelity=lambda g: 0.999 if sensitive in g.tensors() else 0.9))
+    compiled = to_model(graph, model)
+    floats = {t.name for t in compiled.graph.initializer if t.data_type == T.FLOAT}
+    assert result.changed and sensitive in floats and sensitive in result.notes[0]
+    assert result.stats["kept_float"] == 1 and result.stats["weights"] >= 5
+    assert result.stats["bytes_after"] < result.stats["bytes_before"] and _int8_bytes(compiled) > 0
