@@ -56,6 +56,12 @@ class ActivationCapture:
                  for n, accs in accumulators.items()}
         return {n: g for n, g in grams.items() if g is not None}       # None: no feed, no rows
 
+    def ranges(self, graph: gs.Graph, names: list[str]) -> dict[str, np.ndarray]:
+        sess = self._session_with_outputs(graph, names)
+        per_feed = [[(float(np.min(v)), float(np.max(v))) if np.size(v) else (0.0, 0.0)
+                     for v in sess.run(names, feed)] for feed in self.feeds]
+        return {n: np.array([row[k] for row in per_feed], np.float64).reshape(-1, 2) for k, n in enumerate(names)}
+
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         sess = self._session_with_outputs(graph, names)
         rows: dict[str, list[np.ndarray]] = {n: [] for n in names}

@@ -52,6 +52,10 @@ class CalibrationSource(Protocol):
         on the rest."""
         ...
 
+    def ranges(self, graph: gs.Graph, names: list[str]) -> dict[str, np.ndarray]:
+        """Each tensor's [min, max] on each feed, as float64 [feeds, 2]."""
+        ...
+
 
 @dataclass
 class Gram:

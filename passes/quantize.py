@@ -25,6 +25,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
+from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, range_growth
 from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
 from edgec.passes.ort_tools import replace_contents
 
@@ -41,7 +42,8 @@ STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "G
                             "LeakyRelu", "Resize", "Relu", "Clip", "Transpose", "Reshape", "Squeeze", "Unsqueeze",
                             "Flatten", "Split")
 # calibration inputs (fit and search) static ranges need in mode=auto: on a captcha CRNN, ranges from 4 inputs held
-# the floor on them and 0.99 on 4 held-out ones, and moved a logit by 14 % of the range on the 16 inputs after
+# the floor on them and 0.99 on 4 held-out ones, and moved a logit by 14 % of the range on the 16 inputs after;
+# fewer (down to int8.ranges.MIN_FEEDS) where their ranges are stable (`passes.int8.ranges`)
 MIN_STATIC_FEEDS = 8
 # int8 must time under this × the float graph to count as faster: on the sweep, one int8 Gemm in a CNN measured
 # 0.995–0.999× and then 1.00–1.02× in the compile's own timing (noise, not speed)
@@ -126,17 +128,38 @@ def _recipes(opts: QuantizeOptions, reduce_range: bool, graph: gs.Graph, ctx: Pa
     count = len(ctx.calibration.feeds) if ctx.calibration is not None else 0
     if opts.mode == "static" and not count:
         raise ValueError("quantize: mode=static needs calibration inputs")
-    if opts.mode == "auto" and (count < MIN_STATIC_FEEDS or ctx.fidelity is None):
+    if opts.mode == "auto" and (count < MIN_STATIC_FEEDS or ctx.fidelity is None) \
+            and not _stable_ranges(graph, ctx, count, notes):
         modes = ["dynamic"]                    # static ranges need data, and a recipe choice needs a judge
-        if count and ctx.fidelity is not None:
-            notes.append(f"static int8 not tried: {count} calibration inputs to set its activation ranges (it needs "
-                         f"≥ {MIN_STATIC_FEEDS}: ranges from a handful of inputs clip the next one)")
     recipes = []
     for mode in modes:
         ops = _ops(opts.ops, mode)
         if present & set(ops):
             recipes.append(Recipe(mode, tuple(ops), opts.per_channel, reduce_range))
     return recipes
+
+
+def _stable_ranges(graph: gs.Graph, ctx: PassContext, count: int, notes: list[str]) -> bool:
+    """Whether fewer than MIN_STATIC_FEEDS calibration inputs may still set static ranges (a note either way)."""
+    if not count or ctx.fidelity is None or ctx.calibration is None:
+        return False
+    if count < MIN_FEEDS:
+        notes.append(f"static int8 not tried: {count} calibration inputs to set its activation ranges (it needs ≥ "
+                     f"{MIN_STATIC_FEEDS}, or ≥ {MIN_FEEDS} whose ranges agree: ranges from a handful of inputs clip "
+                     "the next one)")
+        return False
+    if not {n.op for n in graph.nodes} & set(STATIC_OPS):
+        return False
+    growth, where = range_growth(graph, ctx.calibration, STATIC_OPS)
+    if growth <= MAX_RANGE_GROWTH:
+        notes.append(f"static int8 tried on {count} calibration inputs: the ranges of half of them cover the other "
+                     f"half's activations to within {growth:.0%} of their span (≤ {MAX_RANGE_GROWTH:.0%})")
+        return True
+    shown = f" by {growth:.0%} of their span at '{where}'" if where else ""
+    notes.append(f"static int8 not tried: {count} calibration inputs to set its activation ranges, and the ranges of "
+                 f"half of them miss the other half's activations{shown} (it needs ≥ {MIN_STATIC_FEEDS} inputs, or "
+                 f"ranges within {MAX_RANGE_GROWTH:.0%}: ranges from a handful of inputs clip the next one)")
+    return False
 
 
 def _ops(setting: str, mode: str) -> list[str]:

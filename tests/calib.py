@@ -29,6 +29,11 @@ class OrtCalibration:
             out[name] = Gram(sum(g for g, _ in grams), sum(n for _, n in grams), half)
         return out
 
+    def ranges(self, graph, names):
+        sess = self._session(graph, names)
+        outs = [sess.run(names, f) for f in self.feeds]
+        return {n: np.array([[float(o[k].min()), float(o[k].max())] for o in outs]) for k, n in enumerate(names)}
+
     def _session(self, graph, names):
         model = gs.export_onnx(graph)
         model.ir_version = 8

@@ -105,13 +105,18 @@ def test_reduce_range_follows_the_judging_cpu_unless_set():
         assert any("VNNI" in n for n in result.notes) == (saturates and option == "auto")
 
 
-def _cnn_pass(latency=None, judge=None, count=12, **options):
+def _cnn_pass(latency=None, judge=None, count=12, spread=1.0, alike=False, **options):
+    """The quantize pass on a small CNN; `spread`: calibration input k is scaled by spread**k; `alike`: every
+    calibration input is the first one with a little noise."""
     from calib import OrtCalibration, fidelity_probe
 
     model = models.cnn_classifier_model()
     graph = gs.import_onnx(model)
     judge = judge or fidelity_probe(model, models.feeds(model, 4, seed=7))
-    ctx = PassContext(calibration=OrtCalibration(models.feeds(model, count)), fidelity=judge, latency=latency,
+    feeds = [{k: v * np.float32(spread ** i) for k, v in f.items()} for i, f in enumerate(models.feeds(model, count))]
+    if alike:
+        feeds = [{k: feeds[0][k] + np.float32(0.01) * v for k, v in f.items()} for f in feeds]
+    ctx = PassContext(calibration=OrtCalibration(feeds), fidelity=judge, latency=latency,
                       options={"floor": 0.99, **options})
     return graph, get_pass("quantize").run(graph, ctx)
 
@@ -148,9 +153,18 @@ def test_a_sensitive_layer_stays_float_and_the_rest_is_int8():
     assert any("mixed precision: 1 of 3 layers kept float" in n for n in result.notes)
 
 
-def test_few_calibration_inputs_leave_static_int8_out_with_a_note():
-    graph, result = _cnn_pass(latency=_qdq_fastest, count=6)
-    assert any("static int8 not tried: 6 calibration inputs" in n for n in result.notes)
+def test_few_calibration_inputs_whose_ranges_disagree_leave_static_int8_out_with_a_note():
+    _, result = _cnn_pass(latency=_qdq_fastest, count=6, spread=3.0)
+    assert any("static int8 not tried: 6 calibration inputs" in n and "miss the other half" in n for n in result.notes)
+    assert not result.stats.get("recipe", "").startswith("static")
+    _, result = _cnn_pass(latency=_qdq_fastest, count=3)
+    assert any("static int8 not tried: 3 calibration inputs" in n for n in result.notes)
+
+
+def test_few_calibration_inputs_with_stable_ranges_still_get_static_int8():
+    _, result = _cnn_pass(latency=_qdq_fastest, count=6, alike=True)
+    assert any("static int8 tried on 6 calibration inputs" in n for n in result.notes)
+    assert result.changed and result.stats["recipe"].startswith("static")
 
 
 def test_an_already_quantized_model_is_left_alone():

@@ -1,0 +1,52 @@
+"""Whether a few calibration inputs pin down static int8's activation ranges.
+
+Static int8 fixes each activation's range from the calibration inputs; an input that later goes beyond it is
+clipped. With fewer than `quantize.MIN_STATIC_FEEDS` inputs the ranges are only trusted when they are stable:
+the ranges of half the inputs (even-numbered) must cover the other half's activations, and the other way round,
+to within MAX_RANGE_GROWTH of their span at every layer's input and output. Measured on the sweep's 4-input
+calibration sets: a captcha CRNN whose static int8 damaged unseen inputs grows 0.77 (an OCR line's range is set
+by its characters); an EEG CNN + BiLSTM whose static int8 kept the task 0.15 (samples/RESULTS.md#static-int8).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from edgec.passes.base import CalibrationSource
+
+MAX_RANGE_GROWTH = 0.2
+MIN_FEEDS = 4          # two per half
+
+
+def layer_tensors(graph: gs.Graph, ops: tuple[str, ...]) -> list[str]:
+    """The float activations int8 layers of `ops` read and write (no constants)."""
+    names: dict[str, None] = {}
+    for node in graph.nodes:
+        if node.op in ops:
+            for t in [*node.inputs[:1], *node.outputs[:1]]:
+                if isinstance(t, gs.Variable) and t.dtype in (np.float32, None):
+                    names[t.name] = None
+    return list(names)
+
+
+def range_growth(graph: gs.Graph, calibration: CalibrationSource, ops: tuple[str, ...]) -> tuple[float, str]:
+    """The worst growth, as a share of the covering half's span (0 included, as uint8 ranges are), of one half
+    of the calibration inputs' activation range beyond the other's; and at which tensor ('' when none)."""
+    names = layer_tensors(graph, ops)
+    if not names or len(calibration.feeds) < MIN_FEEDS:
+        return (0.0 if not names else float("inf")), ""
+    worst, where = 0.0, ""
+    for name, per_feed in calibration.ranges(graph, names).items():
+        even, odd = per_feed[::2], per_feed[1::2]
+        growth = max(_growth(even, odd), _growth(odd, even))
+        if growth > worst:
+            worst, where = growth, name
+    return worst, where
+
+
+def _growth(cover: np.ndarray, other: np.ndarray) -> float:
+    low, high = min(float(cover[:, 0].min()), 0.0), max(float(cover[:, 1].max()), 0.0)
+    beyond = max(float(other[:, 1].max()) - high, low - float(other[:, 0].min()), 0.0)
+    span = high - low
+    return beyond / span if span > 0 else (0.0 if beyond == 0 else float("inf"))

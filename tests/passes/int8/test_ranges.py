@@ -1,0 +1,38 @@
+"""int8.ranges: how far one half of the calibration inputs' activation ranges reach beyond the other's."""
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from edgec.passes.int8.ranges import layer_tensors, range_growth
+
+import models
+
+
+class _Ranges:
+    """A calibration source whose per-feed [min, max] of every tensor is given."""
+
+    def __init__(self, per_feed):
+        self.per_feed = np.asarray(per_feed, np.float64)
+        self.feeds = [{}] * len(self.per_feed)
+
+    def ranges(self, graph, names):
+        return {n: self.per_feed for n in names}
+
+
+def test_growth_is_the_share_of_the_covering_span_one_half_reaches_beyond():
+    graph = gs.import_onnx(models.cnn_classifier_model())
+    assert layer_tensors(graph, ("Conv",))
+    same = _Ranges([[-1, 1], [-1, 1], [-1, 1], [-1, 1]])
+    assert range_growth(graph, same, ("Conv",))[0] == 0.0
+    # odd feeds reach 3 where the even ones stop at 1 (span [-1, 1] = 2): 100 %
+    wider = _Ranges([[-1, 1], [-1, 3], [-1, 1], [-1, 2]])
+    growth, where = range_growth(graph, wider, ("Conv",))
+    assert growth == 1.0 and where
+    # zero always counts as covered (uint8 ranges include it): a non-negative tensor's span starts at 0
+    relu = _Ranges([[0.5, 4], [0.2, 4], [0.5, 4], [0.1, 4]])
+    assert range_growth(graph, relu, ("Conv",))[0] == 0.0
+
+
+def test_too_few_feeds_never_count_as_stable():
+    graph = gs.import_onnx(models.cnn_classifier_model())
+    assert range_growth(graph, _Ranges([[-1, 1], [-1, 1], [-1, 1]]), ("Conv",))[0] == float("inf")
