@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchors", action="store_true",
                         help="with real data: ONNX Runtime's quantize_dynamic / quantize_static beside edgec, each "
                              "task-checked and timed interleaved with the original and edgec's model")
+    parser.add_argument("--goal", help="compile with --goal GOAL (e.g. size=0.5); a goal no candidate meets is exit 1, "
+                                       "a 'refused' row")
     parser.add_argument("--tables", type=Path, help="print the tables of an earlier run's results.json, compile nothing")
     args = parser.parse_args(argv)
     if args.tables:
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         for target in args.targets.split(","):
             for data in args.data.split(","):
                 outcome = sweep_one(model, target, args.cache, args.out, args.measure, data,
-                                    anchors=args.anchors and data == "real")
+                                    anchors=args.anchors and data == "real",
+                                    compile_args=("--goal", args.goal) if args.goal else ())
                 print(f"{outcome.model:<24} {target:<5} {data:<4} {outcome.status:<8} {outcome.rewrites:<28} "
                       f"{outcome.detail}{anchor_line(outcome)}", flush=True)
                 outcomes.append(outcome)
@@ -101,7 +104,7 @@ def _chosen(names: str | None, fast: bool, parser) -> list[SweepModel]:
 
 
 def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: bool, data: str = "real",
-              anchors: bool = False) -> Outcome:
+              anchors: bool = False, compile_args: tuple[str, ...] = ()) -> Outcome:
     import time
 
     import onnx
@@ -120,6 +123,7 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
     cmd = [sys.executable, "-m", "edgec.compiler.cli", "compile", str(path), "--target", target,
            "-o", str(compiled), "--report", str(report), "--force", "--format", "json"]
     cmd += ["--calib", str(calib)] if data == "real" else []
+    cmd += list(compile_args)
     # --no-measure saves time, but also leaves the quantize pass untimed: with --anchors, compile as a user would
     cmd += ["--runs", "20"] if anchors and not measure else []     # the sweep times every model itself afterwards
     proc = subprocess.run(cmd + ([] if measure or anchors else ["--no-measure"]), capture_output=True, text=True)
