@@ -255,9 +255,19 @@ def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, sta
     stats["latency_vs_float"] = {c.recipe.label: round(ms / float_ms, 3) for c, ms in zip(candidates, int8_ms,
                                                                                          strict=True)}
     best = min(range(len(candidates)), key=lambda i: int8_ms[i])
-    if int8_ms[best] > NOISE * float_ms:
-        notes.append(f"int8 kept float: the fastest recipe ({candidates[best].recipe.label}) measured "
-                     f"{int8_ms[best] / float_ms:.3f}× the float graph's latency here (a gain is under {NOISE}×)")
+    label, first = candidates[best].recipe.label, int8_ms[best] / float_ms
+    if first > NOISE:
+        notes.append(f"int8 kept float: the fastest recipe ({label}) measured {first:.3f}× the float graph's latency "
+                     f"here (a gain is under {NOISE}×)")
+        return None
+    # a gain must hold in a second timing: one timing of a model whose int8 changes little reads under NOISE
+    # about one time in four (a ResNet's int8 classifier head alone: 0.96× in the pass, 1.13× in the sweep)
+    again_float, again_int8 = ctx.latency([graph, gs.import_onnx(candidates[best].result.model)])
+    second = again_int8 / again_float
+    stats["latency_confirmed"] = round(second, 3)
+    if second > NOISE:
+        notes.append(f"int8 kept float: the fastest recipe ({label}) measured {first:.3f}× the float graph's latency, "
+                     f"then {second:.3f}× (a gain must hold under {NOISE}× in both timings)")
         return None
     return candidates[best]
 

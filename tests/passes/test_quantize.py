@@ -173,3 +173,16 @@ def test_an_already_quantized_model_is_left_alone():
     get_pass("quantize").run(graph, PassContext())
     result = get_pass("quantize").run(graph, PassContext())
     assert not result.changed and "already quantized" in result.notes[0]
+
+
+def test_an_int8_gain_that_a_second_timing_does_not_repeat_keeps_the_float_graph():
+    timings = iter([[10.0, 9.0, 9.0], [10.0, 10.5]])      # float, dynamic, static; then float, the chosen one
+
+    def noisy(graphs):
+        times = next(timings)
+        return times[:len(graphs)] if len(times) >= len(graphs) else times + [times[-1]] * (len(graphs) - len(times))
+
+    graph, result = _cnn_pass(latency=noisy)
+    assert not result.changed and "QuantizeLinear" not in {n.op for n in graph.nodes}
+    assert result.stats["latency_confirmed"] == 1.05
+    assert any("then 1.050×" in n and "both timings" in n for n in result.notes)
