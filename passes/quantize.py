@@ -11,7 +11,8 @@ Recipes (`passes.int8.recipes`):
 `mode=auto` (the default) builds every recipe that applies. With a `floor`, a recipe whose int8 scores below
 it on the search feeds keeps its most sensitive layers float until it does (`passes.int8.mixed`); the
 recipes that meet the floor are then timed side by side with the float graph on the judging machine, and
-the fastest wins — the float graph too, when no int8 is faster. Runs last, after the compression passes.
+the fastest wins — the float graph too, when no int8 is faster in two timings. Static needs 8 calibration
+inputs, or 4–7 whose activation ranges agree (`passes.int8.ranges`). Runs last, after the compression passes.
 """
 
 from __future__ import annotations
