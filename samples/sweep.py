@@ -51,6 +51,8 @@ class Outcome:
     latency: float | None = None   # with --anchors: median latency over the original's, timed with the anchors
     anchors: list[dict] = field(default_factory=list)   # with --anchors: ONNX Runtime's int8 (sweep_anchors)
     convolutional: bool = False    # the model has Conv layers
+    peak_mb: float | None = None   # the compile's peak resident memory (its report's resources), MiB
+    original_mb: float = 0.0       # the original model's file (external data included), MiB
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +135,9 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
     size = _file_bytes(compiled) / _file_bytes(path) if compiled.exists() else 0.0
     outcome = Outcome(model.name, model.kind, target, data, status, proc.returncode, detail, seconds,
                       report_data.get("notes", []), _rewrites(report_data, size), round(size, 3),
-                      convolutional=any(n.op_type == "Conv" for n in proto.graph.node))
+                      convolutional=any(n.op_type == "Conv" for n in proto.graph.node),
+                      peak_mb=report_data.get("resources", {}).get("peak_memory_mb"),
+                      original_mb=round(_file_bytes(path) / 2**20, 2))
     if anchors:
         written = compiled if compiled.exists() and status in ("kept", "changed") else None
         outcome.latency, found = judged_anchors(path, written, calib_feeds, check_feeds, model.check, _outputs, folder)
@@ -183,13 +187,35 @@ def _last_line(text: str) -> str:
 
 
 def markdown_table(outcomes: list[Outcome]) -> str:
-    rows = ["| model | kind | target | data | outcome | rewrites | task check / reason | s |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | kind | target | data | outcome | rewrites | task check / reason | s | peak MiB |",
+            "|---|---|---|---|---|---|---|---|---|"]
     rows += [f"| {o.model} | {o.kind} | {o.target} | {o.data} | {o.status} | {o.rewrites} | "
-             f"{o.detail.replace('|', '/')} | {o.seconds} |" for o in outcomes]
+             f"{o.detail.replace('|', '/')} | {o.seconds} | {o.peak_mb if o.peak_mb is not None else '—'} |"
+             for o in outcomes]
     counts = {s: sum(o.status == s for o in outcomes) for s in ("kept", "changed", "refused", "crash")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-    return "\n".join(rows) + f"\n\n{len(outcomes)} compiles: {summary}\n"
+    return "\n".join(rows) + f"\n\n{len(outcomes)} compiles: {summary}\n{resource_line(outcomes)}"
+
+
+def resource_line(outcomes: list[Outcome]) -> str:
+    """How many compiles kept within the issue's budget: ≤ 15 minutes (the sweep's own seconds, which include
+    fetching and feeding: an upper bound) and a peak under 2 GB plus 4× the model's file."""
+    measured = [o for o in outcomes if o.peak_mb is not None]
+    if not measured:
+        return ""
+    over = [o for o in measured if o.seconds > COMPILE_SECONDS or o.peak_mb > memory_budget_mb(o.original_mb)]
+    worst = max(measured, key=lambda o: o.peak_mb / memory_budget_mb(o.original_mb))
+    return (f"within 15 min and 2 GB + 4× the file: {len(measured) - len(over)} of {len(measured)}"
+            + (f" (over: {', '.join(f'{o.model} {o.target}' for o in over)})" if over else "")
+            + f"; longest {max(o.seconds for o in measured):.0f} s; highest peak {worst.peak_mb:,.0f} MiB "
+              f"({worst.model}, budget {memory_budget_mb(worst.original_mb):,.0f})\n")
+
+
+COMPILE_SECONDS = 15 * 60
+
+
+def memory_budget_mb(original_mb: float) -> float:
+    return 2048 + 4 * original_mb
 
 
 if __name__ == "__main__":

@@ -75,10 +75,14 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
                 calib_count, recover, train_minutes, train_steps, executor, jobs, task_threads, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
+    import time
+
+    started = time.perf_counter()
     from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model, default_output, raise_if_failed
     from edgec.compiler.report.compile_report import print_report
     from edgec.compiler.report.files import write_report
+    from edgec.compiler.report.resources import usage_since
 
     profile = load_target(target)
     if min_cosine is not None and not 0 <= min_cosine <= 1:
@@ -108,6 +112,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
     report_path = report or out_path.with_suffix(".report.json")
     if report_path.resolve() == model.resolve():
         raise InputError(f"{report_path}: report path is the input file")
+    result.resources = usage_since(started)
     write_report(result, report_path)
     if fmt == "json":
         click.echo(result.to_json())

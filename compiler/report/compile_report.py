@@ -120,6 +120,7 @@ class CompileReport:
     rolled_back: bool = False
     candidates: list[dict] = field(default_factory=list)   # goal search: every pipeline evaluated
     executor: dict[str, Any] = field(default_factory=dict)   # goal search: where its tasks ran, how long each took
+    resources: dict[str, Any] = field(default_factory=dict)  # the compile's seconds and peak memory (report.resources)
     notes: list[str] = field(default_factory=list)
     ok: bool = True
 
@@ -162,6 +163,9 @@ def print_report(report: CompileReport, console: Console | None = None) -> None:
         console.print("  placement: " + ", ".join(f"{ep} ran {n} nodes" for ep, n in report.placement.items()))
     for note in report.notes:
         console.print(f"  note: {note}")
+    if report.resources.get("peak_memory_mb"):
+        console.print(f"  compile took {report.resources['seconds']:.1f} s at a peak of "
+                      f"{report.resources['peak_memory_mb']:,.0f} MiB")
     if report.mobile:
         _print_mobile(console, report.mobile)
     verdict = "[green]OK[/green]" if report.ok else "[red]FAILED[/red]"

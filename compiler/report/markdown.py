@@ -53,4 +53,6 @@ def to_markdown(r: CompileReport, plots: Sequence[tuple[str, str]] = ()) -> str:
                      f" (Δparams {p.delta_params:+,}){': ' + stats if stats else ''}")
         lines += [f"  - {n}" for n in p.notes]
     lines += [f"- note: {n}" for n in r.notes]
+    if r.resources.get("peak_memory_mb"):
+        lines.append(f"- compile: {r.resources['seconds']:.1f} s, peak memory {r.resources['peak_memory_mb']:,.0f} MiB")
     return "\n".join(lines) + "\n"

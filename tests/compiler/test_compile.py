@@ -35,6 +35,8 @@ def test_cleanup_only_keeps_outputs(save, tmp_path, act, style):
     assert report["ok"] and report["mlp_blocks"] == 2 and report["target"] == "arm"
     assert report["fidelity"][0]["cosine"] > 0.99999
     assert report["latency"]["runs"] == 5 and report["latency"]["ratio_p50"] > 0
+    assert report["resources"]["seconds"] > 0 and report["resources"]["peak_memory_mb"] > 10   # this process's RSS
+    assert "peak of" in text
 
 
 def test_when_only_cleanup_changes_the_graph_the_original_bytes_are_written(save, tmp_path):

