@@ -53,7 +53,9 @@ def test_storage_mode_file_is_smaller_and_runs(digits):
 
     folder, info = digits
     test = np.load(folder / "test.npz")
-    out, report = _compile(folder, "storage", "--pass-option", "share.mode=storage")
+    # the file and its top-1 are this test's subject: the gate is set below storage mode's score, which the
+    # digits model trained in the fixture puts anywhere from 0.985 to 0.995 (sparse V factors lose a little more)
+    out, report = _compile(folder, "storage", "--pass-option", "share.mode=storage", "--min-cosine", "0.97")
     assert out.stat().st_size < (folder / "vit_digits.onnx").stat().st_size
     model = onnx.load(str(out))
     assert len(model.graph.sparse_initializer) >= 4          # the V factors, stored as COO
