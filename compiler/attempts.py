@@ -8,7 +8,8 @@ pass options, a goal, --min-cosine) is tried as asked, and a failure exits 1.
 
 Lossy passes (anything not marked `lossless`) need real inputs: synthesized ones prove that a graph runs,
 not that a regressor or an embedder kept its meaning. Without data they are left out unless the user
-opts in with --allow-synthetic.
+opts in with --allow-synthetic — except the `data_free` ones, whose error is the weights' own rounding (no
+activation rounded, no unit removed): they run at a tighter floor on the synthesized feeds (`weights`).
 """
 
 from __future__ import annotations
@@ -35,16 +36,28 @@ def is_lossless(name: str) -> bool:
     return get_pass(name).lossless
 
 
+def is_data_free(name: str) -> bool:
+    """A lossy pass whose error depends on the weights alone, so synthesized inputs can judge it."""
+    return bool(getattr(get_pass(name), "data_free", False))
+
+
 def without_lossy(passes: list[str]) -> list[str]:
     return [p for p in passes if is_lossless(p)]
 
 
+def without_data(passes: list[str]) -> list[str]:
+    """What runs on synthesized inputs: the lossless passes and the data-free ones."""
+    return [p for p in passes if is_lossless(p) or is_data_free(p)]
+
+
 def synthetic_note(requested: list[str]) -> str | None:
     """The one line that says what was left out for want of real inputs, and which flag unlocks it."""
-    dropped = [p for p in requested if not is_lossless(p)]
+    dropped = [p for p in requested if p not in without_data(requested)]
     if not dropped:
         return None
-    return (f"no real inputs: only lossless passes ran ({', '.join(dropped)} left out); give real inputs with "
+    kept = [p for p in requested if is_data_free(p)]
+    ran = "only lossless passes" + (f" and {', '.join(kept)} (its error is the weights' rounding alone)" if kept else "")
+    return (f"no real inputs: {ran} ran ({', '.join(dropped)} left out); give real inputs with "
             f"{REAL_DATA_FLAGS} to compress, or --allow-synthetic to compress on synthesized ones")
 
 
@@ -56,11 +69,11 @@ def real_data_only(requested: list[str], source: str, allow_synthetic: bool, nam
         return requested
     note = synthetic_note(requested)
     if note and named:
-        raise InputError(f"{', '.join(p for p in requested if p not in without_lossy(requested))} would judge "
+        raise InputError(f"{', '.join(p for p in requested if p not in without_data(requested))} would judge "
                          f"the compressed model on synthesized inputs only; give real inputs with {REAL_DATA_FLAGS} "
                          "(or --allow-synthetic)")
     notes += [note] if note else []
-    return without_lossy(requested)
+    return without_data(requested)
 
 
 def plan_attempts(passes: list[str], explicit_options: dict[str, dict], target: TargetProfile,

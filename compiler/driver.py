@@ -275,7 +275,7 @@ def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetPr
                       teacher=reference.teacher() if "teacher" in needs else None,
                       options=pass_options(name, explicit, target), rank_multiple=target.rank_multiple,
                       seed=options.seed, providers=target.execution_providers, progress=progress_bar,
-                      int8_saturates=int8_saturates(),
+                      int8_saturates=int8_saturates(), synthesized=reference.feeds.source == "synthesized",
                       # timed only where the compile measures: a task's worker (measure off) is not the machine that
                       # times, and a task must give the same bytes on any executor
                       latency=reference.latency_probe() if "latency" in needs and options.measure else None)

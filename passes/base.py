@@ -151,6 +151,7 @@ class PassContext:
     # the CPU that judges fidelity computes int8 with saturating int16 sums (x86 without VNNI: runtime.cpu)
     int8_saturates: bool = False
     latency: LatencyProbe | None = None
+    synthesized: bool = False      # the driver's feeds are synthesized from the input specs (no real inputs given)
 
     def need_calibration(self, why: str) -> CalibrationSource:
         if self.calibration is None:

@@ -30,6 +30,15 @@ def test_without_real_inputs_only_lossless_passes_remain_and_the_note_names_the_
     assert synthetic_note(["cleanup"]) is None
 
 
+def test_without_real_inputs_the_weights_rounding_still_runs():
+    from edgec.compiler.attempts import without_data
+
+    assert without_data(["cleanup", "prune", "quantize", "embed", "weights"]) == ["cleanup", "weights"]
+    note = synthetic_note(["cleanup", "quantize", "weights"])
+    assert "only lossless passes and weights" in note and "quantize left out" in note
+    assert synthetic_note(["cleanup", "weights"]) is None
+
+
 def test_recovery_rounds_like_the_quantize_pass_that_follows():
     from types import SimpleNamespace
 

@@ -210,3 +210,24 @@ def test_goal_search_with_recovery_trains_every_compressing_candidate(save, tmp_
     if "quantize" in names and "recover" in names:
         assert names.index("recover") < names.index("quantize")
     assert chosen["ok"] and chosen["bytes_ratio"] <= 0.9
+
+
+def test_without_real_inputs_weights_are_stored_in_8_bits_at_the_tighter_floor(save, tmp_path):
+    from edgec.passes.weights import SYNTHESIZED_FLOOR
+
+    b, x = models.Builder(0), "x"
+    for n_in, n_out in [(16, 64), (64, 64), (64, 64)]:       # the last two are stored in 8 bits
+        x = b.op("Relu", [models.linear(b, x, n_in, n_out)])
+    x = models.linear(b, x, 64, 16)
+    src = save(b.model("x", x))
+    code, text = _compile(src, "--target", "x86", "-o", tmp_path / "out.onnx", "--no-measure",
+                          "--report", tmp_path / "r.json")
+    assert code == 0, text
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["calibration"]["source"] == "synthesized"
+    ran = {p["name"]: p for p in report["passes"]}
+    assert set(ran) == {"cleanup", "weights"}            # prune, quantize and embed need real inputs
+    assert ran["weights"]["changed"], (ran["weights"]["notes"], ran["weights"]["stats"])
+    assert ran["weights"]["stats"]["calibration_score"] >= SYNTHESIZED_FLOOR
+    assert any("only lossless passes and weights" in n for n in report["notes"])
+    assert (tmp_path / "out.onnx").stat().st_size < 0.6 * src.stat().st_size
