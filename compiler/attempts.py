@@ -52,7 +52,7 @@ def without_data(passes: list[str]) -> list[str]:
 
 def synthetic_note(requested: list[str]) -> str | None:
     """The one line that says what was left out for want of real inputs, and which flag unlocks it."""
-    dropped = [p for p in requested if p not in without_data(requested)]
+    dropped = [p for p in requested if not (is_lossless(p) or is_data_free(p))]
     if not dropped:
         return None
     kept = [p for p in requested if is_data_free(p)]
@@ -67,13 +67,13 @@ def real_data_only(requested: list[str], source: str, allow_synthetic: bool, nam
     name (--passes, a goal's candidates), that is an input error naming the flags."""
     if source != "synthesized" or allow_synthetic:
         return requested
-    note = synthetic_note(requested)
+    note, runnable = synthetic_note(requested), without_data(requested)
     if note and named:
-        raise InputError(f"{', '.join(p for p in requested if p not in without_data(requested))} would judge "
+        raise InputError(f"{', '.join(p for p in requested if p not in runnable)} would judge "
                          f"the compressed model on synthesized inputs only; give real inputs with {REAL_DATA_FLAGS} "
                          "(or --allow-synthetic)")
     notes += [note] if note else []
-    return without_data(requested)
+    return runnable
 
 
 def plan_attempts(passes: list[str], explicit_options: dict[str, dict], target: TargetProfile,

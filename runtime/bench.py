@@ -63,7 +63,7 @@ def benchmark(model_path: str, config: SessionConfig, feed: dict[str, np.ndarray
         model=os.path.basename(model_path), model_bytes=_model_bytes(model_path),
         providers=list(resolved.providers), provider_notes=resolved.notes,
         session_create_ms=create_ms, first_inference_ms=first_ms, latency=asdict(stats),
-        samples_ms=[s * 1e3 for s in samples], peak_rss_mb=_peak_rss_mb(), placement=placed,
+        samples_ms=[s * 1e3 for s in samples], peak_rss_mb=peak_rss_mb(), placement=placed,
         machine=machine_info())
 
 
@@ -73,6 +73,9 @@ def _model_bytes(path: str) -> int:
     return total + (os.path.getsize(data) if os.path.exists(data) else 0)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb(children: bool = False) -> float:
+    """The largest resident set of this process (with `children`, or of any child it waited for), in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if platform.system() != "Darwin" else peak / 2**20
+    if children:
+        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return peak / 1024 if platform.system() != "Darwin" else peak / 2**20     # Linux counts KiB, macOS bytes

@@ -132,12 +132,13 @@ def sweep_one(model: SweepModel, target: str, cache: Path, out: Path, measure: b
     seconds = round(time.perf_counter() - start, 1)
     report_data = json.loads(report.read_text()) if report.exists() and proc.returncode == 0 else {}
     status, detail = _judge(model, proc, path, compiled, check_feeds)
-    size = _file_bytes(compiled) / _file_bytes(path) if compiled.exists() else 0.0
+    original_bytes = _file_bytes(path)
+    size = _file_bytes(compiled) / original_bytes if compiled.exists() else 0.0
     outcome = Outcome(model.name, model.kind, target, data, status, proc.returncode, detail, seconds,
                       report_data.get("notes", []), _rewrites(report_data, size), round(size, 3),
                       convolutional=any(n.op_type == "Conv" for n in proto.graph.node),
                       peak_mb=report_data.get("resources", {}).get("peak_memory_mb"),
-                      original_mb=round(_file_bytes(path) / 2**20, 2))
+                      original_mb=round(original_bytes / 2**20, 2))
     if anchors:
         written = compiled if compiled.exists() and status in ("kept", "changed") else None
         outcome.latency, found = judged_anchors(path, written, calib_feeds, check_feeds, model.check, _outputs, folder)
@@ -197,6 +198,9 @@ def markdown_table(outcomes: list[Outcome]) -> str:
     return "\n".join(rows) + f"\n\n{len(outcomes)} compiles: {summary}\n{resource_line(outcomes)}"
 
 
+COMPILE_SECONDS = 15 * 60
+
+
 def resource_line(outcomes: list[Outcome]) -> str:
     """How many compiles kept within the issue's budget: ≤ 15 minutes (the sweep's own seconds, which include
     fetching and feeding: an upper bound) and a peak under 2 GB plus 4× the model's file."""
@@ -209,9 +213,6 @@ def resource_line(outcomes: list[Outcome]) -> str:
             + (f" (over: {', '.join(f'{o.model} {o.target}' for o in over)})" if over else "")
             + f"; longest {max(o.seconds for o in measured):.0f} s; highest peak {worst.peak_mb:,.0f} MiB "
               f"({worst.model}, budget {memory_budget_mb(worst.original_mb):,.0f})\n")
-
-
-COMPILE_SECONDS = 15 * 60
 
 
 def memory_budget_mb(original_mb: float) -> float:

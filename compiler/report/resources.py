@@ -3,7 +3,6 @@ compile is minutes on 2 cores and memory under 2 GB plus 4× the model's file)."
 
 from __future__ import annotations
 
-import sys
 import time
 
 
@@ -11,13 +10,10 @@ def peak_memory_mb() -> float | None:
     """The largest resident set of this process or of any child it waited for, in MiB (None where the
     platform has no getrusage)."""
     try:
-        import resource
-    except ImportError:         # Windows
+        from edgec.runtime.bench import peak_rss_mb
+    except ImportError:         # Windows: no `resource` module
         return None
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    per_mib = 1024 * 1024 if sys.platform == "darwin" else 1024      # macOS counts bytes, Linux KiB
-    return round(peak / per_mib, 1)
+    return round(peak_rss_mb(children=True), 1)
 
 
 def usage_since(start: float) -> dict[str, float | None]:
