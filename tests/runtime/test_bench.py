@@ -1,3 +1,4 @@
+"""runtime.bench's peak memory reader."""
 
 
 def test_a_childs_peak_memory_is_its_own_not_the_parents_that_forked_it():
