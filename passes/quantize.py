@@ -2,7 +2,8 @@
 
 Recipes (`passes.int8.recipes`):
 - dynamic: MatMul/Gemm weights int8, activations quantized at run time (MatMulInteger): no data needed,
-  robust to activation outliers (transformers);
+  robust to activation outliers (transformers); with calibration inputs also after activation smoothing
+  (`passes.int8.smooth`: outlier channels moved into the weights, exact in float), kept where it scores higher;
 - static: QDQ with activation ranges calibrated on the calibration feeds, Conv/MatMul/Gemm, fused by ONNX
   Runtime into QLinearConv/QLinearMatMul: the int8 that makes convolutional networks faster (dynamic int8
   of a Conv, ConvInteger, is slower than float on CPUs). The calibration method (min/max or a percentile of
@@ -62,6 +63,7 @@ class QuantizeOptions:
     calibrate: Calibrate = "auto"  # static ranges: auto = minmax or percentile, whichever scores higher
     floor: float = 0.0            # > 0: the search-feed score int8 must keep (else layers stay float, or all)
     mixed: bool = True            # below the floor: keep the most sensitive layers float instead of the whole graph
+    smooth: bool = True           # dynamic: also try activation smoothing (int8.smooth), kept where it scores higher
     search_seconds: float = 300.0  # time for the mixed-precision search of each recipe
 
     def __post_init__(self):
@@ -216,7 +218,7 @@ def _variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qua
     (per-channel or per-tensor) whose all-int8 model scores highest on the search feeds (one calibration per
     method; the scales need none)."""
     if recipe.mode == "dynamic":
-        return stack.enter_context(Int8Builder(model, recipe))
+        return _dynamic_variant(stack, model, recipe, opts, ctx, notes)
     judged = ctx.fidelity is not None
     methods = [opts.calibrate] if opts.calibrate != "auto" else (["minmax", "percentile"] if judged else ["minmax"])
     builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m), _feeds(ctx))) for m in methods]
@@ -232,6 +234,25 @@ def _variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qua
     notes.append("static int8, every layer, on the search feeds: "
                  + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
     return best[2].with_recipe(best[1])
+
+
+def _dynamic_variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions,
+                     ctx: PassContext, notes: list[str]) -> Int8Builder:
+    """Dynamic int8 as it is, or after activation smoothing when there are calibration inputs to choose its scales
+    and a judge: whichever all-int8 model scores higher on the search feeds."""
+    plain = stack.enter_context(Int8Builder(model, recipe))
+    feeds = ctx.calibration.feeds if ctx.calibration is not None else ()
+    if not (opts.smooth and feeds and ctx.fidelity is not None):
+        return plain
+    smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=True), feeds))
+    if not smooth.smoothed_inputs:
+        notes.extend(smooth.notes)
+        return plain
+    plain_score, smooth_score = _score(ctx, plain.build()), _score(ctx, smooth.build())
+    chosen = smooth if smooth_score > plain_score else plain
+    notes.append(f"dynamic int8, every layer, on the search feeds: {plain_score:.4f} as it is, {smooth_score:.4f} "
+                 f"with activation smoothing: {'smoothed' if chosen is smooth else 'as it is'}")
+    return chosen
 
 
 def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str]) -> Candidate | None:

@@ -21,6 +21,7 @@ import onnx
 
 from edgec.passes.base import Feed
 from edgec.passes.int8.prepare import prepared
+from edgec.passes.int8.smooth import smoothed
 from edgec.passes.ort_tools import quiet_root_logger
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "Attention")
@@ -35,11 +36,14 @@ class Recipe:
     reduce_range: bool = False
     calibrate: str = "minmax"  # static only: minmax | percentile | entropy
     scope: str = ""            # static: "layers" (Conv/MatMul/Gemm) or "wide" (their neighbours too)
+    smooth: bool = False       # dynamic: activation smoothing first (`passes.int8.smooth`; needs feeds)
 
     @property
     def variant(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
-        return scales if self.mode == "dynamic" else f"{self.calibrate} {scales}"
+        if self.mode == "dynamic":
+            return f"{scales}, smoothed" if self.smooth else scales
+        return f"{self.calibrate} {scales}"
 
     @property
     def label(self) -> str:
@@ -62,6 +66,11 @@ class Int8Builder:
             model, self.notes, self.per_channel_ok = prepared(model, recipe.per_channel)
             if not self.per_channel_ok:
                 self.recipe = recipe = replace(recipe, per_channel=False)
+        self.smoothed_inputs = 0
+        if recipe.mode == "dynamic" and recipe.smooth:
+            model, self.smoothed_inputs, notes = smoothed(model, self._feeds, 7 if recipe.reduce_range else 8,
+                                                          recipe.per_channel)
+            self.notes += notes
         self.model = model
         # the tools take a path: a ModelProto handed to quantize_static is saved with external data *in place*
         self._source = Path(self._tmp.name) / "source.onnx"
@@ -90,7 +99,7 @@ class Int8Builder:
         """The same builder (its prepared model and calibrated ranges) for another recipe of the same mode and
         calibration method: per-tensor instead of per-channel weights, or fewer operator types than it was
         calibrated for (the ranges cover a superset)."""
-        assert (recipe.mode, recipe.calibrate) == (self.recipe.mode, self.recipe.calibrate)
+        assert (recipe.mode, recipe.calibrate, recipe.smooth) == (self.recipe.mode, self.recipe.calibrate, self.recipe.smooth)
         self.recipe = recipe if self.per_channel_ok else replace(recipe, per_channel=False)
         return self
 

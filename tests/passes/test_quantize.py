@@ -131,7 +131,8 @@ def test_auto_int8_of_a_cnn_is_static_qdq_with_batchnorm_folded_when_it_measures
     ops = [n.op for n in graph.nodes]
     assert result.changed and result.stats["recipe"].startswith("static")
     assert "BatchNormalization" not in ops and ops.count("Conv") == 2 and "QuantizeLinear" in ops
-    assert set(result.stats["latency_vs_float"]) >= {"dynamic (per-channel)"} and result.stats["float_layers"] == []
+    assert any(k.startswith("dynamic (per-channel") for k in result.stats["latency_vs_float"])   # timed too
+    assert result.stats["float_layers"] == []
     assert any("every layer, on the search feeds" in n for n in result.notes)   # calibration and scales chosen
 
 

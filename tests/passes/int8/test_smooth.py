@@ -1,0 +1,91 @@
+"""Activation smoothing before dynamic int8 (passes/int8/smooth.py): exact in float, a smaller int8 error where
+an input has outlier channels, and readers whose weight is shared elsewhere left alone."""
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from edgec.passes import PassContext, get_pass
+from edgec.passes.int8.smooth import readers_by_input, smoothed
+
+import models
+
+OUTLIERS = [3, 11]
+
+
+def _outlier_feeds(model, count, seed):
+    rank = len(model.graph.input[0].type.tensor_type.shape.dim)
+    rng = np.random.default_rng(seed)
+    feeds = [{"x": rng.standard_normal([1, 24, models.D][3 - rank:]).astype(np.float32)} for _ in range(count)]
+    for feed in feeds:
+        feed["x"][..., OUTLIERS] *= 40.0        # a LayerNorm output's few huge channels
+    return feeds
+
+
+def _two_readers_model(style="matmul", shared=False):
+    """x read by two linears (as Q and V read one LayerNorm); `shared`: the second reuses the first's weight."""
+    b = models.Builder(seed=4)
+    first = models.linear(b, "x", models.D, models.D, style, bias=False)
+    if shared:
+        weight = next(n for n in b.nodes if n.op_type in ("MatMul", "Gemm")).input[1]
+        second = b.op("MatMul", [first, weight])
+    else:
+        second = models.linear(b, "x", models.D, models.D, style, bias=False)
+    shape = ("rows", models.D) if style == "gemm" else ("batch", "seq", models.D)
+    return b.model("x", b.op("Add", [first, second]), shape, shape)
+
+
+def _relative_error(model, other, feeds):
+    errors = [np.linalg.norm(models.run(model, f)[0] - models.run(other, f)[0]) / np.linalg.norm(models.run(model, f)[0])
+              for f in feeds]
+    return float(np.mean(errors))
+
+
+def _dynamic_int8(model):
+    graph = gs.import_onnx(model)
+    get_pass("quantize").run(graph, PassContext(options={"reduce_range": "true", "mode": "dynamic"}))
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    return out
+
+
+def test_smoothing_is_exact_in_float_and_halves_the_int8_error_of_outlier_inputs():
+    for style in ("matmul", "gemm"):
+        model = _two_readers_model(style)
+        out, count, notes = smoothed(model, _outlier_feeds(model, 8, seed=1), bits=7, per_channel=True)
+        onnx.checker.check_model(out)
+        held_out = _outlier_feeds(model, 4, seed=9)
+        assert count == 1 and "on 1 of 1 MatMul inputs" in notes[0]
+        assert [n.op_type for n in out.graph.node].count("Mul") == 1
+        assert _relative_error(model, out, held_out) < 1e-5
+        plain, smooth = _relative_error(model, _dynamic_int8(model), held_out), \
+            _relative_error(model, _dynamic_int8(out), held_out)
+        assert smooth < 0.5 * plain, (style, plain, smooth)
+
+
+def test_an_input_without_outliers_or_with_a_shared_weight_is_left_alone():
+    model = _two_readers_model()
+    plain_feeds = [{"x": f["x"] / np.where(np.isin(np.arange(models.D), OUTLIERS), 40.0, 1.0).astype(np.float32)}
+                   for f in _outlier_feeds(model, 8, seed=1)]
+    assert smoothed(model, plain_feeds, bits=8, per_channel=True)[1] == 0
+    shared = _two_readers_model(shared=True)
+    assert "x" not in readers_by_input(shared)
+    out, count, _ = smoothed(shared, _outlier_feeds(shared, 8, seed=1), bits=7, per_channel=True)
+    assert count == 0 and out is shared
+
+
+def test_the_quantize_pass_keeps_smoothing_where_it_scores_higher():
+    from calib import OrtCalibration, fidelity_probe
+
+    model = _two_readers_model()
+    judge = fidelity_probe(model, _outlier_feeds(model, 4, seed=9))
+    graph = gs.import_onnx(model)
+    ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 8, seed=1)), fidelity=judge,
+                      options={"reduce_range": "true"})
+    result = get_pass("quantize").run(graph, ctx)
+    assert result.changed and result.stats["recipe"] == "dynamic (per-channel, smoothed)"
+    assert any("with activation smoothing: smoothed" in n for n in result.notes)
+    assert "Mul" in [n.op for n in graph.nodes]
+    graph = gs.import_onnx(model)
+    off = PassContext(calibration=ctx.calibration, fidelity=judge, options={"reduce_range": "true", "smooth": False})
+    assert get_pass("quantize").run(graph, off).stats["recipe"] == "dynamic (per-channel)"
