@@ -89,3 +89,14 @@ def test_the_quantize_pass_keeps_smoothing_where_it_scores_higher():
     graph = gs.import_onnx(model)
     off = PassContext(calibration=ctx.calibration, fidelity=judge, options={"reduce_range": "true", "smooth": False})
     assert get_pass("quantize").run(graph, off).stats["recipe"] == "dynamic (per-channel)"
+
+
+def test_a_handful_of_calibration_inputs_is_too_few_to_smooth():
+    from calib import OrtCalibration, fidelity_probe
+
+    model = _two_readers_model()
+    ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 4, seed=1)),
+                      fidelity=fidelity_probe(model, _outlier_feeds(model, 4, seed=9)), options={"reduce_range": "true"})
+    result = get_pass("quantize").run(gs.import_onnx(model), ctx)
+    assert result.stats["recipe"] == "dynamic (per-channel)"
+    assert any("activation smoothing not tried: 4 calibration inputs" in n for n in result.notes)
