@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 DEMO := build/demo
 
-.PHONY: install demo test bench bench-recover bench-grasp bench-zo bench-frontier bench-ray lint typecheck clean lock sweep sweep-fast
+.PHONY: install demo test bench bench-recover bench-grasp bench-zo bench-frontier bench-int8 bench-ray lint typecheck clean lock sweep sweep-fast
 
 $(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(STAMP)
 # interleaved run, judged on held-out prose and on WordNet's usage examples (another domain; wordnet-base via apt).
 bench-frontier: $(STAMP)
 	$(BIN)/python -m edgec.samples.bench_frontier --out build/frontier
+
+# edgec's int8 of MiniLM alone (x86 with and without activation smoothing, arm) against ONNX Runtime's quantize_dynamic
+# (8- and 7-bit weights): held-out prose and WordNet cosine, timed in one interleaved run.
+bench-int8: $(STAMP)
+	$(BIN)/python -m edgec.samples.bench_int8 --out build/int8
 
 # Recovery distillation on MiniLM at 50 % of MLP units (0-30 min of training, then int8), and at 75 % (0-5 min); needs wordnet-base and fortunes (installed with apt when run as root).
 bench-recover: $(STAMP)

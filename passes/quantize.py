@@ -36,7 +36,7 @@ Calibrate = Literal["auto", "minmax", "percentile", "entropy"]
 MODES = get_args(Mode)
 INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv",
                "DequantizeLinear", "DynamicQuantizeLSTM", "MatMulNBits", "QAttention")
-DYNAMIC_OPS = ("MatMul", "Gemm")
+DYNAMIC_OPS = ("MatMul", "Gemm", "Attention")   # Attention: ONNX Runtime's fused one (the fuse pass), as QAttention
 STATIC_OPS = ("Conv", "MatMul", "Gemm")
 # with the weighted layers, the operators ONNX Runtime's CPU EP runs in int8 between them (QLinearAdd/Mul/Concat/
 # pooling/Sigmoid/LeakyRelu, int8 Resize and MaxPool) or that only move data; Relu/Clip fold into the ranges

@@ -76,7 +76,7 @@ def smoothed(model: onnx.ModelProto, feeds: Sequence[Feed], bits: int, per_chann
 
 
 def readers_by_input(model: onnx.ModelProto) -> dict[str, list[Reader]]:
-    """Activations read by MatMul/Gemm layers with a float 2-D constant weight, when every reader of the
+    """Activations read by MatMul/Gemm/Attention layers with a float 2-D constant weight, when every reader of the
     activation's weights is among them (a weight used elsewhere cannot be rescaled)."""
     constants = {t.name: t for t in model.graph.initializer}
     uses: dict[str, int] = {}
@@ -92,7 +92,10 @@ def readers_by_input(model: onnx.ModelProto) -> dict[str, list[Reader]]:
 
 
 def _reader(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -> Reader | None:
-    if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2 or node.input[1] not in constants:
+    """A layer whose input channels are its weight's rows: MatMul, Gemm (columns with transB) and ONNX Runtime's
+    fused Attention (the packed Q/K/V weight; quantize_dynamic makes it QAttention, whose input it rounds alike)."""
+    fused = node.op_type == "Attention" and node.domain == "com.microsoft"
+    if not (node.op_type in ("MatMul", "Gemm") or fused) or len(node.input) < 2 or node.input[1] not in constants:
         return None
     weight = constants[node.input[1]]
     if len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:

@@ -100,3 +100,26 @@ def test_a_handful_of_calibration_inputs_is_too_few_to_smooth():
     result = get_pass("quantize").run(gs.import_onnx(model), ctx)
     assert result.stats["recipe"] == "dynamic (per-channel)"
     assert any("activation smoothing not tried: 4 calibration inputs" in n for n in result.notes)
+
+
+def _fused_attention_model():
+    """ONNX Runtime's fused Attention (what the `fuse` pass makes of a BERT layer): one packed Q/K/V weight."""
+    b = models.Builder(seed=6)
+    weight, bias = b.const(b.weight((models.D, 3 * models.D))), b.const(b.weight((3 * models.D,), 0.1))
+    y = b.op("Attention", ["x", weight, bias], domain="com.microsoft", num_heads=2)
+    return b.model("x", y)
+
+
+def test_a_fused_attention_input_is_smoothed_and_becomes_qattention():
+    from calib import OrtCalibration, fidelity_probe
+
+    model = _fused_attention_model()
+    held_out = _outlier_feeds(model, 4, seed=9)
+    out, count, _ = smoothed(model, _outlier_feeds(model, 8, seed=1), bits=7, per_channel=True)
+    assert count == 1 and _relative_error(model, out, held_out) < 1e-5
+    graph = gs.import_onnx(model)
+    ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 8, seed=1)),
+                      fidelity=fidelity_probe(model, held_out), options={"reduce_range": "true"})
+    result = get_pass("quantize").run(graph, ctx)
+    assert result.changed and "QAttention" in [n.op for n in graph.nodes]
+    assert any("with activation smoothing:" in n for n in result.notes)      # scored both ways, the better kept
