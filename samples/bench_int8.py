@@ -3,7 +3,7 @@
 Models: the fp32 original; ONNX Runtime's `quantize_dynamic` (per-channel, its default op types: the embedding
 table too) with 8-bit weights and with 7-bit (`reduce_range`, what edgec's x86 target uses so that CPUs without
 VNNI compute the same numbers); edgec `--passes cleanup,quantize` for x86 with and without activation smoothing
-(`passes/int8/smooth.py`) and for arm. Judged like `make bench-frontier` (held-out prose and WordNet's usage
+(`passes/int8/smooth.py`), after ONNX Runtime's attention fusion (`fuse`: QAttention), and for arm. Judged like `make bench-frontier` (held-out prose and WordNet's usage
 examples: mean cosine of the sentence embedding, worst sentence, nearest-neighbour agreement) and timed in one
 interleaved run at batch 1, sequence 128. Usage:
 
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
               "ORT int8, 7-bit weights": _ort_int8(base, args.out, reduce_range=True),
               "edgec int8 x86 (7-bit), not smoothed": _edgec_int8(base, calib, "x86", args.out, smooth=False),
               "edgec int8 x86 (7-bit)": _edgec_int8(base, calib, "x86", args.out),
+              "edgec fuse + int8 x86 (QAttention)": _edgec_int8(base, calib, "x86", args.out, fuse=True),
               "edgec int8 arm": _edgec_int8(base, calib, "arm", args.out)}
     sets = _held_out_sets(base, calib, args.other)
     rows = [{"model": label, "path": str(path), "file_mb": path.stat().st_size / 1e6,
@@ -48,19 +49,19 @@ def _ort_int8(base: Path, folder: Path, reduce_range: bool) -> Path:
     return out
 
 
-def _edgec_int8(base: Path, calib: Path, target: str, folder: Path, smooth: bool = True) -> Path:
-    """`edgec compile --passes cleanup,quantize` (the target's quantize options, the compile's own gate)."""
+def _edgec_int8(base: Path, calib: Path, target: str, folder: Path, smooth: bool = True, fuse: bool = False) -> Path:
+    """`edgec compile --passes cleanup[,fuse],quantize` (the target's quantize options, the compile's own gate)."""
     from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.targets import load_target
 
-    out = folder / f"edgec_int8_{target}{'' if smooth else '_plain'}.onnx"
+    out = folder / f"edgec_int8_{target}{'' if smooth else '_plain'}{'_fused' if fuse else ''}.onnx"
     profile = load_target(target)
     quantize = {**profile.options_for("quantize"), "smooth": smooth}      # given options replace the target's
-    options = CompileOptions(output=out, passes=["cleanup", "quantize"], calibration=CalibrationSpec(npz=calib),
+    options = CompileOptions(output=out, passes=["cleanup", *(["fuse"] if fuse else []), "quantize"], calibration=CalibrationSpec(npz=calib),
                              force=True, gate_outputs=[OUTPUT], pass_options={"quantize": quantize})
     report = compile_model(base, profile, options)
-    print(f"{target}{'' if smooth else ' (not smoothed)'}: {report.pipeline}; "
+    print(f"{out.stem}: {report.pipeline}; "
           + "; ".join(n for p in report.passes for n in p.notes if "smooth" in n))
     return out
 
