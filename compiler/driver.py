@@ -21,6 +21,7 @@ from edgec.compiler.attempts import (
     with_recovery,
 )
 from edgec.compiler.calibration.feeds import feed_set
+from edgec.compiler.calibration.general_text import with_general_text
 from edgec.compiler.calibration.loading import vocabulary_size
 from edgec.compiler.calibration.spec import CalibrationSpec
 from edgec.compiler.errors import EdgecError, InputError, NegativeResult, ProviderError
@@ -112,8 +113,8 @@ def build(path: Path, target: TargetProfile, options: CompileOptions) -> Compile
         report.notes.append(f"the input fails the ONNX checker ({input_checker_error}); ONNX Runtime runs it, "
                             "so the compiled model is held to the same standard")
     session = original_session(original, config, path)
-    feeds = feed_set(session, vocabulary_size(original), options.calibration, options.seed, path,   # 2 calibrate
-                     report.notes)
+    spec = with_general_text(options.calibration, recovers(options), report.notes)
+    feeds = feed_set(session, vocabulary_size(original), spec, options.seed, path, report.notes)   # 2 calibrate
     reference = Reference(original, config, session, feeds, options.seed, options.gate_outputs)
     report.calibration = {"source": feeds.source, "calibration": len(feeds.calibration),
                           "held_out": len(feeds.held_out)}

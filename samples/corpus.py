@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
-WORDNET = Path("/usr/share/wordnet")
-FORTUNES = Path("/usr/share/games/fortunes")
-SKIPPED_FORTUNES = {"art", "ascii-art", "perl", "translate-me"}     # pictures, code, other languages
-QUOTED = re.compile(r'"([^"]{20,})"')
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+from edgec.compiler.calibration.general_text import FORTUNES, WORDNET, fortune_sentences, wordnet_examples
+
+__all__ = ["ensure_corpus", "ensure_fortunes", "ensure_wordnet", "fortune_sentences", "sentences", "wordnet_examples",
+           "write_corpus"]
 
 
 def ensure_wordnet() -> Path:
@@ -52,31 +50,6 @@ def sentences() -> Iterator[str]:
     """WordNet's usage examples, then the fortunes' sentences."""
     yield from wordnet_examples()
     yield from fortune_sentences()
-
-
-def wordnet_examples(folder: Path = WORDNET) -> Iterator[str]:
-    for pos in ("noun", "verb", "adj", "adv"):
-        with open(folder / f"data.{pos}", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.startswith("  ") and "|" in line:      # not the licence header
-                    yield from (q.strip() for q in QUOTED.findall(line.split("|", 1)[1]))
-
-
-def fortune_sentences(folder: Path = FORTUNES) -> Iterator[str]:
-    """Prose sentences of the quotes: attributions ("-- Mark Twain") dropped, lines joined, split at . ! ?"""
-    for path in sorted(folder.iterdir()):
-        if path.suffix or path.name in SKIPPED_FORTUNES or not path.is_file():
-            continue
-        for quote in path.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
-            prose = " ".join(line.strip() for line in quote.splitlines() if not line.strip().startswith("--"))
-            for sentence in SENTENCE_BREAK.split(prose):
-                sentence = " ".join(sentence.split())
-                if 20 <= len(sentence) <= 200 and _mostly_words(sentence):
-                    yield sentence
-
-
-def _mostly_words(text: str) -> bool:
-    return sum(c.isalpha() or c == " " for c in text) >= 0.9 * len(text)
 
 
 def write_corpus(out: Path, limit: int | None = None, first: list[str] = ()) -> int:

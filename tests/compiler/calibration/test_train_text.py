@@ -35,3 +35,25 @@ def test_train_text_needs_a_tokenizer(save, tmp_path):
     model, (prose, code) = save(_token_model()), _texts(tmp_path)
     code_, out = run_cli("compile", model, "--calib", prose, "--train-text", code)
     assert code_ == 2 and "--train-text needs --tokenizer" in out
+
+
+def test_recovery_on_text_mixes_in_general_text_and_judges_it_by_default(save, tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    from test_eval_text import _texts, _token_model
+
+    from edgec.compiler.calibration import general_text
+    from edgec.samples.minilm import model_dir
+
+    monkeypatch.setattr(general_text, "CACHE", tmp_path / "cache")
+    model, (prose, _) = save(_token_model()), _texts(tmp_path)
+    code_, out = run_cli("compile", model, "--calib-text", prose, "--tokenizer", model_dir(), "--calib-count", 24,
+                         "--passes", "cleanup,prune", "--pass-option", "prune.keep=0.5", "--recover",
+                         "--train-minutes", "0.02", "--min-cosine", "0", "--no-measure", "--format", "json",
+                         "-o", tmp_path / "out.onnx")
+    assert code_ == 0, out
+    import json
+
+    report = json.loads(out[out.index("{"):])
+    assert any("general text (" in n and "second domain" in n for n in report["notes"])
+    assert "general-text-v1/eval.txt" in report["calibration"]["evaluation_source"] and report["fidelity_eval"]
