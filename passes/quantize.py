@@ -2,7 +2,7 @@
 
 Recipes (`passes.int8.recipes`):
 - dynamic: MatMul/Gemm weights int8, activations quantized at run time (MatMulInteger): no data needed,
-  robust to activation outliers (transformers); with calibration inputs also after activation smoothing
+  robust to activation outliers (transformers); where it misses the floor, also after activation smoothing
   (`passes.int8.smooth`: outlier channels moved into the weights, exact in float), kept where it scores higher;
 - static: QDQ with activation ranges calibrated on the calibration feeds, Conv/MatMul/Gemm, fused by ONNX
   Runtime into QLinearConv/QLinearMatMul: the int8 that makes convolutional networks faster (dynamic int8
@@ -63,13 +63,16 @@ class QuantizeOptions:
     calibrate: Calibrate = "auto"  # static ranges: auto = minmax or percentile, whichever scores higher
     floor: float = 0.0            # > 0: the search-feed score int8 must keep (else layers stay float, or all)
     mixed: bool = True            # below the floor: keep the most sensitive layers float instead of the whole graph
-    smooth: bool = True           # dynamic: also try activation smoothing (int8.smooth), kept where it scores higher
+    # dynamic: activation smoothing first (int8.smooth), kept where it scores higher; auto = only when int8 of every
+    # layer misses the floor without it (its Mul per input costs time: 4 % of MiniLM's int8 latency)
+    smooth: str = "auto"
     search_seconds: float = 300.0  # time for the mixed-precision search of each recipe
 
     def __post_init__(self):
-        if self.reduce_range.strip().lower() not in ("auto", "true", "false"):
-            raise PassOptionError(f"pass 'quantize': reduce_range must be auto, true or false, not "
-                                  f"{self.reduce_range!r}")
+        for name in ("reduce_range", "smooth"):
+            if str(getattr(self, name)).strip().lower() not in ("auto", "true", "false"):
+                raise PassOptionError(f"pass 'quantize': {name} must be auto, true or false, not "
+                                      f"{getattr(self, name)!r}")
 
 
 @dataclass
@@ -238,21 +241,26 @@ def _variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qua
 
 def _dynamic_variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions,
                      ctx: PassContext, notes: list[str]) -> Int8Builder:
-    """Dynamic int8 as it is, or after activation smoothing when there are calibration inputs to choose its scales
-    and a judge: whichever all-int8 model scores higher on the search feeds."""
+    """Dynamic int8 as it is, or after activation smoothing (with calibration inputs to choose its scales and a
+    judge): whichever all-int8 model scores higher on the search feeds; with smooth=auto, smoothing only when int8
+    of every layer misses the floor without it."""
     plain = stack.enter_context(Int8Builder(model, recipe))
+    setting = str(opts.smooth).strip().lower()
     feeds = ctx.calibration.feeds if ctx.calibration is not None else ()
-    if not (opts.smooth and feeds and ctx.fidelity is not None):
+    if setting == "false" or not (feeds and ctx.fidelity is not None):
         return plain
     if len(feeds) < MIN_STATIC_FEEDS:    # its scales are per-channel maxima: static ranges' weakness, per channel
         notes.append(f"activation smoothing not tried: {len(feeds)} calibration inputs (it needs ≥ {MIN_STATIC_FEEDS}: "
                      "on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen images' masks by 6 %)")
         return plain
+    plain_score = _score(ctx, plain.build())
+    if setting == "auto" and plain_score >= opts.floor:
+        return plain
     smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=True), feeds))
     if not smooth.smoothed_inputs:
         notes.extend(smooth.notes)
         return plain
-    plain_score, smooth_score = _score(ctx, plain.build()), _score(ctx, smooth.build())
+    smooth_score = _score(ctx, smooth.build())
     chosen = smooth if smooth_score > plain_score else plain
     notes.append(f"dynamic int8, every layer, on the search feeds: {plain_score:.4f} as it is, {smooth_score:.4f} "
                  f"with activation smoothing: {'smoothed' if chosen is smooth else 'as it is'}")

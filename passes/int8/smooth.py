@@ -27,7 +27,7 @@ ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 MAX_FEEDS = 64             # feeds each channel's largest magnitude is taken over (evenly spaced)
 ERROR_FEEDS = 16           # of those, the feeds the rounding error is estimated on
 ERROR_ROWS = 1024          # rows of each input the rounding error is estimated on, over those feeds
-GAIN = 0.9                 # an α must cut the estimated error below this × the unsmoothed one
+GAIN = 0.5                 # an α must halve the estimated error (each smoothed input costs a Mul per run)
 
 
 @dataclass

@@ -81,14 +81,27 @@ def test_the_quantize_pass_keeps_smoothing_where_it_scores_higher():
     judge = fidelity_probe(model, _outlier_feeds(model, 4, seed=9))
     graph = gs.import_onnx(model)
     ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 8, seed=1)), fidelity=judge,
-                      options={"reduce_range": "true"})
+                      options={"reduce_range": "true", "smooth": "true"})
     result = get_pass("quantize").run(graph, ctx)
     assert result.changed and result.stats["recipe"] == "dynamic (per-channel, smoothed)"
     assert any("with activation smoothing: smoothed" in n for n in result.notes)
     assert "Mul" in [n.op for n in graph.nodes]
     graph = gs.import_onnx(model)
-    off = PassContext(calibration=ctx.calibration, fidelity=judge, options={"reduce_range": "true", "smooth": False})
+    off = PassContext(calibration=ctx.calibration, fidelity=judge, options={"reduce_range": "true", "smooth": "false"})
     assert get_pass("quantize").run(graph, off).stats["recipe"] == "dynamic (per-channel)"
+
+
+def test_by_default_smoothing_is_tried_only_where_int8_misses_the_floor_without_it():
+    from calib import OrtCalibration, fidelity_probe
+
+    model = _two_readers_model()
+    judge = fidelity_probe(model, _outlier_feeds(model, 4, seed=9))
+    plain = judge(gs.import_onnx(_dynamic_int8(model)))
+    for floor, smoothed_too in ((plain - 0.01, False), (min(plain + 0.002, 0.9999), True)):
+        ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 8, seed=1)), fidelity=judge,
+                          options={"reduce_range": "true", "floor": floor})
+        result = get_pass("quantize").run(gs.import_onnx(model), ctx)
+        assert any("with activation smoothing" in n for n in result.notes) == smoothed_too, (floor, result.notes)
 
 
 def test_a_handful_of_calibration_inputs_is_too_few_to_smooth():
@@ -119,7 +132,7 @@ def test_a_fused_attention_input_is_smoothed_and_becomes_qattention():
     assert count == 1 and _relative_error(model, out, held_out) < 1e-5
     graph = gs.import_onnx(model)
     ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 8, seed=1)),
-                      fidelity=fidelity_probe(model, held_out), options={"reduce_range": "true"})
+                      fidelity=fidelity_probe(model, held_out), options={"reduce_range": "true", "smooth": "true"})
     result = get_pass("quantize").run(graph, ctx)
     assert result.changed and "QAttention" in [n.op for n in graph.nodes]
     assert any("with activation smoothing:" in n for n in result.notes)      # scored both ways, the better kept
