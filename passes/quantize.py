@@ -63,8 +63,8 @@ class QuantizeOptions:
     calibrate: Calibrate = "auto"  # static ranges: auto = minmax or percentile, whichever scores higher
     floor: float = 0.0            # > 0: the search-feed score int8 must keep (else layers stay float, or all)
     mixed: bool = True            # below the floor: keep the most sensitive layers float instead of the whole graph
-    # dynamic: activation smoothing first (int8.smooth), kept where it scores higher; auto = only when int8 of every
-    # layer misses the floor without it (its Mul per input costs time: 4 % of MiniLM's int8 latency)
+    # dynamic: activation smoothing first (int8.smooth), kept where it scores higher; auto = where it folds into a
+    # LayerNorm, and by a Mul too only when int8 of every layer misses the floor without it (MiniLM's 15 Muls cost 3 %)
     smooth: str = "auto"
     search_seconds: float = 300.0  # time for the mixed-precision search of each recipe
 
@@ -254,11 +254,11 @@ def _dynamic_variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
                      "on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen images' masks by 6 %)")
         return plain
     plain_score = _score(ctx, plain.build())
-    if setting == "auto" and plain_score >= opts.floor:
-        return plain
-    smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=True), feeds))
+    # auto: where int8 meets the floor as it is, only the smoothing that costs nothing (folded into a LayerNorm)
+    scope = "free" if setting == "auto" and plain_score >= opts.floor else "all"
+    smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=scope), feeds))
     if not smooth.smoothed_inputs:
-        notes.extend(smooth.notes)
+        notes.extend(smooth.notes if scope == "all" else [])
         return plain
     smooth_score = _score(ctx, smooth.build())
     chosen = smooth if smooth_score > plain_score else plain

@@ -36,7 +36,8 @@ class Recipe:
     reduce_range: bool = False
     calibrate: str = "minmax"  # static only: minmax | percentile | entropy
     scope: str = ""            # static: "layers" (Conv/MatMul/Gemm) or "wide" (their neighbours too)
-    smooth: bool = False       # dynamic: activation smoothing first (`passes.int8.smooth`; needs feeds)
+    smooth: str = ""           # dynamic: activation smoothing first (`passes.int8.smooth`; needs feeds): "all" inputs
+                               # it helps, or only the "free" ones (folded into their LayerNorm)
 
     @property
     def variant(self) -> str:
@@ -69,7 +70,7 @@ class Int8Builder:
         self.smoothed_inputs = 0
         if recipe.mode == "dynamic" and recipe.smooth:
             model, self.smoothed_inputs, notes = smoothed(model, self._feeds, 7 if recipe.reduce_range else 8,
-                                                          recipe.per_channel)
+                                                          recipe.per_channel, free_only=recipe.smooth == "free")
             self.notes += notes
         self.model = model
         # the tools take a path: a ModelProto handed to quantize_static is saved with external data *in place*

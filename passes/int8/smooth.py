@@ -6,9 +6,11 @@ gets a handful of levels. Dividing channel j of the input by s_j and multiplying
 reads it by s_j computes the same product in float and moves the outliers into the weights, whose scales are
 per output channel: s_j = max|x_j|^α / max|w_j|^(1−α) (Xiao et al., SmoothQuant). α is chosen per input among
 ALPHAS by the product's error under the recipe's own rounding (uint8 per-tensor activations, int8 weights of 7
-or 8 bits) on calibration rows, and an input is left alone where no α lowers it. The division is one Mul in
-front of the MatMuls that read the input. On all-MiniLM-L6-v2 (samples/RESULTS.md#int8): held-out cosine
-0.9933 → 0.9977 with 7-bit weights and 0.9939 → 0.9987 with 8-bit, at the same latency.
+or 8 bits) on calibration rows, and an input is left alone where no α halves it. The division folds into the
+LayerNorm that makes the input when nothing else reads it (a pre-LayerNorm transformer: free); otherwise it is one
+Mul in front of the MatMuls that read the input (a post-LayerNorm one such as BERT, whose LayerNorm output is also
+the residual). On all-MiniLM-L6-v2 (samples/RESULTS.md#int8, 15 Muls): held-out cosine 0.9933 → 0.9977 with
+7-bit weights, 0.9986 with 8-bit, at 1.03× the latency.
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ class Statistics:
     rows: list[np.ndarray]     # per feed of those, a sample of rows
 
 
-def smoothed(model: onnx.ModelProto, feeds: Sequence[Feed], bits: int, per_channel: bool) \
+def smoothed(model: onnx.ModelProto, feeds: Sequence[Feed], bits: int, per_channel: bool, free_only: bool = False) \
         -> tuple[onnx.ModelProto, int, list[str]]:
     """A copy of `model` with the inputs of its MatMul/Gemm layers smoothed where that lowers their int8 error,
-    how many inputs were smoothed, and a note."""
+    how many inputs were smoothed, and a note. `free_only`: only inputs whose division folds into the LayerNorm
+    that makes them (no Mul: no cost per run)."""
     groups = readers_by_input(model)
+    if free_only:
+        groups = {name: readers for name, readers in groups.items() if _foldable_norm(model, name, readers)}
     if not groups or not feeds:
         return model, 0, []
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in
@@ -62,17 +67,18 @@ def smoothed(model: onnx.ModelProto, feeds: Sequence[Feed], bits: int, per_chann
     stats = _statistics(model, list(groups), _spread(feeds, MAX_FEEDS))
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    chosen = []
+    chosen, folded = [], 0
     for name, readers in groups.items():
         matrices = [r.matrix(weights) for r in readers]
         alpha = best_alpha(stats[name], matrices, bits, per_channel)
         if alpha is not None:
-            _apply(out, name, readers, scales(stats[name], matrices, alpha))
+            folded += _apply(out, name, readers, scales(stats[name], matrices, alpha))
             chosen.append(alpha)
     if not chosen:
-        return model, 0, ["activation smoothing: no MatMul input's int8 error dropped with it"]
+        return model, 0, ["activation smoothing: no MatMul input's int8 error halved with it"]
     return out, len(chosen), [f"activation smoothing (SmoothQuant, exact in float) on {len(chosen)} of {len(groups)} "
-                              f"MatMul inputs, α {min(chosen):g}–{max(chosen):g} by their int8 error on calibration rows"]
+                              f"MatMul inputs ({folded} folded into their LayerNorm, {len(chosen) - folded} by a Mul), "
+                              f"α {min(chosen):g}–{max(chosen):g} by their int8 error on calibration rows"]
 
 
 def readers_by_input(model: onnx.ModelProto) -> dict[str, list[Reader]]:
@@ -176,26 +182,50 @@ def _statistics(model: onnx.ModelProto, names: list[str], feeds: Sequence[Feed])
     return {n: Statistics(magnitude[n], np.array(lows[n]), np.array(highs[n]), rows[n]) for n in names}
 
 
-def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.ndarray) -> None:
-    """x → x / s in front of the readers (the Mul placed before the first of them), s into their weights' input
-    channels."""
+def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.ndarray) -> bool:
+    """s into the readers' weights' input channels, and x → x / s: folded into the LayerNorm that makes x when
+    nothing else reads it (True), else a Mul in front of the readers (placed before the first of them)."""
     graph = model.graph
+    tensors = {t.name: t for t in graph.initializer}
+    for reader in readers:
+        tensor = tensors[reader.weight]
+        w = numpy_helper.to_array(tensor) * (scale[None, :] if reader.transposed else scale[:, None])
+        tensor.CopyFrom(numpy_helper.from_array(w.astype(np.float32), reader.weight))
+    norm = _foldable_norm(model, name, readers)
+    if norm is not None:
+        for affine in norm.input[1:3]:           # the LayerNorm's scale and bias
+            tensor = tensors[affine]
+            tensor.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(tensor) / scale).astype(np.float32), affine))
+        return True
     inverse, smoothed_name = f"{name}_smooth_inverse", f"{name}_smoothed"
     graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
-    tensors = {t.name: t for t in graph.initializer}
     outputs = [list(r.node.output) for r in readers]
     nodes = list(graph.node)
     for node in nodes:
         if list(node.output) in outputs:
             node.input[0] = smoothed_name
-    for reader in readers:
-        tensor = tensors[reader.weight]
-        w = numpy_helper.to_array(tensor) * (scale[None, :] if reader.transposed else scale[:, None])
-        tensor.CopyFrom(numpy_helper.from_array(w.astype(np.float32), reader.weight))
     first = next(i for i, n in enumerate(nodes) if smoothed_name in n.input)
     nodes.insert(first, helper.make_node("Mul", [name, inverse], [smoothed_name], name=f"{name}_smooth"))
     del graph.node[:]
     graph.node.extend(nodes)
+    return False
+
+
+def _foldable_norm(model: onnx.ModelProto, name: str, readers: list[Reader]) -> onnx.NodeProto | None:
+    """The LayerNormalization (last axis, constant scale and bias of its own) that makes `name`, when only the
+    readers (and Shape) read it: a pre-LayerNorm transformer's attention and MLP inputs, not a post-LayerNorm one's
+    (there the output is also the residual)."""
+    producer = next((n for n in model.graph.node if name in n.output), None)
+    if producer is None or producer.op_type != "LayerNormalization" or len(producer.input) < 3:
+        return None
+    axis = next((helper.get_attribute_value(a) for a in producer.attribute if a.name == "axis"), -1)
+    constants = {t.name for t in model.graph.initializer}
+    outputs = {tuple(r.node.output) for r in readers}
+    uses = [n for n in model.graph.node if set(n.input) & set(producer.input[1:3])]
+    readers_only = all(tuple(n.output) in outputs or n.op_type == "Shape" for n in model.graph.node if name in n.input)
+    own = len(uses) == 1 and all(i in constants for i in producer.input[1:3])
+    graph_output = name in {o.name for o in model.graph.output}
+    return producer if axis == -1 and readers_only and own and not graph_output else None
 
 
 def _spread(feeds: Sequence[Feed], most: int) -> list[Feed]:
