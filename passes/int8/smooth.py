@@ -191,11 +191,12 @@ def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.n
         tensor = tensors[reader.weight]
         w = numpy_helper.to_array(tensor) * (scale[None, :] if reader.transposed else scale[:, None])
         tensor.CopyFrom(numpy_helper.from_array(w.astype(np.float32), reader.weight))
-    norm = _foldable_norm(model, name, readers)
-    if norm is not None:
-        for affine in norm.input[1:3]:           # the LayerNorm's scale and bias
-            tensor = tensors[affine]
-            tensor.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(tensor) / scale).astype(np.float32), affine))
+    affine = _foldable_norm(model, name, readers)
+    if affine is not None:
+        for constant in affine:                  # the normalization's per-channel scale and bias
+            tensor = tensors[constant]
+            value = numpy_helper.to_array(tensor)
+            tensor.CopyFrom(numpy_helper.from_array((value / scale.reshape(value.shape)).astype(np.float32), constant))
         return True
     inverse, smoothed_name = f"{name}_smooth_inverse", f"{name}_smoothed"
     graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
@@ -211,21 +212,45 @@ def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.n
     return False
 
 
-def _foldable_norm(model: onnx.ModelProto, name: str, readers: list[Reader]) -> onnx.NodeProto | None:
-    """The LayerNormalization (last axis, constant scale and bias of its own) that makes `name`, when only the
-    readers (and Shape) read it: a pre-LayerNorm transformer's attention and MLP inputs, not a post-LayerNorm one's
-    (there the output is also the residual)."""
-    producer = next((n for n in model.graph.node if name in n.output), None)
-    if producer is None or producer.op_type != "LayerNormalization" or len(producer.input) < 3:
+def _foldable_norm(model: onnx.ModelProto, name: str, readers: list[Reader]) -> list[str] | None:
+    """The constants of the normalization that makes `name` — a LayerNormalization's scale and bias (last axis), or
+    the Mul·Add by per-channel constants that ends a decomposed one — when only the readers (and Shape) read it and
+    nothing else reads those constants: a pre-LayerNorm transformer's attention and MLP inputs, not a post-LayerNorm
+    one's (there the output is also the residual)."""
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    readers_only = all(tuple(n.output) in {tuple(r.node.output) for r in readers} or n.op_type == "Shape"
+                       for n in graph.node if name in n.input)
+    if not readers_only or name in {o.name for o in graph.output}:
         return None
-    axis = next((helper.get_attribute_value(a) for a in producer.attribute if a.name == "axis"), -1)
-    constants = {t.name for t in model.graph.initializer}
-    outputs = {tuple(r.node.output) for r in readers}
-    uses = [n for n in model.graph.node if set(n.input) & set(producer.input[1:3])]
-    readers_only = all(tuple(n.output) in outputs or n.op_type == "Shape" for n in model.graph.node if name in n.input)
-    own = len(uses) == 1 and all(i in constants for i in producer.input[1:3])
-    graph_output = name in {o.name for o in model.graph.output}
-    return producer if axis == -1 and readers_only and own and not graph_output else None
+    dims = next(list(t.dims) for t in graph.initializer if t.name == readers[0].weight)
+    constants = _channel_constants(model, dims[1] if readers[0].transposed else dims[0])
+    producer = producers.get(name)
+    if producer is None:
+        return None
+    if producer.op_type == "LayerNormalization":
+        axis = next((helper.get_attribute_value(a) for a in producer.attribute if a.name == "axis"), -1)
+        affine = list(producer.input[1:3])
+        return affine if axis == -1 and len(affine) == 2 and all(a in constants for a in affine) else None
+    if producer.op_type != "Add":                          # decomposed: … → Mul(γ) → Add(β)
+        return None
+    bias = [i for i in producer.input if i in constants]
+    scaled = [producers.get(i) for i in producer.input if i not in constants]
+    if len(bias) != 1 or len(scaled) != 1 or scaled[0] is None or scaled[0].op_type != "Mul":
+        return None
+    gain = [i for i in scaled[0].input if i in constants]
+    only_the_add = all(n is producer for n in graph.node if scaled[0].output[0] in n.input)
+    return [gain[0], bias[0]] if len(gain) == 1 and only_the_add else None
+
+
+def _channel_constants(model: onnx.ModelProto, channels: int) -> set[str]:
+    """Float initializers of `channels` values (any leading 1s) read by exactly one node."""
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    return {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and uses.get(t.name) == 1
+            and list(t.dims)[-1:] == [channels] and int(np.prod(t.dims)) == channels}
 
 
 def _spread(feeds: Sequence[Feed], most: int) -> list[Feed]:

@@ -138,26 +138,32 @@ def test_a_fused_attention_input_is_smoothed_and_becomes_qattention():
     assert any("with activation smoothing:" in n for n in result.notes)      # scored both ways, the better kept
 
 
-def _pre_norm_model(residual=False):
+def _pre_norm_model(residual=False, decomposed=False):
     """x → LayerNorm (a few channels with a large scale, as trained LayerNorms have) → two linears; `residual`: the
-    normalized x is also added to their sum (post-LayerNorm style: the division cannot fold into the norm)."""
+    normalized x is also added to their sum (post-LayerNorm style: the division cannot fold into the norm);
+    `decomposed`: the norm's affine as older exports write it, Mul(γ) then Add(β)."""
     b = models.Builder(seed=5)
     gamma = np.ones(models.D, np.float32)
     gamma[OUTLIERS] = 40.0
-    normed = b.op("LayerNormalization", ["x", b.const(gamma), b.const(np.zeros(models.D))], axis=-1)
+    if decomposed:
+        normed = b.op("Add", [b.op("Mul", ["x", b.const(gamma)]), b.const(np.full(models.D, 0.1))])
+    else:
+        normed = b.op("LayerNormalization", ["x", b.const(gamma), b.const(np.zeros(models.D))], axis=-1)
     total = b.op("Add", [models.linear(b, normed, models.D, models.D, bias=False),
                          models.linear(b, normed, models.D, models.D, bias=False)])
     return b.model("x", b.op("Add", [total, normed]) if residual else total)
 
 
 def test_a_pre_layernorm_input_is_smoothed_inside_its_norm_at_no_cost():
-    model = _pre_norm_model()
-    feeds, held_out = models.feeds(model, 8, seed=1, seq=24), models.feeds(model, 4, seed=9, seq=24)
-    out, count, notes = smoothed(model, feeds, bits=7, per_channel=True, free_only=True)
-    assert count == 1 and "1 folded into their LayerNorm, 0 by a Mul" in notes[0]
-    assert [n.op_type for n in out.graph.node] == [n.op_type for n in model.graph.node]
-    assert _relative_error(model, out, held_out) < 1e-5
-    assert _relative_error(model, _dynamic_int8(out), held_out) < 0.5 * _relative_error(model, _dynamic_int8(model), held_out)
+    for decomposed in (False, True):
+        model = _pre_norm_model(decomposed=decomposed)
+        feeds, held_out = models.feeds(model, 8, seed=1, seq=24), models.feeds(model, 4, seed=9, seq=24)
+        out, count, notes = smoothed(model, feeds, bits=7, per_channel=True, free_only=True)
+        assert count == 1 and "1 folded into their LayerNorm, 0 by a Mul" in notes[0]
+        assert [n.op_type for n in out.graph.node] == [n.op_type for n in model.graph.node]
+        assert _relative_error(model, out, held_out) < 1e-5
+        assert _relative_error(model, _dynamic_int8(out), held_out) < \
+            0.5 * _relative_error(model, _dynamic_int8(model), held_out)
     residual = _pre_norm_model(residual=True)
     assert smoothed(residual, feeds, bits=7, per_channel=True, free_only=True)[1] == 0
     out, count, notes = smoothed(residual, feeds, bits=7, per_channel=True)
