@@ -14,6 +14,7 @@ activation rounded, no unit removed): they run at a tighter floor on the synthes
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from edgec.compiler.errors import InputError
@@ -93,6 +94,22 @@ def plan_attempts(passes: list[str], explicit_options: dict[str, dict], target: 
         steps.append(Attempt("lossless passes only", lossless, {}))
     steps.append(Attempt("the original model", [], {}))
     return _distinct(steps)
+
+
+def floors_for_gate(target: TargetProfile, gate: float | None, notes: list[str]) -> TargetProfile:
+    """The target with every pass floor below a stricter --min-cosine raised to halfway from the gate to 1 (as the
+    goal search aims): at the x86 target's quantize floor 0.991 a gate of 0.995 failed every int8 compile, where a
+    floor above the gate makes quantize smooth activations and keep its most sensitive layers float."""
+    if gate is None or gate <= target.min_cosine:
+        return target
+    floor = round(gate + (1 - gate) / 2, 6)
+    raised = {name: {**options, "floor": floor} for name, options in target.pass_options.items()
+              if "floor" in options and float(options["floor"]) < floor}
+    if not raised:
+        return target
+    notes.append(f"--min-cosine {gate:g} is stricter than the target's {target.min_cosine:g}: the floors of "
+                 f"{', '.join(sorted(raised))} raised to {floor:g}")
+    return dataclasses.replace(target, pass_options={**target.pass_options, **raised})
 
 
 def _tightened(options: dict) -> dict:

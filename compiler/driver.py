@@ -15,6 +15,7 @@ from edgec.compiler import modelio
 from edgec.compiler.attempts import (
     Attempt,
     checked_plan,
+    floors_for_gate,
     pass_options,
     plan_attempts,
     real_data_only,
@@ -108,6 +109,7 @@ def build(path: Path, target: TargetProfile, options: CompileOptions) -> Compile
     requested = checked_plan(with_recovery(requested, options, target), options.pass_options, target)  # 3 plan
     report = CompileReport(str(path), None, target.name, list(resolved.providers), requested,
                            notes=list(resolved.notes))
+    target = floors_for_gate(target, options.min_cosine, report.notes)
     input_checker_error = modelio.checker_error(original, path)
     if input_checker_error:
         report.notes.append(f"the input fails the ONNX checker ({input_checker_error}); ONNX Runtime runs it, "

@@ -65,3 +65,16 @@ def test_a_recover_listed_in_passes_takes_the_budget_flags_unless_its_own_option
     options = SimpleNamespace(recover_minutes=0.5, recover_steps=0, pass_options={"recover": {"steps": 3}})
     with_recovery(["cleanup", "prune", "recover"], options)
     assert options.pass_options["recover"] == {"steps": 3}             # an explicit recover.steps wins
+
+
+def test_a_stricter_gate_raises_the_floors_below_it():
+    from edgec.compiler.attempts import floors_for_gate
+    from edgec.targets import load_target
+
+    x86 = load_target("x86")
+    notes: list[str] = []
+    assert floors_for_gate(x86, None, notes) is x86 and floors_for_gate(x86, 0.98, notes) is x86 and not notes
+    strict = floors_for_gate(x86, 0.995, notes)
+    assert strict.options_for("quantize")["floor"] == 0.9975 and strict.options_for("quantize")["reduce_range"] == "true"
+    assert strict.options_for("prune")["floor"] == 0.9975 and x86.options_for("quantize")["floor"] == 0.991
+    assert "quantize" in notes[0] and "raised to 0.9975" in notes[0]
