@@ -115,8 +115,9 @@ def _reader(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -> Rea
 def best_alpha(stats: Statistics, matrices: list[np.ndarray], bits: int, per_channel: bool) -> float | None:
     """The α whose smoothing rounds the readers' products closest to float, or None when none beats no smoothing
     by GAIN."""
-    plain = rounding_error(stats, matrices, np.ones(matrices[0].shape[0], np.float32), bits, per_channel)
-    errors = {a: rounding_error(stats, matrices, scales(stats, matrices, a), bits, per_channel) for a in ALPHAS}
+    exact = [[rows @ w for w in matrices] for rows in stats.rows]       # the float products, the same for every α
+    plain = rounding_error(stats, matrices, np.ones(matrices[0].shape[0], np.float32), bits, per_channel, exact)
+    errors = {a: rounding_error(stats, matrices, scales(stats, matrices, a), bits, per_channel, exact) for a in ALPHAS}
     alpha = min(errors, key=errors.__getitem__)
     return alpha if errors[alpha] < GAIN * plain else None
 
@@ -128,18 +129,18 @@ def scales(stats: Statistics, matrices: list[np.ndarray], alpha: float) -> np.nd
 
 
 def rounding_error(stats: Statistics, matrices: list[np.ndarray], scale: np.ndarray, bits: int,
-                   per_channel: bool) -> float:
+                   per_channel: bool, exact: list[list[np.ndarray]] | None = None) -> float:
     """‖XW − q(X/s)·q(sW)‖² / ‖XW‖² over the sampled rows, each feed's activations rounded with the range of that
     whole feed (as DynamicQuantizeLinear does at run time)."""
     rounded = [_round_weight(w * scale[:, None], bits, per_channel) for w in matrices]
     error = total = 0.0
-    for low, high, rows in zip(stats.low, stats.high, stats.rows, strict=True):
+    exact = exact or [[rows @ w for w in matrices] for rows in stats.rows]
+    for low, high, rows, products in zip(stats.low, stats.high, stats.rows, exact, strict=True):
         lo, hi = min(float((low / scale).min()), 0.0), max(float((high / scale).max()), 0.0)
         x = _round_activation(rows / scale, lo, hi)
-        for w, wq in zip(matrices, rounded, strict=True):
-            exact = rows @ w
-            error += float(((exact - x @ wq) ** 2).sum())
-            total += float((exact ** 2).sum())
+        for product, wq in zip(products, rounded, strict=True):
+            error += float(((product - x @ wq) ** 2).sum())
+            total += float((product ** 2).sum())
     return error / max(total, 1e-30)
 
 
