@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from edgec.compiler.driver import (
 from edgec.compiler.errors import EdgecError
 from edgec.compiler.measuring import Baseline, measured
 from edgec.compiler.report.compile_report import CompileReport
+from edgec.compiler.report.resources import usage_since
 from edgec.compiler.tasks.bundle import Bundle
 from edgec.targets import TargetProfile
 
@@ -66,6 +68,7 @@ class CompileOutcome:
 
 def compile_task(source: Bundle | Path, job: CompileJob) -> CompileOutcome:
     """Runs on the worker."""
+    started = time.perf_counter()
     with torch_threads(job.options.task_threads), tempfile.TemporaryDirectory(prefix="edgec-task-") as tmp:
         root = Path(tmp)
         path, options = source, job.options
@@ -86,6 +89,7 @@ def compile_task(source: Bundle | Path, job: CompileJob) -> CompileOutcome:
         modelio.save_model_atomic(built.model, out)
         files = {p.name: p.read_bytes() for p in sorted(out.parent.iterdir())}
         report = built.report
+        report.resources = usage_since(started)     # the worker's process: its peak covers its earlier tasks too
         if isinstance(source, Bundle):
             source.restore_paths(report, root / "in")
         return CompileOutcome(report, files, dict(built.reference.feeds.held_out[0]), version=edgec_version())

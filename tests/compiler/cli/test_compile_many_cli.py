@@ -39,6 +39,7 @@ def test_five_models_times_two_targets_on_a_ray_cluster(fleet, tmp_path, ray_clu
             report = json.loads((out / f"m{i}.{target}.report.json").read_text())
             assert report["target"] == target and report["latency"]["compiled"]["runs"] == 3
             assert report["input"] == str(fleet[i])          # the user's path, not the worker's copy
+            assert report["resources"]["seconds"] > 0 and report["resources"]["peak_memory_mb"] > 0
     assert "m4.onnx  arm" in text and "status" in text
 
 
