@@ -26,11 +26,11 @@ def verify(report: CompileReport, reference: Reference, candidate, target: Targe
     threshold = target.min_cosine if min_cosine is None else min_cosine
     report.min_cosine = threshold
     report.fidelity = _judged(report, names, refs, gots, split.held_out, gate_outputs, threshold, "")
-    if split.evaluation:     # --eval-text: another domain, judged and gated the same way
+    if split.evaluation:     # --eval-text: another domain, judged and gated the same way (the default: judged only)
         refs = split.evaluation_outputs or [reference.session.run(names, f) for f in split.evaluation]
         gots = [candidate.run(names, f) for f in split.evaluation]
-        report.fidelity_eval = _judged(report, names, refs, gots, split.evaluation, gate_outputs, threshold,
-                                       f" on {split.evaluation_source}")
+        report.fidelity_eval = _judged(report, names, refs, gots, split.evaluation, gate_outputs,
+                                       threshold if split.evaluation_gated else 0.0, f" on {split.evaluation_source}")
     report.ok = report.fidelity_ok
 
 

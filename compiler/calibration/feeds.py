@@ -34,6 +34,7 @@ class FeedSet:
     evaluation: list[Feed] = field(default_factory=list)    # --eval-text: a second held-out set, another domain
     evaluation_source: str | None = None
     evaluation_outputs: Outputs | None = None
+    evaluation_gated: bool = True    # False: reported, not gated (the default general text of a recovering compile)
 
     def training_feeds(self) -> Iterable[Feed]:
         """One pass over the training data: the stream of a text/image/hook source, else the fit feeds."""
@@ -61,7 +62,7 @@ def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: P
     evaluation, evaluation_source = _evaluation(spec, specs, path)
     if not run_original:
         return FeedSet(source, calibration, fit, search, held_out, training=training, evaluation=evaluation,
-                       evaluation_source=evaluation_source)
+                       evaluation_source=evaluation_source, evaluation_gated=spec.eval_gated)
     failure = f"{path}: ONNX Runtime fails on the {source} inputs"
     _original_outputs(session, fit, failure, spec)          # every feed runs once, so a bad one fails here
     search_outputs = _original_outputs(session, search, failure, spec)
@@ -69,7 +70,7 @@ def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: P
     evaluation_outputs = _original_outputs(session, evaluation, f"{path}: ONNX Runtime fails on the "
                                                                 f"{evaluation_source} inputs", spec)
     return FeedSet(source, calibration, fit, search, held_out, search_outputs, held_out_outputs, training,
-                   evaluation, evaluation_source, evaluation_outputs)
+                   evaluation, evaluation_source, evaluation_outputs, spec.eval_gated)
 
 
 def _general_stream(spec: CalibrationSpec, specs: list[InputSpec]) -> Callable[[], Iterable[Feed]]:

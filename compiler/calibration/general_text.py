@@ -93,18 +93,25 @@ def general_sentences() -> Iterator[str]:
 
 
 def general_text_files(cache: Path) -> tuple[Path, Path, str]:
-    """(training file, evaluation file, what they hold), written once into `cache` (atomically)."""
-    folder = cache / f"general-text-v{VERSION}"
-    train, evaluation = folder / "train.txt", folder / "eval.txt"
-    if not (train.exists() and evaluation.exists()):
-        folder.mkdir(parents=True, exist_ok=True)
-        train_lines, eval_lines = _split(general_sentences())
-        _write_atomically(evaluation, eval_lines)
-        _write_atomically(train, train_lines)
+    """(training file, evaluation file, what they hold), written once into `cache` (atomically; into the
+    temporary folder when `cache` cannot be written), one folder per set of sources present."""
     sources = [name for name, there in (("WordNet's examples", (WORDNET / "data.noun").exists()),
                                         ("fortunes", (FORTUNES / "fortunes").exists()),
                                         ("the Python standard library's docstrings", True)) if there]
-    return train, evaluation, ", ".join(sources)
+    folder_name = f"general-text-v{VERSION}-{''.join(s[0].lower() for s in sources)}"
+    for root in (cache, Path(tempfile.gettempdir()) / "edgec"):
+        folder = root / folder_name
+        train, evaluation = folder / "train.txt", folder / "eval.txt"
+        try:
+            if not (train.exists() and evaluation.exists()):
+                folder.mkdir(parents=True, exist_ok=True)
+                train_lines, eval_lines = _split(general_sentences())
+                _write_atomically(evaluation, eval_lines)
+                _write_atomically(train, train_lines)
+            return train, evaluation, ", ".join(sources)
+        except OSError:
+            continue
+    raise OSError(f"cannot write the general text under {cache} or the temporary folder")
 
 
 def _split(sentences: Iterator[str]) -> tuple[list[str], list[str]]:
@@ -132,10 +139,15 @@ def with_general_text(spec: CalibrationSpec, recovering: bool, notes: list[str])
     unless --train-text names another, and is also judged on held-out general text unless --eval-text does."""
     if not (recovering and spec.text is not None) or (spec.train_text and spec.eval_text):
         return spec
-    train, evaluation, sources = general_text_files(CACHE)
-    updated = dataclasses.replace(spec, train_text=spec.train_text or train, eval_text=spec.eval_text or evaluation)
+    try:
+        train, evaluation, sources = general_text_files(CACHE)
+    except OSError as exc:
+        notes.append(f"general text left out ({exc})")
+        return spec
+    updated = dataclasses.replace(spec, train_text=spec.train_text or train, eval_text=spec.eval_text or evaluation,
+                                  eval_gated=spec.eval_text is not None)
     given = ["training mixed with it (--train-text replaces it)" if spec.train_text is None else "",
-             f"{EVAL_LINES} held-out sentences of it judged as a second domain (--eval-text replaces them)"
+             f"{EVAL_LINES} held-out sentences of it judged, not gated, as a second domain (--eval-text gates one)"
              if spec.eval_text is None else ""]
     notes.append(f"general text ({sources}): " + "; ".join(g for g in given if g))
     return updated

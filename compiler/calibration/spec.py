@@ -25,6 +25,7 @@ class CalibrationSpec:
     image_resize: str | None = None  # how --calib-dir images are fitted to the input
     eval_text: Path | None = None    # --eval-text: a second held-out source (another domain), judged like the first
     eval_count: int = 256            # lines of it used
+    eval_gated: bool = True          # the gate covers it (False: judged only — the default general text)
     train_text: Path | None = None   # --train-text: a general corpus mixed into the training stream (recovery)
     dims: dict[str, int] = field(default_factory=dict)             # --dim NAME=VALUE for synthesized feeds
     input_values: dict[str, object] = field(default_factory=dict)  # --input NAME=VALUE for synthesized feeds

@@ -35,7 +35,18 @@ def test_a_recovering_text_compile_gets_both_defaults_and_keeps_what_is_given(tm
     assert general_text.with_general_text(CalibrationSpec(), recovering=True, notes=notes) == CalibrationSpec()
     both = general_text.with_general_text(text, recovering=True, notes=notes)
     assert both.train_text.name == "train.txt" and both.eval_text.name == "eval.txt"
-    assert "training mixed with it" in notes[0] and "second domain" in notes[0]
+    assert "training mixed with it" in notes[0] and "second domain" in notes[0] and not both.eval_gated
     mine = CalibrationSpec(text=Path("prose.txt"), tokenizer=Path("tok"), train_text=Path("mine.txt"))
     kept = general_text.with_general_text(mine, recovering=True, notes=[])
     assert kept.train_text == Path("mine.txt") and kept.eval_text.name == "eval.txt"
+    given = CalibrationSpec(text=Path("prose.txt"), tokenizer=Path("tok"), eval_text=Path("other.txt"))
+    assert general_text.with_general_text(given, recovering=True, notes=[]).eval_gated     # the user's gates
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(general_text, "general_sentences", lambda: iter([f"Sentence {i} of it." for i in range(100)]))
+    monkeypatch.setattr(general_text.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    train, _, _ = general_text.general_text_files(blocked)
+    assert train.is_file() and str(train).startswith(str(tmp_path / "tmp"))

@@ -56,4 +56,5 @@ def test_recovery_on_text_mixes_in_general_text_and_judges_it_by_default(save, t
 
     report = json.loads(out[out.index("{"):])
     assert any("general text (" in n and "second domain" in n for n in report["notes"])
-    assert "general-text-v1/eval.txt" in report["calibration"]["evaluation_source"] and report["fidelity_eval"]
+    assert "general-text-v1-" in report["calibration"]["evaluation_source"] and report["fidelity_eval"]
+    assert "judged, not gated" in " ".join(report["notes"])
