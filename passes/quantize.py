@@ -256,11 +256,15 @@ def _dynamic_variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     plain_score = _score(ctx, plain.build())
     # auto: where int8 meets the floor as it is, only the smoothing that costs nothing (folded into a LayerNorm)
     scope = "free" if setting == "auto" and plain_score >= opts.floor else "all"
-    smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=scope), feeds))
+    try:
+        smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=scope), feeds))
+        smooth_score = _score(ctx, smooth.build()) if smooth.smoothed_inputs else 0.0
+    except Exception as exc:  # noqa: BLE001 - smoothing is an option: its failure leaves plain dynamic int8
+        notes.append(f"activation smoothing failed ({_first_line(exc)}): dynamic int8 as it is")
+        return plain
     if not smooth.smoothed_inputs:
         notes.extend(smooth.notes if scope == "all" else [])
         return plain
-    smooth_score = _score(ctx, smooth.build())
     chosen = smooth if smooth_score > plain_score else plain
     notes.append(f"dynamic int8, every layer, on the search feeds: {plain_score:.4f} as it is, {smooth_score:.4f} "
                  f"with activation smoothing: {'smoothed' if chosen is smooth else 'as it is'}")

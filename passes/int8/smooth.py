@@ -57,6 +57,10 @@ def smoothed(model: onnx.ModelProto, feeds: Sequence[Feed], bits: int, per_chann
     """A copy of `model` with the inputs of its MatMul/Gemm layers smoothed where that lowers their int8 error,
     how many inputs were smoothed, and a note. `free_only`: only inputs whose division folds into the LayerNorm
     that makes them (no Mul: no cost per run)."""
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node
+           for a in n.attribute):
+        return model, 0, ["activation smoothing not tried: the graph has subgraphs (If/Loop bodies may read the "
+                          "tensors it would rescale)"]
     groups = readers_by_input(model)
     if free_only:
         groups = {name: readers for name, readers in groups.items() if _foldable_norm(model, name, readers)}
@@ -85,10 +89,7 @@ def readers_by_input(model: onnx.ModelProto) -> dict[str, list[Reader]]:
     """Activations read by MatMul/Gemm/Attention layers with a float 2-D constant weight, when every reader of the
     activation's weights is among them (a weight used elsewhere cannot be rescaled)."""
     constants = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = _uses(model)
     groups: dict[str, list[Reader]] = {}
     for node in model.graph.node:
         reader = _reader(node, constants)
@@ -199,7 +200,9 @@ def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.n
             value = numpy_helper.to_array(tensor)
             tensor.CopyFrom(numpy_helper.from_array((value / scale.reshape(value.shape)).astype(np.float32), constant))
         return True
-    inverse, smoothed_name = f"{name}_smooth_inverse", f"{name}_smoothed"
+    taken = {t.name for t in graph.initializer} | {i.name for i in graph.input} | \
+        {o for n in graph.node for o in n.output}
+    inverse, smoothed_name = _unique(f"{name}_smooth_inverse", taken), _unique(f"{name}_smoothed", taken)
     graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
     outputs = [list(r.node.output) for r in readers]
     nodes = list(graph.node)
@@ -211,6 +214,13 @@ def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.n
     del graph.node[:]
     graph.node.extend(nodes)
     return False
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, k = name, 1
+    while candidate in taken:
+        candidate, k = f"{name}_{k}", k + 1
+    return candidate
 
 
 def _foldable_norm(model: onnx.ModelProto, name: str, readers: list[Reader]) -> list[str] | None:
@@ -240,16 +250,21 @@ def _foldable_norm(model: onnx.ModelProto, name: str, readers: list[Reader]) -> 
     if len(bias) != 1 or len(scaled) != 1 or scaled[0] is None or scaled[0].op_type != "Mul":
         return None
     gain = [i for i in scaled[0].input if i in constants]
-    only_the_add = all(n is producer for n in graph.node if scaled[0].output[0] in n.input)
+    only_the_add = _uses(model).get(scaled[0].output[0]) == 1          # the Add, not another node or an output
     return [gain[0], bias[0]] if len(gain) == 1 and only_the_add else None
+
+
+def _uses(model: onnx.ModelProto) -> dict[str, int]:
+    """How many times each tensor is read: by a node, or as a graph output."""
+    uses: dict[str, int] = {}
+    for name in [i for node in model.graph.node for i in node.input] + [o.name for o in model.graph.output]:
+        uses[name] = uses.get(name, 0) + 1
+    return uses
 
 
 def _channel_constants(model: onnx.ModelProto, channels: int) -> set[str]:
     """Float initializers of `channels` values (any leading 1s) read by exactly one node."""
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = _uses(model)
     return {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and uses.get(t.name) == 1
             and list(t.dims)[-1:] == [channels] and int(np.prod(t.dims)) == channels}
 

@@ -180,3 +180,38 @@ def test_by_default_free_smoothing_is_taken_even_where_int8_meets_the_floor():
     result = get_pass("quantize").run(gs.import_onnx(model), ctx)
     assert result.stats["recipe"] == "dynamic (per-channel, smoothed)"
     assert any("1 folded into their LayerNorm" in n for n in result.notes)
+
+
+def test_names_never_collide_and_graphs_with_subgraphs_or_exposed_constants_stay_exact():
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    def weight(name):
+        return onnx.numpy_helper.from_array(rng.standard_normal((models.D, models.D)).astype(np.float32), name)
+    gamma = np.ones(models.D, np.float32)
+    gamma[OUTLIERS] = 40.0
+    nodes = [helper.make_node("Mul", ["x", "gamma"], ["x_smoothed"]),                # a name the Mul would take
+             helper.make_node("MatMul", ["x_smoothed", "w1"], ["a"]), helper.make_node("MatMul", ["x_smoothed", "w2"], ["b"]),
+             helper.make_node("Add", ["a", "b"], ["y"])]
+    shapes = {"y": [1, 24, models.D], "gamma": [models.D], "z": [models.D, models.D]}
+    def value(name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shapes[name])
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, models.D])],
+                              [value("y"), value("gamma")],                              # gamma is also an output
+                              [weight("w1"), weight("w2"), onnx.numpy_helper.from_array(gamma, "gamma")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    feeds = [{"x": f["x"] / np.float32(40)} for f in _outlier_feeds(_two_readers_model(), 8, seed=1)]
+    out, count, notes = smoothed(model, feeds, bits=7, per_channel=True)
+    onnx.checker.check_model(out)
+    assert count == 1 and "0 folded into their LayerNorm, 1 by a Mul" in notes[0]       # gamma stays as it is
+    for feed in feeds[:2]:
+        for want, got in zip(models.run(model, feed), models.run(out, feed), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    branch = helper.make_graph([helper.make_node("Identity", ["w1"], ["z"])], "then", [], [value("z")])
+    looped = helper.make_model(helper.make_graph(
+        nodes + [helper.make_node("If", ["cond"], ["z"], then_branch=branch, else_branch=branch)], "g",
+        list(graph.input) + [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])], [value("y"), value("z")],
+        list(graph.initializer)), opset_imports=[helper.make_opsetid("", 17)])
+    _, count, notes = smoothed(looped, feeds, bits=7, per_channel=True)
+    assert count == 0 and "subgraphs" in notes[0]
