@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from edgec.compiler.errors import InputError
 from edgec.passes import PassOptionError, UnknownPass, get_pass
@@ -96,19 +97,22 @@ def plan_attempts(passes: list[str], explicit_options: dict[str, dict], target: 
     return _distinct(steps)
 
 
-def floors_for_gate(target: TargetProfile, gate: float | None, notes: list[str]) -> TargetProfile:
-    """The target with every pass floor below a stricter --min-cosine raised to halfway from the gate to 1 (as the
-    goal search aims): at the x86 target's quantize floor 0.991 a gate of 0.995 failed every int8 compile, where a
-    floor above the gate makes quantize smooth activations and keep its most sensitive layers float."""
-    if gate is None or gate <= target.min_cosine:
+def floors_for_gate(target: TargetProfile, gate: float | None, notes: list[str],
+                    explicit: Iterable[str] = ()) -> TargetProfile:
+    """The target with its pass floors scaled to a stricter --min-cosine: each floor keeps its distance to 1 in
+    proportion to the gate's (x86 at 0.995 instead of 0.99: quantize 0.991 → 0.9955, prune 0.995 → 0.9975), so that
+    the passes aim above the gate instead of failing it — the target's int8 (floor 0.991) failed a 0.995 gate."""
+    if gate is None or gate <= target.min_cosine or target.min_cosine >= 1:
         return target
-    floor = round(gate + (1 - gate) / 2, 6)
-    raised = {name: {**options, "floor": floor} for name, options in target.pass_options.items()
-              if "floor" in options and float(options["floor"]) < floor}
+    shrink = (1 - gate) / (1 - target.min_cosine)
+    raised = {name: {**options, "floor": round(1 - (1 - float(options["floor"])) * shrink, 6)}
+              for name, options in target.pass_options.items() if float(options.get("floor", 0)) > 0}
     if not raised:
         return target
-    notes.append(f"--min-cosine {gate:g} is stricter than the target's {target.min_cosine:g}: the floors of "
-                 f"{', '.join(sorted(raised))} raised to {floor:g}")
+    shown = [f"{name} {options['floor']:g}" for name, options in sorted(raised.items()) if name not in explicit]
+    if shown:
+        notes.append(f"--min-cosine {gate:g} is stricter than the target's {target.min_cosine:g}: its floors follow "
+                     f"({', '.join(shown)})")
     return dataclasses.replace(target, pass_options={**target.pass_options, **raised})
 
 

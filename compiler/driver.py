@@ -109,7 +109,7 @@ def build(path: Path, target: TargetProfile, options: CompileOptions) -> Compile
     requested = checked_plan(with_recovery(requested, options, target), options.pass_options, target)  # 3 plan
     report = CompileReport(str(path), None, target.name, list(resolved.providers), requested,
                            notes=list(resolved.notes))
-    target = floors_for_gate(target, options.min_cosine, report.notes)
+    target = floors_for_gate(target, options.min_cosine, report.notes, options.pass_options)
     input_checker_error = modelio.checker_error(original, path)
     if input_checker_error:
         report.notes.append(f"the input fails the ONNX checker ({input_checker_error}); ONNX Runtime runs it, "

@@ -75,6 +75,11 @@ def test_a_stricter_gate_raises_the_floors_below_it():
     notes: list[str] = []
     assert floors_for_gate(x86, None, notes) is x86 and floors_for_gate(x86, 0.98, notes) is x86 and not notes
     strict = floors_for_gate(x86, 0.995, notes)
-    assert strict.options_for("quantize")["floor"] == 0.9975 and strict.options_for("quantize")["reduce_range"] == "true"
+    assert strict.options_for("quantize")["floor"] == 0.9955 and strict.options_for("quantize")["reduce_range"] == "true"
     assert strict.options_for("prune")["floor"] == 0.9975 and x86.options_for("quantize")["floor"] == 0.991
-    assert "quantize" in notes[0] and "raised to 0.9975" in notes[0]
+    assert "quantize 0.9955" in notes[0]
+    barely = floors_for_gate(x86, 0.9901, [])             # no jump just above the target's own gate
+    assert 0.991 < barely.options_for("quantize")["floor"] < 0.9911
+    notes = []
+    floors_for_gate(x86, 0.995, notes, explicit={"prune": {}, "quantize": {}})
+    assert "prune" not in notes[0] and "quantize" not in notes[0]    # given options replace the target's
