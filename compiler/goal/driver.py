@@ -9,6 +9,7 @@ candidate meeting the goal → exit 1, naming the best point reached.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgec.compiler import modelio
+from edgec.compiler.calibration.general_text import with_general_text
 from edgec.compiler.driver import CompileOptions, recovers, save
 from edgec.compiler.errors import InputError
 from edgec.compiler.executors import Events, Executor, open_executor
@@ -111,6 +113,8 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
     points = candidates(floor, training=recovers(options), convolutional=has_convolutions(path))
     _check_user_options(options, points)
+    general: list[str] = []        # the default general text, made here so that every worker trains on the same
+    options = dataclasses.replace(options, calibration=with_general_text(options.calibration, recovers(options), general))
     executor = executor or open_executor()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".edgec-goal-") as tmp:
@@ -130,7 +134,7 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
         assert report is not None and best.output is not None, "a passing candidate was written"
         save(report, modelio.load_model(best.output), output, target, options)
         report.candidates = [{**p, "chosen": p is best.point} for p in tried]
-        report.notes += notes
+        report.notes += general + notes
         report.notes.append(f"goal {goal.kind}={goal.value}: chose '{best.point['pipeline']}' ({goal.describe(report)})")
         report.executor = trial.summary(time.monotonic() - started)
     return report, tried

@@ -58,3 +58,26 @@ def test_recovery_on_text_mixes_in_general_text_and_judges_it_by_default(save, t
     assert any("general text (" in n and "second domain" in n for n in report["notes"])
     assert "general-text-v1-" in report["calibration"]["evaluation_source"] and report["fidelity_eval"]
     assert "judged, not gated" in " ".join(report["notes"])
+
+
+def test_a_goal_search_makes_the_general_text_once_on_the_host(save, tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    import json
+
+    from test_eval_text import _texts, _token_model
+
+    from edgec.compiler.calibration import general_text
+    from edgec.samples.minilm import model_dir
+
+    monkeypatch.setattr(general_text, "CACHE", tmp_path / "cache")
+    made = []
+    files = general_text.general_text_files
+    monkeypatch.setattr(general_text, "general_text_files", lambda cache: made.append(cache) or files(cache))
+    model, (prose, _) = save(_token_model()), _texts(tmp_path)
+    code_, out = run_cli("compile", model, "--calib-text", prose, "--tokenizer", model_dir(), "--calib-count", 24,
+                         "--goal", "size=0.99", "--recover", "--train-steps", "1", "--min-cosine", "0",
+                         "--no-measure", "--format", "json", "-o", tmp_path / "out.onnx")
+    assert code_ in (0, 1), out
+    report = json.loads(out[out.index("{"):])
+    assert len(made) == 1 and any("general text (" in n for n in report["notes"])
