@@ -138,6 +138,10 @@ def with_general_text(spec: CalibrationSpec, recovering: bool, notes: list[str])
     """A recovering compile calibrated on text (--calib-text) trains on its text alternating with general text
     unless --train-text names another, and is also judged on held-out general text unless --eval-text does."""
     if not (recovering and spec.text is not None) or (spec.train_text and spec.eval_text):
+        made = [p for p in (spec.train_text, spec.eval_text) if p is not None and p.parent.name.startswith("general-text-")]
+        if recovering and made:     # made earlier by the host of a goal search or a fleet: say so in this report
+            notes.append(f"general text ({', '.join(str(p) for p in made)}): training mixed with it and/or judged, "
+                         "not gated, as a second domain")
         return spec
     try:
         train, evaluation, sources = general_text_files(CACHE)

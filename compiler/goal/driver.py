@@ -134,7 +134,8 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
         assert report is not None and best.output is not None, "a passing candidate was written"
         save(report, modelio.load_model(best.output), output, target, options)
         report.candidates = [{**p, "chosen": p is best.point} for p in tried]
-        report.notes += general + notes
+        said = any(n.startswith("general text (") for n in report.notes)     # the chosen task's own note, locally
+        report.notes += ([] if said else general) + notes
         report.notes.append(f"goal {goal.kind}={goal.value}: chose '{best.point['pipeline']}' ({goal.describe(report)})")
         report.executor = trial.summary(time.monotonic() - started)
     return report, tried

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from edgec.compiler import modelio
-from edgec.compiler.driver import CompileOptions, save
+from edgec.compiler.calibration.general_text import with_general_text
+from edgec.compiler.driver import CompileOptions, recovers, save
 from edgec.compiler.errors import EdgecError, InputError
 from edgec.compiler.executors import Events, Executor, Shared, Task, TaskRun
 from edgec.compiler.goal.trials import bytes_ratio, judged_cosine
@@ -125,6 +126,7 @@ def compile_many(members: list[Member], out_dir: Path, executor: Executor, event
     if out_dir.is_dir():
         for (member, _), output in zip(pairs, outputs, strict=True):
             modelio.ensure_writable_output(output, [member.path], force)
+    members = [_with_general_text(m) for m in members]       # made here: every worker reads the same file
     sources = {m.path: m.path if executor.same_machine else Shared(pack(m.path, m.options.calibration))
                for m in members}
     tasks = [Task(f"{m.path.name} → {p.name}", compile_task, (sources[m.path], CompileJob(p.name, p, m.options)))
@@ -132,6 +134,11 @@ def compile_many(members: list[Member], out_dir: Path, executor: Executor, event
     runs = executor.run(tasks, events)
     out_dir.mkdir(parents=True, exist_ok=True)          # only now: an early failure or Ctrl-C leaves no folder
     return [_finish(m, p, out, run) for (m, p), out, run in zip(pairs, outputs, runs, strict=True)]
+
+
+def _with_general_text(member: Member) -> Member:
+    spec = with_general_text(member.options.calibration, recovers(member.options), [])
+    return dataclasses.replace(member, options=dataclasses.replace(member.options, calibration=spec))
 
 
 def _check_inputs(members: list[Member], out_dir: Path) -> None:
