@@ -232,7 +232,7 @@ def _variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qua
     for builder in builders:
         for per_channel in scales:
             variant = replace(builder.recipe, per_channel=per_channel)
-            scored.append((_score(ctx, builder.with_recipe(variant).build()), variant, builder))
+            scored.append((_all_int8_score(ctx, builder.with_recipe(variant)), variant, builder))
     best = max(scored, key=lambda s: s[0])
     notes.append("static int8, every layer, on the search feeds: "
                  + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
@@ -253,12 +253,12 @@ def _dynamic_variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
         notes.append(f"activation smoothing not tried: {len(feeds)} calibration inputs (it needs ≥ {MIN_STATIC_FEEDS}: "
                      "on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen images' masks by 6 %)")
         return plain
-    plain_score = _score(ctx, plain.build())
+    plain_score = _all_int8_score(ctx, plain)
     # auto: where int8 meets the floor as it is, only the smoothing that costs nothing (folded into a LayerNorm)
     scope = "free" if setting == "auto" and plain_score >= opts.floor else "all"
     try:
         smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=scope), feeds))
-        smooth_score = _score(ctx, smooth.build()) if smooth.smoothed_inputs else 0.0
+        smooth_score = _all_int8_score(ctx, smooth) if smooth.smoothed_inputs else 0.0
     except Exception as exc:  # noqa: BLE001 - smoothing is an option: its failure leaves plain dynamic int8
         notes.append(f"activation smoothing failed ({_first_line(exc)}): dynamic int8 as it is")
         return plain
@@ -274,7 +274,10 @@ def _dynamic_variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
 def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str]) -> Candidate | None:
     """The recipe's int8 model that meets the floor (mixed precision where it must), or None with a note."""
     floor = opts.floor if ctx.fidelity is not None else 0.0
-    result = fewest_float_layers(builder.layers, builder.build, lambda m: _score(ctx, m), floor,
+    def score(model: onnx.ModelProto) -> float:
+        return _all_int8_score(ctx, builder) if model is builder.build() else _score(ctx, model)
+
+    result = fewest_float_layers(builder.layers, builder.build, score, floor,
                                  max_float_share=0.5 if opts.mixed else 0.0, seconds=opts.search_seconds)
     if result is None:
         notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}"
@@ -308,6 +311,13 @@ def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, sta
                      f"then {second:.3f}× (a gain must hold under {NOISE}× in both timings)")
         return None
     return candidates[best]
+
+
+def _all_int8_score(ctx: PassContext, builder: Int8Builder) -> float:
+    """The score of the builder's all-int8 model for its current recipe, judged once."""
+    if builder.recipe not in builder.all_int8_scores:
+        builder.all_int8_scores[builder.recipe] = _score(ctx, builder.build())
+    return builder.all_int8_scores[builder.recipe]
 
 
 def _score(ctx: PassContext, model: onnx.ModelProto) -> float:

@@ -67,6 +67,8 @@ class Int8Builder:
             model, self.notes, self.per_channel_ok = prepared(model, recipe.per_channel)
             if not self.per_channel_ok:
                 self.recipe = recipe = replace(recipe, per_channel=False)
+        self._all_int8: tuple[Recipe, onnx.ModelProto] | None = None     # the current recipe's, built once
+        self.all_int8_scores: dict[Recipe, float] = {}                    # its search-feed score (passes.quantize)
         self.smoothed_inputs = 0
         if recipe.mode == "dynamic" and recipe.smooth:
             model, self.smoothed_inputs, notes = smoothed(model, self._feeds, 7 if recipe.reduce_range else 8,
@@ -86,7 +88,10 @@ class Int8Builder:
                 if n.op_type in self.recipe.ops and n.op_type in WEIGHTED_OPS and _weighted(n, constants)]
 
     def build(self, float_layers: Sequence[str] = ()) -> onnx.ModelProto:
-        """The model quantized by the recipe, except `float_layers` (node names)."""
+        """The model quantized by the recipe, except `float_layers` (node names); the all-int8 one is built once per
+        recipe (choosing a recipe and searching its floor both start from it)."""
+        if not float_layers and self._all_int8 is not None and self._all_int8[0] == self.recipe:
+            return self._all_int8[1]
         out = Path(self._tmp.name) / "quantized.onnx"
         # ORT's histogram calibration prints its progress: keep the CLI's output clean
         with quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):
@@ -94,7 +99,10 @@ class Int8Builder:
                 self._dynamic(out, list(float_layers))
             else:
                 self._static(out, list(float_layers))
-        return onnx.load(str(out))
+        model = onnx.load(str(out))
+        if not float_layers:
+            self._all_int8 = (self.recipe, model)
+        return model
 
     def with_recipe(self, recipe: Recipe) -> Int8Builder:
         """The same builder (its prepared model and calibrated ranges) for another recipe of the same mode and
