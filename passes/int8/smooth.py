@@ -230,12 +230,13 @@ def _foldable_norm(model: onnx.ModelProto, name: str, readers: list[Reader]) -> 
     one's (there the output is also the residual)."""
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
-    readers_only = all(tuple(n.output) in {tuple(r.node.output) for r in readers} or n.op_type == "Shape"
-                       for n in graph.node if name in n.input)
+    reader_outputs = {tuple(r.node.output) for r in readers}
+    readers_only = all(tuple(n.output) in reader_outputs or n.op_type == "Shape" for n in graph.node if name in n.input)
     if not readers_only or name in {o.name for o in graph.output}:
         return None
+    uses = _uses(model)
     dims = next(list(t.dims) for t in graph.initializer if t.name == readers[0].weight)
-    constants = _channel_constants(model, dims[1] if readers[0].transposed else dims[0])
+    constants = _channel_constants(model, dims[1] if readers[0].transposed else dims[0], uses)
     producer = producers.get(name)
     if producer is None:
         return None
@@ -250,7 +251,7 @@ def _foldable_norm(model: onnx.ModelProto, name: str, readers: list[Reader]) -> 
     if len(bias) != 1 or len(scaled) != 1 or scaled[0] is None or scaled[0].op_type != "Mul":
         return None
     gain = [i for i in scaled[0].input if i in constants]
-    only_the_add = _uses(model).get(scaled[0].output[0]) == 1          # the Add, not another node or an output
+    only_the_add = uses.get(scaled[0].output[0]) == 1                  # the Add, not another node or an output
     return [gain[0], bias[0]] if len(gain) == 1 and only_the_add else None
 
 
@@ -262,9 +263,8 @@ def _uses(model: onnx.ModelProto) -> dict[str, int]:
     return uses
 
 
-def _channel_constants(model: onnx.ModelProto, channels: int) -> set[str]:
-    """Float initializers of `channels` values (any leading 1s) read by exactly one node."""
-    uses = _uses(model)
+def _channel_constants(model: onnx.ModelProto, channels: int, uses: dict[str, int]) -> set[str]:
+    """Float initializers of `channels` values (any leading 1s) read once (`uses`: by nodes and graph outputs)."""
     return {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and uses.get(t.name) == 1
             and list(t.dims)[-1:] == [channels] and int(np.prod(t.dims)) == channels}
 
