@@ -17,7 +17,7 @@ import re
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from edgec.compiler.calibration.spec import CalibrationSpec
 
@@ -80,13 +80,19 @@ def mostly_words(text: str) -> bool:
     return sum(c.isalpha() or c == " " for c in text) >= 0.9 * len(text)
 
 
+def present_sources() -> list[tuple[str, Callable[[], Iterator[str]]]]:
+    """(label, reader) of each source this machine has, in order."""
+    return [(label, read) for label, there, read in (
+        ("WordNet's examples", (WORDNET / "data.noun").exists(), wordnet_examples),
+        ("fortunes", (FORTUNES / "fortunes").exists(), fortune_sentences),
+        ("the Python standard library's docstrings", True, docstring_sentences)) if there]
+
+
 def general_sentences() -> Iterator[str]:
     """Every source that is present, each sentence once."""
     seen: set[str] = set()
-    sources = ([wordnet_examples()] if (WORDNET / "data.noun").exists() else []) \
-        + ([fortune_sentences()] if (FORTUNES / "fortunes").exists() else []) + [docstring_sentences()]
-    for source in sources:
-        for sentence in source:
+    for _, read in present_sources():
+        for sentence in read():
             if sentence not in seen:
                 seen.add(sentence)
                 yield sentence
@@ -95,9 +101,7 @@ def general_sentences() -> Iterator[str]:
 def general_text_files(cache: Path) -> tuple[Path, Path, str]:
     """(training file, evaluation file, what they hold), written once into `cache` (atomically; into the
     temporary folder when `cache` cannot be written), one folder per set of sources present."""
-    sources = [name for name, there in (("WordNet's examples", (WORDNET / "data.noun").exists()),
-                                        ("fortunes", (FORTUNES / "fortunes").exists()),
-                                        ("the Python standard library's docstrings", True)) if there]
+    sources = [label for label, _ in present_sources()]
     folder_name = f"general-text-v{VERSION}-{''.join(s[0].lower() for s in sources)}"
     for root in (cache, Path(tempfile.gettempdir()) / "edgec"):
         folder = root / folder_name
