@@ -152,6 +152,9 @@ class PassContext:
     int8_saturates: bool = False
     latency: LatencyProbe | None = None
     synthesized: bool = False      # the driver's feeds are synthesized from the input specs (no real inputs given)
+    # tensor name → the original's channels (axis 1) it still carries, written by width-pruning passes for
+    # recovery's feature matching (passes/recovery/features.py)
+    lineage: dict[str, np.ndarray] = field(default_factory=dict)
 
     def need_calibration(self, why: str) -> CalibrationSource:
         if self.calibration is None:

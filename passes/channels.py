@@ -69,7 +69,7 @@ class ChannelsPass:
             notes.append(describe("keep", opts.floor, trace, keep))
             if keep >= 1.0:
                 return PassResult(False, {"groups": 0, "keep": 1.0, "search": [list(p) for p in trace]}, notes)
-        stats = _prune(graph, groups, grams, orders, fractions(keep), opts)
+        stats = _prune(graph, groups, grams, orders, fractions(keep), opts, ctx.lineage)
         stats["keep"] = keep
         notes.append(f"{stats['groups']} of {len(groups)} prunable convolutions narrowed: "
                      f"{stats['channels_after']}/{stats['channels_before']} channels kept")
@@ -113,7 +113,8 @@ def _allocation(graph: gs.Graph, groups: list[ChannelGroup], grams: dict[str, Gr
 
 
 def _prune(graph: gs.Graph, groups: list[ChannelGroup], grams: dict[str, Gram], orders: list[np.ndarray],
-           fractions: list[float], opts: ChannelsOptions) -> dict:
+           fractions: list[float], opts: ChannelsOptions, lineage: dict[str, np.ndarray] | None = None) -> dict:
+    """`lineage` (PassContext.lineage) learns which original channels each narrowed tensor keeps."""
     stats: dict = {"groups": 0, "channels_before": 0, "channels_after": 0, "kept": []}
     for group, order, keep in zip(groups, orders, fractions, strict=True):
         count = prune_plan.keep_count(group.channels, keep, opts.multiple, opts.min_channels)
@@ -129,6 +130,8 @@ def _prune(graph: gs.Graph, groups: list[ChannelGroup], grams: dict[str, Gram], 
                 if opts.compensate else np.vstack([w_aug[kept], w_aug[-1:]])
             set_terminal(terminal, rows, solved[:-1], solved[-1])
         remove_channels(group, kept)
+        for tensor in group.tensors if lineage is not None else ():
+            lineage[tensor.name] = lineage[tensor.name][kept] if tensor.name in lineage else kept
         stats["groups"] += 1
         stats["kept"].append(f"{group.name}:{count}/{group.channels}")
     graph.cleanup()

@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from edgec.compiler.calibration.augment import augmented_training, has_images
 from edgec.compiler.calibration.image_prep import image_prep
 from edgec.compiler.calibration.loading import Feed, load_npz_feeds, split_feeds
 from edgec.compiler.calibration.spec import CalibrationSpec
@@ -56,6 +57,8 @@ def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: P
     _check_finite(feeds, source)
     calibration, held_out = split_feeds(feeds)
     fit, search = split_feeds(calibration)
+    if training is None and source != "synthesized" and has_images(fit):
+        training = augmented_training(fit, seed)     # recovery distils on variants of the few images given
     if spec.train_text is not None:
         training = _mixed(training or (lambda: iter(fit)), _general_stream(spec, specs))
         notes.append(f"training stream: {source} alternating with {spec.train_text} (--train-text)")

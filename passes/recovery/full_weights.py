@@ -9,6 +9,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassResult
 from edgec.passes.ort_tools import replace_contents
+from edgec.passes.recovery.features import conv_feature_maps
 from edgec.passes.recovery.options import RecoverOptions, budget, distill_settings, progress_units
 from edgec.passes.recovery.shared import intermediates, judged_outputs
 from edgec.passes.training.distill import distill
@@ -23,12 +24,15 @@ def train_weights(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions,
     # best weights are chosen on what the user's gate judges
     matched = intermediates(graph, opts.match, outputs, teacher)
     settings = distill_settings(opts, ctx, view.model, rewritten, judged_outputs(teacher, outputs))
+    if opts.match != "none":
+        settings.features = conv_feature_maps(graph, view, teacher, outputs + matched, ctx.lineage)
     with ctx.progress(f"recover: distilling for {budget(opts).describe()}", progress_units(opts)) as advance:
         result = distill(view, teacher, outputs, matched, settings, advance)
     trained = gs.import_onnx(view.write_back())
     replace_contents(graph, trained)
     stats = {**asdict(result), "trainable_tensors": len(view.trainable),
              "rewritten_tensors": len(rewritten & set(view.trainable)), "matched_intermediates": len(matched),
+             "matched_feature_maps": len(settings.features),
              "round_trip_rel_error": float(f"{error:.2e}")}
     note = (f"distilled {result.steps} steps in {result.seconds:.0f} s: held-out cosine "
             f"{result.held_out_before:.4f} → {result.held_out_best:.4f}"
