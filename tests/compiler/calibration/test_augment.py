@@ -40,7 +40,7 @@ def test_each_pass_draws_new_variants_but_a_seed_repeats_them():
     first, second = list(stream()), list(stream())
     assert not np.array_equal(first[0]["image"], second[0]["image"])
     again = list(augmented_training(feeds, seed=3, count=4)())
-    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, again))
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, again, strict=True))
 
 
 def test_variants_stay_close_to_the_images_they_come_from():

@@ -70,7 +70,7 @@ def test_distillation_with_feature_maps_brings_the_narrowed_features_to_the_teac
         feed = feeds[0]
         with torch.no_grad():
             got = view(to_torch_feed(feed), names)
-        return feature_loss(got, dict(zip(names, teacher.run(feed, names))), settings.features).item()
+        return feature_loss(got, dict(zip(names, teacher.run(feed, names), strict=True)), settings.features).item()
 
     before = features_error()
     result = distill(view, teacher, [output], [], settings)
