@@ -130,8 +130,9 @@ def _prune(graph: gs.Graph, groups: list[ChannelGroup], grams: dict[str, Gram], 
                 if opts.compensate else np.vstack([w_aug[kept], w_aug[-1:]])
             set_terminal(terminal, rows, solved[:-1], solved[-1])
         remove_channels(group, kept)
-        for tensor in group.tensors if lineage is not None else ():
-            lineage[tensor.name] = lineage[tensor.name][kept] if tensor.name in lineage else kept
+        if lineage is not None:
+            for tensor in group.tensors:
+                lineage[tensor.name] = lineage[tensor.name][kept] if tensor.name in lineage else kept
         stats["groups"] += 1
         stats["kept"].append(f"{group.name}:{count}/{group.channels}")
     graph.cleanup()
