@@ -241,8 +241,9 @@ def _rewrite(graph: gs.Graph, reference: Reference, report: CompileReport, targe
              options: CompileOptions, explicit: dict[str, dict]) -> None:
     # Passes fit on one part of the calibration feeds and score their searches on the rest, so a
     # search cannot overfit the data it was fitted on; the held-out feeds judge the final model.
+    lineage: dict = {}          # what width pruning kept, for a later recovery (PassContext.lineage)
     for name in report.pipeline:
-        report.passes.append(_run_pass(name, graph, reference, target, options, explicit))
+        report.passes.append(_run_pass(name, graph, reference, target, options, explicit, lineage))
 
 
 def _mobile_outputs(model: onnx.ModelProto, output: Path, options: CompileOptions) -> dict:
@@ -270,7 +271,7 @@ def compiled_session(model: onnx.ModelProto, config: SessionConfig):
 
 
 def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetProfile, options: CompileOptions,
-              explicit: dict[str, dict]) -> PassRecord:
+              explicit: dict[str, dict], lineage: dict) -> PassRecord:
     pass_ = get_pass(name)
     needs = pass_.needs          # the views of the original this pass may ask for, and only those
     ctx = PassContext(calibration=reference.capture("ranges" in needs) if "calibration" in needs else None,
@@ -279,6 +280,7 @@ def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetPr
                       options=pass_options(name, explicit, target), rank_multiple=target.rank_multiple,
                       seed=options.seed, providers=target.execution_providers, progress=progress_bar,
                       int8_saturates=int8_saturates(), synthesized=reference.feeds.source == "synthesized",
+                      lineage=lineage,
                       # timed only where the compile measures: a task's worker (measure off) is not the machine that
                       # times, and a task must give the same bytes on any executor
                       latency=reference.latency_probe() if "latency" in needs and options.measure else None)

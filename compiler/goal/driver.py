@@ -62,18 +62,24 @@ def parse_goal(text: str) -> Goal:
     return goal
 
 
-def candidates(floor: float, training: bool = False, convolutional: bool = False) -> list[tuple[str, list[str], dict]]:
+def candidates(floor: float, training: bool = False, convolutional: bool = False,
+               transformer: bool = True) -> list[tuple[str, list[str], dict]]:
     """From the most conservative to the most aggressive; with training (--recover), also the learned
     selection of units and heads (gates), which needs a training budget of its own; for a model with
-    convolutions, also their width (channels), alone and under int8."""
+    convolutions, also their width (channels), alone and under int8. Without MLP blocks or attention heads
+    (`transformer` False) the unit and head candidates would only repeat cleanup and int8: they are left out."""
     # int8 layers, 8-bit embedding tables and 8-bit storage of the weights left float (each a no-op where it finds
     # nothing to do)
     int8 = ["quantize", "embed", "weights"]
+    plain = [("cleanup", ["cleanup"], {}), ("int8", ["cleanup", *int8], {})]
+    widths = _channel_candidates(floor, int8, training) if convolutional else []
+    if not transformer:
+        return plain + widths
     strict = round(1 - (1 - floor) / 2, 6)      # heads go first, at a stricter floor, leaving room for prune
     return [
-        ("cleanup", ["cleanup"], {}),
+        plain[0],
         (f"prune floor {floor}", ["cleanup", "prune"], {"prune": {"floor": floor}}),
-        ("int8", ["cleanup", *int8], {}),
+        plain[1],
         (f"prune floor {floor} + int8", ["cleanup", "prune", *int8], {"prune": {"floor": floor}}),
         (f"heads floor {strict} + prune floor {floor} + int8", ["cleanup", "heads", "prune", *int8],
          {"heads": {"floor": strict}, "prune": {"floor": floor}}),
@@ -82,16 +88,18 @@ def candidates(floor: float, training: bool = False, convolutional: bool = False
         ("heads keep 0.75 + prune keep 0.5 + int8", ["cleanup", "heads", "prune", *int8],
          {"heads": {"keep": 0.75}, "prune": {"keep": 0.5}}),
     ] + ([("gates keep 0.5, heads 0.75 + int8", ["cleanup", "gates", *int8], {"gates": {"keep": 0.5, "heads": 0.75}})]
-         if training else []) + (_channel_candidates(floor, int8) if convolutional else [])
+         if training else []) + widths
 
 
-def _channel_candidates(floor: float, int8: list[str]) -> list[tuple[str, list[str], dict]]:
+def _channel_candidates(floor: float, int8: list[str], training: bool) -> list[tuple[str, list[str], dict]]:
+    """Width by a floor, or by a fixed fraction; with training, also a deeper cut that only recovery brings
+    back (int8 is a no-op where the target's int8 convolutions are not faster: quantize times them)."""
+    fixed = [0.75, 0.5] + ([0.35] if training else [])
     return [
         (f"channels floor {floor}", ["cleanup", "channels"], {"channels": {"floor": floor}}),
         (f"channels floor {floor} + int8", ["cleanup", "channels", *int8], {"channels": {"floor": floor}}),
-        ("channels keep 0.75 + int8", ["cleanup", "channels", *int8], {"channels": {"keep": 0.75}}),
-        ("channels keep 0.5 + int8", ["cleanup", "channels", *int8], {"channels": {"keep": 0.5}}),
-    ]
+    ] + [(f"channels keep {keep} + int8", ["cleanup", "channels", *int8], {"channels": {"keep": keep}})
+         for keep in fixed]
 
 
 def has_convolutions(path: Path) -> bool:
@@ -100,6 +108,23 @@ def has_convolutions(path: Path) -> bool:
     weights = {i.name for i in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
                                                            for o in n.output}
     return any(n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in weights for n in model.graph.node)
+
+
+def has_transformer_blocks(path: Path) -> bool:
+    """Whether the model has an MLP block or an attention block the unit and head passes can rewrite (True
+    where discovery fails: then every candidate is tried, as before)."""
+    import onnx_graphsurgeon as gs
+
+    from edgec.passes.attention.discovery import find_attention
+    from edgec.passes.cleanup import constant_nodes_to_initializers
+    from edgec.passes.mlp.discovery import find_mlps
+
+    try:
+        graph = gs.import_onnx(modelio.load_model(path))
+        constant_nodes_to_initializers(graph)       # raw exports keep weights in Constant nodes
+        return bool(find_mlps(graph).blocks) or bool(find_attention(graph).blocks)
+    except Exception:  # noqa: BLE001 - a graph discovery cannot read is one the compile itself reports on
+        return True
 
 
 def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, goal: Goal,
@@ -111,7 +136,8 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
     modelio.ensure_writable_output(output, [path], options.force)
     gate = target.min_cosine if options.min_cosine is None else options.min_cosine
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
-    points = candidates(floor, training=recovers(options), convolutional=has_convolutions(path))
+    points = candidates(floor, training=recovers(options), convolutional=has_convolutions(path),
+                        transformer=has_transformer_blocks(path))
     _check_user_options(options, points)
     general: list[str] = []        # the default general text, made here so that every worker trains on the same
     options = dataclasses.replace(options, calibration=with_general_text(options.calibration, recovers(options), general))

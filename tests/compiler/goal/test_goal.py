@@ -94,7 +94,23 @@ def test_convolution_width_is_a_candidate_only_for_models_with_convolutions(tmp_
 
     assert not any("channels" in passes for _, passes, _ in candidates(0.995))
     widths = [(label, passes) for label, passes, _ in candidates(0.995, convolutional=True) if "channels" in passes]
-    assert len(widths) == 4 and any("quantize" in passes for _, passes in widths)
+    assert len(widths) == 4 and any("quantize" in passes for _, passes in widths)   # 5 with training
     onnx.save(models.wide_cnn_model(), str(tmp_path / "cnn.onnx"))
     onnx.save(models.mlp_model("gelu"), str(tmp_path / "mlp.onnx"))
     assert has_convolutions(tmp_path / "cnn.onnx") and not has_convolutions(tmp_path / "mlp.onnx")
+
+
+def test_a_model_without_mlp_or_attention_blocks_gets_no_unit_or_head_candidates(tmp_path):
+    import onnx
+
+    from edgec.compiler.goal.driver import has_transformer_blocks
+
+    import models
+
+    onnx.save(models.wide_cnn_model(), str(tmp_path / "cnn.onnx"))
+    onnx.save(models.mlp_model("gelu"), str(tmp_path / "mlp.onnx"))
+    assert has_transformer_blocks(tmp_path / "mlp.onnx") and not has_transformer_blocks(tmp_path / "cnn.onnx")
+    labels = [label for label, _, _ in candidates(0.995, training=True, convolutional=True, transformer=False)]
+    assert labels[:2] == ["cleanup", "int8"] and all(label.startswith("channels") for label in labels[2:])
+    assert "channels keep 0.35 + int8" in labels          # a deeper cut, only with training
+    assert "channels keep 0.35 + int8" not in [label for label, _, _ in candidates(0.995, convolutional=True)]
