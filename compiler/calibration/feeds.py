@@ -57,7 +57,7 @@ def feed_set(session, vocab_size: int, spec: CalibrationSpec, seed: int, path: P
     _check_finite(feeds, source)
     calibration, held_out = split_feeds(feeds)
     fit, search = split_feeds(calibration)
-    if training is None and source != "synthesized" and has_images(fit):
+    if source != "synthesized" and has_images(fit) and (training is None or _empty(training)):
         training = augmented_training(fit, seed)     # recovery distils on variants of the few images given
     if spec.train_text is not None:
         training = _mixed(training or (lambda: iter(fit)), _general_stream(spec, specs))
@@ -128,6 +128,11 @@ def _load(session, vocab_size: int, spec: CalibrationSpec, seed: int, specs: lis
     feeds, note = working_feeds(session, specs, spec.samples, seed, spec.dims, vocab_size, spec.input_values)
     notes += [note] if note else []
     return feeds, "synthesized", None
+
+
+def _empty(stream: Callable[[], Iterable[Feed]]) -> bool:
+    """Whether a training stream yields nothing (an image folder holding no more than the calibration images)."""
+    return next(iter(stream()), None) is None
 
 
 def _check_finite(feeds: list[Feed], source: str) -> None:

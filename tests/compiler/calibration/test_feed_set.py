@@ -62,3 +62,32 @@ def test_bad_feeds_are_input_errors_naming_what_is_wrong(tmp_path):
         feed_set(_session(model), 1000, CalibrationSpec(npz=bad), 0, tmp_path / "m.onnx", [])
     with pytest.raises(InputError, match=r"no input\(s\) \['sr'\]"):
         feed_set(_session(model), 1000, CalibrationSpec(input_values={"sr": 16000}), 0, tmp_path / "m.onnx", [])
+
+
+def test_an_npz_of_images_trains_recovery_on_variants_of_the_fit_images_and_other_data_on_itself(tmp_path):
+    cnn = models.wide_cnn_model()
+    images = tmp_path / "images.npz"
+    np.savez(images, **{f"{i}/x": np.random.default_rng(i).standard_normal((2, 3, 16, 16)).astype(np.float32)
+                        for i in range(8)})
+    feeds = feed_set(_session(cnn), 1000, CalibrationSpec(npz=images), 0, tmp_path / "cnn.onnx", [])
+    variants = list(feeds.training_feeds())
+    assert len(variants) > len(feeds.fit) and variants[0]["x"].shape == (2, 3, 16, 16)
+    assert not any(np.array_equal(v["x"], f["x"]) for v in variants for f in feeds.fit)
+    tokens = tmp_path / "tokens.npz"
+    np.savez(tokens, x=np.random.default_rng(0).standard_normal((12, 7, models.D)).astype(np.float32))
+    plain = feed_set(_session(models.mlp_model("gelu")), 1000, CalibrationSpec(npz=tokens), 0, tmp_path / "m.onnx", [])
+    assert [f["x"].tolist() for f in plain.training_feeds()] == [f["x"].tolist() for f in plain.fit]
+
+
+def test_an_image_folder_with_no_images_beyond_calibration_trains_on_variants(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    spec = CalibrationSpec(images=folder, count=8)
+    feeds = feed_set(_session(models.wide_cnn_model()), 1000, spec, 0, tmp_path / "cnn.onnx", [])
+    variants = list(feeds.training_feeds())
+    assert len(variants) > len(feeds.fit) and variants[0]["x"].shape[1:] == (3, 16, 16)
