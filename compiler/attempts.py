@@ -132,7 +132,7 @@ def _distinct(steps: list[Attempt]) -> list[Attempt]:
     return out
 
 
-COMPRESSING = {"gates", "heads", "prune", "lowrank", "share", "sparse"}
+COMPRESSING = {"gates", "heads", "prune", "lowrank", "share", "sparse", "channels"}
 
 
 def with_recovery(names: list[str], options, target: TargetProfile | None = None) -> list[str]:

@@ -54,6 +54,18 @@ def test_recovery_rounds_like_the_quantize_pass_that_follows():
     assert options.pass_options["recover"] == {"minutes": 2.0}
 
 
+def test_channel_pruning_is_recovered_like_the_other_compressions_and_cleanup_alone_is_not():
+    from types import SimpleNamespace
+
+    from edgec.compiler.attempts import with_recovery
+
+    options = SimpleNamespace(recover_minutes=2.0, pass_options={})
+    assert with_recovery(["cleanup", "channels", "quantize"], options) == ["cleanup", "channels", "recover",
+                                                                           "quantize"]
+    assert with_recovery(["cleanup", "quantize"], SimpleNamespace(recover_minutes=2.0, pass_options={})) == \
+        ["cleanup", "quantize"]
+
+
 def test_a_recover_listed_in_passes_takes_the_budget_flags_unless_its_own_options_set_one():
     from types import SimpleNamespace
 
