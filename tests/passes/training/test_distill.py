@@ -151,3 +151,15 @@ def test_the_int8_tail_starts_from_the_float_phase_even_before_its_first_evaluat
     result = distill(TorchView(student), teacher, [output], [], settings)
     assert result.curve[1]["steps"] == result.int8_from_step > 0      # no float evaluation came before the switch
     assert result.held_out_int8_start > untrained_int8 + 0.01          # yet int8 starts from the trained weights
+
+
+def test_the_rewritten_weights_learn_faster_only_when_they_are_the_minority():
+    from edgec.passes.training.distill import _groups
+
+    model = models.mlp_model("gelu", blocks=2)
+    view = TorchView(model)
+    names = [name for name, _ in view.named_weights()]
+    few = DistillSettings(minutes=1, lr=1e-4, rewritten_lr=5, rewritten=frozenset(_fc2_weights(model)))
+    assert sorted(g["peak"] for g in _groups(view, few)) == pytest.approx([1e-4, 5e-4])
+    most = DistillSettings(minutes=1, lr=1e-4, rewritten_lr=5, rewritten=frozenset(names))     # a width-pruned CNN
+    assert [g["peak"] for g in _groups(view, most)] == pytest.approx([1e-4])
