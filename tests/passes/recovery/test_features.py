@@ -94,10 +94,3 @@ def test_probability_outputs_are_distilled_by_kl_as_well():
     without = distill_loss({"p": flat * 3.0}, {"p": scores}, ["p"], [], 1.0, None).item()
     assert without == pytest.approx(0.0, abs=1e-6) and with_kl > 0.005
 
-
-def test_large_inputs_stack_fewer_feeds_a_step():
-    from edgec.passes.recovery.options import MAX_STEP_VALUES, feeds_per_step
-
-    assert feeds_per_step({"ids": np.zeros((16, 128), np.int64)}) > 8          # text: the option decides
-    assert feeds_per_step({"x": np.zeros((4, 3, 224, 224), np.float32)}) == 3
-    assert feeds_per_step({"x": np.zeros((1, 3, 2048, 2048), np.float32)}) == 1 and MAX_STEP_VALUES > 0
