@@ -39,10 +39,12 @@ def _slice(inputs, attrs):
     index = [slice(None)] * x.dim()
     for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
         n = x.shape[a]
-        if st < 0:   # negative steps: flip, then slice forward
+        if st < 0:   # negative steps (ONNX: start clamped to [0, n-1], end to [-1, n-1]): flip, slice forward
+            s = min(max(s + n if s < 0 else s, 0), n - 1)
+            e = -1 if e in (2**31 - 1, 2**63 - 1) else min(max(e + n if e < 0 else e, -1), n - 1)  # INT_MAX: "None"
             x = x.flip(a)
-            s, e = n - 1 - max(min(s, n - 1), -n - 1 if s < 0 else -1), n - 1 - max(min(e, n), -n - 1)
-            s, e, st = (s + n if s < 0 else s), e, -st
+            index[a] = slice(n - 1 - s, max(n - 1 - e, n - 1 - s), -st)
+            continue
         index[a] = slice(max(min(s + n if s < 0 else s, n), 0), max(min(e + n if e < 0 else e, n), 0), st)
     return x[tuple(index)]
 

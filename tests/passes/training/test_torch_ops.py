@@ -56,3 +56,31 @@ def test_every_operator_the_view_claims_matches_the_onnx_node_tests():
     failures = [f"{c.name}: {why}" for c in cases if (why := _outcome(c))]
     assert len(cases) > 300
     assert not failures, "\n".join(failures)
+
+
+def test_slices_with_negative_steps_match_onnx_for_every_start_and_end():
+    """Reversing exports (CRNN text heads: Slice(-1, INT64_MIN + 1, step -1)) and the clamping of both ends, as
+    ONNX Runtime computes them (onnx's reference evaluator slices like numpy, which differs below -n)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgec.passes.training.ops import OPS
+
+    x = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    big = np.iinfo(np.int64).max
+    bounds = [-big, -9, -7, -3, -1, 0, 2, 6, 7, 9, big]
+    node = helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.INT64 if n != "x" else
+                                                                          TensorProto.FLOAT, None)
+                                            for n in ("x", "s", "e", "a", "t")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    reference = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for step in (-1, -2, -3, 1, 2):
+        for start in bounds:
+            for end in bounds:
+                feeds = {"x": x, "s": np.array([start]), "e": np.array([end]), "a": np.array([0]),
+                         "t": np.array([step])}
+                want = reference.run(None, feeds)[0]
+                got = OPS["Slice"]([torch.from_numpy(x)] + [torch.from_numpy(feeds[k]) for k in "seat"], {})[0]
+                assert np.array_equal(got.numpy(), want), (start, end, step)
