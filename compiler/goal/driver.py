@@ -71,7 +71,7 @@ def candidates(floor: float, training: bool = False, convolutional: bool = False
     # int8 layers, 8-bit embedding tables and 8-bit storage of the weights left float (each a no-op where it finds
     # nothing to do)
     int8 = ["quantize", "embed", "weights"]
-    plain = [("cleanup", ["cleanup"], {}), ("int8", ["cleanup", *int8], {})]
+    plain: list[tuple[str, list[str], dict]] = [("cleanup", ["cleanup"], {}), ("int8", ["cleanup", *int8], {})]
     widths = _channel_candidates(floor, int8, training) if convolutional else []
     if not transformer:
         return plain + widths
