@@ -11,6 +11,7 @@ Per-channel scales need DequantizeLinear's `axis`, which opset 13 introduced.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def _pre_processed(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]
     operators), and the model as it is where the optimizer itself fails."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="edgec-int8-") as tmp:
+    # from inside the temporary folder: where symbolic shape inference leaves shapes unknown, ONNX Runtime saves
+    # sym_shape_infer_temp.onnx (+ uuid-named .data files) into the working directory and never removes them
+    with tempfile.TemporaryDirectory(prefix="edgec-int8-") as tmp, contextlib.chdir(tmp):
         source, out = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, str(source))
         error = ""
