@@ -61,8 +61,19 @@ class CompileOptions:
     recover_minutes: float = 0.0             # > 0: recovery distillation (before quantize) for this long
     recover_steps: int = 0                   # > 0: … for this many optimizer steps instead (reproducible)
     allow_synthetic: bool = False            # lossy passes may run on synthesized inputs
+    train_device: str = "auto"               # where torch training runs: auto (CUDA where torch sees one), cpu, cuda
     task_threads: int = 0                    # torch threads of each executor task (0: the worker's default); training
                                              # sums in another order with another count, the same count gives the same bytes
+
+
+def _train_device(options: CompileOptions) -> str:
+    """'cpu' or 'cuda', resolved where the compile runs (an executor's worker may have another GPU than the CLI)."""
+    from edgec.passes.training.device import TrainDeviceUnavailable, resolve_train_device
+
+    try:
+        return resolve_train_device(options.train_device)
+    except TrainDeviceUnavailable as exc:
+        raise InputError(str(exc)) from None
 
 
 def recovers(options: CompileOptions) -> bool:
@@ -280,7 +291,7 @@ def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetPr
                       options=pass_options(name, explicit, target), rank_multiple=target.rank_multiple,
                       seed=options.seed, providers=target.execution_providers, progress=progress_bar,
                       int8_saturates=int8_saturates(), synthesized=reference.feeds.source == "synthesized",
-                      lineage=lineage,
+                      lineage=lineage, train_device=_train_device(options) if "teacher" in needs else "cpu",
                       # timed only where the compile measures: a task's worker (measure off) is not the machine that
                       # times, and a task must give the same bytes on any executor
                       latency=reference.latency_probe() if "latency" in needs and options.measure else None)

@@ -155,6 +155,7 @@ class PassContext:
     # tensor name → the original's channels (axis 1) it still carries, written by width-pruning passes for
     # recovery's feature matching (passes/recovery/features.py)
     lineage: dict[str, np.ndarray] = field(default_factory=dict)
+    train_device: str = "cpu"      # where torch training runs: 'cpu' or 'cuda' (passes/training/device.py)
 
     def need_calibration(self, why: str) -> CalibrationSource:
         if self.calibration is None:

@@ -64,6 +64,7 @@ class GatesPass:
             import torch  # noqa: F401
         except ImportError:
             return PassResult(False, {}, ["gates skipped: torch is not installed"])
+        from edgec.passes.training.device import describe
         from edgec.passes.training.gates import Gate, GateSettings, train_gates
         from edgec.passes.training.view import TorchView, UnsupportedGraph
 
@@ -71,7 +72,7 @@ class GatesPass:
         ordered.toposort()
         model = gs.export_onnx(ordered, do_type_check=False)
         try:
-            view = TorchView(model)
+            view = TorchView(model).to_device(ctx.train_device)
         except UnsupportedGraph as exc:
             return PassResult(False, {}, notes + [f"gates need the torch view of the graph: {exc}"])
         gates = [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
@@ -84,9 +85,11 @@ class GatesPass:
         with ctx.progress(f"gates: training for {f'{opts.steps} steps' if opts.steps else f'{opts.minutes:g} min'}",
                           opts.steps or int(opts.minutes * 60)):
             result = train_gates(view, teacher, [t.name for t in graph.outputs], gates, settings)
+        view.to_device("cpu")        # the cut is checked against the masked view as ONNX Runtime computes it
         cut = _cut(gs.import_onnx(view.write_back()), result.kept, opts)
         error = _cut_error(cut, view, gates, result.kept, list(teacher.search_feeds[:2]))
-        stats = {"steps": result.steps, "seconds": result.seconds, "cut_rel_error": float(f"{error:.2e}"),
+        stats = {"steps": result.steps, "seconds": result.seconds, "device": describe(ctx.train_device),
+                 "cut_rel_error": float(f"{error:.2e}"),
                  "kept": {t: f"{len(k)}/{g.units}" for g in gates for t, k in result.kept.items() if t == g.tensor},
                  "retention": result.retention}
         if error > CUT_TOLERANCE:

@@ -53,6 +53,7 @@ class RecoverPass:
             from edgec.passes.recovery.blockwise import train_blocks
 
             return train_blocks(graph, ctx, budget(opts), f"whole-model training unavailable ({exc})")
+        view.to_device(ctx.train_device)        # after the round trip, which compares on the CPU
         if opts.params == "grasp":
             from edgec.passes.recovery.group_affines import train_affines
 

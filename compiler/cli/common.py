@@ -128,6 +128,24 @@ def executor_options(what: str):
     return decorate
 
 
+def train_device_option(fn):
+    return click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                        help="Where --recover (and gates) train: auto is CUDA where torch sees a GPU, else the CPU; "
+                             "cuda without one is an input error. --train-steps gives the same bytes on the same "
+                             "kind of device.")(fn)
+
+
+def checked_train_device(choice: str) -> str:
+    """The choice, after checking here that it exists (exit 2 for cuda without CUDA)."""
+    from edgec.passes.training.device import TrainDeviceUnavailable, resolve_train_device
+
+    try:
+        resolve_train_device(choice)
+    except TrainDeviceUnavailable as exc:
+        raise InputError(str(exc)) from None
+    return choice
+
+
 def check_jobs(executor: str, jobs: int) -> None:
     if jobs > 1 and executor != "local":
         raise InputError("--jobs is for --executor local; a Ray cluster runs as many tasks as it has CPUs")

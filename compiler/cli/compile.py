@@ -8,6 +8,7 @@ import click
 
 from edgec.compiler.cli.common import (
     check_jobs,
+    checked_train_device,
     debug_option,
     executor_options,
     handle_errors,
@@ -16,6 +17,7 @@ from edgec.compiler.cli.common import (
     parse_input_values,
     parse_pass_options,
     recovery_budget,
+    train_device_option,
 )
 from edgec.compiler.errors import InputError, NegativeResult
 from edgec.targets import load_target
@@ -50,6 +52,7 @@ from edgec.targets import load_target
 @click.option("--train-steps", type=click.IntRange(min=1),
               help="Budget of --recover in optimizer steps instead of minutes: the same model on any machine and any "
                    "--executor (implies --recover).")
+@train_device_option
 @executor_options("a --goal search's candidates")
 @click.option("--report", type=click.Path(path_type=Path),
               help="Where to write the report: .json (default OUT.report.json), .md (Markdown + PNG plots) "
@@ -72,7 +75,7 @@ from edgec.targets import load_target
 @handle_errors
 def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, tokenizer, calib_dir, image_preset,
                 image_resize, calib_hook, eval_text, train_text,
-                calib_count, recover, train_minutes, train_steps, executor, jobs, task_threads, report, min_cosine, gate_outputs, goal, dim, runs,
+                calib_count, recover, train_minutes, train_steps, train_device, executor, jobs, task_threads, report, min_cosine, gate_outputs, goal, dim, runs,
                 no_measure, allow_slower, allow_synthetic, input_values, seed, force, fmt, debug):
     """Rewrite MODEL for a target, verify it against the original and write it with a report."""
     import time
@@ -98,7 +101,8 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         pass_options=parse_pass_options(pass_option), calibration=calibration, min_cosine=min_cosine,
         force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
-        recover_minutes=recover_minutes, recover_steps=recover_steps, allow_synthetic=allow_synthetic, task_threads=task_threads or 0)
+        recover_minutes=recover_minutes, recover_steps=recover_steps, allow_synthetic=allow_synthetic,
+        task_threads=task_threads or 0, train_device=checked_train_device(train_device))
     tried = None
     check_jobs(executor, jobs)
     if (executor != "local" or jobs > 1 or task_threads) and not goal:

@@ -10,12 +10,14 @@ import click
 
 from edgec.compiler.cli.common import (
     check_jobs,
+    checked_train_device,
     debug_option,
     executor_options,
     handle_errors,
     main,
     parse_pass_options,
     recovery_budget,
+    train_device_option,
 )
 from edgec.compiler.errors import InputError, NegativeResult
 
@@ -38,6 +40,7 @@ from edgec.compiler.errors import InputError, NegativeResult
 @click.option("--recover", is_flag=True, help="Distil each compressed model against its original (torch).")
 @click.option("--train-minutes", type=float, help="Budget of --recover per pair (default 5).")
 @click.option("--train-steps", type=click.IntRange(min=1), help="Budget of --recover in steps (reproducible).")
+@train_device_option
 @click.option("--runs", type=click.IntRange(min=1), help="Latency runs (default: the target's).")
 @click.option("--no-measure", is_flag=True, help="Skip the latency measurement.")
 @click.option("--allow-synthetic", is_flag=True, help="Run lossy passes on synthesized inputs (unsafe for real models).")
@@ -47,7 +50,7 @@ from edgec.compiler.errors import InputError, NegativeResult
 @debug_option
 @handle_errors
 def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_threads, calib, passes, pass_option, min_cosine,
-                     recover, train_minutes, train_steps, runs, no_measure, allow_synthetic, seed, force, fmt, debug):
+                     recover, train_minutes, train_steps, train_device, runs, no_measure, allow_synthetic, seed, force, fmt, debug):
     """Compile MODELS (or a --manifest fleet) for every --target; exit 1 if any pair fails its gate."""
     from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions
@@ -65,7 +68,7 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_th
                           pass_options=parse_pass_options(pass_option), calibration=CalibrationSpec(npz=calib),
                           min_cosine=min_cosine, seed=seed, measure=not no_measure, runs=runs, force=True,
                           recover_minutes=recover_minutes, recover_steps=recover_steps, allow_synthetic=allow_synthetic,
-                          task_threads=task_threads or 0)
+                          task_threads=task_threads or 0, train_device=checked_train_device(train_device))
     members = [Member(m, base, target_names) for m in models]
     if manifest is not None:
         members += members_from_manifest(manifest, base, target_names)

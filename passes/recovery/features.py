@@ -41,7 +41,7 @@ def conv_feature_maps(graph: gs.Graph, view: TorchView, teacher: TeacherSource, 
     teacher_values = dict(zip(names, teacher.run(feed, names), strict=True))
     maps: dict[str, np.ndarray | None] = {}
     for name in names:
-        s, t = student[name].numpy(), np.asarray(teacher_values[name])
+        s, t = student[name].cpu().numpy(), np.asarray(teacher_values[name])
         if s.ndim < 2 or t.ndim != s.ndim or s.shape[2:] != t.shape[2:]:
             continue
         if s.shape[1] == t.shape[1]:

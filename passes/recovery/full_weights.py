@@ -12,6 +12,7 @@ from edgec.passes.ort_tools import replace_contents
 from edgec.passes.recovery.features import conv_feature_maps
 from edgec.passes.recovery.options import RecoverOptions, budget, distill_settings, progress_units
 from edgec.passes.recovery.shared import intermediates, judged_outputs
+from edgec.passes.training.device import describe
 from edgec.passes.training.distill import distill
 
 
@@ -30,7 +31,7 @@ def train_weights(graph: gs.Graph, view, ctx: PassContext, opts: RecoverOptions,
         result = distill(view, teacher, outputs, matched, settings, advance)
     trained = gs.import_onnx(view.write_back())
     replace_contents(graph, trained)
-    stats = {**asdict(result), "trainable_tensors": len(view.trainable),
+    stats = {**asdict(result), "device": describe(ctx.train_device), "trainable_tensors": len(view.trainable),
              "rewritten_tensors": len(rewritten & set(view.trainable)), "matched_intermediates": len(matched),
              "matched_feature_maps": len(settings.features),
              "round_trip_rel_error": float(f"{error:.2e}")}

@@ -20,6 +20,7 @@ from edgec.passes.recovery.affines import Affine, fold, group_count, group_index
 from edgec.passes.recovery.options import RecoverOptions, budget, distill_settings, progress_units
 from edgec.passes.recovery.shared import intermediates, judged_outputs, site_stats, slots_for
 from edgec.passes.recovery.sites import Site, find_sites
+from edgec.passes.training.device import describe
 from edgec.passes.training.distill import distill
 from edgec.passes.training.view import TorchView, to_torch_feed
 
@@ -47,7 +48,7 @@ def train_affines(graph: gs.Graph, view: TorchView, ctx: PassContext, opts: Reco
     for i, site in enumerate(sites):
         fold(site, _affine(params, i, scales[i]))
     folded = ctx.need_fidelity("recover params=grasp")(graph)
-    stats = {"method": "backprop", "params": "grasp", "steps": result.steps, "seconds": result.seconds,
+    stats = {"method": "backprop", "params": "grasp", "device": describe(ctx.train_device), "steps": result.steps, "seconds": result.seconds,
              "trainable": trainable_count(sites, opts.groups), "held_out_before": result.held_out_before,
              "held_out_best": result.held_out_best, "score_folded": round(folded, 6),
              "stopped_early": result.stopped_early, "curve": result.curve,
@@ -86,9 +87,9 @@ def _install_hooks(view: TorchView, sites: list[Site], scales: list[float], grou
     params: dict[str, torch.Tensor] = {}
     for i, (site, scale) in enumerate(zip(sites, scales, strict=True)):
         k = group_count(site.channels, groups)
-        index = torch.from_numpy(group_index(site.channels, k))
-        u = params[f"g{i}"] = torch.zeros(k, requires_grad=True)
-        v = torch.zeros(k, requires_grad=site.shifts)
+        index = torch.from_numpy(group_index(site.channels, k)).to(view.device)
+        u = params[f"g{i}"] = torch.zeros(k, device=view.device, requires_grad=True)
+        v = torch.zeros(k, device=view.device, requires_grad=site.shifts)
         if site.shifts:
             params[f"b{i}"] = v
         view.hooks[site.output] = _modulation(u, v, index, scale, site.shape)
@@ -102,6 +103,6 @@ def _modulation(u: torch.Tensor, v: torch.Tensor, index: torch.Tensor, scale: fl
 
 
 def _affine(params: dict[str, torch.Tensor], i: int, scale: float) -> Affine:
-    u = params[f"g{i}"].detach().double().numpy()
-    v = params[f"b{i}"].detach().double().numpy() if f"b{i}" in params else np.zeros_like(u)
+    u = params[f"g{i}"].detach().double().cpu().numpy()
+    v = params[f"b{i}"].detach().double().cpu().numpy() if f"b{i}" in params else np.zeros_like(u)
     return Affine(1 + u, scale * v)

@@ -176,17 +176,17 @@ def cycled(teacher) -> Iterable[dict]:
 
 def _rows(t: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
     if mask is not None and t.dim() >= 2 and tuple(t.shape[:2]) == mask.shape and not mask.all():
-        t = t[torch.from_numpy(mask)]
+        t = t[torch.from_numpy(mask).to(t.device)]
     return t.reshape(-1, t.shape[-1]) if t.dim() >= 2 else t.reshape(1, -1)
 
 
 def distill_loss(got, target, outputs, intermediates, weight: float, mask) -> torch.Tensor:
-    total = torch.zeros(())
+    total = torch.zeros((), device=got[outputs[0]].device if outputs else "cpu")
     for name in outputs + intermediates:
         t = torch.from_numpy(np.asarray(target[name]))
         if not t.is_floating_point():
             continue
-        s, t = _rows(got[name], mask), _rows(t, mask)
+        s, t = _rows(got[name], mask), _rows(t.to(got[name].device), mask)
         mse = torch.mean((s - t) ** 2) / (torch.mean(t ** 2) + 1e-12)
         if name in intermediates:
             total = total + weight * mse
@@ -206,6 +206,7 @@ def feature_loss(got, target, features: dict[str, np.ndarray | None]) -> torch.T
     total = torch.zeros(())
     for name, channels in features.items():
         t = torch.from_numpy(np.asarray(target[name] if channels is None else np.take(target[name], channels, 1)))
+        t = t.to(got[name].device)
         total = total + torch.mean((got[name] - t) ** 2) / (torch.mean(t ** 2) + 1e-12)
     return total / max(len(features), 1)
 
@@ -228,6 +229,6 @@ def _scores(view: TorchView, held: list, outputs: list[str], teacher) -> dict[st
     for k, name in enumerate(outputs):
         ref = [np.asarray(r[k]) for _, r in held]
         if np.issubdtype(ref[0].dtype, np.floating):
-            cosine = teacher.cosine(name, ref, [g[name].numpy() for g in got], [f for f, _ in held])
+            cosine = teacher.cosine(name, ref, [g[name].cpu().numpy() for g in got], [f for f, _ in held])
             out[name] = round(float(cosine), 6)
     return out or {"none": 1.0}

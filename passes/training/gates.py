@@ -63,7 +63,7 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
                 settings: GateSettings) -> GateResult:
     """Train weights and gates together (the view's weights are updated in place); returns the chosen units."""
     torch.manual_seed(settings.seed)
-    logits = {g.tensor: torch.nn.Parameter(torch.full((g.units,), settings.start)) for g in gates}
+    logits = {g.tensor: torch.nn.Parameter(torch.full((g.units,), settings.start, device=view.device)) for g in gates}
     hard: dict[str, torch.Tensor] = {}
     target = {"value": settings.start}
     for g in gates:
@@ -97,7 +97,7 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
     if not hard:                       # a budget too short to reach the hard phase still chooses
         _harden(gates, logits, settings, hard, result)
     for g in gates:
-        r = torch.sigmoid(logits[g.tensor].detach()).numpy()
+        r = torch.sigmoid(logits[g.tensor].detach()).cpu().numpy()
         result.retention[g.tensor] = [round(float(np.min(r)), 3), round(float(np.median(r)), 3),
                                       round(float(np.max(r)), 3)]
     result.steps, result.seconds = loop.steps, loop.seconds
@@ -120,14 +120,14 @@ def fixed_mask(gate: Gate, kept: np.ndarray):
     mask = torch.zeros(gate.units)
     mask[torch.from_numpy(np.asarray(kept))] = 1.0
     features = mask.repeat_interleave(gate.group)
-    return lambda value: value * features.to(value.dtype)
+    return lambda value: value * features.to(value.device, value.dtype)
 
 
 def _harden(gates: list[Gate], logits: dict, settings: GateSettings, hard: dict, result: GateResult) -> None:
     """Choose each pool's units by learned retention; from now on the masks are exactly that choice."""
     for pool in sorted({g.pool for g in gates}):
         members = [g for g in gates if g.pool == pool]
-        betas = {g.tensor: logits[g.tensor].detach().numpy().copy() for g in members}
+        betas = {g.tensor: logits[g.tensor].detach().cpu().numpy().copy() for g in members}
         counts = allocate([betas[g.tensor] for g in members], settings.keep[pool], settings.min_keep)
         for g, count in zip(members, counts, strict=True):
             order = np.argsort(-betas[g.tensor], kind="stable")
@@ -135,7 +135,7 @@ def _harden(gates: list[Gate], logits: dict, settings: GateSettings, hard: dict,
             result.kept[g.tensor] = np.sort(order[:count])
             mask = torch.zeros(g.units)
             mask[torch.from_numpy(result.kept[g.tensor])] = 1.0
-            hard[g.tensor] = mask
+            hard[g.tensor] = mask.to(logits[g.tensor].device)
 
 
 def allocate(betas: list[np.ndarray], keep: float, min_keep: float) -> list[int]:

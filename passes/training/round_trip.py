@@ -31,7 +31,7 @@ def view_error(view, model, feeds) -> tuple[float, str]:
                                        f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc
             for name, ref in zip(names, sess.run(names, feed), strict=True):
                 # integer outputs (argmax, ids) are compared too, as numbers
-                ref, out = np.asarray(ref, np.float64), got[name].double().numpy()
+                ref, out = np.asarray(ref, np.float64), got[name].double().cpu().numpy()
                 if out.shape != ref.shape:
                     raise UnsupportedGraph(f"the torch view gives '{name}' the shape {list(out.shape)}, "
                                            f"ONNX Runtime {list(ref.shape)}")

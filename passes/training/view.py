@@ -70,6 +70,15 @@ class TorchView(torch.nn.Module):
         self.int8: bool | None = None     # None: float; else fake int8 MatMuls, True meaning 7-bit weights
         self.int8_weights = self._matmul_weights()    # fixed by the graph: found once, not on every forward
         self.hooks: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}   # tensor name → rewrite (gates' masks)
+        self.device = torch.device("cpu")
+
+    def to_device(self, device: str) -> "TorchView":
+        """Move the weights and constants to `device` ('cpu' or 'cuda'); feeds follow in `forward`. Build the
+        optimizer after: torch may replace the Parameter objects."""
+        self.device = torch.device(device)
+        self.to(self.device)
+        self.constants = {name: value.to(self.device) for name, value in self.constants.items()}
+        return self
 
     def _matmul_weights(self) -> frozenset[str]:
         """The 2-D float initializers a MatMul or Gemm multiplies by (what dynamic int8 quantizes)."""
@@ -81,7 +90,8 @@ class TorchView(torch.nn.Module):
     def forward(self, feed: dict[str, torch.Tensor], extra: Sequence[str] = ()) -> dict[str, torch.Tensor]:
         env: dict[str, torch.Tensor] = dict(self.constants)
         env.update({name: self.weights[key] for name, key in self._keys.items()})
-        env.update(feed)
+        env.update({name: value.to(self.device) for name, value in feed.items()})
+        elsewhere = self.device.type != "cpu"     # ops build shape tensors and constants on the CPU
         int8 = self.int8_weights if self.int8 is not None else frozenset()
         for op, inputs, outputs, attrs in self.nodes:
             args = [env[name] if name else None for name in inputs]
@@ -90,6 +100,8 @@ class TorchView(torch.nn.Module):
             results = OPS[op](args, attrs)
             for name, value in zip(outputs, results, strict=False):
                 if name:
+                    if elsewhere and isinstance(value, torch.Tensor):
+                        value = value.to(self.device)
                     env[name] = self.hooks[name](value) if name in self.hooks else value
         return {name: env[name] for name in list(self.output_names) + list(extra)}
 
@@ -103,7 +115,7 @@ class TorchView(torch.nn.Module):
         out.CopyFrom(self.model)
         for init in out.graph.initializer:
             if init.name in self._keys:
-                value = self.weights[self._keys[init.name]].detach().numpy().astype(np.float32)
+                value = self.weights[self._keys[init.name]].detach().cpu().numpy().astype(np.float32)
                 init.CopyFrom(numpy_helper.from_array(value, init.name))
         return out
 

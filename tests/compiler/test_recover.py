@@ -117,3 +117,19 @@ def test_a_hook_that_fails_mid_stream_is_an_input_error(save, tmp_path, monkeypa
     assert code == 2, text
     assert "flaky_feeds:feeds failed: OSError: the camera went away" in text and "Traceback" not in text
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_the_report_says_where_recovery_trained(save, tmp_path):
+    src = save(models.mlp_model("gelu"))
+    _, report = _compile(src, tmp_path, "cpu", "--recover", "--train-steps", "3", "--train-device", "cpu")
+    assert report["passes"][-1]["stats"]["device"] == "cpu"
+
+
+def test_train_device_cuda_without_cuda_is_an_input_error(save, tmp_path, monkeypatch):
+    from edgec.passes.training import device
+
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    code, text = run_cli("compile", save(models.mlp_model("gelu")), "--allow-synthetic", "--recover",
+                         "--train-device", "cuda", "-o", tmp_path / "out.onnx")
+    assert code == 2 and "--train-device cuda" in text and "Traceback" not in text
+    assert not (tmp_path / "out.onnx").exists()
