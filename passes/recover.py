@@ -13,7 +13,14 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.recovery.forward_only import recover_zo
-from edgec.passes.recovery.options import MATCHES, RecoverOptions, affine_settings, budget, zo_settings
+from edgec.passes.recovery.options import (
+    MATCHES,
+    RecoverOptions,
+    affine_settings,
+    after_blockwise,
+    budget,
+    zo_settings,
+)
 
 __all__ = ["MATCHES", "RecoverOptions", "RecoverPass"]
 
@@ -28,7 +35,7 @@ class RecoverPass:
         opts = build_options(RecoverOptions, ctx.options, self.name)
         if opts.minutes <= 0 and opts.steps <= 0:
             return PassResult(False, {}, ["recover: a budget of 0 minutes trains nothing"])
-        teacher = ctx.need_teacher("recover")
+        ctx.need_teacher("recover")
         if opts.method == "zo":
             return _forward_only(graph, ctx, opts)
         try:
@@ -37,35 +44,53 @@ class RecoverPass:
             if opts.params == "grasp":
                 return _forward_only(graph, ctx, opts, ["torch is not installed: group affines tuned by forward passes"])
             return PassResult(False, {}, ["recovery skipped: torch is not installed"])
-        from edgec.passes.training.round_trip import checked_round_trip
-        from edgec.passes.training.view import TorchView, UnsupportedGraph
+        phase = None
+        if opts.blockwise > 0 and opts.params == "full":
+            from edgec.passes.recovery.blockwise import fit_blocks
 
-        ordered = graph.copy()
-        ordered.toposort()      # earlier passes append nodes (e.g. a new fc2 bias); the view runs them in order
-        model = gs.export_onnx(ordered, do_type_check=False)
-        try:
-            view = TorchView(model, trainable=[] if opts.params == "grasp" else None)   # grasp: weights frozen
-            error, notes = checked_round_trip(view, model, list(teacher.search_feeds[:2]))
-        except UnsupportedGraph as exc:
-            if opts.params == "grasp":
-                return _forward_only(graph, ctx, opts, [f"whole-model training unavailable ({exc}); group affines "
-                                                        "tuned by forward passes through ONNX Runtime instead"])
-            from edgec.passes.recovery.blockwise import train_blocks
+            head, opts = after_blockwise(opts)
+            with ctx.progress(f"recover: block-wise phase, {head.describe()}", 0):
+                phase = fit_blocks(graph, ctx, head)
+        result = _backprop(graph, ctx, opts)
+        if phase is not None:
+            result.stats["blockwise"] = phase.stats
+            result.notes[:0] = phase.notes
+            result.changed = result.changed or phase.changed
+        return result
 
-            return train_blocks(graph, ctx, budget(opts), f"whole-model training unavailable ({exc})")
-        view.to_device(ctx.train_device)        # after the round trip, which compares on the CPU
+
+def _backprop(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions) -> PassResult:
+    """Training through the torch view: every weight (params=full) or group affines (grasp)."""
+    teacher = ctx.need_teacher("recover")
+    from edgec.passes.training.round_trip import checked_round_trip
+    from edgec.passes.training.view import TorchView, UnsupportedGraph
+
+    ordered = graph.copy()
+    ordered.toposort()      # earlier passes append nodes (e.g. a new fc2 bias); the view runs them in order
+    model = gs.export_onnx(ordered, do_type_check=False)
+    try:
+        view = TorchView(model, trainable=[] if opts.params == "grasp" else None)   # grasp: weights frozen
+        error, notes = checked_round_trip(view, model, list(teacher.search_feeds[:2]))
+    except UnsupportedGraph as exc:
         if opts.params == "grasp":
-            from edgec.passes.recovery.group_affines import train_affines
+            return _forward_only(graph, ctx, opts, [f"whole-model training unavailable ({exc}); group affines "
+                                                    "tuned by forward passes through ONNX Runtime instead"])
+        from edgec.passes.recovery.blockwise import train_blocks
 
-            return train_affines(graph, view, ctx, opts, notes)
-        rewritten = teacher.changed_initializers(model)
-        trainable = set(view.trainable) if opts.train_rest else rewritten & set(view.trainable)
-        if not trainable:
-            return PassResult(False, {}, ["recover: no float32 weight to train (float16 and integer weights "
-                                          "are left as they are)"])
-        from edgec.passes.recovery.full_weights import train_weights
+        return train_blocks(graph, ctx, budget(opts), f"whole-model training unavailable ({exc})")
+    view.to_device(ctx.train_device)        # after the round trip, which compares on the CPU
+    if opts.params == "grasp":
+        from edgec.passes.recovery.group_affines import train_affines
 
-        return train_weights(graph, view, ctx, opts, error, rewritten, notes)
+        return train_affines(graph, view, ctx, opts, notes)
+    rewritten = teacher.changed_initializers(model)
+    trainable = set(view.trainable) if opts.train_rest else rewritten & set(view.trainable)
+    if not trainable:
+        return PassResult(False, {}, ["recover: no float32 weight to train (float16 and integer weights "
+                                      "are left as they are)"])
+    from edgec.passes.recovery.full_weights import train_weights
+
+    return train_weights(graph, view, ctx, opts, error, rewritten, notes)
 
 
 def _forward_only(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions, notes: list[str] | None = None) -> PassResult:

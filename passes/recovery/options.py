@@ -3,7 +3,7 @@ converted: a default lives once, here or in the setting's own dataclass)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
@@ -46,6 +46,9 @@ class RecoverOptions:
     # for a model that is quantized next; 7-bit weights where reduce_range says (auto: as quantize's auto)
     int8_tail: float = 0.0
     int8_reduce_range: Literal["auto", "true", "false"] = "auto"
+    # > 0: this first fraction of the budget trains each MLP block alone on the original's cached block inputs and
+    # outputs (recovery.blockwise: many more samples per CPU-minute), the rest end to end (params=full)
+    blockwise: float = 0.0
     # GRASP: train only one scale γ and shift β per group of `groups` channels at each site (every linear
     # layer's output, or the MLP blocks' with sites=mlp; LayerNorm outputs too with norms), folded into the
     # layers' constants afterwards. method=zo (implies params=grasp) tunes them by forward passes through
@@ -67,6 +70,8 @@ class RecoverOptions:
     def __post_init__(self):
         if self.lr <= 0 or self.rewritten_lr <= 0 or not 0 <= self.warmup < 1:
             raise PassOptionError("pass 'recover': lr and rewritten_lr must be > 0 and warmup in [0, 1)")
+        if not 0 <= self.blockwise < 1:
+            raise PassOptionError(f"pass 'recover': blockwise must lie in [0, 1), not {self.blockwise}")
         if not 0 <= self.int8_tail < 1:
             raise PassOptionError(f"pass 'recover': int8_tail must lie in [0, 1), not {self.int8_tail}")
         if self.steps < 0:
@@ -86,6 +91,12 @@ class AffineSettings:
 
 def budget(opts: RecoverOptions) -> Budget:
     return Budget(opts.steps, 0.0) if opts.steps > 0 else Budget(0, opts.minutes * 60)
+
+
+def after_blockwise(opts: RecoverOptions) -> tuple[Budget, RecoverOptions]:
+    """The block-wise phase's budget, and the options whose budget is the rest (end to end)."""
+    head, rest = budget(opts).split(opts.blockwise)
+    return head, replace(opts, steps=rest.steps, minutes=rest.seconds / 60 if rest.seconds else opts.minutes)
 
 
 def progress_units(opts: RecoverOptions) -> int:

@@ -62,6 +62,13 @@ class Budget:
         """One of `parts` equal shares (e.g. per block)."""
         return Budget(max(1, self.steps // parts), 0.0) if self.steps > 0 else Budget(0, self.seconds / parts)
 
+    def split(self, first: float) -> tuple["Budget", "Budget"]:
+        """The first `first` fraction of the budget and the rest."""
+        if self.steps > 0:
+            head = max(1, int(round(self.steps * first)))
+            return Budget(head, 0.0), Budget(max(1, self.steps - head), 0.0)
+        return Budget(0, self.seconds * first), Budget(0, self.seconds * (1 - first))
+
     def loop_budget(self) -> dict:
         """run_loop's keyword for this budget."""
         return {"steps": self.steps} if self.steps > 0 else {"seconds": self.seconds}

@@ -133,3 +133,14 @@ def test_train_device_cuda_without_cuda_is_an_input_error(save, tmp_path, monkey
                          "--train-device", "cuda", "-o", tmp_path / "out.onnx")
     assert code == 2 and "--train-device cuda" in text and "Traceback" not in text
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_block_wise_phase_trains_the_mlp_blocks_on_the_originals_activations_first(save, tmp_path):
+    src = save(models.mlp_model("gelu", blocks=2))
+    _, report = _compile(src, tmp_path, "phased", "--recover", "--train-steps", "40",
+                         "--pass-option", "recover.blockwise=0.5", "--pass-option", "recover.eval_every=10")
+    stats, notes = report["passes"][-1]["stats"], report["passes"][-1]["notes"]
+    blocks = stats["blockwise"]["blocks"]
+    assert len(blocks) == 2 and stats["blockwise"]["rows"] > 0
+    assert all(b["rel_error_after"] <= b["rel_error_before"] and b["steps"] == 10 for b in blocks)   # 20 steps, 2 blocks
+    assert stats["steps"] == 20 and notes[0].startswith("block-wise: 2 MLP blocks")              # then end to end
