@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import Gram, PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.conv.discovery import ChannelGroup, find_channel_groups
-from edgec.passes.conv.edit import remove_channels, set_terminal, terminal_rows
+from edgec.passes.conv.edit import narrow, terminal_rows
 from edgec.passes.plans import prune as prune_plan
 from edgec.passes.plans import prune_alloc
 from edgec.passes.plans.budget_search import describe, smallest_budget
@@ -123,16 +123,11 @@ def _prune(graph: gs.Graph, groups: list[ChannelGroup], grams: dict[str, Gram], 
         if count >= group.channels:
             continue
         kept = np.sort(order[:count])
-        for terminal in group.terminals:
-            rows = terminal_rows(terminal)
-            w_aug = prune_plan.augmented_weight(rows.weight, rows.bias)
-            solved = prune_plan.compensate(grams[terminal.tensor.name].matrix, w_aug, kept, opts.damping) \
-                if opts.compensate else np.vstack([w_aug[kept], w_aug[-1:]])
-            set_terminal(terminal, rows, solved[:-1], solved[-1])
-        remove_channels(group, kept)
-        if lineage is not None:
-            for tensor in group.tensors:
-                lineage[tensor.name] = lineage[tensor.name][kept] if tensor.name in lineage else kept
+
+        def resolve(terminal, w_aug, kept=kept):
+            return prune_plan.compensate(grams[terminal.tensor.name].matrix, w_aug, kept, opts.damping)
+
+        narrow(group, kept, resolve if opts.compensate else None, lineage)
         stats["groups"] += 1
         stats["kept"].append(f"{group.name}:{count}/{group.channels}")
     graph.cleanup()

@@ -18,6 +18,7 @@ import onnx_graphsurgeon as gs
 from edgec.passes.attention.discovery import find_attention
 from edgec.passes.attention.edit import remove_heads
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
+from edgec.passes.conv.gating import channel_gate_specs, cut_channels
 from edgec.passes.mlp.discovery import editable_blocks
 from edgec.passes.mlp.units import remove_units
 from edgec.passes.plans.heads import columns
@@ -30,6 +31,9 @@ CUT_TOLERANCE = 1e-3     # relative L2 between the cut graph and the masked view
 class GatesOptions:
     keep: float = 0.5          # fraction of all MLP units kept (where, the gates learn)
     heads: float = 1.0         # fraction of all attention heads kept (1: heads are not gated)
+    channels: float = 1.0      # fraction of all prunable convolution channels kept (1: channels are not gated)
+    channel_min_keep: float = 0.25   # never fewer than this fraction of a channel group (nor 8 channels)
+    multiple: int = 8          # channel counts rounded up to this (ONNX Runtime's CPU convolutions block by 8)
     minutes: float = 5.0       # training budget (wall clock)
     steps: int = 0             # > 0: a budget of optimizer steps instead (reproducible; minutes ignored)
     min_keep: float = 0.1      # never fewer than this fraction of a block's units or heads
@@ -41,8 +45,9 @@ class GatesOptions:
     batch: int = 8
 
     def __post_init__(self):
-        if not 0 < self.keep <= 1 or not 0 < self.heads <= 1:
-            raise PassOptionError(f"pass 'gates': keep and heads must lie in (0, 1], not {self.keep}, {self.heads}")
+        if not 0 < self.keep <= 1 or not 0 < self.heads <= 1 or not 0 < self.channels <= 1:
+            raise PassOptionError(f"pass 'gates': keep, heads and channels must lie in (0, 1], not {self.keep}, "
+                                  f"{self.heads}, {self.channels}")
         if (self.minutes <= 0 and self.steps <= 0) or self.steps < 0 or not 0 < self.soft < 1:
             raise PassOptionError("pass 'gates': minutes must be > 0 and soft in (0, 1)")
 
@@ -57,9 +62,10 @@ class GatesPass:
         opts = build_options(GatesOptions, ctx.options, self.name)
         mlps = editable_blocks(graph) if opts.keep < 1 else []
         heads, notes = _gateable_heads(graph, ctx, opts)
-        if not mlps and not heads:
-            return PassResult(False, {}, notes + ["gates: no MLP block or attention head to gate (or keep=1 and "
-                                                  "heads=1)"])
+        channels = channel_gate_specs(graph) if opts.channels < 1 else []
+        if not mlps and not heads and not channels:
+            return PassResult(False, {}, notes + ["gates: no MLP block, attention head or convolution channel group to "
+                                                  "gate (or keep, heads and channels all 1)"])
         try:
             import torch  # noqa: F401
         except ImportError:
@@ -76,17 +82,23 @@ class GatesPass:
         except UnsupportedGraph as exc:
             return PassResult(False, {}, notes + [f"gates need the torch view of the graph: {exc}"])
         gates = [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
-                [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads]
+                [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads] + \
+                [Gate(key, count, 1, "channels", i, axis=1, also=also) for i, (key, also, count) in enumerate(channels)]
         teacher = ctx.need_teacher("gates")
-        settings = GateSettings(minutes=opts.minutes, steps=opts.steps, keep={"mlp": opts.keep, "heads": opts.heads},
+        settings = GateSettings(minutes=opts.minutes, steps=opts.steps,
+                                keep={"mlp": opts.keep, "heads": opts.heads, "channels": opts.channels},
                                 min_keep=opts.min_keep, lr=opts.lr, gate_lr=opts.gate_lr,
-                                temperature=opts.temperature, alpha=opts.alpha, soft=opts.soft, batch=opts.batch,
-                                seed=ctx.seed)
+                                temperature=opts.temperature, alpha=opts.alpha, soft=opts.soft,
+                                batch=_batch(opts, model, teacher), seed=ctx.seed,
+                                pool_min_keep={"channels": opts.channel_min_keep}, multiple={"channels": opts.multiple})
         with ctx.progress(f"gates: training for {f'{opts.steps} steps' if opts.steps else f'{opts.minutes:g} min'}",
                           opts.steps or int(opts.minutes * 60)):
             result = train_gates(view, teacher, [t.name for t in graph.outputs], gates, settings)
         view.to_device("cpu")        # the cut is checked against the masked view as ONNX Runtime computes it
         cut = _cut(gs.import_onnx(view.write_back()), result.kept, opts)
+        lineage = dict(ctx.lineage)
+        if channels and cut_channels(cut, result.kept, lineage):
+            cut.toposort()
         error = _cut_error(cut, view, gates, result.kept, list(teacher.search_feeds[:2]))
         stats = {"steps": result.steps, "seconds": result.seconds, "device": describe(ctx.train_device),
                  "cut_rel_error": float(f"{error:.2e}"),
@@ -98,6 +110,7 @@ class GatesPass:
         from edgec.passes.ort_tools import replace_contents
 
         replace_contents(graph, cut)
+        ctx.lineage.update(lineage)
         return PassResult(True, stats, notes + [_summary(gates, result.kept, result.steps)])
 
 
@@ -138,7 +151,7 @@ def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: l
     from edgec.passes.training.gates import fixed_mask
     from edgec.passes.training.round_trip import view_error
 
-    view.hooks.update({g.tensor: fixed_mask(g, kept[g.tensor]) for g in gates})
+    view.hooks.update({name: fixed_mask(g, kept[g.tensor]) for g in gates for name in g.tensors})
     try:
         return view_error(view, gs.export_onnx(cut), feeds)[0]
     except Exception:  # noqa: BLE001 - a cut ONNX Runtime refuses or fails on is a failed cut
@@ -147,9 +160,17 @@ def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: l
         view.hooks.clear()
 
 
+def _batch(opts: GatesOptions, model, teacher) -> int:
+    """Feeds stacked per step: as recovery's (one at a time for a batch-1 export, fewer for large inputs)."""
+    from edgec.passes.recovery.options import batch_axis_free, feeds_per_step
+
+    batch = opts.batch if batch_axis_free(model) else 1
+    return min(batch, feeds_per_step(teacher.search_feeds[0])) if teacher.search_feeds else batch
+
+
 def _summary(gates, kept: dict[str, np.ndarray], steps: int) -> str:
     parts = []
-    for pool, label in (("mlp", "MLP units"), ("heads", "heads")):
+    for pool, label in (("mlp", "MLP units"), ("heads", "heads"), ("channels", "convolution channels")):
         members = [g for g in gates if g.pool == pool]
         if members:
             parts.append(f"{label} " + ", ".join(f"{len(kept[g.tensor])}/{g.units}" for g in members))

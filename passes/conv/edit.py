@@ -10,6 +10,7 @@ the bias row carries the kept channels' share of what the removed ones contribut
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -62,6 +63,23 @@ def set_terminal(terminal: Terminal, rows: Rows, weight: np.ndarray, bias: np.nd
         _replace(node, 2, folded_bias.reshape(old.shape) if old.size == outputs else folded_bias)
     elif np.any(folded_bias):
         node.inputs.append(gs.Constant(f"{node.inputs[1].name}.bias", folded_bias))
+
+
+def narrow(group: ChannelGroup, kept: np.ndarray, resolve: Callable[[Terminal, np.ndarray], np.ndarray] | None = None,
+           lineage: dict[str, np.ndarray] | None = None) -> None:
+    """Keep only the channels `kept` (sorted) of the group. Each terminal's rows with the bias row under them
+    [C + 1, cols] become `resolve(terminal, rows)` ([K + 1, cols]: a re-solve on the kept channels), or the kept
+    rows as they are (exact where the removed channels reached the terminal as zeros: a gated, masked model).
+    `lineage` (PassContext.lineage) learns which original channels each narrowed tensor keeps."""
+    for terminal in group.terminals:
+        rows = terminal_rows(terminal)
+        w_aug = np.vstack([rows.weight, rows.bias[None, :]])
+        solved = resolve(terminal, w_aug) if resolve is not None else np.vstack([w_aug[kept], w_aug[-1:]])
+        set_terminal(terminal, rows, solved[:-1], solved[-1])
+    remove_channels(group, kept)
+    if lineage is not None:
+        for tensor in group.tensors:
+            lineage[tensor.name] = lineage[tensor.name][kept] if tensor.name in lineage else kept
 
 
 def remove_channels(group: ChannelGroup, keep: np.ndarray) -> None:

@@ -31,6 +31,12 @@ class Gate:
     group: int = 1     # features per unit (head_dim for heads)
     pool: str = "mlp"  # units compete for the budget within their pool
     block: int = 0     # the block's index in its pool's discovery order
+    axis: int = -1     # the axis of the units (1: a convolution's channels)
+    also: tuple[str, ...] = ()    # more tensors that carry the same units (a channel group's other consumers' inputs)
+
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        return (self.tensor, *self.also)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class GateSettings:
     soft: float = 0.7                  # fraction of the budget with learned masks; the rest trains hard masks
     batch: int = 8
     seed: int = 0
+    pool_min_keep: dict[str, float] = field(default_factory=dict)   # pool → its own min_keep
+    multiple: dict[str, int] = field(default_factory=dict)          # pool → unit counts rounded up to this
 
 
 @dataclass
@@ -67,7 +75,8 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
     hard: dict[str, torch.Tensor] = {}
     target = {"value": settings.start}
     for g in gates:
-        view.hooks[g.tensor] = _masking(g, logits[g.tensor], hard, settings.temperature)
+        for name in g.tensors:
+            view.hooks[name] = _masking(g, logits[g.tensor], hard, settings.temperature)
     optimizer = adamw([{"params": [p for _, p in view.named_weights()], "peak": settings.lr},
                        {"params": list(logits.values()), "peak": settings.gate_lr}], fused=True)
     batches = training_batches(cycled(teacher), settings.batch)
@@ -93,7 +102,8 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
         loop = run_loop(optimizer, step_loss, **budget.loop_budget(), schedule=Schedule(0.05), before_step=before)
     finally:
         for g in gates:
-            view.hooks.pop(g.tensor, None)
+            for name in g.tensors:
+                view.hooks.pop(name, None)
     if not hard:                       # a budget too short to reach the hard phase still chooses
         _harden(gates, logits, settings, hard, result)
     for g in gates:
@@ -111,8 +121,18 @@ def _masking(gate: Gate, beta: torch.nn.Parameter, hard: dict[str, torch.Tensor]
         else:
             u = torch.rand_like(beta).clamp(1e-6, 1 - 1e-6)
             mask = torch.sigmoid((beta + torch.log(u) - torch.log1p(-u)) / temperature)
-        return value * mask.repeat_interleave(gate.group).to(value.dtype)
+        return value * _along(gate, mask.repeat_interleave(gate.group), value)
     return apply
+
+
+def _along(gate: Gate, mask: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """The mask shaped to multiply `value` along the gate's axis."""
+    mask = mask.to(value.device, value.dtype)
+    if gate.axis in (-1, value.dim() - 1):
+        return mask
+    shape = [1] * value.dim()
+    shape[gate.axis] = -1
+    return mask.reshape(shape)
 
 
 def fixed_mask(gate: Gate, kept: np.ndarray):
@@ -120,7 +140,7 @@ def fixed_mask(gate: Gate, kept: np.ndarray):
     mask = torch.zeros(gate.units)
     mask[torch.from_numpy(np.asarray(kept))] = 1.0
     features = mask.repeat_interleave(gate.group)
-    return lambda value: value * features.to(value.device, value.dtype)
+    return lambda value: value * _along(gate, features, value)
 
 
 def _harden(gates: list[Gate], logits: dict, settings: GateSettings, hard: dict, result: GateResult) -> None:
@@ -128,7 +148,8 @@ def _harden(gates: list[Gate], logits: dict, settings: GateSettings, hard: dict,
     for pool in sorted({g.pool for g in gates}):
         members = [g for g in gates if g.pool == pool]
         betas = {g.tensor: logits[g.tensor].detach().cpu().numpy().copy() for g in members}
-        counts = allocate([betas[g.tensor] for g in members], settings.keep[pool], settings.min_keep)
+        counts = allocate([betas[g.tensor] for g in members], settings.keep[pool],
+                          settings.pool_min_keep.get(pool, settings.min_keep), settings.multiple.get(pool, 1))
         for g, count in zip(members, counts, strict=True):
             order = np.argsort(-betas[g.tensor], kind="stable")
             result.order[g.tensor] = order
@@ -138,9 +159,10 @@ def _harden(gates: list[Gate], logits: dict, settings: GateSettings, hard: dict,
             hard[g.tensor] = mask.to(logits[g.tensor].device)
 
 
-def allocate(betas: list[np.ndarray], keep: float, min_keep: float) -> list[int]:
+def allocate(betas: list[np.ndarray], keep: float, min_keep: float, multiple: int = 1) -> list[int]:
     """Units per block: the `keep` fraction of all units with the highest logits, at least `min_keep` of
-    each block (and one)."""
+    each block (and one); with `multiple` > 1 each count is then rounded up to a multiple of it (at most the
+    block's units: convolutions run channels in blocks of 8)."""
     floors = [max(1, int(np.ceil(min_keep * len(b)))) for b in betas]
     total = max(int(round(keep * sum(len(b) for b in betas))), sum(floors))
     counts = list(floors)
@@ -148,4 +170,6 @@ def allocate(betas: list[np.ndarray], keep: float, min_keep: float) -> list[int]
                      if j >= floors[i]))
     for _, i, _ in ranked[:total - sum(floors)]:
         counts[i] += 1
+    if multiple > 1:
+        counts = [min(len(b), -(-c // multiple) * multiple) for c, b in zip(counts, betas, strict=True)]
     return counts

@@ -92,3 +92,19 @@ def test_allocation_takes_the_highest_logits_across_blocks():
     betas = [np.array([5.0, 4.0, -1.0, -2.0]), np.array([3.0, -3.0, -4.0, -5.0])]
     assert allocate(betas, 0.5, 0.25) == [3, 1]
     assert allocate(betas, 0.25, 0.25) == [1, 1]
+
+
+def test_convolution_channels_are_gated_per_group_and_the_cut_is_exact():
+    from edgec.passes.conv.discovery import find_channel_groups
+
+    model = models.wide_cnn_model()
+    before = sum(g.channels for g in find_channel_groups(gs.import_onnx(model))[0])
+    graph, result = _run(model, keep=1.0, channels=0.5, multiple=8, steps=40, soft=0.5)
+    assert result.changed, result.notes
+    assert result.stats["cut_rel_error"] <= 1e-3
+    kept = [int(k.split("/")[0]) for k in result.stats["kept"].values()]
+    assert all(k % 8 == 0 and k >= 8 for k in kept) and sum(kept) < before
+    assert "convolution channels" in result.notes[-1]
+    onnx.checker.check_model(gs.export_onnx(graph))
+    feed = models.feeds(model, 1)[0]
+    assert models.run(gs.export_onnx(graph), feed)[0].shape == models.run(model, feed)[0].shape
