@@ -45,7 +45,7 @@ class RecoverPass:
                 return _forward_only(graph, ctx, opts, ["torch is not installed: group affines tuned by forward passes"])
             return PassResult(False, {}, ["recovery skipped: torch is not installed"])
         phase = None
-        if opts.blockwise > 0 and opts.params == "full":
+        if opts.blockwise > 0 and opts.params == "full" and _has_blocks(graph, ctx):
             from edgec.passes.recovery.blockwise import fit_blocks
 
             head, opts = after_blockwise(opts)
@@ -53,7 +53,7 @@ class RecoverPass:
                 phase = fit_blocks(graph, ctx, head)
         result = _backprop(graph, ctx, opts)
         if phase is not None:
-            result.stats["blockwise"] = phase.stats
+            result.stats["blockwise"] = {**phase.stats, "budget": head.describe()}
             result.notes[:0] = phase.notes
             result.changed = result.changed or phase.changed
         return result
@@ -91,6 +91,13 @@ def _backprop(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions) -> PassRe
     from edgec.passes.recovery.full_weights import train_weights
 
     return train_weights(graph, view, ctx, opts, error, rewritten, notes)
+
+
+def _has_blocks(graph: gs.Graph, ctx: PassContext) -> bool:
+    """Whether the block-wise phase has an MLP block to train (else the whole budget trains end to end)."""
+    from edgec.passes.recovery.blockwise import teachable_blocks
+
+    return bool(teachable_blocks(graph, ctx.need_teacher("recover")))
 
 
 def _forward_only(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions, notes: list[str] | None = None) -> PassResult:

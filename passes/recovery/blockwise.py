@@ -36,8 +36,7 @@ def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget) -> PassResult:
     """Train every MLP block the original can teach (same input and output width) on its cached rows; a block's
     weights change only where its held-out error fell."""
     teacher = ctx.need_teacher("block-wise recovery")
-    blocks = [b for b in editable_blocks(graph) if torch_activation(b.act.pattern) is not None
-              and teacher.has_tensor(b.fc1.x.name) and teacher.has_tensor(b.fc2.y.name)]
+    blocks = teachable_blocks(graph, teacher)
     if not blocks:
         return PassResult(False, {"mode": "block-wise", "blocks": []}, ["no MLP block the original model can teach"])
     rows = _capture(teacher, sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)}))
@@ -60,6 +59,12 @@ def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget) -> PassResult:
                  "relative error " + ", ".join(f"{r['rel_error_before']:.3f} → {r['rel_error_after']:.3f}"
                                                for r in results))
     return PassResult(changed, {"mode": "block-wise", "rows": rows_used, "blocks": results}, notes)
+
+
+def teachable_blocks(graph: gs.Graph, teacher) -> list:
+    """The MLP blocks whose input and output the original model has (by name) and whose activation torch runs."""
+    return [b for b in editable_blocks(graph) if torch_activation(b.act.pattern) is not None
+            and teacher.has_tensor(b.fc1.x.name) and teacher.has_tensor(b.fc2.y.name)]
 
 
 def _capture(teacher, names: list[str]) -> dict[str, np.ndarray]:

@@ -48,7 +48,7 @@ class RecoverOptions:
     int8_reduce_range: Literal["auto", "true", "false"] = "auto"
     # > 0: this first fraction of the budget trains each MLP block alone on the original's cached block inputs and
     # outputs (recovery.blockwise: many more samples per CPU-minute), the rest end to end (params=full)
-    blockwise: float = 0.0
+    blockwise: float = 0.3
     # GRASP: train only one scale γ and shift β per group of `groups` channels at each site (every linear
     # layer's output, or the MLP blocks' with sites=mlp; LayerNorm outputs too with norms), folded into the
     # layers' constants afterwards. method=zo (implies params=grasp) tunes them by forward passes through
