@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gates-minutes", type=float, default=5.0)
     parser.add_argument("--int8-tail", type=float, default=0.0,
                         help="recover.int8_tail: the last fraction of each budget trained through int8 rounding")
-    parser.add_argument("--blockwise", type=float, default=0.0,
-                        help="recover.blockwise: the first fraction of each budget trains the MLP blocks alone on the "
+    parser.add_argument("--blockwise", type=float, default=None,
+                        help="recover.blockwise (default: the pass's, 0.3; 0: end to end only): the first fraction of "
+                             "each budget trains the MLP blocks alone on the "
                              "original's cached activations")
     parser.add_argument("--params", default="full", choices=["full", "grasp"],
                         help="recover.params: every weight, or GRASP group affines only")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     budgets = sorted({float(m) for m in args.budgets.split(",")})
     tag = f"keep{args.keep:g}" + ("" if args.scope == "layer" else f"_{args.scope}") \
-        + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "") + (f"_bw{args.blockwise:g}" if args.blockwise else "") + (f"_heads{args.heads:g}" if args.heads < 1 else "") \
+        + (f"_int8tail{args.int8_tail:g}" if args.int8_tail else "") + (f"_bw{args.blockwise:g}" if args.blockwise is not None else "") + (f"_heads{args.heads:g}" if args.heads < 1 else "") \
         + ("" if args.selector == "obs" else f"_{args.selector}{args.gates_minutes:g}" if args.selector == "gates"
            else f"_{args.selector}") \
         + ("" if args.params == "full" and args.method == "backprop" else f"_grasp_{args.method}") \
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
                        **({"params": args.params, "method": args.method} if args.params != "full" or args.method != "backprop"
                           else {}),
                        **({"groups": args.groups} if args.groups else {}),
-                       **({"blockwise": args.blockwise} if args.blockwise else {}), **({"norms": True} if args.norms else {}),
+                       **({"blockwise": args.blockwise} if args.blockwise is not None else {}), **({"norms": True} if args.norms else {}),
                        **({"affine_lr": args.affine_lr} if args.affine_lr else {}),
                        **({"zo_optimizer": args.zo_optimizer} if args.zo_optimizer else {}),
                        **({"epsilon": args.epsilon} if args.epsilon else {}),
