@@ -67,7 +67,8 @@ def candidates(floor: float, training: bool = False, convolutional: bool = False
     """From the most conservative to the most aggressive; with training (--recover), also the learned
     selection of units and heads (gates), which needs a training budget of its own; for a model with
     convolutions, also their width (channels), alone and under int8. Without MLP blocks or attention heads
-    (`transformer` False) the unit and head candidates would only repeat cleanup and int8: they are left out."""
+    (`transformer` False) the unit, head and fused-attention candidates would only repeat cleanup and int8: they
+    are left out."""
     # int8 layers, 8-bit embedding tables and 8-bit storage of the weights left float (each a no-op where it finds
     # nothing to do)
     int8 = ["quantize", "embed", "weights"]
@@ -80,6 +81,9 @@ def candidates(floor: float, training: bool = False, convolutional: bool = False
         plain[0],
         (f"prune floor {floor}", ["cleanup", "prune"], {"prune": {"floor": floor}}),
         plain[1],
+        # ONNX Runtime's fused attention and LayerNorm kernels under int8: faster on some CPUs, slower on others
+        # (samples/RESULTS.md#int8), so the search times it rather than assume it
+        ("fuse + int8", ["cleanup", "fuse", *int8], {}),
         (f"prune floor {floor} + int8", ["cleanup", "prune", *int8], {"prune": {"floor": floor}}),
         (f"heads floor {strict} + prune floor {floor} + int8", ["cleanup", "heads", "prune", *int8],
          {"heads": {"floor": strict}, "prune": {"floor": floor}}),
