@@ -49,7 +49,25 @@ def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], 
     order = [runs[int(i)] for i in np.argsort(alone, kind="stable")]   # the most damaging run first
     most = max(k for k in range(len(runs) + 1) if sum(map(len, order[:k])) <= max_float_share * len(layers))
     result.scored += len(runs)
-    return _fewest_runs(order, most, build, score, floor, result, deadline)
+    best = _fewest_runs(order, most, build, score, floor, result, deadline)
+    return _requantized(best, build, score, floor, deadline) if best is not None else None
+
+
+def _requantized(best: MixedResult[M], build, score, floor: float, deadline: float) -> MixedResult[M]:
+    """Runs go float whole; one layer of a run is often all it needed. Each float layer is tried int8 again, the
+    layers of the least damaging run first (the last to go float), and stays int8 where the floor still holds."""
+    float_layers = list(best.float_layers)
+    for layer in reversed(best.float_layers):
+        if time.monotonic() > deadline or len(float_layers) <= 1:
+            break
+        trial = [x for x in float_layers if x != layer]
+        model = build(trial)
+        value = score(model)
+        best.scored += 1
+        if value >= floor:
+            float_layers = trial
+            best.model, best.score, best.float_layers = model, value, trial
+    return best
 
 
 def _fewest_runs(order: list[list[str]], most: int, build, score, floor: float, result: MixedResult[M],

@@ -27,7 +27,7 @@ def test_the_all_int8_model_when_it_meets_the_floor():
 def test_the_most_damaging_layers_go_float_and_no_more():
     result = fewest_float_layers(LAYERS, _build, _score, floor=0.99)
     assert result is not None and sorted(result.float_layers) == ["L3", "L7"]
-    assert result.score >= 0.99 and result.scored <= 1 + len(LAYERS) + 4
+    assert result.score >= 0.99 and result.scored <= 1 + len(LAYERS) + 4 + 2      # + each float layer tried again
 
 
 def test_none_when_half_the_layers_float_cannot_meet_the_floor():
@@ -45,5 +45,5 @@ def test_layers_are_grouped_into_runs_when_there_are_many():
 
     result = fewest_float_layers(layers, build, lambda m: 0.95 if "L3" not in m.doc_string.split(",") else 0.995,
                                  floor=0.99, groups=8)
-    assert result is not None and "L3" in result.float_layers and len(result.float_layers) == 5   # its run of 5
-    assert len(built) <= 1 + 8 + 3
+    assert result is not None and result.float_layers == ["L3"]     # its run of 5 went float, then 4 came back
+    assert len(built) <= 1 + 8 + 3 + 5
