@@ -62,7 +62,7 @@ class GatesPass:
         opts = build_options(GatesOptions, ctx.options, self.name)
         mlps = editable_blocks(graph) if opts.keep < 1 else []
         heads, notes = _gateable_heads(graph, ctx, opts)
-        channels = channel_gate_specs(graph) if opts.channels < 1 else []
+        channels = opts.channels < 1 and bool(channel_gate_specs(graph))
         if not mlps and not heads and not channels:
             return PassResult(False, {}, notes + ["gates: no MLP block, attention head or convolution channel group to "
                                                   "gate (or keep, heads and channels all 1)"])
@@ -83,7 +83,8 @@ class GatesPass:
             return PassResult(False, {}, notes + [f"gates need the torch view of the graph: {exc}"])
         gates = [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
                 [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads] + \
-                [Gate(key, count, 1, "channels", i, axis=1, also=also) for i, (key, also, count) in enumerate(channels)]
+                [Gate(key, count, 1, "channels", i, axis=1, also=also)     # found on the graph the view runs
+                 for i, (key, also, count) in enumerate(channel_gate_specs(ordered) if channels else [])]
         teacher = ctx.need_teacher("gates")
         settings = GateSettings(minutes=opts.minutes, steps=opts.steps,
                                 keep={"mlp": opts.keep, "heads": opts.heads, "channels": opts.channels},

@@ -131,12 +131,14 @@ def executor_options(what: str):
 def train_device_option(fn):
     return click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                         help="Where --recover (and gates) train: auto is CUDA where torch sees a GPU, else the CPU; "
-                             "cuda without one is an input error. --train-steps gives the same bytes on the same "
-                             "kind of device.")(fn)
+                             "cuda without one is an input error. --train-steps gives the same bytes on CPUs with the "
+                             "same --task-threads; on a GPU, results may differ in the last bits.")(fn)
 
 
 def checked_train_device(choice: str) -> str:
-    """The choice, after checking here that it exists (exit 2 for cuda without CUDA)."""
+    """The choice, after checking here that it exists (exit 2 for cuda without CUDA; auto and cpu need no probe)."""
+    if choice != "cuda":
+        return choice
     from edgec.passes.training.device import TrainDeviceUnavailable, resolve_train_device
 
     try:

@@ -50,8 +50,8 @@ from edgec.targets import load_target
 @click.option("--train-minutes", type=float,
               help="Budget of --recover, default 5 (with --goal: of the whole search, shared by successive halving).")
 @click.option("--train-steps", type=click.IntRange(min=1),
-              help="Budget of --recover in optimizer steps instead of minutes: the same model on any machine and any "
-                   "--executor (implies --recover).")
+              help="Budget of --recover in optimizer steps instead of minutes: the same model on any CPU machine and any "
+                   "--executor with the same --task-threads (implies --recover).")
 @train_device_option
 @executor_options("a --goal search's candidates")
 @click.option("--report", type=click.Path(path_type=Path),

@@ -62,13 +62,16 @@ def parse_goal(text: str) -> Goal:
     return goal
 
 
+FUSED_EPS = {"CPUExecutionProvider", "CUDAExecutionProvider"}    # where ONNX Runtime's fused contrib ops run
+
+
 def candidates(floor: float, training: bool = False, convolutional: bool = False,
-               transformer: bool = True) -> list[tuple[str, list[str], dict]]:
+               transformer: bool = True, fused: bool = True) -> list[tuple[str, list[str], dict]]:
     """From the most conservative to the most aggressive; with training (--recover), also the learned
     selection of units and heads (gates), which needs a training budget of its own; for a model with
     convolutions, also their width (channels), alone and under int8. Without MLP blocks or attention heads
     (`transformer` False) the unit, head and fused-attention candidates would only repeat cleanup and int8: they
-    are left out."""
+    are left out. `fused`: the target's execution providers run ONNX Runtime's fused contrib ops (not mobile)."""
     # int8 layers, 8-bit embedding tables and 8-bit storage of the weights left float (each a no-op where it finds
     # nothing to do)
     int8 = ["quantize", "embed", "weights"]
@@ -83,7 +86,7 @@ def candidates(floor: float, training: bool = False, convolutional: bool = False
         plain[1],
         # ONNX Runtime's fused attention and LayerNorm kernels under int8: faster on some CPUs, slower on others
         # (samples/RESULTS.md#int8), so the search times it rather than assume it
-        ("fuse + int8", ["cleanup", "fuse", *int8], {}),
+    ] + ([("fuse + int8", ["cleanup", "fuse", *int8], {})] if fused else []) + [
         (f"prune floor {floor} + int8", ["cleanup", "prune", *int8], {"prune": {"floor": floor}}),
         (f"heads floor {strict} + prune floor {floor} + int8", ["cleanup", "heads", "prune", *int8],
          {"heads": {"floor": strict}, "prune": {"floor": floor}}),
@@ -141,7 +144,7 @@ def compile_to_goal(path: Path, target: TargetProfile, options: CompileOptions, 
     gate = target.min_cosine if options.min_cosine is None else options.min_cosine
     floor = min(0.999, gate + (1 - gate) / 2)     # searches aim a little above the held-out gate
     points = candidates(floor, training=recovers(options), convolutional=has_convolutions(path),
-                        transformer=has_transformer_blocks(path))
+                        transformer=has_transformer_blocks(path), fused=set(target.execution_providers) <= FUSED_EPS)
     _check_user_options(options, points)
     general: list[str] = []        # the default general text, made here so that every worker trains on the same
     options = dataclasses.replace(options, calibration=with_general_text(options.calibration, recovers(options), general))

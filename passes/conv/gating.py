@@ -29,8 +29,8 @@ def cut_channels(graph: gs.Graph, kept: dict[str, np.ndarray], lineage: dict[str
     """Remove the channels outside `kept` (key tensor → sorted channels) from their groups; the groups cut."""
     cut = 0
     for group in find_channel_groups(graph)[0]:
-        key = group.terminals[0].tensor.name if group.terminals else None
-        keep = kept.get(key) if key is not None else None
+        # by any of its consumer inputs: discovery may start a group at another of its producers on another graph
+        keep = next((kept[t.tensor.name] for t in group.terminals if t.tensor.name in kept), None)
         if keep is not None and len(keep) < group.channels:
             narrow(group, np.asarray(keep), None, lineage)
             cut += 1

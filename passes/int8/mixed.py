@@ -5,7 +5,8 @@ activations) can hold a whole model's int8 below its floor; keeping the whole mo
 away the speed of every other layer. The layers are cut into at most `groups` runs in graph order; each run's
 sensitivity is the score of the model with only that run int8 (its own damage, as a per-layer sensitivity
 analysis measures it); the most damaging runs are then kept float, the fewest that meet the floor found by
-bisection. At most 1 + groups + log2(groups) quantized models are scored.
+bisection; then each float layer is tried int8 again, one at a time. At most 1 + groups + log2(groups) quantized
+models are scored, plus one per float layer (all within the caller's `seconds`).
 """
 
 from __future__ import annotations

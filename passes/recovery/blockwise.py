@@ -23,6 +23,7 @@ MAX_ROWS = 32768        # rows (tokens) captured per tensor: 48 MB at d = 384
 HELD_OUT = 0.1          # the fraction of rows that only scores
 ROWS_PER_STEP = 1024
 LR = 3e-4
+SPARSE = 0.3            # a weight with at least this share of exact zeros keeps them (as end-to-end recovery does)
 
 
 def train_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, why: str) -> PassResult:
@@ -32,11 +33,12 @@ def train_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, why: str) ->
     return result
 
 
-def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget) -> PassResult:
-    """Train every MLP block the original can teach (same input and output width) on its cached rows; a block's
-    weights change only where its held-out error fell."""
+def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, changed: frozenset[str] | None = None) -> PassResult:
+    """Train every MLP block the original can teach (same input and output width; with `changed`, only blocks
+    whose weights compression rewrote) on its cached rows; a block's weights change only where its held-out
+    error fell."""
     teacher = ctx.need_teacher("block-wise recovery")
-    blocks = teachable_blocks(graph, teacher)
+    blocks = teachable_blocks(graph, teacher, changed)
     if not blocks:
         return PassResult(False, {"mode": "block-wise", "blocks": []}, ["no MLP block the original model can teach"])
     rows = _capture(teacher, sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)}))
@@ -61,10 +63,12 @@ def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget) -> PassResult:
     return PassResult(changed, {"mode": "block-wise", "rows": rows_used, "blocks": results}, notes)
 
 
-def teachable_blocks(graph: gs.Graph, teacher) -> list:
-    """The MLP blocks whose input and output the original model has (by name) and whose activation torch runs."""
+def teachable_blocks(graph: gs.Graph, teacher, changed: frozenset[str] | None = None) -> list:
+    """The MLP blocks whose input and output the original model has (by name) and whose activation torch runs;
+    with `changed` (initializer names compression rewrote), only those whose fc1 or fc2 weight is among them."""
     return [b for b in editable_blocks(graph) if torch_activation(b.act.pattern) is not None
-            and teacher.has_tensor(b.fc1.x.name) and teacher.has_tensor(b.fc2.y.name)]
+            and teacher.has_tensor(b.fc1.x.name) and teacher.has_tensor(b.fc2.y.name)
+            and (changed is None or {b.fc1.weight_source.name, b.fc2.weight_source.name} & changed)]
 
 
 def _capture(teacher, names: list[str]) -> dict[str, np.ndarray]:
@@ -98,6 +102,7 @@ def _train(block, x: np.ndarray, y: np.ndarray, budget: Budget, seed: int):
     init = [block.fc1.weight, block.fc1.bias if block.fc1.bias is not None else zeros(block.hidden),
             block.fc2.weight, block.fc2.bias if block.fc2.bias is not None else zeros(block.d_out)]
     w1, b1, w2, b2 = params = [torch.nn.Parameter(torch.as_tensor(np.asarray(p, np.float32)).clone()) for p in init]
+    masks = [(p, (p.detach() != 0).float()) for p in (w1, w2) if (p.detach() == 0).float().mean() >= SPARSE]
 
     def error() -> float:
         with torch.no_grad():
@@ -115,8 +120,13 @@ def _train(block, x: np.ndarray, y: np.ndarray, budget: Budget, seed: int):
         best.offer(-error())
         return False
 
+    def keep_zeros(step: int) -> None:         # a sparse pass's zeros stay zeros
+        with torch.no_grad():
+            for p, mask in masks:
+                p.mul_(mask)
+
     loop = run_loop(adamw([{"params": params, "peak": LR}], fused=True), step_loss, **budget.loop_budget(),
-                    evaluate=evaluate, eval_every=50)
+                    after_step=keep_zeros if masks else None, evaluate=evaluate, eval_every=50)
     best.offer(-error())
     best.restore()
     return [p.detach().numpy() for p in params], before, -best.score, loop.steps

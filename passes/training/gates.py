@@ -73,10 +73,11 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
     torch.manual_seed(settings.seed)
     logits = {g.tensor: torch.nn.Parameter(torch.full((g.units,), settings.start, device=view.device)) for g in gates}
     hard: dict[str, torch.Tensor] = {}
+    samples: dict[str, torch.Tensor] = {}      # this step's mask of each gate, shared by all the tensors it gates
     target = {"value": settings.start}
     for g in gates:
         for name in g.tensors:
-            view.hooks[name] = _masking(g, logits[g.tensor], hard, settings.temperature)
+            view.hooks[name] = _masking(g, logits[g.tensor], hard, samples, settings.temperature)
     optimizer = adamw([{"params": [p for _, p in view.named_weights()], "peak": settings.lr},
                        {"params": list(logits.values()), "peak": settings.gate_lr}], fused=True)
     batches = training_batches(cycled(teacher), settings.batch)
@@ -93,6 +94,7 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
         return loss + settings.alpha * pull
 
     def before(step: int) -> None:
+        samples.clear()
         fraction = budget.spent(step, time.perf_counter() - start)
         target["value"] = settings.start + (settings.end - settings.start) * min(fraction / settings.soft, 1.0)
         if not hard and fraction >= settings.soft:
@@ -114,13 +116,16 @@ def train_gates(view: TorchView, teacher: TeacherSource, outputs: list[str], gat
     return result
 
 
-def _masking(gate: Gate, beta: torch.nn.Parameter, hard: dict[str, torch.Tensor], temperature: float):
+def _masking(gate: Gate, beta: torch.nn.Parameter, hard: dict[str, torch.Tensor], samples: dict[str, torch.Tensor],
+             temperature: float):
     def apply(value: torch.Tensor) -> torch.Tensor:
         if gate.tensor in hard:
             mask = hard[gate.tensor]
+        elif gate.tensor in samples:
+            mask = samples[gate.tensor]
         else:
             u = torch.rand_like(beta).clamp(1e-6, 1 - 1e-6)
-            mask = torch.sigmoid((beta + torch.log(u) - torch.log1p(-u)) / temperature)
+            mask = samples[gate.tensor] = torch.sigmoid((beta + torch.log(u) - torch.log1p(-u)) / temperature)
         return value * _along(gate, mask.repeat_interleave(gate.group), value)
     return apply
 

@@ -209,7 +209,7 @@ def _gather_nd(inputs, attrs):
     batch, depth = attrs.get("batch_dims", 0), indices.shape[-1]
     count = int(np.prod(data.shape[:batch], dtype=np.int64))
     flat_data = data.reshape(count, *data.shape[batch:])
-    flat_index = indices.reshape(count, -1, depth) % torch.tensor(data.shape[batch:batch + depth])
+    flat_index = indices.reshape(count, -1, depth) % torch.tensor(data.shape[batch:batch + depth], device=indices.device)
     rows = [flat_data[b][tuple(flat_index[b].T)] for b in range(count)]    # negative indices wrapped above
     return (torch.stack(rows).reshape(*indices.shape[:-1], *data.shape[batch + depth:]),)
 
@@ -254,7 +254,7 @@ OPS = {
     "Where": lambda i, a: (torch.where(i[0], i[1], i[2]),), "Equal": lambda i, a: (i[0] == i[1],),
     "Less": lambda i, a: (i[0] < i[1],), "Greater": lambda i, a: (i[0] > i[1],), "Not": lambda i, a: (~i[0],),
     "And": lambda i, a: (i[0] & i[1],), "Or": lambda i, a: (i[0] | i[1],),
-    "Expand": lambda i, a: (i[0] * torch.ones(_ints(i[1]), dtype=i[0].dtype),),
+    "Expand": lambda i, a: (i[0] * torch.ones(_ints(i[1]), dtype=i[0].dtype, device=i[0].device),),
     "ReduceMean": _reduce(lambda x, ax, k: x.mean(ax, keepdim=k)),
     "ReduceSum": _reduce(lambda x, ax, k: x.sum(ax, keepdim=k)),
     "ReduceMax": _reduce(lambda x, ax, k: x.amax(ax, keepdim=k)),

@@ -50,6 +50,7 @@ def test_user_pass_options_lie_over_every_candidate_that_runs_the_pass():
 def test_the_fused_int8_graph_is_a_candidate_for_transformers_only():
     assert ("fuse + int8", ["cleanup", "fuse", "quantize", "embed", "weights"], {}) in candidates(0.995)
     assert not any("fuse" in passes for _, passes, _ in candidates(0.995, convolutional=True, transformer=False))
+    assert not any("fuse" in passes for _, passes, _ in candidates(0.995, fused=False))      # mobile targets
 
 
 def test_learned_selection_is_a_candidate_only_with_a_training_budget():
