@@ -156,3 +156,21 @@ def test_without_an_mlp_block_the_block_wise_share_goes_to_end_to_end_training(s
     assert code == 0, text
     stats = json.loads(out.with_suffix(".report.json").read_text())["passes"][-1]["stats"]
     assert "blockwise" not in stats and stats["steps"] == 6
+
+
+def test_the_block_wise_phase_keeps_a_sparse_pass_zeros_and_skips_untouched_blocks(save, tmp_path):
+    import numpy as np
+    from onnx import numpy_helper
+
+    src = save(models.mlp_model("gelu", blocks=2))
+    out = tmp_path / "sparse.onnx"
+    code, text = run_cli("compile", src, "--allow-synthetic", "--passes", "cleanup,sparse", "--no-measure",
+                         "--min-cosine", "0", "--train-steps", "20", "-o", out)
+    assert code == 0, text
+    stats = json.loads(out.with_suffix(".report.json").read_text())["passes"][-1]["stats"]
+    assert stats["blockwise"]["blocks"]
+    weights = [numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer if len(i.dims) == 2]
+    assert all(np.mean(w == 0) >= 0.5 for w in weights if w.size >= models.D * models.H)
+    _, untouched = _compile(src, tmp_path, "untouched", "--recover", "--train-steps", "5",
+                            "--pass-option", "prune.keep=1.0")
+    assert "blockwise" not in untouched["passes"][-1]["stats"]
