@@ -71,7 +71,7 @@ class GatesPass:
         except ImportError:
             return PassResult(False, {}, ["gates skipped: torch is not installed"])
         from edgec.passes.training.device import describe
-        from edgec.passes.training.gates import Gate, GateSettings, train_gates
+        from edgec.passes.training.gates import train_gates
         from edgec.passes.training.view import TorchView, UnsupportedGraph
 
         ordered = graph.copy()
@@ -81,17 +81,9 @@ class GatesPass:
             view = TorchView(model).to_device(ctx.train_device)
         except UnsupportedGraph as exc:
             return PassResult(False, {}, notes + [f"gates need the torch view of the graph: {exc}"])
-        gates = [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
-                [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads] + \
-                [Gate(key, count, 1, "channels", i, axis=1, also=also)     # found on the graph the view runs
-                 for i, (key, also, count) in enumerate(channel_gate_specs(ordered) if channels else [])]
+        gates = _gates(mlps, heads, ordered if channels else None)     # channels: found on the graph the view runs
         teacher = ctx.need_teacher("gates")
-        settings = GateSettings(minutes=opts.minutes, steps=opts.steps,
-                                keep={"mlp": opts.keep, "heads": opts.heads, "channels": opts.channels},
-                                min_keep=opts.min_keep, lr=opts.lr, gate_lr=opts.gate_lr,
-                                temperature=opts.temperature, alpha=opts.alpha, soft=opts.soft,
-                                batch=_batch(opts, model, teacher), seed=ctx.seed,
-                                pool_min_keep={"channels": opts.channel_min_keep}, multiple={"channels": opts.multiple})
+        settings = _settings(opts, _batch(opts, model, teacher), ctx.seed)
         with ctx.progress(f"gates: training for {f'{opts.steps} steps' if opts.steps else f'{opts.minutes:g} min'}",
                           opts.steps or int(opts.minutes * 60)):
             result = train_gates(view, teacher, [t.name for t in graph.outputs], gates, settings)
@@ -159,6 +151,27 @@ def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: l
         return float("inf")
     finally:
         view.hooks.clear()
+
+
+def _gates(mlps: list, heads: list, channels_of: gs.Graph | None) -> list:
+    """One gate per MLP block (its hidden units), attention block (its heads) and, on `channels_of`, per group of
+    convolution channels (on the channel axis of every consumer input that carries them)."""
+    from edgec.passes.training.gates import Gate
+
+    specs = channel_gate_specs(channels_of) if channels_of is not None else []
+    return [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
+        [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads] + \
+        [Gate(key, count, 1, "channels", i, axis=1, also=also) for i, (key, also, count) in enumerate(specs)]
+
+
+def _settings(opts: GatesOptions, batch: int, seed: int):
+    from edgec.passes.training.gates import GateSettings
+
+    return GateSettings(minutes=opts.minutes, steps=opts.steps,
+                        keep={"mlp": opts.keep, "heads": opts.heads, "channels": opts.channels},
+                        min_keep=opts.min_keep, lr=opts.lr, gate_lr=opts.gate_lr, temperature=opts.temperature,
+                        alpha=opts.alpha, soft=opts.soft, batch=batch, seed=seed,
+                        pool_min_keep={"channels": opts.channel_min_keep}, multiple={"channels": opts.multiple})
 
 
 def _batch(opts: GatesOptions, model, teacher) -> int:
