@@ -6,7 +6,7 @@ away the speed of every other layer. The layers are cut into at most `groups` ru
 sensitivity is the score of the model with only that run int8 (its own damage, as a per-layer sensitivity
 analysis measures it); the most damaging runs are then kept float, the fewest that meet the floor found by
 bisection; then each float layer is tried int8 again, one at a time. At most 1 + groups + log2(groups) quantized
-models are scored, plus one per float layer (all within the caller's `seconds`).
+models are scored, plus one per float layer re-tried (within as long again as the search took, and `seconds`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], 
     """The all-int8 model when it meets `floor`, else the one with the fewest float runs of `layers` that does
     (never more than `max_float_share` of them), else None. `build(float_layers)` quantizes all but those;
     `seconds` bounds the search (None when it runs out before a model meets the floor)."""
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline = start + seconds
     full = build([])
     result = MixedResult(full, score(full), scored=1)
     if result.score >= floor:
@@ -51,7 +52,10 @@ def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], 
     most = max(k for k in range(len(runs) + 1) if sum(map(len, order[:k])) <= max_float_share * len(layers))
     result.scored += len(runs)
     best = _fewest_runs(order, most, build, score, floor, result, deadline)
-    return _requantized(best, build, score, floor, deadline) if best is not None else None
+    if best is None:
+        return None
+    now = time.monotonic()          # the re-try takes at most as long again as the search so far
+    return _requantized(best, build, score, floor, min(deadline, now + (now - start)))
 
 
 def _requantized(best: MixedResult[M], build, score, floor: float, deadline: float) -> MixedResult[M]:
