@@ -135,9 +135,10 @@ def train_device_option(fn):
                              "same --task-threads; on a GPU, results may differ in the last bits.")(fn)
 
 
-def checked_train_device(choice: str) -> str:
-    """The choice, after checking here that it exists (exit 2 for cuda without CUDA; auto and cpu need no probe)."""
-    if choice != "cuda":
+def checked_train_device(choice: str, executor: str = "local") -> str:
+    """The choice, after checking here that it exists (exit 2 for cuda without CUDA; auto and cpu need no probe; on
+    Ray the cluster's GPUs are checked when it is opened)."""
+    if choice != "cuda" or executor != "local":
         return choice
     from edgec.passes.training.device import TrainDeviceUnavailable, resolve_train_device
 
@@ -146,6 +147,12 @@ def checked_train_device(choice: str) -> str:
     except TrainDeviceUnavailable as exc:
         raise InputError(str(exc)) from None
     return choice
+
+
+def task_gpus(executor: str, train_device: str) -> float:
+    """GPUs each executor task reserves: one on Ray with --train-device cuda (Ray hides GPUs from tasks that
+    reserve none); auto on Ray trains on the workers' CPUs."""
+    return 1.0 if executor != "local" and train_device == "cuda" else 0.0
 
 
 def check_jobs(executor: str, jobs: int) -> None:

@@ -17,6 +17,7 @@ from edgec.compiler.cli.common import (
     parse_input_values,
     parse_pass_options,
     recovery_budget,
+    task_gpus,
     train_device_option,
 )
 from edgec.compiler.errors import InputError, NegativeResult
@@ -102,7 +103,7 @@ def compile_cmd(model, target, output, passes, pass_option, calib, calib_text, t
         force=force, seed=seed, measure=not no_measure, runs=runs, allow_slower=allow_slower,
         gate_outputs=[o.strip() for o in gate_outputs.split(",")] if gate_outputs else None,
         recover_minutes=recover_minutes, recover_steps=recover_steps, allow_synthetic=allow_synthetic,
-        task_threads=task_threads or 0, train_device=checked_train_device(train_device))
+        task_threads=task_threads or 0, train_device=checked_train_device(train_device, executor))
     tried = None
     check_jobs(executor, jobs)
     if (executor != "local" or jobs > 1 or task_threads) and not goal:
@@ -140,7 +141,7 @@ def _goal_search(model: Path, profile, options, goal: str, executor: str, jobs: 
     from edgec.compiler.progress import task_board
 
     parsed = parse_goal(goal)
-    pool = open_executor(executor, jobs, options.task_threads)
+    pool = open_executor(executor, jobs, options.task_threads, task_gpus(executor, options.train_device))
     try:
         if pool.workers > 1 or pool.name != "local":
             with task_board(f"goal search on {pool.name} ({pool.workers} workers)") as events:

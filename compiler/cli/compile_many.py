@@ -17,6 +17,7 @@ from edgec.compiler.cli.common import (
     main,
     parse_pass_options,
     recovery_budget,
+    task_gpus,
     train_device_option,
 )
 from edgec.compiler.errors import InputError, NegativeResult
@@ -68,14 +69,14 @@ def compile_many_cmd(models, manifest, targets, out_dir, executor, jobs, task_th
                           pass_options=parse_pass_options(pass_option), calibration=CalibrationSpec(npz=calib),
                           min_cosine=min_cosine, seed=seed, measure=not no_measure, runs=runs, force=True,
                           recover_minutes=recover_minutes, recover_steps=recover_steps, allow_synthetic=allow_synthetic,
-                          task_threads=task_threads or 0, train_device=checked_train_device(train_device))
+                          task_threads=task_threads or 0, train_device=checked_train_device(train_device, executor))
     members = [Member(m, base, target_names) for m in models]
     if manifest is not None:
         members += members_from_manifest(manifest, base, target_names)
     if not members:
         raise InputError("no model: give MODEL… or --manifest FLEET.toml")
     check_jobs(executor, jobs)
-    pool = open_executor(executor, jobs, task_threads or 0)
+    pool = open_executor(executor, jobs, task_threads or 0, task_gpus(executor, train_device))
     try:
         with task_board(f"compile-many on {pool.name} ({pool.workers} workers)") as events:
             results = compile_many(members, out_dir, pool, events, force)

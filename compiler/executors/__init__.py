@@ -12,8 +12,8 @@ from edgec.compiler.errors import InputError
 from edgec.compiler.executors.base import Events, Executor, Shared, Task, TaskRun
 
 
-def open_executor(spec: str = "local", jobs: int = 1, task_threads: int = 0) -> Executor:
-    """`task_threads`: on Ray, the CPUs each task reserves (default 1)."""
+def open_executor(spec: str = "local", jobs: int = 1, task_threads: int = 0, task_gpus: float = 0.0) -> Executor:
+    """`task_threads`: on Ray, the CPUs each task reserves (default 1); `task_gpus`: the GPUs (--train-device cuda)."""
     spec = spec.strip()
     if jobs < 1 or task_threads < 0:
         raise InputError(f"--jobs {jobs} / --task-threads {task_threads}: must be ≥ 1")
@@ -25,7 +25,7 @@ def open_executor(spec: str = "local", jobs: int = 1, task_threads: int = 0) -> 
         from edgec.compiler.executors.ray_cluster import RayCluster
 
         address = None if spec == "ray" else spec if spec.startswith("ray://") else spec[len("ray:"):]
-        return RayCluster(address, cpus_per_task=task_threads or 1)
+        return RayCluster(address, cpus_per_task=task_threads or 1, gpus_per_task=task_gpus)
     raise InputError(f"--executor {spec}: expected local, ray, ray://HOST:PORT or ray:HOST:PORT")
 
 

@@ -49,11 +49,25 @@ def _warm_up() -> str:
     return worker_name()
 
 
+def check_fits(nodes: list[dict], cpus: float, gpus: float) -> None:
+    """An input error where no live node of the cluster has the CPUs (and GPUs) one task reserves."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    largest = max((r.get("CPU", 0) for r in alive), default=0)
+    if cpus > largest:
+        raise InputError(f"--task-threads {cpus:g}: each task would reserve {cpus:g} CPUs, and the largest node of the "
+                         f"cluster has {largest:g}: no task could ever start")
+    if gpus > 0 and not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in alive):
+        raise InputError(f"--train-device cuda: no node of the Ray cluster has a GPU (and {cpus:g} CPUs) for a task; "
+                         "use --train-device cpu or auto")
+
+
 class RayCluster:
     name = "ray"
     same_machine = False       # even on this machine: tasks read their inputs from the object store
 
-    def __init__(self, address: str | None = None, cpus_per_task: float = 1.0):
+    def __init__(self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0):
+        """`gpus_per_task` > 0 (--train-device cuda): each task reserves that many GPUs (Ray hides the GPUs from a
+        task that reserves none, so training there would run on the CPU)."""
         _token_auth_if_available()          # read by Ray when it is imported
         local = _on_loopback(address)
         if local:
@@ -75,13 +89,17 @@ class RayCluster:
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise InputError(f"--executor: cannot reach the Ray cluster at {address or 'this machine'} "
                                  f"({str(exc).splitlines()[0][:160]})") from None
-        largest = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
-        if cpus_per_task > largest:
+        try:
+            check_fits(ray.nodes(), cpus_per_task, gpus_per_task)
+        except InputError:
             self.close()
-            raise InputError(f"--task-threads {cpus_per_task:g}: each task would reserve {cpus_per_task:g} CPUs, and "
-                             f"the largest node of the cluster has {largest:g}: no task could ever start")
-        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
-        self._remote = ray.remote(_announce_and_call).options(num_cpus=cpus_per_task, max_retries=0)
+            raise
+        resources = ray.cluster_resources()
+        self.workers = max(1, int(resources.get("CPU", 1) // cpus_per_task))
+        if gpus_per_task > 0:
+            self.workers = max(1, min(self.workers, int(resources.get("GPU", 0) // gpus_per_task)))
+        self._remote = ray.remote(_announce_and_call).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task,
+                                                              max_retries=0)
         # one warm-up per worker, not awaited: the imports run while the host loads the model and packs the data
         self._stored_refs: dict[int, tuple[Shared, Any]] = {}
         self._warming = [ray.remote(_warm_up).options(num_cpus=cpus_per_task).remote() for _ in range(self.workers)]

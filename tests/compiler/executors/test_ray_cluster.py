@@ -68,3 +68,23 @@ def test_tasks_larger_than_any_node_are_refused_at_once(ray_cluster):
 
     with pytest.raises(InputError, match="largest node of the cluster has 2"):
         open_executor(f"ray:{ray_cluster}", task_threads=3)
+
+
+def test_a_task_that_needs_a_gpu_the_cluster_lacks_is_an_input_error():
+    from edgec.compiler.errors import InputError
+    from edgec.compiler.executors.ray_cluster import check_fits
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}]
+    check_fits(nodes, 1, 0)
+    with pytest.raises(InputError, match="no node of the Ray cluster has a GPU"):
+        check_fits(nodes, 1, 1)
+    check_fits(nodes + [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}], 2, 1)
+    with pytest.raises(InputError, match="--task-threads 4"):
+        check_fits(nodes, 4, 0)
+
+
+def test_train_device_cuda_reserves_a_gpu_per_task_on_ray_only():
+    from edgec.compiler.cli.common import checked_train_device, task_gpus
+
+    assert task_gpus("ray", "cuda") == 1.0 and task_gpus("ray", "auto") == 0.0 and task_gpus("local", "cuda") == 0.0
+    assert checked_train_device("cuda", "ray:127.0.0.1:6379") == "cuda"      # the cluster's GPUs are checked there
