@@ -49,7 +49,7 @@ def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, changed: froze
             notes.append(f"block {block.index}: its input or output is narrower than the original's (channels "
                          "removed before it), so the original cannot teach it block by block")
             continue
-        params, before, after, steps = _train(block, x, y, per_block, ctx.seed)
+        params, before, after, steps = _train(block, x, y, per_block, ctx.seed, ctx.train_device)
         if after < before:
             set_linear(graph, block.fc1, params[0], params[1])
             set_linear(graph, block.fc2, params[2], params[3])
@@ -88,7 +88,7 @@ def _capture(teacher, names: list[str]) -> dict[str, np.ndarray]:
     return {n: np.concatenate(v)[:MAX_ROWS] for n, v in out.items()}
 
 
-def _train(block, x: np.ndarray, y: np.ndarray, budget: Budget, seed: int):
+def _train(block, x: np.ndarray, y: np.ndarray, budget: Budget, seed: int, device: str = "cpu"):
     import torch
 
     torch.manual_seed(seed)
@@ -96,12 +96,12 @@ def _train(block, x: np.ndarray, y: np.ndarray, budget: Budget, seed: int):
     order = np.random.default_rng(seed).permutation(len(x))
     held = order[:max(1, int(len(x) * HELD_OUT))] if len(x) > 1 else order
     fit = order[len(held):] if len(x) > len(held) else order
-    xt, yt = torch.from_numpy(x[fit]), torch.from_numpy(y[fit])
-    xh, yh = torch.from_numpy(x[held]), torch.from_numpy(y[held])
+    xt, yt, xh, yh = (torch.from_numpy(a).to(device) for a in (x[fit], y[fit], x[held], y[held]))
     zeros = lambda n: np.zeros(n, np.float32)  # noqa: E731
     init = [block.fc1.weight, block.fc1.bias if block.fc1.bias is not None else zeros(block.hidden),
             block.fc2.weight, block.fc2.bias if block.fc2.bias is not None else zeros(block.d_out)]
-    w1, b1, w2, b2 = params = [torch.nn.Parameter(torch.as_tensor(np.asarray(p, np.float32)).clone()) for p in init]
+    w1, b1, w2, b2 = params = [torch.nn.Parameter(torch.as_tensor(np.asarray(p, np.float32)).clone().to(device))
+                               for p in init]
     masks = [(p, (p.detach() != 0).float()) for p in (w1, w2) if (p.detach() == 0).float().mean() >= SPARSE]
 
     def error() -> float:
@@ -129,4 +129,4 @@ def _train(block, x: np.ndarray, y: np.ndarray, budget: Budget, seed: int):
                     after_step=keep_zeros if masks else None, evaluate=evaluate, eval_every=50)
     best.offer(-error())
     best.restore()
-    return [p.detach().numpy() for p in params], before, -best.score, loop.steps
+    return [p.detach().cpu().numpy() for p in params], before, -best.score, loop.steps
