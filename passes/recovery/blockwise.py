@@ -55,12 +55,12 @@ def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, changed: froze
             set_linear(graph, block.fc2, params[2], params[3])
         results.append({"block": block.index, "rel_error_before": round(before, 5), "rel_error_after": round(after, 5),
                         "steps": steps})
-    changed = any(r["rel_error_after"] < r["rel_error_before"] for r in results)
+    improved = any(r["rel_error_after"] < r["rel_error_before"] for r in results)
     rows_used = len(next(iter(rows.values())))
     notes.append(f"block-wise: {len(results)} MLP blocks on {rows_used} rows of the original's activations, held-out "
                  "relative error " + ", ".join(f"{r['rel_error_before']:.3f} → {r['rel_error_after']:.3f}"
                                                for r in results))
-    return PassResult(changed, {"mode": "block-wise", "rows": rows_used, "blocks": results}, notes)
+    return PassResult(improved, {"mode": "block-wise", "rows": rows_used, "blocks": results}, notes)
 
 
 def teachable_blocks(graph: gs.Graph, teacher, changed: frozenset[str] | None = None) -> list:
