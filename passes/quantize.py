@@ -278,7 +278,8 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
         return _all_int8_score(ctx, builder) if model is builder.build() else _score(ctx, model)
 
     result = fewest_float_layers(builder.layers, builder.build, score, floor,
-                                 max_float_share=0.5 if opts.mixed else 0.0, seconds=opts.search_seconds)
+                                 max_float_share=0.5 if opts.mixed else 0.0, seconds=opts.search_seconds,
+                                 cost=builder.layer_cost)
     if result is None:
         notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}"
                      + (" even with up to half its layers float" if opts.mixed else ""))

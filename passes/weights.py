@@ -85,7 +85,8 @@ class WeightsPass:
             return PassResult(True, {**stats, **_stored_stats(weights, [])})
         result = fewest_float_layers(list(weights), lambda kept: _store_int8(graph.copy(), weights, kept),
                                      ctx.need_fidelity("weights floor"), opts.floor,
-                                     max_float_share=opts.max_float_share, seconds=opts.search_seconds)
+                                     max_float_share=opts.max_float_share, seconds=opts.search_seconds,
+                                     cost=lambda name: float(weights[name].float_bytes))
         if result is None:
             share = f" even with up to {opts.max_float_share:.0%} of them float" if opts.max_float_share else ""
             return PassResult(False, stats, [f"weights kept float: calibration score below the floor {opts.floor}"

@@ -30,10 +30,11 @@ class MixedResult(Generic[M]):
 
 def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], M], score: Callable[[M], float],
                         floor: float, groups: int = 16, max_float_share: float = 0.5,
-                        seconds: float = float("inf")) -> MixedResult[M] | None:
+                        seconds: float = float("inf"), cost: Callable[[str], float] | None = None) -> MixedResult[M] | None:
     """The all-int8 model when it meets `floor`, else the one with the fewest float runs of `layers` that does
     (never more than `max_float_share` of them), else None. `build(float_layers)` quantizes all but those;
-    `seconds` bounds the search (None when it runs out before a model meets the floor)."""
+    `seconds` bounds the search (None when it runs out before a model meets the floor); `cost(layer)` (its
+    weight's size) orders the re-try of float layers, the costliest first."""
     start = time.monotonic()
     deadline = start + seconds
     full = build([])
@@ -55,14 +56,19 @@ def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], 
     if best is None:
         return None
     now = time.monotonic()          # the re-try takes at most as long again as the search so far
-    return _requantized(best, build, score, floor, min(deadline, now + (now - start)))
+    return _requantized(best, build, score, floor, min(deadline, now + (now - start)), cost)
 
 
-def _requantized(best: MixedResult[M], build, score, floor: float, deadline: float) -> MixedResult[M]:
-    """Runs go float whole; one layer of a run is often all it needed. Each float layer is tried int8 again, the
-    layers of the least damaging run first (the last to go float), and stays int8 where the floor still holds."""
+def _requantized(best: MixedResult[M], build, score, floor: float, deadline: float,
+                  cost: Callable[[str], float] | None = None) -> MixedResult[M]:
+    """Runs go float whole; one layer of a run is often all it needed. Each float layer is tried int8 again — the
+    costliest first where `cost` is given (a float layer's time is what mixed precision gives up), else the layers of
+    the least damaging run first (the last to go float) — and stays int8 where the floor still holds."""
     float_layers = list(best.float_layers)
-    for layer in reversed(best.float_layers):
+    tries = list(reversed(best.float_layers))
+    if cost is not None:
+        tries.sort(key=lambda layer: -cost(layer))       # stable: among equals, the least damaging run first
+    for layer in tries:
         if time.monotonic() > deadline or len(float_layers) <= 1:
             break
         trial = [x for x in float_layers if x != layer]

@@ -87,6 +87,13 @@ class Int8Builder:
         return [n.name for n in self.model.graph.node
                 if n.op_type in self.recipe.ops and n.op_type in WEIGHTED_OPS and _weighted(n, constants)]
 
+    def layer_cost(self, layer: str) -> float:
+        """The number of weight values of a layer (node name): what keeping it float costs, roughly."""
+        if not hasattr(self, "_costs"):
+            sizes = {t.name: int(np.prod(t.dims)) for t in self.model.graph.initializer}
+            self._costs = {n.name: float(sizes.get(n.input[1], 0)) for n in self.model.graph.node if len(n.input) > 1}
+        return self._costs.get(layer, 0.0)
+
     def build(self, float_layers: Sequence[str] = ()) -> onnx.ModelProto:
         """The model quantized by the recipe, except `float_layers` (node names); the all-int8 one is built once per
         recipe (choosing a recipe and searching its floor both start from it)."""

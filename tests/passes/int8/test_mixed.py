@@ -47,3 +47,19 @@ def test_layers_are_grouped_into_runs_when_there_are_many():
                                  floor=0.99, groups=8)
     assert result is not None and result.float_layers == ["L3"]     # its run of 5 went float, then 4 came back
     assert len(built) <= 1 + 8 + 3 + 5
+
+
+def test_the_re_try_returns_the_costliest_float_layers_to_int8_first():
+    layers = [f"L{i}" for i in range(40)]
+
+    def score(model):
+        floated = set(model.doc_string.split(","))
+        if "L3" not in floated:
+            return 0.95
+        return 0.995 - 0.004 * len({"L1", "L2"} - floated)      # either of L1, L2 int8 is fine, not both
+
+    by_order = fewest_float_layers(layers, _build, score, floor=0.99, groups=8)
+    by_cost = fewest_float_layers(layers, _build, score, floor=0.99, groups=8,
+                                  cost=lambda layer: 10.0 if layer == "L1" else 1.0)
+    assert by_order is not None and by_order.float_layers == ["L1", "L3"]    # L2 (later in the run) came back first
+    assert by_cost is not None and by_cost.float_layers == ["L2", "L3"]      # the costlier L1 came back first
