@@ -66,12 +66,13 @@ class CompileOptions:
                                              # sums in another order with another count, the same count gives the same bytes
 
 
-def _train_device(options: CompileOptions) -> str:
-    """'cpu' or 'cuda', resolved where the compile runs (an executor's worker may have another GPU than the CLI)."""
+def train_device(choice: str) -> str:
+    """'cpu' or 'cuda' for a --train-device choice, resolved where the compile runs (an executor's worker may have
+    another GPU than the CLI); cuda without one is an input error."""
     from edgec.passes.training.device import TrainDeviceUnavailable, resolve_train_device
 
     try:
-        return resolve_train_device(options.train_device)
+        return resolve_train_device(choice)
     except TrainDeviceUnavailable as exc:
         raise InputError(str(exc)) from None
 
@@ -291,7 +292,7 @@ def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetPr
                       options=pass_options(name, explicit, target), rank_multiple=target.rank_multiple,
                       seed=options.seed, providers=target.execution_providers, progress=progress_bar,
                       int8_saturates=int8_saturates(), synthesized=reference.feeds.source == "synthesized",
-                      lineage=lineage, train_device=_train_device(options) if "teacher" in needs else "cpu",
+                      lineage=lineage, train_device=train_device(options.train_device) if "teacher" in needs else "cpu",
                       # timed only where the compile measures: a task's worker (measure off) is not the machine that
                       # times, and a task must give the same bytes on any executor
                       latency=reference.latency_probe() if "latency" in needs and options.measure else None)

@@ -62,7 +62,9 @@ class GatesPass:
         opts = build_options(GatesOptions, ctx.options, self.name)
         mlps = editable_blocks(graph) if opts.keep < 1 else []
         heads, notes = _gateable_heads(graph, ctx, opts)
-        channels = opts.channels < 1 and bool(channel_gate_specs(graph))
+        ordered = graph.copy()
+        ordered.toposort()        # the graph the view runs: channel groups are found on it, as the cut finds them
+        channels = channel_gate_specs(ordered) if opts.channels < 1 else []
         if not mlps and not heads and not channels:
             return PassResult(False, {}, notes + ["gates: no MLP block, attention head or convolution channel group to "
                                                   "gate (or keep, heads and channels all 1)"])
@@ -74,14 +76,12 @@ class GatesPass:
         from edgec.passes.training.gates import train_gates
         from edgec.passes.training.view import TorchView, UnsupportedGraph
 
-        ordered = graph.copy()
-        ordered.toposort()
         model = gs.export_onnx(ordered, do_type_check=False)
         try:
             view = TorchView(model).to_device(ctx.train_device)
         except UnsupportedGraph as exc:
             return PassResult(False, {}, notes + [f"gates need the torch view of the graph: {exc}"])
-        gates = _gates(mlps, heads, ordered if channels else None)     # channels: found on the graph the view runs
+        gates = _gates(mlps, heads, channels)
         teacher = ctx.need_teacher("gates")
         settings = _settings(opts, _batch(opts, model, teacher), ctx.seed)
         with ctx.progress(f"gates: training for {f'{opts.steps} steps' if opts.steps else f'{opts.minutes:g} min'}",
@@ -153,15 +153,14 @@ def _cut_error(cut: gs.Graph, view, gates, kept: dict[str, np.ndarray], feeds: l
         view.hooks.clear()
 
 
-def _gates(mlps: list, heads: list, channels_of: gs.Graph | None) -> list:
-    """One gate per MLP block (its hidden units), attention block (its heads) and, on `channels_of`, per group of
-    convolution channels (on the channel axis of every consumer input that carries them)."""
+def _gates(mlps: list, heads: list, channels: list[tuple[str, tuple[str, ...], int]]) -> list:
+    """One gate per MLP block (its hidden units), attention block (its heads) and group of convolution channels
+    (`channel_gate_specs`: on the channel axis of every consumer input that carries them)."""
     from edgec.passes.training.gates import Gate
 
-    specs = channel_gate_specs(channels_of) if channels_of is not None else []
     return [Gate(b.act.output.name, b.hidden, 1, "mlp", b.index) for b in mlps] + \
         [Gate(b.o.x.name, b.heads, b.head_dim, "heads", b.index) for b in heads] + \
-        [Gate(key, count, 1, "channels", i, axis=1, also=also) for i, (key, also, count) in enumerate(specs)]
+        [Gate(key, count, 1, "channels", i, axis=1, also=also) for i, (key, also, count) in enumerate(channels)]
 
 
 def _settings(opts: GatesOptions, batch: int, seed: int):

@@ -45,13 +45,13 @@ class RecoverPass:
                 return _forward_only(graph, ctx, opts, ["torch is not installed: group affines tuned by forward passes"])
             return PassResult(False, {}, ["recovery skipped: torch is not installed"])
         phase = None
-        changed = _rewritten(graph, ctx) if opts.blockwise > 0 and opts.params == "full" else frozenset()
-        if changed and _has_blocks(graph, ctx, changed):
+        blocks = _rewritten_blocks(graph, ctx) if opts.blockwise > 0 and opts.params == "full" else []
+        if blocks:
             from edgec.passes.recovery.blockwise import fit_blocks
 
             head, opts = after_blockwise(opts)
             with ctx.progress(f"recover: block-wise phase, {head.describe()}", 0):
-                phase = fit_blocks(graph, ctx, head, changed)
+                phase = fit_blocks(graph, ctx, head, blocks)
         result = _backprop(graph, ctx, opts)
         if phase is not None:
             result.stats["blockwise"] = {**phase.stats, "budget": head.describe()}
@@ -94,16 +94,14 @@ def _backprop(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions) -> PassRe
     return train_weights(graph, view, ctx, opts, error, rewritten, notes)
 
 
-def _rewritten(graph: gs.Graph, ctx: PassContext) -> frozenset[str]:
-    """The initializers compression rewrote (names the original lacks or values it does not have)."""
-    return ctx.need_teacher("recover").changed_initializers(gs.export_onnx(graph, do_type_check=False))
-
-
-def _has_blocks(graph: gs.Graph, ctx: PassContext, changed: frozenset[str]) -> bool:
-    """Whether the block-wise phase has a rewritten MLP block to train (else the whole budget trains end to end)."""
+def _rewritten_blocks(graph: gs.Graph, ctx: PassContext) -> list:
+    """The MLP blocks the block-wise phase trains: those the original can teach whose weights compression rewrote
+    (none: the whole budget trains end to end)."""
     from edgec.passes.recovery.blockwise import teachable_blocks
 
-    return bool(teachable_blocks(graph, ctx.need_teacher("recover"), changed))
+    teacher = ctx.need_teacher("recover")
+    changed = teacher.changed_initializers(gs.export_onnx(graph, do_type_check=False))
+    return teachable_blocks(graph, teacher, changed) if changed else []
 
 
 def _forward_only(graph: gs.Graph, ctx: PassContext, opts: RecoverOptions, notes: list[str] | None = None) -> PassResult:

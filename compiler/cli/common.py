@@ -138,14 +138,10 @@ def train_device_option(fn):
 def checked_train_device(choice: str, executor: str = "local") -> str:
     """The choice, after checking here that it exists (exit 2 for cuda without CUDA; auto and cpu need no probe; on
     Ray the cluster's GPUs are checked when it is opened)."""
-    if choice != "cuda" or executor != "local":
-        return choice
-    from edgec.passes.training.device import TrainDeviceUnavailable, resolve_train_device
+    if choice == "cuda" and executor == "local":
+        from edgec.compiler.driver import train_device
 
-    try:
-        resolve_train_device(choice)
-    except TrainDeviceUnavailable as exc:
-        raise InputError(str(exc)) from None
+        train_device(choice)
     return choice
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes.conv.discovery import ChannelGroup, Terminal
+from edgec.passes.plans.prune import augmented_weight
 
 
 @dataclass
@@ -73,7 +74,7 @@ def narrow(group: ChannelGroup, kept: np.ndarray, resolve: Callable[[Terminal, n
     `lineage` (PassContext.lineage) learns which original channels each narrowed tensor keeps."""
     for terminal in group.terminals:
         rows = terminal_rows(terminal)
-        w_aug = np.vstack([rows.weight, rows.bias[None, :]])
+        w_aug = augmented_weight(rows.weight, rows.bias)
         solved = resolve(terminal, w_aug) if resolve is not None else np.vstack([w_aug[kept], w_aug[-1:]])
         set_terminal(terminal, rows, solved[:-1], solved[-1])
     remove_channels(group, kept)

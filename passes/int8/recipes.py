@@ -10,6 +10,7 @@ a round trip through the builder's private temporary folder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import tempfile
 from dataclasses import dataclass, replace
@@ -89,10 +90,12 @@ class Int8Builder:
 
     def layer_cost(self, layer: str) -> float:
         """The number of weight values of a layer (node name): what keeping it float costs, roughly."""
-        if not hasattr(self, "_costs"):
-            sizes = {t.name: int(np.prod(t.dims)) for t in self.model.graph.initializer}
-            self._costs = {n.name: float(sizes.get(n.input[1], 0)) for n in self.model.graph.node if len(n.input) > 1}
-        return self._costs.get(layer, 0.0)
+        return self._weight_sizes.get(layer, 0.0)
+
+    @functools.cached_property
+    def _weight_sizes(self) -> dict[str, float]:
+        sizes = {t.name: int(np.prod(t.dims)) for t in self.model.graph.initializer}
+        return {n.name: float(sizes.get(n.input[1], 0)) for n in self.model.graph.node if len(n.input) > 1}
 
     def build(self, float_layers: Sequence[str] = ()) -> onnx.ModelProto:
         """The model quantized by the recipe, except `float_layers` (node names); the all-int8 one is built once per

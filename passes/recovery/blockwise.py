@@ -33,12 +33,12 @@ def train_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, why: str) ->
     return result
 
 
-def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, changed: frozenset[str] | None = None) -> PassResult:
-    """Train every MLP block the original can teach (same input and output width; with `changed`, only blocks
-    whose weights compression rewrote) on its cached rows; a block's weights change only where its held-out
+def fit_blocks(graph: gs.Graph, ctx: PassContext, budget: Budget, blocks: list | None = None) -> PassResult:
+    """Train `blocks` (default: every MLP block the original can teach, `teachable_blocks`) on their cached rows,
+    those whose input and output widths are the original's; a block's weights change only where its held-out
     error fell."""
     teacher = ctx.need_teacher("block-wise recovery")
-    blocks = teachable_blocks(graph, teacher, changed)
+    blocks = teachable_blocks(graph, teacher) if blocks is None else blocks
     if not blocks:
         return PassResult(False, {"mode": "block-wise", "blocks": []}, ["no MLP block the original model can teach"])
     rows = _capture(teacher, sorted({t for b in blocks for t in (b.fc1.x.name, b.fc2.y.name)}))
