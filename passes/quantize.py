@@ -3,7 +3,8 @@
 Recipes (`passes.int8.recipes`):
 - dynamic: MatMul/Gemm weights int8, activations quantized at run time (MatMulInteger): no data needed,
   robust to activation outliers (transformers); where it misses the floor, also after activation smoothing
-  (`passes.int8.smooth`: outlier channels moved into the weights, exact in float), kept where it scores higher;
+  (`passes.int8.smooth`: outlier channels moved into the weights, exact in float) and with outlier channels
+  computed apart in float (`passes.int8.outliers`), the variants that meet the floor timed against each other;
 - static: QDQ with activation ranges calibrated on the calibration feeds, Conv/MatMul/Gemm, fused by ONNX
   Runtime into QLinearConv/QLinearMatMul: the int8 that makes convolutional networks faster (dynamic int8
   of a Conv, ConvInteger, is slower than float on CPUs). The calibration method (min/max or a percentile of
@@ -66,10 +67,13 @@ class QuantizeOptions:
     # dynamic: activation smoothing first (int8.smooth), kept where it scores higher; auto = where it folds into a
     # LayerNorm, and by a Mul too only when int8 of every layer misses the floor without it (MiniLM's 15 Muls cost 3 %)
     smooth: str = "auto"
+    # dynamic: outlier input channels computed apart in float (int8.outliers); auto = where int8 of every layer
+    # misses the floor as it is (MiniLM: 0.9932 → 0.9980, at 1.10× plain int8's latency: timed against the others)
+    outliers: str = "auto"
     search_seconds: float = 300.0  # time for the mixed-precision search of each recipe
 
     def __post_init__(self):
-        for name in ("reduce_range", "smooth"):
+        for name in ("reduce_range", "smooth", "outliers"):
             if str(getattr(self, name)).strip().lower() not in ("auto", "true", "false"):
                 raise PassOptionError(f"pass 'quantize': {name} must be auto, true or false, not "
                                       f"{getattr(self, name)!r}")
@@ -185,17 +189,18 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
             continue
         with ExitStack() as stack:
             try:
-                builder = _variant(stack, model, recipe, opts, ctx, notes)
+                builders = _variants(stack, model, recipe, opts, ctx, notes)
             except Exception as exc:  # noqa: BLE001 - a model the quantizer cannot handle stays float, with why
                 notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
                 continue
-            for scoped in _op_sets(builder.recipe, opts):
-                try:
-                    candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes)
-                except Exception as exc:  # noqa: BLE001
-                    notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
-                    continue
-                out += [candidate] if candidate else []
+            for builder in builders:
+                for scoped in _op_sets(builder.recipe, opts):
+                    try:
+                        candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes)
+                    except Exception as exc:  # noqa: BLE001
+                        notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
+                        continue
+                    out += [candidate] if candidate else []
     return out
 
 
@@ -215,19 +220,19 @@ def _dynamic_suffices(found: list[Candidate], model: onnx.ModelProto) -> bool:
     return dynamic_all and not any(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
 
 
-def _variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions, ctx: PassContext,
-             notes: list[str]) -> Int8Builder:
-    """The recipe's builder. Static: the calibration method (auto: min/max or percentile) and weight scales
-    (per-channel or per-tensor) whose all-int8 model scores highest on the search feeds (one calibration per
-    method; the scales need none)."""
+def _variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions, ctx: PassContext,
+              notes: list[str]) -> list[Int8Builder]:
+    """The recipe's builders: dynamic, `_dynamic_variants`. Static: the one with the calibration method (auto:
+    min/max or percentile) and weight scales (per-channel or per-tensor) whose all-int8 model scores highest on the
+    search feeds (one calibration per method; the scales need none)."""
     if recipe.mode == "dynamic":
-        return _dynamic_variant(stack, model, recipe, opts, ctx, notes)
+        return _dynamic_variants(stack, model, recipe, opts, ctx, notes)
     judged = ctx.fidelity is not None
     methods = [opts.calibrate] if opts.calibrate != "auto" else (["minmax", "percentile"] if judged else ["minmax"])
     builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m), _feeds(ctx))) for m in methods]
     scales = [True, False] if opts.per_channel and judged and builders[0].per_channel_ok else [builders[0].recipe.per_channel]
     if len(builders) * len(scales) == 1:
-        return builders[0]
+        return builders[:1]
     scored = []
     for builder in builders:
         for per_channel in scales:
@@ -236,39 +241,70 @@ def _variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qua
     best = max(scored, key=lambda s: s[0])
     notes.append("static int8, every layer, on the search feeds: "
                  + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
-    return best[2].with_recipe(best[1])
+    return [best[2].with_recipe(best[1])]
 
 
-def _dynamic_variant(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions,
-                     ctx: PassContext, notes: list[str]) -> Int8Builder:
-    """Dynamic int8 as it is, or after activation smoothing (with calibration inputs to choose its scales and a
-    judge): whichever all-int8 model scores higher on the search feeds; with smooth=auto, smoothing only when int8
-    of every layer misses the floor without it."""
+def _dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions,
+                      ctx: PassContext, notes: list[str]) -> list[Int8Builder]:
+    """Dynamic int8 as it is, and (with calibration inputs to choose their scales and a judge) after activation
+    smoothing, with outlier channels computed apart, or both. With smooth/outliers=auto those are tried only where
+    int8 of every layer misses the floor as it is (smoothing folded into a LayerNorm is free: kept wherever it scores
+    higher). The variants whose all-int8 model meets the floor are all returned, to be timed against each other;
+    where none does, the one that scores highest, for mixed precision."""
     plain = stack.enter_context(Int8Builder(model, recipe))
-    setting = str(opts.smooth).strip().lower()
+    settings = {k: str(getattr(opts, k)).strip().lower() for k in ("smooth", "outliers")}
     feeds = ctx.calibration.feeds if ctx.calibration is not None else ()
-    if setting == "false" or not (feeds and ctx.fidelity is not None):
-        return plain
-    if len(feeds) < MIN_STATIC_FEEDS:    # its scales are per-channel maxima: static ranges' weakness, per channel
+    if set(settings.values()) == {"false"} or not (feeds and ctx.fidelity is not None):
+        return [plain]
+    if len(feeds) < MIN_STATIC_FEEDS:    # their scales are per-channel maxima: static ranges' weakness, per channel
         notes.append(f"activation smoothing not tried: {len(feeds)} calibration inputs (it needs ≥ {MIN_STATIC_FEEDS}: "
                      "on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen images' masks by 6 %)")
-        return plain
-    plain_score = _all_int8_score(ctx, plain)
-    # auto: where int8 meets the floor as it is, only the smoothing that costs nothing (folded into a LayerNorm)
-    scope = "free" if setting == "auto" and plain_score >= opts.floor else "all"
-    try:
-        smooth = stack.enter_context(Int8Builder(model, replace(recipe, smooth=scope), feeds))
-        smooth_score = _all_int8_score(ctx, smooth) if smooth.smoothed_inputs else 0.0
-    except Exception as exc:  # noqa: BLE001 - smoothing is an option: its failure leaves plain dynamic int8
-        notes.append(f"activation smoothing failed ({_first_line(exc)}): dynamic int8 as it is")
-        return plain
-    if not smooth.smoothed_inputs:
-        notes.extend(smooth.notes if scope == "all" else [])
-        return plain
-    chosen = smooth if smooth_score > plain_score else plain
-    notes.append(f"dynamic int8, every layer, on the search feeds: {plain_score:.4f} as it is, {smooth_score:.4f} "
-                 f"with activation smoothing: {'smoothed' if chosen is smooth else 'as it is'}")
+        return [plain]
+    base = _free_smoothed(stack, model, plain, feeds, ctx, notes) if settings["smooth"] == "auto" else plain
+    short = _all_int8_score(ctx, base) < opts.floor
+    smooth, split = (settings[k] == "true" or (settings[k] == "auto" and short) for k in ("smooth", "outliers"))
+    shapes = [(s, o) for s, o in (("all", False), ("", True), ("all", True))
+              if (s == "all" or settings["smooth"] != "true") and (o or settings["outliers"] != "true")
+              and (smooth or not s) and (split or not o)]
+    variants = [base] if "true" not in settings.values() else []
+    variants += [v for v in (_dynamic_builder(stack, model, replace(recipe, smooth=s, outliers=o), feeds, notes)
+                             for s, o in shapes) if v is not None]
+    if not variants:
+        return [plain]
+    scores = {id(v): _all_int8_score(ctx, v) for v in variants}
+    meeting = [v for v in variants if scores[id(v)] >= opts.floor]
+    chosen = meeting or [max(variants, key=lambda v: scores[id(v)])]
+    if len(variants) > 1:
+        notes.append("dynamic int8, every layer, on the search feeds: "
+                     + ", ".join(f"{v.recipe.variant} {scores[id(v)]:.4f}" for v in variants)
+                     + (f" (those at the floor {opts.floor} timed)" if len(chosen) > 1 else
+                        f": {chosen[0].recipe.variant}"))
     return chosen
+
+
+def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder, feeds: Sequence[dict],
+                   ctx: PassContext, notes: list[str]) -> Int8Builder:
+    """Dynamic int8 after the smoothing that costs nothing (folded into LayerNorms) where it scores higher."""
+    free = _dynamic_builder(stack, model, replace(plain.recipe, smooth="free"), feeds, [])
+    if free is None or _all_int8_score(ctx, free) <= _all_int8_score(ctx, plain):
+        return plain
+    notes.append(f"dynamic int8, every layer, on the search feeds: {_all_int8_score(ctx, plain):.4f} as it is, "
+                 f"{_all_int8_score(ctx, free):.4f} with activation smoothing folded into LayerNorms: smoothed")
+    return free
+
+
+def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[dict],
+                     notes: list[str]) -> Int8Builder | None:
+    """A smoothed and/or outlier-split dynamic recipe's builder, or None where it changed nothing or failed."""
+    try:
+        builder = stack.enter_context(Int8Builder(model, recipe, feeds))
+    except Exception as exc:  # noqa: BLE001 - an option: its failure leaves the other variants
+        notes.append(f"dynamic int8 ({recipe.variant}) failed ({_first_line(exc)}): not tried")
+        return None
+    if (recipe.smooth and not builder.smoothed_inputs) or (recipe.outliers and not builder.float_only):
+        notes.extend(n for n in (builder.notes if recipe.smooth != "free" else []) if n not in notes)
+        return None
+    return builder
 
 
 def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str]) -> Candidate | None:

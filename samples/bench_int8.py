@@ -2,9 +2,11 @@
 
 Models: the fp32 original; ONNX Runtime's `quantize_dynamic` (per-channel, its default op types: the embedding
 table too) with 8-bit weights and with 7-bit (`reduce_range`, what edgec's x86 target uses so that CPUs without
-VNNI compute the same numbers); edgec `--passes cleanup,quantize` for x86 by default (`smooth=auto`: activation smoothing only where
-int8 misses the floor without it) and with `smooth=true` (`passes/int8/smooth.py`), after ONNX Runtime's attention
-fusion (`fuse`: QAttention), and for arm. Judged like `make bench-frontier` (held-out prose and WordNet's usage
+VNNI compute the same numbers); edgec `--passes cleanup,quantize` for x86 by default (`smooth=auto`,
+`outliers=auto`: activation smoothing and outlier channels apart only where int8 misses the floor without them),
+with `smooth=true` (`passes/int8/smooth.py`), `outliers=true` (`passes/int8/outliers.py`) and both, at
+`--min-cosine 0.995` (the floors follow the gate: the variants that meet it are timed), after ONNX Runtime's
+attention fusion (`fuse`: QAttention), and for arm. Judged like `make bench-frontier` (held-out prose and WordNet's usage
 examples: mean cosine of the sentence embedding, worst sentence, nearest-neighbour agreement) and timed in one
 interleaved run at batch 1, sequence 128. Usage:
 
@@ -30,10 +32,16 @@ def main(argv: list[str] | None = None) -> None:
     models = {"original (fp32)": base,
               "ORT int8 (quantize_dynamic defaults)": _ort_int8(base, args.out, reduce_range=False),
               "ORT int8, 7-bit weights": _ort_int8(base, args.out, reduce_range=True),
-              "edgec int8 x86 (7-bit), the default (smooth=auto: not needed)": _edgec_int8(base, calib, "x86", args.out, smooth="auto"),
-              "edgec int8 x86 (7-bit), smooth=true": _edgec_int8(base, calib, "x86", args.out),
-              "edgec fuse + int8 x86 (QAttention), smooth=true": _edgec_int8(base, calib, "x86", args.out, fuse=True),
-              "edgec int8 arm, smooth=true": _edgec_int8(base, calib, "arm", args.out)}
+              "edgec int8 x86 (7-bit), the default (smooth=auto: not needed)": _edgec_int8(base, calib, "x86", args.out),
+              "edgec int8 x86 (7-bit), smooth=true": _edgec_int8(base, calib, "x86", args.out, smooth="true"),
+              "edgec int8 x86 (7-bit), outliers=true": _edgec_int8(base, calib, "x86", args.out, outliers="true"),
+              "edgec int8 x86 (7-bit), smooth=true outliers=true":
+                  _edgec_int8(base, calib, "x86", args.out, smooth="true", outliers="true"),
+              "edgec int8 x86 (7-bit), --min-cosine 0.995 (variants timed)":
+                  _edgec_int8(base, calib, "x86", args.out, min_cosine=0.995),
+              "edgec fuse + int8 x86 (QAttention), smooth=true":
+                  _edgec_int8(base, calib, "x86", args.out, fuse=True, smooth="true"),
+              "edgec int8 arm, smooth=true": _edgec_int8(base, calib, "arm", args.out, smooth="true")}
     sets = _held_out_sets(base, calib, args.other)
     rows = [{"model": label, "path": str(path), "file_mb": path.stat().st_size / 1e6,
              **{name: _fidelity(base, path, feeds) for name, feeds in sets.items()}} for label, path in models.items()]
@@ -50,20 +58,24 @@ def _ort_int8(base: Path, folder: Path, reduce_range: bool) -> Path:
     return out
 
 
-def _edgec_int8(base: Path, calib: Path, target: str, folder: Path, smooth: str = "true", fuse: bool = False) -> Path:
-    """`edgec compile --passes cleanup[,fuse],quantize` (the target's quantize options, the compile's own gate)."""
+def _edgec_int8(base: Path, calib: Path, target: str, folder: Path, fuse: bool = False, min_cosine: float | None = None,
+                **quantize_options: str) -> Path:
+    """`edgec compile --passes cleanup[,fuse],quantize` (the target's quantize options but those given, the
+    compile's own gate, or `min_cosine`: the floors follow it)."""
     from edgec.compiler.calibration.spec import CalibrationSpec
     from edgec.compiler.driver import CompileOptions, compile_model
     from edgec.targets import load_target
 
-    out = folder / f"edgec_int8_{target}_smooth-{smooth}{'_fused' if fuse else ''}.onnx"
+    given = "".join(f"_{k}-{v}" for k, v in quantize_options.items()) + (f"_gate-{min_cosine}" if min_cosine else "")
+    out = folder / f"edgec_int8_{target}{given or '_default'}{'_fused' if fuse else ''}.onnx"
     profile = load_target(target)
-    quantize = {**profile.options_for("quantize"), "smooth": smooth}   # given options replace the target's
-    options = CompileOptions(output=out, passes=["cleanup", *(["fuse"] if fuse else []), "quantize"], calibration=CalibrationSpec(npz=calib),
-                             force=True, gate_outputs=[OUTPUT], pass_options={"quantize": quantize})
+    quantize = {**profile.options_for("quantize"), **quantize_options}   # given options replace the target's
+    options = CompileOptions(output=out, passes=["cleanup", *(["fuse"] if fuse else []), "quantize"],
+                             calibration=CalibrationSpec(npz=calib), force=True, gate_outputs=[OUTPUT],
+                             pass_options={"quantize": quantize} if quantize_options else {}, min_cosine=min_cosine)
     report = compile_model(base, profile, options)
     print(f"{out.stem}: {report.pipeline}; "
-          + "; ".join(n for p in report.passes for n in p.notes if "smooth" in n))
+          + "; ".join(n for p in report.passes for n in p.notes if "smooth" in n or "outlier" in n or "float" in n))
     return out
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from edgec.passes.base import Feed
+from edgec.passes.int8.outliers import split_outliers
 from edgec.passes.int8.prepare import prepared
 from edgec.passes.int8.smooth import smoothed
 from edgec.passes.ort_tools import quiet_root_logger
@@ -39,12 +40,13 @@ class Recipe:
     scope: str = ""            # static: "layers" (Conv/MatMul/Gemm) or "wide" (their neighbours too)
     smooth: str = ""           # dynamic: activation smoothing first (`passes.int8.smooth`; needs feeds): "all" inputs
                                # it helps, or only the "free" ones (folded into their LayerNorm)
+    outliers: bool = False     # dynamic: outlier input channels computed apart in float (`passes.int8.outliers`)
 
     @property
     def variant(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
         if self.mode == "dynamic":
-            return f"{scales}, smoothed" if self.smooth else scales
+            return scales + (", smoothed" if self.smooth else "") + (", outliers apart" if self.outliers else "")
         return f"{self.calibrate} {scales}"
 
     @property
@@ -71,9 +73,14 @@ class Int8Builder:
         self._all_int8: tuple[Recipe, onnx.ModelProto] | None = None     # the current recipe's, built once
         self.all_int8_scores: dict[Recipe, float] = {}                    # its search-feed score (passes.quantize)
         self.smoothed_inputs = 0
+        self.float_only: list[str] = []       # nodes that stay float whatever the recipe (outliers' MatMuls)
         if recipe.mode == "dynamic" and recipe.smooth:
             model, self.smoothed_inputs, notes = smoothed(model, self._feeds, 7 if recipe.reduce_range else 8,
                                                           recipe.per_channel, free_only=recipe.smooth == "free")
+            self.notes += notes
+        if recipe.mode == "dynamic" and recipe.outliers:
+            model, self.float_only, notes = split_outliers(model, self._feeds, 7 if recipe.reduce_range else 8,
+                                                           recipe.per_channel)
             self.notes += notes
         self.model = model
         # the tools take a path: a ModelProto handed to quantize_static is saved with external data *in place*
@@ -84,9 +91,9 @@ class Int8Builder:
     def layers(self) -> list[str]:
         """The weighted layers (Conv, MatMul, Gemm, …) the recipe quantizes: what mixed precision keeps float. The
         recipe's other operators (Add, pooling, Concat in a wide static recipe) follow their neighbours."""
-        constants = {t.name for t in self.model.graph.initializer}
-        return [n.name for n in self.model.graph.node
-                if n.op_type in self.recipe.ops and n.op_type in WEIGHTED_OPS and _weighted(n, constants)]
+        constants, apart = {t.name for t in self.model.graph.initializer}, set(self.float_only)
+        return [n.name for n in self.model.graph.node if n.op_type in self.recipe.ops and n.op_type in WEIGHTED_OPS
+                and _weighted(n, constants) and n.name not in apart]
 
     def layer_cost(self, layer: str) -> float:
         """The number of weight values of a layer (node name): what keeping it float costs, roughly."""
@@ -118,7 +125,8 @@ class Int8Builder:
         """The same builder (its prepared model and calibrated ranges) for another recipe of the same mode and
         calibration method: per-tensor instead of per-channel weights, or fewer operator types than it was
         calibrated for (the ranges cover a superset)."""
-        assert (recipe.mode, recipe.calibrate, recipe.smooth) == (self.recipe.mode, self.recipe.calibrate, self.recipe.smooth)
+        kept = ("mode", "calibrate", "smooth", "outliers")
+        assert all(getattr(recipe, k) == getattr(self.recipe, k) for k in kept)
         self.recipe = recipe if self.per_channel_ok else replace(recipe, per_channel=False)
         return self
 
@@ -136,7 +144,7 @@ class Int8Builder:
 
         quantize_dynamic(self._source, out, op_types_to_quantize=list(self.recipe.ops),
                          per_channel=self.recipe.per_channel, reduce_range=self.recipe.reduce_range,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude + self.float_only,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
     def _static(self, out: Path, exclude: list[str]) -> None:

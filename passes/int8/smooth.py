@@ -68,7 +68,7 @@ def smoothed(model: onnx.ModelProto, feeds: Sequence[Feed], bits: int, per_chann
         return model, 0, []
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in
                {r.weight for rs in groups.values() for r in rs}}
-    stats = _statistics(model, list(groups), _spread(feeds, MAX_FEEDS))
+    stats = statistics(model, list(groups), spread(feeds, MAX_FEEDS))
     out = onnx.ModelProto()
     out.CopyFrom(model)
     chosen, folded = [], 0
@@ -133,32 +133,32 @@ def rounding_error(stats: Statistics, matrices: list[np.ndarray], scale: np.ndar
                    per_channel: bool, exact: list[list[np.ndarray]] | None = None) -> float:
     """‖XW − q(X/s)·q(sW)‖² / ‖XW‖² over the sampled rows, each feed's activations rounded with the range of that
     whole feed (as DynamicQuantizeLinear does at run time)."""
-    rounded = [_round_weight(w * scale[:, None], bits, per_channel) for w in matrices]
+    rounded = [round_weight(w * scale[:, None], bits, per_channel) for w in matrices]
     error = total = 0.0
     exact = exact or [[rows @ w for w in matrices] for rows in stats.rows]
     for low, high, rows, products in zip(stats.low, stats.high, stats.rows, exact, strict=True):
         lo, hi = min(float((low / scale).min()), 0.0), max(float((high / scale).max()), 0.0)
-        x = _round_activation(rows / scale, lo, hi)
+        x = round_activation(rows / scale, lo, hi)
         for product, wq in zip(products, rounded, strict=True):
             error += float(((product - x @ wq) ** 2).sum())
             total += float((product ** 2).sum())
     return error / max(total, 1e-30)
 
 
-def _round_activation(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def round_activation(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     step = (hi - lo) / 255 or 1.0
     zero = np.round(-lo / step)
     return (np.clip(np.round(x / step) + zero, 0, 255) - zero) * step
 
 
-def _round_weight(w: np.ndarray, bits: int, per_channel: bool) -> np.ndarray:
+def round_weight(w: np.ndarray, bits: int, per_channel: bool) -> np.ndarray:
     top = 2 ** (bits - 1) - 1
     step = (np.abs(w).max(axis=0) if per_channel else np.full(w.shape[1], np.abs(w).max())) / top
     step[step == 0] = 1.0
     return np.clip(np.round(w / step), -top, top) * step
 
 
-def _statistics(model: onnx.ModelProto, names: list[str], feeds: Sequence[Feed]) -> dict[str, Statistics]:
+def statistics(model: onnx.ModelProto, names: list[str], feeds: Sequence[Feed]) -> dict[str, Statistics]:
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     present = {o.name for o in probe.graph.output}
@@ -202,7 +202,7 @@ def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.n
         return True
     taken = {t.name for t in graph.initializer} | {i.name for i in graph.input} | \
         {o for n in graph.node for o in n.output}
-    inverse, smoothed_name = _unique(f"{name}_smooth_inverse", taken), _unique(f"{name}_smoothed", taken)
+    inverse, smoothed_name = unique_name(f"{name}_smooth_inverse", taken), unique_name(f"{name}_smoothed", taken)
     graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
     outputs = [list(r.node.output) for r in readers]
     nodes = list(graph.node)
@@ -216,7 +216,7 @@ def _apply(model: onnx.ModelProto, name: str, readers: list[Reader], scale: np.n
     return False
 
 
-def _unique(name: str, taken: set[str]) -> str:
+def unique_name(name: str, taken: set[str]) -> str:
     candidate, k = name, 1
     while candidate in taken:
         candidate, k = f"{name}_{k}", k + 1
@@ -269,7 +269,7 @@ def _channel_constants(model: onnx.ModelProto, channels: int, uses: dict[str, in
             and list(t.dims)[-1:] == [channels] and int(np.prod(t.dims)) == channels}
 
 
-def _spread(feeds: Sequence[Feed], most: int) -> list[Feed]:
+def spread(feeds: Sequence[Feed], most: int) -> list[Feed]:
     if len(feeds) <= most:
         return list(feeds)
     return [feeds[int(i)] for i in np.linspace(0, len(feeds) - 1, most).round()]
