@@ -19,6 +19,7 @@ inputs, or 4–7 whose activation ranges agree (`passes.int8.ranges`). Runs last
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence, get_args
@@ -70,7 +71,7 @@ class QuantizeOptions:
     # dynamic: outlier input channels computed apart in float (int8.outliers); auto = where int8 of every layer
     # misses the floor as it is (MiniLM: 0.9932 → 0.9980, at 1.10× plain int8's latency: timed against the others)
     outliers: str = "auto"
-    search_seconds: float = 300.0  # time for the mixed-precision search of each recipe
+    search_seconds: float = 300.0  # time for the mixed-precision searches, shared by the recipes
 
     def __post_init__(self):
         for name in ("reduce_range", "smooth", "outliers"):
@@ -182,7 +183,8 @@ def _ops(setting: str, mode: str) -> list[str]:
 def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOptions, ctx: PassContext,
                 notes: list[str]) -> list[Candidate]:
     out: list[Candidate] = []
-    for recipe in recipes:
+    spent = 0.0                                 # seconds of mixed-precision search so far: they share search_seconds
+    for index, recipe in enumerate(recipes):
         if recipe.mode == "static" and _dynamic_suffices(out, model):
             notes.append("static int8 not tried: dynamic int8 keeps every layer within the floor and the graph has "
                          "no convolution (static MatMul int8 adds Q/DQ pairs where dynamic has one quantizer)")
@@ -193,14 +195,19 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
             except Exception as exc:  # noqa: BLE001 - a model the quantizer cannot handle stays float, with why
                 notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
                 continue
-            for builder in builders:
-                for scoped in _op_sets(builder.recipe, opts):
-                    try:
-                        candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes)
-                    except Exception as exc:  # noqa: BLE001
-                        notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
-                        continue
-                    out += [candidate] if candidate else []
+            searches = [(builder, scoped) for builder in builders for scoped in _op_sets(builder.recipe, opts)]
+            for done, (builder, scoped) in enumerate(searches):
+                left = len(searches) - done + sum(len(_op_sets(r, opts)) for r in recipes[index + 1:])
+                start = time.monotonic()
+                try:
+                    candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes,
+                                          max(0.0, opts.search_seconds - spent) / left)
+                except Exception as exc:  # noqa: BLE001
+                    notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
+                    continue
+                finally:
+                    spent += time.monotonic() - start
+                out += [candidate] if candidate else []
     return out
 
 
@@ -267,8 +274,14 @@ def _dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, 
               if (s == "all" or settings["smooth"] != "true") and (o or settings["outliers"] != "true")
               and (smooth or not s) and (split or not o)]
     variants = [base] if "true" not in settings.values() else []
-    variants += [v for v in (_dynamic_builder(stack, model, replace(recipe, smooth=s, outliers=o), feeds, notes)
-                             for s, o in shapes) if v is not None]
+    smoothed: Int8Builder | None = None            # the smoothing of ("all", False), reused by ("all", True)
+    for s, o in shapes:
+        if s and o and smoothed is None and ("all", False) in shapes:
+            continue                               # smoothing changed nothing (or failed): the split alone is tried
+        variant = _dynamic_builder(stack, model, replace(recipe, smooth=s, outliers=o), feeds, notes,
+                                   smoothed if s and o else None)
+        smoothed = variant if s and not o else smoothed
+        variants += [variant] if variant is not None else []
     if not variants:
         return [plain]
     scores = {id(v): _all_int8_score(ctx, v) for v in variants}
@@ -294,10 +307,10 @@ def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder,
 
 
 def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[dict],
-                     notes: list[str]) -> Int8Builder | None:
+                     notes: list[str], smoothed_by: Int8Builder | None = None) -> Int8Builder | None:
     """A smoothed and/or outlier-split dynamic recipe's builder, or None where it changed nothing or failed."""
     try:
-        builder = stack.enter_context(Int8Builder(model, recipe, feeds))
+        builder = stack.enter_context(Int8Builder(model, recipe, feeds, smoothed_by))
     except Exception as exc:  # noqa: BLE001 - an option: its failure leaves the other variants
         notes.append(f"dynamic int8 ({recipe.variant}) failed ({_first_line(exc)}): not tried")
         return None
@@ -307,18 +320,23 @@ def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, f
     return builder
 
 
-def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str]) -> Candidate | None:
-    """The recipe's int8 model that meets the floor (mixed precision where it must), or None with a note."""
+def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str],
+              seconds: float) -> Candidate | None:
+    """The recipe's int8 model that meets the floor (mixed precision within `seconds` where it must), or None with a
+    note."""
     floor = opts.floor if ctx.fidelity is not None else 0.0
     def score(model: onnx.ModelProto) -> float:
         return _all_int8_score(ctx, builder) if model is builder.build() else _score(ctx, model)
 
+    start = time.monotonic()
     result = fewest_float_layers(builder.layers, builder.build, score, floor,
-                                 max_float_share=0.5 if opts.mixed else 0.0, seconds=opts.search_seconds,
+                                 max_float_share=0.5 if opts.mixed else 0.0, seconds=seconds,
                                  cost=builder.layer_cost)
     if result is None:
-        notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}"
-                     + (" even with up to half its layers float" if opts.mixed else ""))
+        searched = time.monotonic() - start
+        why = (f" within its share of the search time ({seconds:.0f} s)" if searched >= seconds
+               else " even with up to half its layers float" if opts.mixed else "")
+        notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}{why}")
         return None
     return Candidate(builder.recipe, result, len(builder.layers), list(builder.notes))
 

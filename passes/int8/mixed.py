@@ -5,7 +5,7 @@ activations) can hold a whole model's int8 below its floor; keeping the whole mo
 away the speed of every other layer. The layers are cut into at most `groups` runs in graph order; each run's
 sensitivity is the score of the model with only that run int8 (its own damage, as a per-layer sensitivity
 analysis measures it); the most damaging runs are then kept float, the fewest that meet the floor found by
-bisection; then each float layer is tried int8 again, one at a time. At most 1 + groups + log2(groups) quantized
+bisection; then each float layer is tried int8 again, one at a time. At most 2 + groups + log2(groups) quantized
 models are scored, plus one per float layer re-tried (within as long again as the search took, and `seconds`).
 """
 
@@ -84,9 +84,16 @@ def _requantized(best: MixedResult[M], build, score, floor: float, deadline: flo
 def _fewest_runs(order: list[list[str]], most: int, build, score, floor: float, result: MixedResult[M],
                  deadline: float) -> MixedResult[M] | None:
     """Bisection over k: the first k runs of `order` float, the fewest that meet the floor (the score rises
-    nearly monotonically with k as the most damaging runs go float first)."""
-    best: MixedResult[M] | None = None
-    low, high = 1, most
+    nearly monotonically with k as the most damaging runs go float first); k = most is tried first."""
+    if not most:
+        return None
+    widest = [x for run in order[:most] for x in run]
+    model = build(widest)
+    value, result.scored = score(model), result.scored + 1
+    if value < floor:          # even the most float allowed misses the floor: nothing to bisect (a static ViT's int8)
+        return None
+    best = MixedResult(model, value, widest, 0)
+    low, high = 1, most - 1
     while low <= high and time.monotonic() <= deadline:
         k = (low + high) // 2
         float_layers = [x for run in order[:k] for x in run]

@@ -46,7 +46,8 @@ class Recipe:
     def variant(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
         if self.mode == "dynamic":
-            return scales + (", smoothed" if self.smooth else "") + (", outliers apart" if self.outliers else "")
+            smoothed = {"all": ", smoothed", "free": ", smoothed in LayerNorms"}.get(self.smooth, "")
+            return scales + smoothed + (", outliers apart" if self.outliers else "")
         return f"{self.calibrate} {scales}"
 
     @property
@@ -58,7 +59,10 @@ class Recipe:
 class Int8Builder:
     """Quantized versions of `model` by `recipe`; `layers` are the nodes it can quantize, in graph order."""
 
-    def __init__(self, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[Feed] = ()):
+    def __init__(self, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[Feed] = (),
+                 smoothed_by: Int8Builder | None = None):
+        """`smoothed_by`: a builder of the same smoothing whose smoothed model is taken as it is (no second
+        smoothing of the same model and feeds)."""
         self.recipe, self.notes = recipe, list[str]()
         self.per_channel_ok = True            # False: the graph's opset cannot take per-channel scales
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-int8-")
@@ -74,7 +78,10 @@ class Int8Builder:
         self.all_int8_scores: dict[Recipe, float] = {}                    # its search-feed score (passes.quantize)
         self.smoothed_inputs = 0
         self.float_only: list[str] = []       # nodes that stay float whatever the recipe (outliers' MatMuls)
-        if recipe.mode == "dynamic" and recipe.smooth:
+        if recipe.mode == "dynamic" and recipe.smooth and smoothed_by is not None:
+            assert smoothed_by.recipe.smooth == recipe.smooth and not smoothed_by.recipe.outliers
+            model, self.smoothed_inputs, self.notes = smoothed_by.model, smoothed_by.smoothed_inputs, list(smoothed_by.notes)
+        elif recipe.mode == "dynamic" and recipe.smooth:
             model, self.smoothed_inputs, notes = smoothed(model, self._feeds, 7 if recipe.reduce_range else 8,
                                                           recipe.per_channel, free_only=recipe.smooth == "free")
             self.notes += notes

@@ -179,7 +179,7 @@ def test_by_default_free_smoothing_is_taken_even_where_int8_meets_the_floor():
                       fidelity=fidelity_probe(model, models.feeds(model, 4, seed=9, seq=24)),
                       options={"reduce_range": "true"})
     result = get_pass("quantize").run(gs.import_onnx(model), ctx)
-    assert result.stats["recipe"] == "dynamic (per-channel, smoothed)"
+    assert result.stats["recipe"] == "dynamic (per-channel, smoothed in LayerNorms)"
     assert any("1 folded into their LayerNorm" in n for n in result.notes)
 
 
