@@ -154,6 +154,16 @@ def test_a_sensitive_layer_stays_float_and_the_rest_is_int8():
     assert any("mixed precision: 1 of 3 layers kept float" in n for n in result.notes)
 
 
+def test_the_mixed_precision_searches_share_the_search_time():
+    def judge(graph):          # as above: only the Gemm head's int8 fails the floor
+        return 0.9 if any(n.op == "Gemm" and n.inputs[1].inputs and n.inputs[1].inputs[0].op == "DequantizeLinear"
+                          for n in graph.nodes) else 0.999
+
+    _, result = _cnn_pass(latency=_qdq_fastest, judge=judge, ops="Conv,Gemm", mode="static", search_seconds=0)
+    assert not result.changed
+    assert any("below the floor 0.99 within its share of the search time (0 s)" in n for n in result.notes)
+
+
 def test_few_calibration_inputs_whose_ranges_disagree_leave_static_int8_out_with_a_note():
     _, result = _cnn_pass(latency=_qdq_fastest, count=6, spread=3.0)
     assert any("static int8 not tried: 6 calibration inputs" in n and "miss the other half" in n for n in result.notes)

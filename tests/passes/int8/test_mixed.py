@@ -31,7 +31,12 @@ def test_the_most_damaging_layers_go_float_and_no_more():
 
 
 def test_none_when_half_the_layers_float_cannot_meet_the_floor():
-    assert fewest_float_layers(LAYERS, _build, _score, floor=0.9999) is None
+    built = []
+    def build(float_layers):
+        built.append(list(float_layers))
+        return _build(float_layers)
+    assert fewest_float_layers(LAYERS, build, _score, floor=0.9999) is None
+    assert len(built) == 1 + len(LAYERS) + 1         # all int8, each alone, then the most float allowed: no bisection
     assert fewest_float_layers(LAYERS, _build, _score, floor=0.99, max_float_share=0.0) is None
 
 
