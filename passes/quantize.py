@@ -28,6 +28,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
+from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
+from edgec.passes.int8.dynamic import all_int8_score, dynamic_variants, first_line, model_score
 from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
 from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, range_growth
 from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
@@ -45,10 +47,6 @@ STATIC_OPS = ("Conv", "MatMul", "Gemm")
 STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "Sigmoid",
                             "LeakyRelu", "Resize", "Relu", "Clip", "Transpose", "Reshape", "Squeeze", "Unsqueeze",
                             "Flatten", "Split")
-# calibration inputs (fit and search) static ranges need in mode=auto: on a captcha CRNN, ranges from 4 inputs held
-# the floor on them and 0.99 on 4 held-out ones, and moved a logit by 14 % of the range on the 16 inputs after;
-# fewer (down to int8.ranges.MIN_FEEDS) where their ranges are stable (`passes.int8.ranges`)
-MIN_STATIC_FEEDS = 8
 # int8 must time under this × the float graph to count as faster: on the sweep, one int8 Gemm in a CNN measured
 # 0.995–0.999× and then 1.00–1.02× in the compile's own timing (noise, not speed)
 NOISE = 0.97
@@ -193,7 +191,7 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
             try:
                 builders = _variants(stack, model, recipe, opts, ctx, notes)
             except Exception as exc:  # noqa: BLE001 - a model the quantizer cannot handle stays float, with why
-                notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
+                notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
                 continue
             searches = [(builder, scoped) for builder in builders for scoped in _op_sets(builder.recipe, opts)]
             for done, (builder, scoped) in enumerate(searches):
@@ -203,7 +201,7 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
                     candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes,
                                           max(0.0, opts.search_seconds - spent) / left)
                 except Exception as exc:  # noqa: BLE001
-                    notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({_first_line(exc)})")
+                    notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
                     continue
                 finally:
                     spent += time.monotonic() - start
@@ -229,11 +227,12 @@ def _dynamic_suffices(found: list[Candidate], model: onnx.ModelProto) -> bool:
 
 def _variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions, ctx: PassContext,
               notes: list[str]) -> list[Int8Builder]:
-    """The recipe's builders: dynamic, `_dynamic_variants`. Static: the one with the calibration method (auto:
-    min/max or percentile) and weight scales (per-channel or per-tensor) whose all-int8 model scores highest on the
-    search feeds (one calibration per method; the scales need none)."""
+    """The recipe's builders: dynamic, `int8.dynamic.dynamic_variants`. Static: the one with the calibration method
+    (auto: min/max or percentile) and weight scales (per-channel or per-tensor) whose all-int8 model scores highest
+    on the search feeds (one calibration per method; the scales need none)."""
     if recipe.mode == "dynamic":
-        return _dynamic_variants(stack, model, recipe, opts, ctx, notes)
+        return dynamic_variants(stack, model, recipe, {"smooth": opts.smooth, "outliers": opts.outliers},
+                                opts.floor, ctx, notes)
     judged = ctx.fidelity is not None
     methods = [opts.calibrate] if opts.calibrate != "auto" else (["minmax", "percentile"] if judged else ["minmax"])
     builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m), _feeds(ctx))) for m in methods]
@@ -244,80 +243,11 @@ def _variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qu
     for builder in builders:
         for per_channel in scales:
             variant = replace(builder.recipe, per_channel=per_channel)
-            scored.append((_all_int8_score(ctx, builder.with_recipe(variant)), variant, builder))
+            scored.append((all_int8_score(ctx, builder.with_recipe(variant)), variant, builder))
     best = max(scored, key=lambda s: s[0])
     notes.append("static int8, every layer, on the search feeds: "
                  + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
     return [best[2].with_recipe(best[1])]
-
-
-def _dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions,
-                      ctx: PassContext, notes: list[str]) -> list[Int8Builder]:
-    """Dynamic int8 as it is, and (with calibration inputs to choose their scales and a judge) after activation
-    smoothing, with outlier channels computed apart, or both. With smooth/outliers=auto those are tried only where
-    int8 of every layer misses the floor as it is (smoothing folded into a LayerNorm is free: kept wherever it scores
-    higher). The variants whose all-int8 model meets the floor are all returned, to be timed against each other;
-    where none does, the one that scores highest, for mixed precision."""
-    plain = stack.enter_context(Int8Builder(model, recipe))
-    settings = {k: str(getattr(opts, k)).strip().lower() for k in ("smooth", "outliers")}
-    feeds = ctx.calibration.feeds if ctx.calibration is not None else ()
-    if set(settings.values()) == {"false"} or not (feeds and ctx.fidelity is not None):
-        return [plain]
-    if len(feeds) < MIN_STATIC_FEEDS:    # their scales are per-channel maxima: static ranges' weakness, per channel
-        notes.append(f"activation smoothing not tried: {len(feeds)} calibration inputs (it needs ≥ {MIN_STATIC_FEEDS}: "
-                     "on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen images' masks by 6 %)")
-        return [plain]
-    base = _free_smoothed(stack, model, plain, feeds, ctx, notes) if settings["smooth"] == "auto" else plain
-    short = _all_int8_score(ctx, base) < opts.floor
-    smooth, split = (settings[k] == "true" or (settings[k] == "auto" and short) for k in ("smooth", "outliers"))
-    shapes = [(s, o) for s, o in (("all", False), ("", True), ("all", True))
-              if (s == "all" or settings["smooth"] != "true") and (o or settings["outliers"] != "true")
-              and (smooth or not s) and (split or not o)]
-    variants = [base] if "true" not in settings.values() else []
-    smoothed: Int8Builder | None = None            # the smoothing of ("all", False), reused by ("all", True)
-    for s, o in shapes:
-        if s and o and smoothed is None and ("all", False) in shapes:
-            continue                               # smoothing changed nothing (or failed): the split alone is tried
-        variant = _dynamic_builder(stack, model, replace(recipe, smooth=s, outliers=o), feeds, notes,
-                                   smoothed if s and o else None)
-        smoothed = variant if s and not o else smoothed
-        variants += [variant] if variant is not None else []
-    if not variants:
-        return [plain]
-    scores = {id(v): _all_int8_score(ctx, v) for v in variants}
-    meeting = [v for v in variants if scores[id(v)] >= opts.floor]
-    chosen = meeting or [max(variants, key=lambda v: scores[id(v)])]
-    if len(variants) > 1:
-        notes.append("dynamic int8, every layer, on the search feeds: "
-                     + ", ".join(f"{v.recipe.variant} {scores[id(v)]:.4f}" for v in variants)
-                     + (f" (those at the floor {opts.floor} timed)" if len(chosen) > 1 else
-                        f": {chosen[0].recipe.variant}"))
-    return chosen
-
-
-def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder, feeds: Sequence[dict],
-                   ctx: PassContext, notes: list[str]) -> Int8Builder:
-    """Dynamic int8 after the smoothing that costs nothing (folded into LayerNorms) where it scores higher."""
-    free = _dynamic_builder(stack, model, replace(plain.recipe, smooth="free"), feeds, [])
-    if free is None or _all_int8_score(ctx, free) <= _all_int8_score(ctx, plain):
-        return plain
-    notes.append(f"dynamic int8, every layer, on the search feeds: {_all_int8_score(ctx, plain):.4f} as it is, "
-                 f"{_all_int8_score(ctx, free):.4f} with activation smoothing folded into LayerNorms: smoothed")
-    return free
-
-
-def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[dict],
-                     notes: list[str], smoothed_by: Int8Builder | None = None) -> Int8Builder | None:
-    """A smoothed and/or outlier-split dynamic recipe's builder, or None where it changed nothing or failed."""
-    try:
-        builder = stack.enter_context(Int8Builder(model, recipe, feeds, smoothed_by))
-    except Exception as exc:  # noqa: BLE001 - an option: its failure leaves the other variants
-        notes.append(f"dynamic int8 ({recipe.variant}) failed ({_first_line(exc)}): not tried")
-        return None
-    if (recipe.smooth and not builder.smoothed_inputs) or (recipe.outliers and not builder.float_only):
-        notes.extend(n for n in (builder.notes if recipe.smooth != "free" else []) if n not in notes)
-        return None
-    return builder
 
 
 def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str],
@@ -326,7 +256,7 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
     note."""
     floor = opts.floor if ctx.fidelity is not None else 0.0
     def score(model: onnx.ModelProto) -> float:
-        return _all_int8_score(ctx, builder) if model is builder.build() else _score(ctx, model)
+        return all_int8_score(ctx, builder) if model is builder.build() else model_score(ctx, model)
 
     start = time.monotonic()
     result = fewest_float_layers(builder.layers, builder.build, score, floor,
@@ -368,29 +298,11 @@ def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, sta
     return candidates[best]
 
 
-def _all_int8_score(ctx: PassContext, builder: Int8Builder) -> float:
-    """The score of the builder's all-int8 model for its current recipe, judged once."""
-    if builder.recipe not in builder.all_int8_scores:
-        builder.all_int8_scores[builder.recipe] = _score(ctx, builder.build())
-    return builder.all_int8_scores[builder.recipe]
-
-
-def _score(ctx: PassContext, model: onnx.ModelProto) -> float:
-    if ctx.fidelity is None:
-        return 1.0
-    return float(ctx.fidelity(gs.import_onnx(model)))
-
-
 def _feeds(ctx: PassContext) -> Sequence[dict]:
     feeds = ctx.calibration.feeds if ctx.calibration is not None else None
     if not feeds:
         raise ValueError("static int8 needs calibration inputs")
     return feeds
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0][:160] if text else type(exc).__name__)
 
 
 def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:

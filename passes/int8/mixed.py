@@ -85,7 +85,7 @@ def _fewest_runs(order: list[list[str]], most: int, build, score, floor: float, 
                  deadline: float) -> MixedResult[M] | None:
     """Bisection over k: the first k runs of `order` float, the fewest that meet the floor (the score rises
     nearly monotonically with k as the most damaging runs go float first); k = most is tried first."""
-    if not most:
+    if not most or time.monotonic() > deadline:
         return None
     widest = [x for run in order[:most] for x in run]
     model = build(widest)

@@ -151,7 +151,7 @@ class Int8Builder:
 
         quantize_dynamic(self._source, out, op_types_to_quantize=list(self.recipe.ops),
                          per_channel=self.recipe.per_channel, reduce_range=self.recipe.reduce_range,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude + self.float_only,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=_gemm_aliases(exclude) + self.float_only,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
     def _static(self, out: Path, exclude: list[str]) -> None:
@@ -168,6 +168,12 @@ class Int8Builder:
                         calibration_cache_path=self._cache,
                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True,
                                        "CalibStridedMinMax": 1})
+
+
+def _gemm_aliases(names: list[str]) -> list[str]:
+    """Node names to exclude from dynamic int8, with the name ONNX Runtime gives a Gemm it rewrites as MatMul
+    (`name_MatMul`) before it checks the exclusions: without it a Gemm kept float by mixed precision was int8."""
+    return names + [f"{name}_MatMul" for name in names]
 
 
 def _weighted(node: onnx.NodeProto, constants: set[str]) -> bool:

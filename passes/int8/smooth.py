@@ -108,7 +108,9 @@ def _reader(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -> Rea
     if len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
         return None
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "Gemm" and attrs.get("transA", 0):
+    # dynamic int8 takes a Gemm only as MatMul (+ Add): alpha = beta = 1, A not transposed (ONNX Runtime's rule)
+    if node.op_type == "Gemm" and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0
+                                   or attrs.get("beta", 1.0) != 1.0):
         return None
     return Reader(node, node.input[1], bool(attrs.get("transB", 0)) if node.op_type == "Gemm" else False)
 

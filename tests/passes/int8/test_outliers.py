@@ -90,3 +90,53 @@ def test_a_magnitude_profile_with_one_huge_channel_picks_it():
     matrices = [weights[n.input[1]] for n in model.graph.node if n.op_type == "MatMul"]
     chosen = best_outliers(stats, matrices, bits=7, per_channel=True)
     assert chosen is not None and set(OUTLIERS) <= set(chosen.tolist()) and np.all(np.diff(chosen) > 0)
+
+
+def test_gemms_that_dynamic_int8_leaves_float_are_not_split():
+    model = _readers_model("gemm")
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            node.attribute.append(onnx.helper.make_attribute("alpha", 0.5))   # ONNX Runtime keeps such a Gemm float
+    out, float_nodes, _ = split_outliers(model, _outlier_feeds(model, 8, seed=1), bits=7, per_channel=True)
+    assert out is model and float_nodes == []
+
+
+def test_a_gemm_kept_float_by_mixed_precision_stays_float():
+    model = _readers_model("gemm")
+    with Int8Builder(model, Recipe("dynamic", ("MatMul", "Gemm"), reduce_range=True)) as builder:
+        first, second = builder.layers
+        ops = [n.op_type for n in builder.build([first]).graph.node]
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") == 1 and ops.count("MatMul") == 1  # float
+
+
+def test_below_the_floor_every_variant_is_scored_and_those_at_the_floor_kept():
+    from calib import OrtCalibration, fidelity_probe
+
+    model = _readers_model("matmul")
+    judge = fidelity_probe(model, _outlier_feeds(model, 4, seed=9))
+    plain = judge(gs.import_onnx(_dynamic_int8(model)))
+    ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 8, seed=1)), fidelity=judge,
+                      options={"reduce_range": "true", "floor": min(plain + 0.002, 0.9999)})
+    result = get_pass("quantize").run(gs.import_onnx(model), ctx)
+    scored = next(n for n in result.notes if n.startswith("dynamic int8, every layer, on the search feeds: per-"))
+    for variant in ("per-channel 0.", "per-channel, smoothed ", "per-channel, outliers apart ",
+                    "per-channel, smoothed, outliers apart "):
+        assert variant in scored, scored
+    assert result.changed and result.stats["calibration_score"] >= min(plain + 0.002, 0.9999)
+    assert result.stats["recipe"] != "dynamic (per-channel)"
+
+
+def test_outliers_true_splits_and_falls_back_to_plain_int8_where_no_input_has_outliers():
+    from calib import OrtCalibration, fidelity_probe
+
+    model = _readers_model("matmul")
+    feeds = _outlier_feeds(model, 8, seed=1)
+    ctx = PassContext(calibration=OrtCalibration(feeds), fidelity=fidelity_probe(model, _outlier_feeds(model, 4, 9)),
+                      options={"reduce_range": "true", "smooth": "false", "outliers": "true"})
+    assert get_pass("quantize").run(gs.import_onnx(model), ctx).stats["recipe"].endswith("outliers apart)")
+    plain_feeds = models.feeds(model, 8, seed=1, seq=24)         # no outliers: nothing to split, plain int8 instead
+    ctx = PassContext(calibration=OrtCalibration(plain_feeds), fidelity=fidelity_probe(model, plain_feeds[:4]),
+                      options={"reduce_range": "true", "smooth": "false", "outliers": "true"})
+    result = get_pass("quantize").run(gs.import_onnx(model), ctx)
+    assert result.changed and result.stats["recipe"] == "dynamic (per-channel)"
+    assert any("quartered" in n for n in result.notes)

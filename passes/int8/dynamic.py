@@ -1,0 +1,112 @@
+"""Dynamic int8's variants — as it is, after activation smoothing (`int8.smooth`), with outlier channels computed
+apart (`int8.outliers`), or both — and which of them `quantize` searches and times: with smooth/outliers=auto the
+costly ones only where int8 of every layer misses the floor as it is; those that then meet it are all timed.
+Also the scoring helpers the pass shares (each builder's all-int8 model judged once)."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import replace
+from typing import Sequence
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from edgec.passes.base import PassContext
+from edgec.passes.int8.recipes import Int8Builder, Recipe
+
+# calibration inputs (fit and search) statistics need: smoothing's scales and the split's channels are per-channel
+# maxima, and static ranges (`passes.quantize`) are maxima too: on a captcha CRNN, ranges from 4 inputs held the
+# floor on them and 0.99 on 4 held-out ones, and moved a logit by 14 % of the range on the 16 inputs after; on a
+# ViT-S with 4, smoothed int8 met the floor on them and moved unseen images' masks by 6 %
+MIN_FEEDS = 8
+
+
+def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, options: dict[str, str], floor: float,
+                     ctx: PassContext, notes: list[str]) -> list[Int8Builder]:
+    """Dynamic int8 as it is, and (with calibration inputs to choose their scales and a judge) after activation
+    smoothing, with outlier channels computed apart, or both. With smooth/outliers=auto those are tried only where
+    int8 of every layer misses the floor as it is (smoothing folded into a LayerNorm is free: kept wherever it scores
+    higher). The variants whose all-int8 model meets the floor are all returned, to be timed against each other;
+    where none does, the one that scores highest, for mixed precision. `options`: the pass's smooth and outliers
+    (auto | true | false)."""
+    plain = stack.enter_context(Int8Builder(model, recipe))
+    settings = {k: str(options[k]).strip().lower() for k in ("smooth", "outliers")}
+    feeds = ctx.calibration.feeds if ctx.calibration is not None else ()
+    if set(settings.values()) == {"false"} or not (feeds and ctx.fidelity is not None):
+        return [plain]
+    if len(feeds) < MIN_FEEDS:    # their scales are per-channel maxima: static ranges' weakness, per channel
+        notes.append(f"activation smoothing not tried: {len(feeds)} calibration inputs (it and the outlier split "
+                     f"need ≥ {MIN_FEEDS}: on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen "
+                     "images' masks by 6 %)")
+        return [plain]
+    base = _free_smoothed(stack, model, plain, feeds, ctx, notes) if settings["smooth"] == "auto" else plain
+    short = "auto" in settings.values() and all_int8_score(ctx, base) < floor
+    want = {k: v == "true" or (v == "auto" and short) for k, v in settings.items()}
+    smoothed = _dynamic_builder(stack, model, replace(recipe, smooth="all"), feeds, notes) if want["smooth"] else None
+    # smooth=true keeps only the smoothed model where smoothing changed something; each kept model also with its
+    # outlier channels apart (reusing its smoothing) where wanted, and as it is unless outliers=true
+    bases = [smoothed] if smoothed is not None and settings["smooth"] == "true" else \
+        [b for b in (base, smoothed) if b is not None]
+    variants: list[Int8Builder] = []
+    for kept in bases:
+        variants += [kept] if settings["outliers"] != "true" else []
+        if want["outliers"]:
+            split = _dynamic_builder(stack, model, replace(kept.recipe, outliers=True), feeds, notes,
+                                     kept if kept.recipe.smooth else None)
+            variants += [split] if split is not None else []
+    variants = variants or bases                   # outliers=true, and no input had outliers to split
+    scores = {id(v): all_int8_score(ctx, v) for v in variants}
+    meeting = [v for v in variants if scores[id(v)] >= floor]
+    chosen = meeting or [max(variants, key=lambda v: scores[id(v)])]
+    if len(variants) > 1:
+        notes.append("dynamic int8, every layer, on the search feeds: "
+                     + ", ".join(f"{v.recipe.variant} {scores[id(v)]:.4f}" for v in variants)
+                     + (f" (those at the floor {floor} timed)" if len(chosen) > 1 else
+                        f": {chosen[0].recipe.variant}"))
+    return chosen
+
+
+def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder, feeds: Sequence[dict],
+                   ctx: PassContext, notes: list[str]) -> Int8Builder:
+    """Dynamic int8 after the smoothing that costs nothing (folded into LayerNorms) where it scores higher."""
+    free = _dynamic_builder(stack, model, replace(plain.recipe, smooth="free"), feeds, [])
+    if free is None or all_int8_score(ctx, free) <= all_int8_score(ctx, plain):
+        return plain
+    notes.append(f"dynamic int8, every layer, on the search feeds: {all_int8_score(ctx, plain):.4f} as it is, "
+                 f"{all_int8_score(ctx, free):.4f} with activation smoothing folded into LayerNorms: smoothed")
+    return free
+
+
+def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[dict],
+                     notes: list[str], smoothed_by: Int8Builder | None = None) -> Int8Builder | None:
+    """A smoothed and/or outlier-split dynamic recipe's builder, or None where it changed nothing or failed."""
+    try:
+        builder = stack.enter_context(Int8Builder(model, recipe, feeds, smoothed_by))
+    except Exception as exc:  # noqa: BLE001 - an option: its failure leaves the other variants
+        notes.append(f"dynamic int8 ({recipe.variant}) failed ({first_line(exc)}): not tried")
+        return None
+    if (recipe.smooth and not builder.smoothed_inputs) or (recipe.outliers and not builder.float_only):
+        notes.extend(n for n in (builder.notes if recipe.smooth != "free" else []) if n not in notes)
+        return None
+    return builder
+
+
+def all_int8_score(ctx: PassContext, builder: Int8Builder) -> float:
+    """The score of the builder's all-int8 model for its current recipe, judged once."""
+    if builder.recipe not in builder.all_int8_scores:
+        builder.all_int8_scores[builder.recipe] = model_score(ctx, builder.build())
+    return builder.all_int8_scores[builder.recipe]
+
+
+def model_score(ctx: PassContext, model: onnx.ModelProto) -> float:
+    if ctx.fidelity is None:
+        return 1.0
+    return float(ctx.fidelity(gs.import_onnx(model)))
+
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:160] if text else type(exc).__name__)
+
+
