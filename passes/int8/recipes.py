@@ -59,6 +59,8 @@ class Recipe:
 class Int8Builder:
     """Quantized versions of `model` by `recipe`; `layers` are the nodes it can quantize, in graph order."""
 
+    model: onnx.ModelProto        # what the recipe quantizes: prepared (static), smoothed and/or split (dynamic)
+
     def __init__(self, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[Feed] = (),
                  smoothed_by: Int8Builder | None = None):
         """`smoothed_by`: a builder of the same smoothing whose smoothed model is taken as it is (no second
@@ -80,7 +82,8 @@ class Int8Builder:
         self.float_only: list[str] = []       # nodes that stay float whatever the recipe (outliers' MatMuls)
         if recipe.mode == "dynamic" and recipe.smooth and smoothed_by is not None:
             assert smoothed_by.recipe.smooth == recipe.smooth and not smoothed_by.recipe.outliers
-            model, self.smoothed_inputs, self.notes = smoothed_by.model, smoothed_by.smoothed_inputs, list(smoothed_by.notes)
+            model, self.smoothed_inputs = smoothed_by.model, smoothed_by.smoothed_inputs
+            self.notes = list(smoothed_by.notes)
         elif recipe.mode == "dynamic" and recipe.smooth:
             model, self.smoothed_inputs, notes = smoothed(model, self._feeds, 7 if recipe.reduce_range else 8,
                                                           recipe.per_channel, free_only=recipe.smooth == "free")
