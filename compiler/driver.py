@@ -292,7 +292,7 @@ def _run_pass(name: str, graph: gs.Graph, reference: Reference, target: TargetPr
                       options=pass_options(name, explicit, target), rank_multiple=target.rank_multiple,
                       seed=options.seed, providers=target.execution_providers, progress=progress_bar,
                       int8_saturates=int8_saturates(), synthesized=reference.feeds.source == "synthesized",
-                      lineage=lineage, train_device=train_device(options.train_device) if "teacher" in needs else "cpu",
+                      lineage=lineage, memo=reference.memo, train_device=train_device(options.train_device) if "teacher" in needs else "cpu",
                       # timed only where the compile measures: a task's worker (measure off) is not the machine that
                       # times, and a task must give the same bytes on any executor
                       latency=reference.latency_probe() if "latency" in needs and options.measure else None)

@@ -36,6 +36,7 @@ class Reference:
         self.output_names = [o.name for o in session.get_outputs()]
         self._sessions: dict[tuple[str, ...], object] = {}
         self._outputs: dict[int, tuple[Sequence[Feed], list[list[np.ndarray]]]] = {}   # id(feeds) → (feeds, outputs)
+        self.memo: dict = {}          # what passes keep for the compile's later attempts (PassContext.memo)
 
     def run(self, feed: Feed, names: list[str]) -> list[np.ndarray]:
         """The original's tensors `names` (outputs or intermediates) on `feed` (one session per name list)."""

@@ -156,6 +156,9 @@ class PassContext:
     # recovery's feature matching (passes/recovery/features.py)
     lineage: dict[str, np.ndarray] = field(default_factory=dict)
     train_device: str = "cpu"      # where torch training runs: 'cpu' or 'cuda' (passes/training/device.py)
+    # results a pass may reuse in the later attempts of the same compile (the step-back re-runs the pipeline at
+    # tighter floors on the same data): keyed by everything they depend on (quantize: a graph digest, a recipe)
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def need_calibration(self, why: str) -> CalibrationSource:
         if self.calibration is None:

@@ -29,7 +29,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
-from edgec.passes.int8.dynamic import all_int8_score, dynamic_variants, first_line, model_score
+from edgec.passes.int8.dynamic import all_int8_score, dynamic_variants, first_line, model_score, recipe_scores
 from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
 from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, range_growth
 from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
@@ -255,13 +255,18 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
     """The recipe's int8 model that meets the floor (mixed precision within `seconds` where it must), or None with a
     note."""
     floor = opts.floor if ctx.fidelity is not None else 0.0
-    def score(model: onnx.ModelProto) -> float:
-        return all_int8_score(ctx, builder) if model is builder.build() else model_score(ctx, model)
+    scores = recipe_scores(ctx, builder)
+
+    def score(float_layers: tuple[str, ...]) -> float:
+        if float_layers not in scores:
+            scores[float_layers] = model_score(ctx, builder.build(list(float_layers)))
+        return scores[float_layers]
 
     start = time.monotonic()
-    result = fewest_float_layers(builder.layers, builder.build, score, floor,
-                                 max_float_share=0.5 if opts.mixed else 0.0, seconds=seconds,
-                                 cost=builder.layer_cost)
+    found = fewest_float_layers(builder.layers, tuple, score, floor, max_float_share=0.5 if opts.mixed else 0.0,
+                                seconds=seconds, cost=builder.layer_cost)
+    result = None if found is None else \
+        MixedResult(builder.build(list(found.float_layers)), found.score, list(found.float_layers), found.scored)
     if result is None:
         searched = time.monotonic() - start
         why = (f" within its share of the search time ({seconds:.0f} s)" if searched >= seconds

@@ -93,10 +93,17 @@ def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, f
 
 
 def all_int8_score(ctx: PassContext, builder: Int8Builder) -> float:
-    """The score of the builder's all-int8 model for its current recipe, judged once."""
-    if builder.recipe not in builder.all_int8_scores:
-        builder.all_int8_scores[builder.recipe] = model_score(ctx, builder.build())
-    return builder.all_int8_scores[builder.recipe]
+    """The score of the builder's all-int8 model for its current recipe, judged once per compile."""
+    scores = recipe_scores(ctx, builder)
+    if () not in scores:
+        scores[()] = model_score(ctx, builder.build())
+    return scores[()]
+
+
+def recipe_scores(ctx: PassContext, builder: Int8Builder) -> dict[tuple[str, ...], float]:
+    """The scores of the builder's recipe by float layers (() = all int8), kept in `ctx.memo`: a later attempt of
+    the same compile (the step-back's tighter floors) on the same graph and data judges none of them again."""
+    return ctx.memo.setdefault(("quantize", builder.digest, builder.recipe), {})
 
 
 def model_score(ctx: PassContext, model: onnx.ModelProto) -> float:

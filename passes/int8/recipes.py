@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import tempfile
 from dataclasses import dataclass, replace
@@ -77,7 +78,6 @@ class Int8Builder:
             if not self.per_channel_ok:
                 self.recipe = recipe = replace(recipe, per_channel=False)
         self._all_int8: tuple[Recipe, onnx.ModelProto] | None = None     # the current recipe's, built once
-        self.all_int8_scores: dict[Recipe, float] = {}                    # its search-feed score (passes.quantize)
         self.smoothed_inputs = 0
         self.float_only: list[str] = []       # nodes that stay float whatever the recipe (outliers' MatMuls)
         if recipe.mode == "dynamic" and recipe.smooth and smoothed_by is not None:
@@ -104,6 +104,16 @@ class Int8Builder:
         constants, apart = {t.name for t in self.model.graph.initializer}, set(self.float_only)
         return [n.name for n in self.model.graph.node if n.op_type in self.recipe.ops and n.op_type in WEIGHTED_OPS
                 and _weighted(n, constants) and n.name not in apart]
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """What the model to quantize computes, hashed piece by piece (past 2 GB it cannot be serialized whole)."""
+        digest = hashlib.sha256()
+        for tensor in self.model.graph.initializer:
+            digest.update(tensor.SerializeToString(deterministic=True))
+        for node in self.model.graph.node:
+            digest.update(node.SerializeToString(deterministic=True))
+        return digest.hexdigest()
 
     def layer_cost(self, layer: str) -> float:
         """The number of weight values of a layer (node name): what keeping it float costs, roughly."""

@@ -164,6 +164,27 @@ def test_the_mixed_precision_searches_share_the_search_time():
     assert any("below the floor 0.99 within its share of the search time (0 s)" in n for n in result.notes)
 
 
+def test_a_later_attempt_of_the_same_compile_reuses_the_scores_of_the_first():
+    from calib import OrtCalibration
+
+    judged = []
+    def judge(graph):          # as above: only the Gemm head's int8 fails the floor
+        judged.append(1)
+        return 0.9 if any(n.op == "Gemm" and n.inputs[1].inputs and n.inputs[1].inputs[0].op == "DequantizeLinear"
+                          for n in graph.nodes) else 0.999
+
+    model = models.cnn_classifier_model()
+    memo: dict = {}
+    for floor in (0.99, 0.995):                # the step-back's second attempt: a tighter floor, the same graph
+        ctx = PassContext(calibration=OrtCalibration(models.feeds(model, 12)), fidelity=judge, latency=_qdq_fastest,
+                          options={"floor": floor, "ops": "Conv,Gemm", "mode": "static"}, memo=memo)
+        before = len(judged)
+        result = get_pass("quantize").run(gs.import_onnx(model), ctx)
+        assert result.changed and len(result.stats["float_layers"]) == 1
+        scored = len(judged) - before
+    assert scored < 3            # the second: the per-method/scale variants only; every set of float layers known
+
+
 def test_few_calibration_inputs_whose_ranges_disagree_leave_static_int8_out_with_a_note():
     _, result = _cnn_pass(latency=_qdq_fastest, count=6, spread=3.0)
     assert any("static int8 not tried: 6 calibration inputs" in n and "miss the other half" in n for n in result.notes)
