@@ -30,6 +30,11 @@ def replace_contents(graph: gs.Graph, other: gs.Graph) -> None:
     for domain in other.import_domains or []:
         if domain.domain not in {d.domain for d in graph.import_domains or []}:
             graph.import_domains.append(domain)
+    # the exporter writes import_domains as they are once set: an opset that `other` raised (int8 at opset 10
+    # upgraded to 13 for per-channel scales) must reach the default domain's entry too
+    for domain in graph.import_domains or []:
+        if domain.domain in ("", "ai.onnx"):
+            domain.version = max(domain.version, graph.opset)
 
 
 # Opset 18 moved `axes` of every reduction into an input. ONNX Runtime's symbolic shape inference reads it
