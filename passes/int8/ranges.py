@@ -50,3 +50,24 @@ def _growth(cover: np.ndarray, other: np.ndarray) -> float:
     beyond = max(float(other[:, 1].max()) - high, low - float(other[:, 0].min()), 0.0)
     span = high - low
     return beyond / span if span > 0 else (0.0 if beyond == 0 else float("inf"))
+
+
+# ONNX Runtime's histogram calibration (percentile, entropy) sizes its bins on the first collection step and, when a
+# later input reaches further, appends bins of the same width: a tensor near zero on the first input (a recurrent
+# state at a stream's start) and large later needed hundreds of millions of bins (a 1 MB voice-activity model
+# calibrated at 4.5 GB). The first input is chosen to keep that growth small, or the histogram methods are skipped.
+MAX_HISTOGRAM_GROWTH = 64.0     # 2048 bins × 64 ≈ 1.5 MB per tensor
+
+
+def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: tuple[str, ...]) -> tuple[int, float]:
+    """The calibration feed to collect first, and the largest factor by which any tensor's magnitude over all feeds
+    exceeds its magnitude on that feed (the bins ONNX Runtime's histograms grow by)."""
+    names = layer_tensors(graph, ops)
+    if not names or not calibration.feeds:
+        return 0, 1.0
+    magnitudes = np.stack([np.abs(r).max(axis=1) for r in calibration.ranges(graph, names).values()])  # [t, feeds]
+    overall = magnitudes.max(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth = np.where(overall > 0, overall / magnitudes, 1.0).max(axis=0)       # per candidate first feed
+    first = int(np.argmin(growth))
+    return first, float(growth[first])

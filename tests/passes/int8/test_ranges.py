@@ -3,7 +3,7 @@
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes.int8.ranges import layer_tensors, range_growth
+from edgec.passes.int8.ranges import histogram_first_feed, layer_tensors, range_growth
 
 import models
 
@@ -36,3 +36,23 @@ def test_growth_is_the_share_of_the_covering_span_one_half_reaches_beyond():
 def test_too_few_feeds_never_count_as_stable():
     graph = gs.import_onnx(models.cnn_classifier_model())
     assert range_growth(graph, _Ranges([[-1, 1], [-1, 1], [-1, 1]]), ("Conv",))[0] == float("inf")
+
+
+class _PerTensor(_Ranges):
+    def __init__(self, by_tensor):
+        self.by_tensor = {n: np.asarray(r, np.float64) for n, r in by_tensor.items()}
+        self.feeds = [{}] * len(next(iter(self.by_tensor.values())))
+
+    def ranges(self, graph, names):
+        return {n: self.by_tensor[n] for n in names}
+
+
+def test_histograms_start_on_the_feed_that_covers_every_tensor_best():
+    graph = gs.import_onnx(models.cnn_classifier_model())
+    names = layer_tensors(graph, ("Conv",))
+    # a state-like tensor at zero on the first feed, large later: starting there would grow the bins without bound
+    ranges = {n: [[0, 0], [-50, 40], [-2, 3]] if i == 0 else [[-1, 1], [-1, 2], [-1, 4]] for i, n in enumerate(names)}
+    first, growth = histogram_first_feed(graph, _PerTensor(ranges), ("Conv",))
+    assert first == 1 and growth == 2.0          # feed 1: every tensor within 2× of its overall magnitude
+    zero_everywhere = {n: [[0, 0], [0, 0]] for n in names}
+    assert histogram_first_feed(graph, _PerTensor(zero_everywhere), ("Conv",)) == (0, 1.0)
