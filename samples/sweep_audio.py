@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 
 from edgec.samples.sweep_inputs import (
+    FEEDS,
     checked,
     decisions,
     embedding_agreement,
@@ -21,8 +22,6 @@ from edgec.samples.sweep_inputs import (
     top1,
     voiced,
 )
-
-FEEDS = 12
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:

@@ -13,9 +13,8 @@ import zlib
 import numpy as np
 import onnx
 
-from edgec.samples.sweep_inputs import checked, rng, top1
+from edgec.samples.sweep_inputs import FEEDS, checked, rng, top1
 
-FEEDS = 12
 BEG = END = 1024
 PADDING = 256  # config.min.json: padding_token
 BLOCK = 4096

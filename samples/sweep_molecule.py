@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgec.samples.sweep_inputs import checked, embedding_agreement
-
-FEEDS = 12
+from edgec.samples.sweep_inputs import FEEDS, checked, embedding_agreement
 
 # minimol_feat.nmp.ATOM_LIST: one-hot of the symbol, one extra slot for anything else.
 ATOM_LIST = ("C N O S F Si P Cl Br Mg Na Ca Fe As Al I B V K Tl Yb Sb Sn Ag Pd Co Se Ti Zn H Li Ge Cu Au Ni "

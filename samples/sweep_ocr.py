@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from edgec.samples.sweep_inputs import (
+    FEEDS,
     checked,
     ctc_collapse,
     font,
@@ -22,7 +23,6 @@ from edgec.samples.sweep_inputs import (
     top1,
 )
 
-FEEDS = 12
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 

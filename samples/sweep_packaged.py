@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from PIL import Image, ImageDraw
 
-from edgec.samples.sweep_inputs import checked, font, mask_iou, matched_boxes, nms, rng, scene, top1
+from edgec.samples.sweep_inputs import FEEDS, checked, font, mask_iou, matched_boxes, nms, rng, scene, top1
 from edgec.samples.sweep_vision import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -18,8 +18,6 @@ from edgec.samples.sweep_vision import (
     yolo_detect,
     yolo_split,
 )
-
-FEEDS = 12
 
 
 def _photo(r: np.random.Generator) -> np.ndarray:

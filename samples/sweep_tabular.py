@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgec.samples.sweep_inputs import checked, rng, top1
-
-FEEDS = 12
+from edgec.samples.sweep_inputs import FEEDS, checked, rng, top1
 
 # Iris class-conditional means/stds of (sepal length, sepal width) in cm.
 _IRIS = {0: ((5.01, 3.43), (0.35, 0.38)), 1: ((5.94, 2.77), (0.52, 0.31)), 2: ((6.59, 2.97), (0.64, 0.32))}

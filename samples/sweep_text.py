@@ -9,9 +9,7 @@ import unicodedata
 import numpy as np
 import onnx
 
-from edgec.samples.sweep_inputs import checked, decisions, embedding_agreement, rng, top1
-
-FEEDS = 12
+from edgec.samples.sweep_inputs import FEEDS, checked, decisions, embedding_agreement, rng, top1
 
 # ---------------------------------------------------------------- all-MiniLM-L6-v2 (int8) embedder
 

@@ -11,6 +11,7 @@ import onnxruntime as ort
 from PIL import Image, ImageDraw
 
 from edgec.samples.sweep_inputs import (
+    FEEDS,
     checked,
     decisions,
     face_patch,
@@ -23,7 +24,6 @@ from edgec.samples.sweep_inputs import (
     top1,
 )
 
-FEEDS = 12
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
