@@ -31,19 +31,12 @@ from edgec.passes.base import PassContext, PassOptionError, PassResult, build_op
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
 from edgec.passes.int8.dynamic import all_int8_score, dynamic_variants, first_line, model_score, recipe_scores
 from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
-from edgec.passes.int8.ranges import (
-    MAX_HISTOGRAM_GROWTH,
-    MAX_RANGE_GROWTH,
-    MIN_FEEDS,
-    histogram_first_feed,
-    range_growth,
-)
+from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, method_feeds, range_growth
 from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
 from edgec.passes.ort_tools import replace_contents
 
 Mode = Literal["auto", "dynamic", "static"]
 Calibrate = Literal["auto", "minmax", "percentile", "entropy"]
-HISTOGRAM_METHODS = {"percentile", "entropy"}
 MODES = get_args(Mode)
 INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv",
                "DequantizeLinear", "DynamicQuantizeLSTM", "MatMulNBits", "QAttention")
@@ -242,8 +235,8 @@ def _variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qu
                                 opts.floor, ctx, notes)
     judged = ctx.fidelity is not None
     methods = [opts.calibrate] if opts.calibrate != "auto" else (["minmax", "percentile"] if judged else ["minmax"])
-    builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m), feeds))
-                for m, feeds in _method_feeds(methods, model, recipe, ctx, notes)]
+    by_method = method_feeds(methods, model, ctx.calibration, list(_feeds(ctx)), recipe.ops, notes)
+    builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m), feeds)) for m, feeds in by_method]
     scales = [True, False] if opts.per_channel and judged and builders[0].per_channel_ok else [builders[0].recipe.per_channel]
     if len(builders) * len(scales) == 1:
         return builders[:1]
@@ -256,23 +249,6 @@ def _variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qu
     notes.append("static int8, every layer, on the search feeds: "
                  + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
     return [best[2].with_recipe(best[1])]
-
-
-def _method_feeds(methods: list[str], model: onnx.ModelProto, recipe: Recipe, ctx: PassContext,
-                  notes: list[str]) -> list[tuple[str, list[dict]]]:
-    """Each calibration method with its feeds: the histogram methods collect first the feed that keeps their bins'
-    growth smallest (`int8.ranges.histogram_first_feed`), and are left out where even that one grows them too far."""
-    feeds = list(_feeds(ctx))
-    if not set(methods) & HISTOGRAM_METHODS or ctx.calibration is None:
-        return [(m, feeds) for m in methods]
-    first, growth = histogram_first_feed(gs.import_onnx(model), ctx.calibration, recipe.ops)
-    if growth > MAX_HISTOGRAM_GROWTH:
-        skipped = [m for m in methods if m in HISTOGRAM_METHODS]
-        notes.append(f"{'/'.join(skipped)} ranges not tried: an activation's magnitude varies {growth:.3g}× across "
-                     "the calibration inputs (ONNX Runtime's histograms would grow by as many times their bins)")
-        return [(m, feeds) for m in methods if m not in HISTOGRAM_METHODS] or [("minmax", feeds)]
-    ordered = [feeds[first], *feeds[:first], *feeds[first + 1:]]
-    return [(m, ordered if m in HISTOGRAM_METHODS else feeds) for m in methods]
 
 
 def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str],

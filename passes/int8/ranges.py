@@ -11,9 +11,10 @@ by its characters); an EEG CNN + BiLSTM whose static int8 kept the task 0.15 (sa
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
-from edgec.passes.base import CalibrationSource
+from edgec.passes.base import CalibrationSource, Feed
 
 MAX_RANGE_GROWTH = 0.2
 MIN_FEEDS = 4          # two per half
@@ -57,6 +58,7 @@ def _growth(cover: np.ndarray, other: np.ndarray) -> float:
 # state at a stream's start) and large later needed hundreds of millions of bins (a 1 MB voice-activity model
 # calibrated at 4.5 GB). The first input is chosen to keep that growth small, or the histogram methods are skipped.
 MAX_HISTOGRAM_GROWTH = 64.0     # 2048 bins × 64 ≈ 1.5 MB per tensor
+HISTOGRAM_METHODS = ("percentile", "entropy")
 
 
 def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: tuple[str, ...]) -> tuple[int, float]:
@@ -71,3 +73,19 @@ def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: t
         growth = np.where(overall > 0, overall / magnitudes, 1.0).max(axis=0)       # per candidate first feed
     first = int(np.argmin(growth))
     return first, float(growth[first])
+
+
+def method_feeds(methods: list[str], model: onnx.ModelProto, calibration: CalibrationSource | None, feeds: list[Feed],
+                 ops: tuple[str, ...], notes: list[str]) -> list[tuple[str, list[Feed]]]:
+    """Each calibration method with its feeds (those of `calibration`): the histogram methods collect first the feed
+    that keeps their bins' growth smallest, and are left out (with a note) where even that one grows them too far."""
+    if not set(methods) & set(HISTOGRAM_METHODS) or calibration is None:
+        return [(m, feeds) for m in methods]
+    first, growth = histogram_first_feed(gs.import_onnx(model), calibration, ops)
+    if growth > MAX_HISTOGRAM_GROWTH:
+        skipped = [m for m in methods if m in HISTOGRAM_METHODS]
+        notes.append(f"{'/'.join(skipped)} ranges not tried: an activation's magnitude varies {growth:.3g}× across "
+                     "the calibration inputs (ONNX Runtime's histograms would grow by as many times their bins)")
+        return [(m, feeds) for m in methods if m not in HISTOGRAM_METHODS] or [("minmax", feeds)]
+    ordered = [feeds[first], *feeds[:first], *feeds[first + 1:]]
+    return [(m, ordered if m in HISTOGRAM_METHODS else feeds) for m in methods]

@@ -3,7 +3,7 @@
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from edgec.passes.int8.ranges import histogram_first_feed, layer_tensors, range_growth
+from edgec.passes.int8.ranges import histogram_first_feed, layer_tensors, method_feeds, range_growth
 
 import models
 
@@ -56,3 +56,16 @@ def test_histograms_start_on_the_feed_that_covers_every_tensor_best():
     assert first == 1 and growth == 2.0          # feed 1: every tensor within 2× of its overall magnitude
     zero_everywhere = {n: [[0, 0], [0, 0]] for n in names}
     assert histogram_first_feed(graph, _PerTensor(zero_everywhere), ("Conv",)) == (0, 1.0)
+
+
+def test_histogram_methods_collect_the_covering_feed_first_or_are_left_out():
+    model = models.cnn_classifier_model()
+    names = layer_tensors(gs.import_onnx(model), ("Conv",))
+    feeds = [{"i": np.full(1, k)} for k in range(3)]
+    ordered = {n: [[0, 0], [-50, 40], [-2, 3]] if i == 0 else [[-1, 1], [-1, 2], [-1, 4]] for i, n in enumerate(names)}
+    chosen = dict(method_feeds(["minmax", "percentile"], model, _PerTensor(ordered), feeds, ("Conv",), notes := []))
+    assert [f["i"][0] for f in chosen["percentile"]] == [1, 0, 2] and chosen["minmax"] == feeds and not notes
+    # every feed leaves some tensor 100× below its overall magnitude: the bins would grow 100-fold
+    spread = {n: [[-100, 100], [-1, 1]] if i == 0 else [[-1, 1], [-100, 100]] for i, n in enumerate(names)}
+    chosen = dict(method_feeds(["minmax", "percentile"], model, _PerTensor(spread), feeds[:2], ("Conv",), notes))
+    assert list(chosen) == ["minmax"] and "percentile ranges not tried" in notes[0]
