@@ -1,7 +1,7 @@
 """weights: layer weights stored in 8 bits, computed in float — a smaller file at the original's speed.
 
-Every float weight of a Conv, ConvTranspose, MatMul or Gemm that int8 left float (and that nothing else reads)
-is stored as int8 with one scale per output channel, behind `Cast` → `Mul` by its scales. Those two nodes read
+Every float weight of a Conv, ConvTranspose, MatMul or Gemm that int8 left float (and that nothing else reads),
+and the word and position tables of ONNX Runtime's fused EmbedLayerNormalization, is stored as int8 with one scale per output channel, behind `Cast` → `Mul` by its scales. Those two nodes read
 only constants, so ONNX Runtime folds them while it loads the model (its constant folding, on by default) and
 runs the original float kernels on the restored weights: a quarter of the weight bytes on disk and in the
 download, no cost per run (a ResNet-18 timed 0.999×). A `DequantizeLinear` would store the same bytes, but
@@ -29,6 +29,7 @@ from edgec.passes.int8.mixed import fewest_float_layers
 from edgec.passes.ort_tools import replace_contents
 
 WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+EMBEDDING_TABLES = (2, 3)     # EmbedLayerNormalization inputs: word_embedding, position_embedding
 SYNTHESIZED_FLOOR = 0.999       # the floor on synthesized feeds (with real ones the target's: 0.995)
 
 
@@ -123,7 +124,7 @@ def carried_state(graph: gs.Graph) -> str:
 
 def stored_weights(graph: gs.Graph, min_elements: int, edges_float: bool = False) -> list[tuple[gs.Constant, int]]:
     """(weight, its output-channel axis) of every large float32 constant read only as the weight input of
-    Conv/ConvTranspose/MatMul/Gemm nodes that agree on that axis (with `edges_float`, none of them reading a graph
+    Conv/ConvTranspose/MatMul/Gemm nodes (or as an EmbedLayerNormalization table) that agree on that axis (with `edges_float`, none of them reading a graph
     input or writing a graph output)."""
     found: dict[str, tuple[gs.Constant, int]] = {}
     skip: set[str] = set()
@@ -152,6 +153,10 @@ def stored_weights(graph: gs.Graph, min_elements: int, edges_float: bool = False
 def _channel_axis(node: gs.Node, index: int, shape: tuple[int, ...]) -> int | None:
     """The output-channel axis of the weight (of `shape`) at input `index` of `node`, None when it is not a layer's
     weight."""
+    if node.domain == "com.microsoft" and node.op == "EmbedLayerNormalization":
+        # `fuse` feeds the word and position tables to ONNX Runtime's fused embedding, where `embed` cannot reach
+        # them: stored here instead, one scale per block of each token's row
+        return 0 if index in EMBEDDING_TABLES else None
     if (node.domain or "") not in ("", "ai.onnx") or node.op not in WEIGHTED or index != 1:
         return None
     if node.op == "Conv":

@@ -125,3 +125,26 @@ def test_below_the_floor_only_the_sensitive_weights_stay_float():
     assert result.changed and sensitive in floats and sensitive in result.notes[0]
     assert result.stats["kept_float"] == 1 and result.stats["weights"] >= 5
     assert result.stats["bytes_after"] < result.stats["bytes_before"] and _int8_bytes(compiled) > 0
+
+
+def _embed_layer_norm_model(vocab: int = 300, hidden: int = 64, positions: int = 32) -> onnx.ModelProto:
+    """input_ids → ONNX Runtime's fused EmbedLayerNormalization (word + position + segment tables, LayerNorm)."""
+    r = np.random.default_rng(5)
+    tables = {"word": r.standard_normal((vocab, hidden)), "position": r.standard_normal((positions, hidden)),
+              "segment": r.standard_normal((2, hidden)), "gamma": np.ones(hidden), "beta": np.zeros(hidden)}
+    node = h.make_node("EmbedLayerNormalization", ["ids", "", "word", "position", "segment", "gamma", "beta"],
+                       ["y", "mask_index"], domain="com.microsoft", epsilon=1e-12)
+    graph = h.make_graph([node], "embed", [h.make_tensor_value_info("ids", T.INT32, [1, 16])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [1, 16, hidden])],
+                         [nh.from_array(v.astype(np.float32), k) for k, v in tables.items()])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)])
+
+
+def test_the_fused_embeddings_word_and_position_tables_are_stored_too():
+    model = _embed_layer_norm_model()
+    compiled, stats, _ = _stored(model, min_elements=1024)
+    assert stats["weights"] == 2                                       # the segment table is too small to matter
+    assert _float_bytes(compiled) < 0.35 * _float_bytes(model)
+    feed = {"ids": np.arange(16, dtype=np.int32).reshape(1, 16) * 7}
+    ref, got = models.run(model, feed)[0], models.run(compiled, feed)[0]
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.01
