@@ -10,6 +10,8 @@ by its characters); an EEG CNN + BiLSTM whose static int8 kept the task 0.15 (sa
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
@@ -75,7 +77,7 @@ def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: t
     return first, float(growth[first])
 
 
-def method_feeds(methods: list[str], model: onnx.ModelProto, calibration: CalibrationSource | None, feeds: list[Feed],
+def method_feeds(methods: Sequence[str], model: onnx.ModelProto, calibration: CalibrationSource | None, feeds: list[Feed],
                  ops: tuple[str, ...], notes: list[str]) -> list[tuple[str, list[Feed]]]:
     """Each calibration method with its feeds (those of `calibration`): the histogram methods collect first the feed
     that keeps their bins' growth smallest, and are left out (with a note) where even that one grows them too far."""
