@@ -57,10 +57,20 @@ class ActivationCapture:
         return {n: g for n, g in grams.items() if g is not None}       # None: no feed, no rows
 
     def ranges(self, graph: gs.Graph, names: list[str]) -> dict[str, np.ndarray]:
-        sess = self._session_with_outputs(graph, names)
-        per_feed = [[(float(np.min(v)), float(np.max(v))) if np.size(v) else (0.0, 0.0)
-                     for v in sess.run(names, feed)] for feed in self.feeds]
-        return {n: np.array([row[k] for row in per_feed], np.float64).reshape(-1, 2) for k, n in enumerate(names)}
+        """Each tensor's [min, max] per feed, reduced inside the graph: returning every tensor of a large image
+        at once took gigabytes."""
+        from edgec.compiler.modelio import to_model  # local: avoids a cycle at import time
+
+        model = to_model(graph, self.original)
+        bounds = [f"{n}::{op}" for n in names for op in ("min", "max")]
+        model.graph.node.extend(onnx.helper.make_node(f"Reduce{op.title()}", [n], [f"{n}::{op}"], keepdims=1)
+                                for n in names for op in ("min", "max"))
+        model.graph.output.extend(onnx.ValueInfoProto(name=b) for b in bounds)
+        sess = create_session(model.SerializeToString(), self.session, priority_order=True)
+        per_feed = [[float(np.min(v)) if np.size(v) and np.isfinite(v).all() else 0.0 for v in sess.run(bounds, feed)]
+                    for feed in self.feeds]
+        return {n: np.array([row[2 * k: 2 * k + 2] for row in per_feed], np.float64).reshape(-1, 2)
+                for k, n in enumerate(names)}
 
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         sess = self._session_with_outputs(graph, names)

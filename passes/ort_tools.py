@@ -20,6 +20,27 @@ def quiet_root_logger():
         root.setLevel(level)
 
 
+@contextmanager
+def calibration_in_priority_order():
+    """While active, sessions ONNX Runtime's calibrators create run nodes in priority-based order. The calibrator
+    adds a ReduceMin and a ReduceMax after every tensor; in the default order they ran late, keeping every tensor of
+    the graph alive at once (a text detector at 736×960: 1.4 GB for two inputs instead of 0.3)."""
+    import onnxruntime
+
+    plain = onnxruntime.SessionOptions
+
+    def prioritized() -> onnxruntime.SessionOptions:
+        options = plain()
+        options.execution_order = onnxruntime.ExecutionOrder.PRIORITY_BASED
+        return options
+
+    onnxruntime.SessionOptions = prioritized         # the calibrator reads it from the module when it builds
+    try:
+        yield
+    finally:
+        onnxruntime.SessionOptions = plain
+
+
 def replace_contents(graph: gs.Graph, other: gs.Graph) -> None:
     """Make `graph` hold `other`'s nodes and tensors, keeping its own input and output tensor objects."""
     by_name = {t.name: t for t in other.inputs + other.outputs}

@@ -25,7 +25,7 @@ from edgec.passes.base import Feed
 from edgec.passes.int8.outliers import split_outliers
 from edgec.passes.int8.prepare import prepared
 from edgec.passes.int8.smooth import smoothed
-from edgec.passes.ort_tools import quiet_root_logger
+from edgec.passes.ort_tools import calibration_in_priority_order, quiet_root_logger
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "Attention")
 CALIBRATION_FEEDS = 32        # at most this many feeds calibrate the ranges (evenly spaced over those given)
@@ -174,13 +174,14 @@ class Int8Builder:
                   "entropy": CalibrationMethod.Entropy}[self.recipe.calibrate]
         # uint8 activations (asymmetric: ReLU outputs use the whole range), int8 weights: ONNX Runtime's advice
         # for CPUs; one feed per collection step keeps the calibration's memory to one feed's activations
-        quantize_static(self._source, out, FeedReader(self._feeds), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(self.recipe.ops), per_channel=self.recipe.per_channel,
-                        reduce_range=self.recipe.reduce_range, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
-                        calibration_cache_path=self._cache,
-                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True,
-                                       "CalibStridedMinMax": 1})
+        with calibration_in_priority_order():
+            quantize_static(self._source, out, FeedReader(self._feeds), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(self.recipe.ops), per_channel=self.recipe.per_channel,
+                            reduce_range=self.recipe.reduce_range, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
+                            calibration_cache_path=self._cache,
+                            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True,
+                                           "CalibStridedMinMax": 1})
 
 
 def _gemm_aliases(names: list[str]) -> list[str]:

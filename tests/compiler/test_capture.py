@@ -34,3 +34,17 @@ def test_grams_sum_every_feed_and_keep_the_even_feeds_part_when_asked(count):
     plain = capture.grams(gs.import_onnx(model), [name])[name]
     np.testing.assert_allclose(plain.matrix, expected, rtol=1e-10)
     assert plain.rows == rows and plain.half is None     # the extra matrix only on request
+
+
+def test_ranges_are_each_tensors_min_and_max_on_each_feed():
+    model = models.mlp_model("gelu", blocks=1)
+    feeds = models.feeds(model, 3)
+    graph = gs.import_onnx(model)
+    hidden = next(n.outputs[0].name for n in graph.nodes if n.op == "MatMul")
+    names = [hidden, model.graph.output[0].name]
+    ranges = ActivationCapture(feeds, SessionConfig(), model).ranges(graph, names)
+    values = ActivationCapture(feeds, SessionConfig(), model).activations(graph, names)
+    for name in names:
+        assert ranges[name].shape == (3, 2)
+        assert np.isclose(ranges[name][:, 0].min(), values[name].min(), rtol=1e-6)
+        assert np.isclose(ranges[name][:, 1].max(), values[name].max(), rtol=1e-6)

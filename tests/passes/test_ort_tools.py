@@ -21,3 +21,13 @@ def test_replaced_contents_export_at_the_raised_opset():
     exported = gs.export_onnx(graph)
     assert [o.version for o in exported.opset_import if o.domain in ("", "ai.onnx")] == [13]
     onnx.checker.check_model(exported)
+
+
+def test_calibration_sessions_run_in_priority_order_only_while_asked():
+    import onnxruntime
+
+    from edgec.passes.ort_tools import calibration_in_priority_order
+
+    with calibration_in_priority_order():
+        assert onnxruntime.SessionOptions().execution_order == onnxruntime.ExecutionOrder.PRIORITY_BASED
+    assert onnxruntime.SessionOptions().execution_order == onnxruntime.ExecutionOrder.DEFAULT
