@@ -42,6 +42,11 @@ INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinear
                "DequantizeLinear", "DynamicQuantizeLSTM", "MatMulNBits", "QAttention")
 DYNAMIC_OPS = ("MatMul", "Gemm", "Attention")   # Attention: ONNX Runtime's fused one (the fuse pass), as QAttention
 STATIC_OPS = ("Conv", "MatMul", "Gemm")
+# static int8 fixes activation ranges from the calibration inputs and clips unseen inputs beyond them, so its error on
+# new inputs exceeds what the search feeds show (the sweep with 16 calibration inputs: a YOLOX detector at 0.9929 on
+# them moved a value by 10 % of the range on unseen images, a captcha CRNN at 0.9925 by 7.5 %): it must meet the floor
+# with this share of the error budget, dynamic int8 (ranges measured on each input) with all of it
+STATIC_ERROR_SHARE = 0.5
 # with the weighted layers, the operators ONNX Runtime's CPU EP runs in int8 between them (QLinearAdd/Mul/Concat/
 # pooling/Sigmoid/LeakyRelu, int8 Resize and MaxPool) or that only move data; Relu/Clip fold into the ranges
 STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "Sigmoid",
@@ -256,6 +261,8 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
     """The recipe's int8 model that meets the floor (mixed precision within `seconds` where it must), or None with a
     note."""
     floor = opts.floor if ctx.fidelity is not None else 0.0
+    if builder.recipe.mode == "static" and floor:
+        floor = round(1 - (1 - floor) * STATIC_ERROR_SHARE, 6)
     scores = recipe_scores(ctx, builder)
 
     def score(float_layers: tuple[str, ...]) -> float:

@@ -161,7 +161,7 @@ def test_the_mixed_precision_searches_share_the_search_time():
 
     _, result = _cnn_pass(latency=_qdq_fastest, judge=judge, ops="Conv,Gemm", mode="static", search_seconds=0)
     assert not result.changed
-    assert any("below the floor 0.99 within its share of the search time (0 s)" in n for n in result.notes)
+    assert any("below the floor 0.995 within its share of the search time (0 s)" in n for n in result.notes)
 
 
 def test_a_later_attempt_of_the_same_compile_reuses_the_scores_of_the_first():
@@ -218,3 +218,12 @@ def test_an_int8_gain_that_a_second_timing_does_not_repeat_keeps_the_float_graph
     assert not result.changed and "QuantizeLinear" not in {n.op for n in graph.nodes}
     assert result.stats["latency_confirmed"] == 1.05
     assert any("then 1.050×" in n and "both timings" in n for n in result.notes)
+
+
+def test_static_int8_keeps_half_the_error_budget_in_reserve_for_unseen_inputs():
+    # its clipped activation ranges move unseen inputs more than the search feeds show: at 0.993 every layer's static
+    # int8 meets the 0.99 floor on them, but not the 0.995 static must keep
+    _, result = _cnn_pass(latency=_qdq_fastest, judge=lambda graph: 0.993, ops="Conv,Gemm", mode="static", mixed=False)
+    assert not result.changed and any("below the floor 0.995" in n for n in result.notes)
+    _, result = _cnn_pass(latency=_qdq_fastest, judge=lambda graph: 0.996, ops="Conv,Gemm", mode="static", mixed=False)
+    assert result.changed
