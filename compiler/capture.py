@@ -72,6 +72,18 @@ class ActivationCapture:
         return {n: np.array([row[2 * k: 2 * k + 2] for row in per_feed], np.float64).reshape(-1, 2)
                 for k, n in enumerate(names)}
 
+    def sizes(self, graph: gs.Graph, names: list[str]) -> dict[str, int]:
+        """Each tensor's most elements on any one feed, counted inside the graph (`Size`)."""
+        from edgec.compiler.modelio import to_model  # local: avoids a cycle at import time
+
+        model = to_model(graph, self.original)
+        counts = [f"{n}::size" for n in names]
+        model.graph.node.extend(onnx.helper.make_node("Size", [n], [c]) for n, c in zip(names, counts, strict=True))
+        model.graph.output.extend(onnx.ValueInfoProto(name=c) for c in counts)
+        sess = create_session(model.SerializeToString(), self.session, priority_order=True)
+        per_feed = np.array([[int(v) for v in sess.run(counts, feed)] for feed in self.feeds]).reshape(-1, len(names))
+        return {n: int(per_feed[:, k].max()) if len(per_feed) else 0 for k, n in enumerate(names)}
+
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         sess = self._session_with_outputs(graph, names)
         rows: dict[str, list[np.ndarray]] = {n: [] for n in names}

@@ -56,6 +56,10 @@ class CalibrationSource(Protocol):
         """Each tensor's [min, max] on each feed, as float64 [feeds, 2]."""
         ...
 
+    def sizes(self, graph: gs.Graph, names: list[str]) -> dict[str, int]:
+        """Each tensor's most elements on any one feed."""
+        ...
+
 
 @dataclass
 class Gram:

@@ -34,6 +34,11 @@ class OrtCalibration:
         outs = [sess.run(names, f) for f in self.feeds]
         return {n: np.array([[float(o[k].min()), float(o[k].max())] for o in outs]) for k, n in enumerate(names)}
 
+    def sizes(self, graph, names):
+        sess = self._session(graph, names)
+        outs = [sess.run(names, f) for f in self.feeds]
+        return {n: max(int(o[k].size) for o in outs) for k, n in enumerate(names)}
+
     def _session(self, graph, names):
         model = gs.export_onnx(graph)
         model.ir_version = 8

@@ -61,6 +61,8 @@ def _growth(cover: np.ndarray, other: np.ndarray) -> float:
 # calibrated at 4.5 GB). The first input is chosen to keep that growth small, or the histogram methods are skipped.
 MAX_HISTOGRAM_GROWTH = 64.0     # 2048 bins × 64 ≈ 1.5 MB per tensor
 HISTOGRAM_METHODS = ("percentile", "entropy")
+# … and its calibration session returns every activation of a feed at once: a text detector at 736×960 held 1.8 GB
+MAX_HISTOGRAM_FEED_BYTES = 512 * 2**20
 
 
 def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: tuple[str, ...]) -> tuple[int, float]:
@@ -83,7 +85,13 @@ def method_feeds(methods: Sequence[str], model: onnx.ModelProto, calibration: Ca
     that keeps their bins' growth smallest, and are left out (with a note) where even that one grows them too far."""
     if not set(methods) & set(HISTOGRAM_METHODS) or calibration is None:
         return [(m, feeds) for m in methods]
-    first, growth = histogram_first_feed(gs.import_onnx(model), calibration, ops)
+    graph = gs.import_onnx(model)
+    held = 4 * sum(calibration.sizes(graph, layer_tensors(graph, ops)).values())       # float32 bytes of one feed
+    first, growth = histogram_first_feed(graph, calibration, ops)
+    if held > MAX_HISTOGRAM_FEED_BYTES:
+        notes.append(f"{'/'.join(m for m in methods if m in HISTOGRAM_METHODS)} ranges not tried: ONNX Runtime's "
+                     f"histograms hold every activation of an input at once ({held / 2**20:.0f} MB here)")
+        return [(m, feeds) for m in methods if m not in HISTOGRAM_METHODS] or [("minmax", feeds)]
     if growth > MAX_HISTOGRAM_GROWTH:
         skipped = [m for m in methods if m in HISTOGRAM_METHODS]
         notes.append(f"{'/'.join(skipped)} ranges not tried: an activation's magnitude varies {growth:.3g}× across "

@@ -48,3 +48,11 @@ def test_ranges_are_each_tensors_min_and_max_on_each_feed():
         assert ranges[name].shape == (3, 2)
         assert np.isclose(ranges[name][:, 0].min(), values[name].min(), rtol=1e-6)
         assert np.isclose(ranges[name][:, 1].max(), values[name].max(), rtol=1e-6)
+
+
+def test_sizes_are_each_tensors_most_elements_on_one_feed():
+    model = models.mlp_model("gelu", blocks=1)
+    graph = gs.import_onnx(model)
+    name = model.graph.output[0].name
+    sizes = ActivationCapture(models.feeds(model, 2), SessionConfig(), model).sizes(graph, [name])
+    assert sizes == {name: models.run(model, models.feeds(model, 1)[0])[0].size}

@@ -46,6 +46,11 @@ class _PerTensor(_Ranges):
     def ranges(self, graph, names):
         return {n: self.by_tensor[n] for n in names}
 
+    def sizes(self, graph, names):
+        return {n: self.size for n in names}
+
+    size = 1000
+
 
 def test_histograms_start_on_the_feed_that_covers_every_tensor_best():
     graph = gs.import_onnx(models.cnn_classifier_model())
@@ -69,3 +74,12 @@ def test_histogram_methods_collect_the_covering_feed_first_or_are_left_out():
     spread = {n: [[-100, 100], [-1, 1]] if i == 0 else [[-1, 1], [-100, 100]] for i, n in enumerate(names)}
     chosen = dict(method_feeds(["minmax", "percentile"], model, _PerTensor(spread), feeds[:2], ("Conv",), notes))
     assert list(chosen) == ["minmax"] and "percentile ranges not tried" in notes[0]
+
+
+def test_histogram_methods_are_left_out_where_one_input_holds_too_many_activations():
+    model = models.cnn_classifier_model()
+    names = layer_tensors(gs.import_onnx(model), ("Conv",))
+    source = _PerTensor({n: [[-1, 1], [-1, 1]] for n in names})
+    source.size = 200 * 2**20                     # 800 MB of float32 per tensor and input
+    chosen = dict(method_feeds(["minmax", "percentile"], model, source, [{}, {}], ("Conv",), notes := []))
+    assert list(chosen) == ["minmax"] and "hold every activation" in notes[0]
