@@ -166,7 +166,7 @@ def khmer_feeds(model: onnx.ModelProto) -> list[dict]:
     table = {c: 2 + i for i, c in enumerate(_KHMER_TABLE)}
     r, feeds = rng(404), []
     for i in range(FEEDS):
-        text = _KHMER[i] + ("" if r.random() < 0.5 else str(r.choice(_KHMER)))
+        text = _KHMER[i % len(_KHMER)] + ("" if r.random() < 0.5 else str(r.choice(_KHMER)))
         ids = np.array([[table.get(c, 1) for c in text]], np.int64)
         feeds.append({"x": ids, "mask": np.ones_like(ids, dtype=bool)})
     return feeds
