@@ -59,30 +59,30 @@ class ActivationCapture:
     def ranges(self, graph: gs.Graph, names: list[str]) -> dict[str, np.ndarray]:
         """Each tensor's [min, max] per feed, reduced inside the graph: returning every tensor of a large image
         at once took gigabytes."""
-        from edgec.compiler.modelio import to_model  # local: avoids a cycle at import time
-
-        model = to_model(graph, self.original)
-        bounds = [f"{n}::{op}" for n in names for op in ("min", "max")]
-        model.graph.node.extend(onnx.helper.make_node(f"Reduce{op.title()}", [n], [f"{n}::{op}"], keepdims=1)
-                                for n in names for op in ("min", "max"))
-        model.graph.output.extend(onnx.ValueInfoProto(name=b) for b in bounds)
-        sess = create_session(model.SerializeToString(), self.session, priority_order=True)
-        per_feed = [[float(np.min(v)) if np.size(v) and np.isfinite(v).all() else 0.0 for v in sess.run(bounds, feed)]
-                    for feed in self.feeds]
-        return {n: np.array([row[2 * k: 2 * k + 2] for row in per_feed], np.float64).reshape(-1, 2)
-                for k, n in enumerate(names)}
+        per_feed = self._reduced(graph, names, ("ReduceMin", "ReduceMax"))       # [feeds, tensors, 2]
+        bounds = np.array([[[float(np.min(v)) if np.size(v) and np.isfinite(v).all() else 0.0 for v in pair]
+                            for pair in row] for row in per_feed], np.float64).reshape(-1, len(names), 2)
+        return {n: bounds[:, k] for k, n in enumerate(names)}
 
     def sizes(self, graph: gs.Graph, names: list[str]) -> dict[str, int]:
         """Each tensor's most elements on any one feed, counted inside the graph (`Size`)."""
+        counts = np.array([[int(pair[0]) for pair in row] for row in self._reduced(graph, names, ("Size",))])
+        return {n: int(counts[:, k].max()) if len(counts) else 0 for k, n in enumerate(names)}
+
+    def _reduced(self, graph: gs.Graph, names: list[str], ops: tuple[str, ...]) -> list[list[list[np.ndarray]]]:
+        """Per feed, per tensor, the outputs of `ops` applied to it inside the graph (one session, nodes in priority
+        order so that every tensor is released once reduced)."""
         from edgec.compiler.modelio import to_model  # local: avoids a cycle at import time
 
         model = to_model(graph, self.original)
-        counts = [f"{n}::size" for n in names]
-        model.graph.node.extend(onnx.helper.make_node("Size", [n], [c]) for n, c in zip(names, counts, strict=True))
-        model.graph.output.extend(onnx.ValueInfoProto(name=c) for c in counts)
+        outputs = [f"{n}::{op}" for n in names for op in ops]
+        # a reduction over every axis keeps them as 1s by default: one value per tensor even where one is empty
+        model.graph.node.extend(onnx.helper.make_node(op, [n], [f"{n}::{op}"]) for n in names for op in ops)
+        model.graph.output.extend(onnx.ValueInfoProto(name=o) for o in outputs)
         sess = create_session(model.SerializeToString(), self.session, priority_order=True)
-        per_feed = np.array([[int(v) for v in sess.run(counts, feed)] for feed in self.feeds]).reshape(-1, len(names))
-        return {n: int(per_feed[:, k].max()) if len(per_feed) else 0 for k, n in enumerate(names)}
+        width = len(ops)
+        return [[values[k * width:(k + 1) * width] for k in range(len(names))]
+                for values in (sess.run(outputs, feed) for feed in self.feeds)]
 
     def activations(self, graph: gs.Graph, names: list[str], max_rows: int | None = None) -> dict[str, np.ndarray]:
         sess = self._session_with_outputs(graph, names)

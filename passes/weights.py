@@ -1,14 +1,15 @@
 """weights: layer weights stored in 8 bits, computed in float — a smaller file at the original's speed.
 
 Every float weight of a Conv, ConvTranspose, MatMul or Gemm that int8 left float (and that nothing else reads),
-and the word and position tables of ONNX Runtime's fused EmbedLayerNormalization, is stored as int8 with one scale per output channel, behind `Cast` → `Mul` by its scales. Those two nodes read
-only constants, so ONNX Runtime folds them while it loads the model (its constant folding, on by default) and
-runs the original float kernels on the restored weights: a quarter of the weight bytes on disk and in the
-download, no cost per run (a ResNet-18 timed 0.999×). A `DequantizeLinear` would store the same bytes, but
-ONNX Runtime keeps that node to run on every inference (1.3–1.5× the latency). The error is the weights'
-rounding alone (no activation is quantized); with a `floor`, the rewritten graph is scored on the driver's
-search feeds and, when it falls below, the most sensitive weights stay float (mixed precision, as int8 does:
-`passes.int8.mixed`) — one detector head's rounding no longer keeps a whole network's bytes.
+and the word and position tables of ONNX Runtime's fused EmbedLayerNormalization, is stored as int8 with one scale
+per output channel, behind `Cast` → `Mul` by its scales. Those two nodes read only constants, so ONNX Runtime
+folds them while it loads the model (its constant folding, on by default) and runs the original float kernels on
+the restored weights: a quarter of the weight bytes on disk and in the download, no cost per run (a ResNet-18
+timed 0.999×). A `DequantizeLinear` would store the same bytes, but ONNX Runtime keeps that node to run on every
+inference (1.3–1.5× the latency). The error is the weights' rounding alone (no activation is quantized); with a
+`floor`, the rewritten graph is scored on the driver's search feeds and, when it falls below, the most sensitive
+weights stay float (mixed precision, as int8 does: `passes.int8.mixed`) — one detector head's rounding no longer
+keeps a whole network's bytes.
 
 No activation is rounded and no unit removed, so the pass is `data_free`: without real inputs it still runs,
 judged on the synthesized feeds at the tighter `SYNTHESIZED_FLOOR` (they show the weights' error, not the
@@ -124,8 +125,8 @@ def carried_state(graph: gs.Graph) -> str:
 
 def stored_weights(graph: gs.Graph, min_elements: int, edges_float: bool = False) -> list[tuple[gs.Constant, int]]:
     """(weight, its output-channel axis) of every large float32 constant read only as the weight input of
-    Conv/ConvTranspose/MatMul/Gemm nodes (or as an EmbedLayerNormalization table) that agree on that axis (with `edges_float`, none of them reading a graph
-    input or writing a graph output)."""
+    Conv/ConvTranspose/MatMul/Gemm nodes (or as an EmbedLayerNormalization table) that agree on that axis (with
+    `edges_float`, none of them reading a graph input or writing a graph output)."""
     found: dict[str, tuple[gs.Constant, int]] = {}
     skip: set[str] = set()
     edges = {id(t) for t in [*graph.inputs, *graph.outputs]}

@@ -87,15 +87,13 @@ def method_feeds(methods: Sequence[str], model: onnx.ModelProto, calibration: Ca
         return [(m, feeds) for m in methods]
     graph = gs.import_onnx(model)
     held = 4 * sum(calibration.sizes(graph, layer_tensors(graph, ops)).values())       # float32 bytes of one feed
-    first, growth = histogram_first_feed(graph, calibration, ops)
-    if held > MAX_HISTOGRAM_FEED_BYTES:
-        notes.append(f"{'/'.join(m for m in methods if m in HISTOGRAM_METHODS)} ranges not tried: ONNX Runtime's "
-                     f"histograms hold every activation of an input at once ({held / 2**20:.0f} MB here)")
-        return [(m, feeds) for m in methods if m not in HISTOGRAM_METHODS] or [("minmax", feeds)]
-    if growth > MAX_HISTOGRAM_GROWTH:
-        skipped = [m for m in methods if m in HISTOGRAM_METHODS]
-        notes.append(f"{'/'.join(skipped)} ranges not tried: an activation's magnitude varies {growth:.3g}× across "
-                     "the calibration inputs (ONNX Runtime's histograms would grow by as many times their bins)")
+    first, growth = histogram_first_feed(graph, calibration, ops) if held <= MAX_HISTOGRAM_FEED_BYTES else (0, 0.0)
+    why = (f"ONNX Runtime's histograms hold every activation of an input at once ({held / 2**20:.0f} MB here)"
+           if held > MAX_HISTOGRAM_FEED_BYTES else
+           f"an activation's magnitude varies {growth:.3g}× across the calibration inputs (ONNX Runtime's histograms "
+           "would grow by as many times their bins)" if growth > MAX_HISTOGRAM_GROWTH else "")
+    if why:
+        notes.append(f"{'/'.join(m for m in methods if m in HISTOGRAM_METHODS)} ranges not tried: {why}")
         return [(m, feeds) for m in methods if m not in HISTOGRAM_METHODS] or [("minmax", feeds)]
     ordered = [feeds[first], *feeds[:first], *feeds[first + 1:]]
     return [(m, ordered if m in HISTOGRAM_METHODS else feeds) for m in methods]
