@@ -24,8 +24,10 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], config: Sessi
 class ActivationCapture:
     """Runs the current graph with extra outputs to collect activations for the passes."""
 
-    def __init__(self, feeds: Sequence[Feed], session: SessionConfig, opset_model: onnx.ModelProto, seed: int = 0):
+    def __init__(self, feeds: Sequence[Feed], session: SessionConfig, opset_model: onnx.ModelProto, seed: int = 0,
+                 scored: int = 0):
         self._feeds = list(feeds)
+        self.scored = scored          # the last feeds are the fidelity probe's search feeds
         self.session = session
         self.original = opset_model
         self.seed = seed

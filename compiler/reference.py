@@ -83,11 +83,12 @@ class Reference:
         return max([c for c in changes if c is not None], default=0.0)
 
     def capture(self, every_feed: bool = False) -> ActivationCapture:
-        """Statistics on the fit feeds, or with `every_feed` on the whole calibration set (fit and search: static
-        int8 ranges, which must cover as many inputs as there are; its scores are then judged on feeds it saw,
-        and the held-out gate stays the independent judge)."""
-        return ActivationCapture(self.feeds.calibration if every_feed else self.feeds.fit, self.config, self.model,
-                                 self.seed)
+        """Statistics on the fit feeds, or with `every_feed` on the whole calibration set, fit then search (static
+        int8 ranges, which must cover as many inputs as there are; scored, they come from the fit feeds alone)."""
+        if every_feed:
+            return ActivationCapture(self.feeds.calibration, self.config, self.model, self.seed,
+                                     scored=len(self.feeds.search))
+        return ActivationCapture(self.feeds.fit, self.config, self.model, self.seed)
 
     def probe(self) -> FidelityProbe:
         return FidelityProbe(self)

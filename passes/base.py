@@ -52,6 +52,12 @@ class CalibrationSource(Protocol):
         on the rest."""
         ...
 
+    @property
+    def scored(self) -> int:
+        """How many of the last `feeds` the fidelity probe scores on (the search feeds, which a pass needing
+        "ranges" sees too); 0: none of them."""
+        ...
+
     def ranges(self, graph: gs.Graph, names: list[str]) -> dict[str, np.ndarray]:
         """Each tensor's [min, max] on each feed, as float64 [feeds, 2]."""
         ...

@@ -11,8 +11,8 @@ from edgec.passes.base import Gram
 
 
 class OrtCalibration:
-    def __init__(self, feeds):
-        self.feeds = feeds
+    def __init__(self, feeds, scored=0):
+        self.feeds, self.scored = feeds, scored
 
     def activations(self, graph, names, max_rows=None):
         sess = self._session(graph, names)

@@ -65,9 +65,10 @@ HISTOGRAM_METHODS = ("percentile", "entropy")
 MAX_HISTOGRAM_FEED_BYTES = 512 * 2**20
 
 
-def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: tuple[str, ...]) -> tuple[int, float]:
-    """The calibration feed to collect first, and the largest factor by which any tensor's magnitude over all feeds
-    exceeds its magnitude on that feed (the bins ONNX Runtime's histograms grow by)."""
+def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: tuple[str, ...],
+                         first_of: int | None = None) -> tuple[int, float]:
+    """The calibration feed (of the first `first_of`) to collect first, and the largest factor by which any tensor's
+    magnitude over all feeds exceeds its magnitude on that feed (the bins ONNX Runtime's histograms grow by)."""
     names = layer_tensors(graph, ops)
     if not names or not calibration.feeds:
         return 0, 1.0
@@ -75,19 +76,21 @@ def histogram_first_feed(graph: gs.Graph, calibration: CalibrationSource, ops: t
     overall = magnitudes.max(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         growth = np.where(overall > 0, overall / magnitudes, 1.0).max(axis=0)       # per candidate first feed
-    first = int(np.argmin(growth))
+    first = int(np.argmin(growth[:first_of]))
     return first, float(growth[first])
 
 
 def method_feeds(methods: Sequence[str], model: onnx.ModelProto, calibration: CalibrationSource | None, feeds: list[Feed],
-                 ops: tuple[str, ...], notes: list[str]) -> list[tuple[str, list[Feed]]]:
+                 ops: tuple[str, ...], notes: list[str], first_of: int | None = None) -> list[tuple[str, list[Feed]]]:
     """Each calibration method with its feeds (those of `calibration`): the histogram methods collect first the feed
-    that keeps their bins' growth smallest, and are left out (with a note) where even that one grows them too far."""
+    (of the first `first_of`) that keeps their bins' growth smallest, and are left out (with a note) where even that
+    one grows them too far."""
     if not set(methods) & set(HISTOGRAM_METHODS) or calibration is None:
         return [(m, feeds) for m in methods]
     graph = gs.import_onnx(model)
     held = 4 * sum(calibration.sizes(graph, layer_tensors(graph, ops)).values())       # float32 bytes of one feed
-    first, growth = histogram_first_feed(graph, calibration, ops) if held <= MAX_HISTOGRAM_FEED_BYTES else (0, 0.0)
+    first, growth = histogram_first_feed(graph, calibration, ops, first_of) if held <= MAX_HISTOGRAM_FEED_BYTES \
+        else (0, 0.0)
     why = (f"ONNX Runtime's histograms hold every activation of an input at once ({held / 2**20:.0f} MB here)"
            if held > MAX_HISTOGRAM_FEED_BYTES else
            f"an activation's magnitude varies {growth:.3g}× across the calibration inputs (ONNX Runtime's histograms "

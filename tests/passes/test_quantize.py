@@ -1,5 +1,6 @@
 import numpy as np
 import onnx_graphsurgeon as gs
+import pytest
 
 from edgec.passes import PassContext, get_pass
 
@@ -105,7 +106,7 @@ def test_reduce_range_follows_the_judging_cpu_unless_set():
         assert any("VNNI" in n for n in result.notes) == (saturates and option == "auto")
 
 
-def _cnn_pass(latency=None, judge=None, count=12, spread=1.0, alike=False, **options):
+def _cnn_pass(latency=None, judge=None, count=12, spread=1.0, alike=False, scored=0, **options):
     """The quantize pass on a small CNN; `spread`: calibration input k is scaled by spread**k; `alike`: every
     calibration input is the first one with a little noise."""
     from calib import OrtCalibration, fidelity_probe
@@ -116,7 +117,7 @@ def _cnn_pass(latency=None, judge=None, count=12, spread=1.0, alike=False, **opt
     feeds = [{k: v * np.float32(spread ** i) for k, v in f.items()} for i, f in enumerate(models.feeds(model, count))]
     if alike:
         feeds = [{k: feeds[0][k] + np.float32(0.01) * v for k, v in f.items()} for f in feeds]
-    ctx = PassContext(calibration=OrtCalibration(feeds), fidelity=judge, latency=latency,
+    ctx = PassContext(calibration=OrtCalibration(feeds, scored), fidelity=judge, latency=latency,
                       options={"floor": 0.99, **options})
     return graph, get_pass("quantize").run(graph, ctx)
 
@@ -227,3 +228,41 @@ def test_static_int8_keeps_half_the_error_budget_in_reserve_for_unseen_inputs():
     assert not result.changed and any("below the floor 0.995" in n for n in result.notes)
     _, result = _cnn_pass(latency=_qdq_fastest, judge=lambda graph: 0.996, ops="Conv,Gemm", mode="static", mixed=False)
     assert result.changed
+
+
+def _mlp_pass(latency):
+    from calib import OrtCalibration, fidelity_probe
+
+    model = models.mlp_model("relu", blocks=2)
+    graph = gs.import_onnx(model)
+    ctx = PassContext(calibration=OrtCalibration(models.feeds(model, 12)), latency=latency, options={"floor": 0.99},
+                      fidelity=fidelity_probe(model, models.feeds(model, 4, seed=7)))
+    return get_pass("quantize").run(graph, ctx)
+
+
+def test_static_int8_of_a_graph_without_convolutions_waits_for_dynamic_to_lose_on_speed():
+    def qdq_only_fast(graphs):    # dynamic int8 as slow as float (its run-time quantizers), static QDQ twice as fast
+        return [0.5 if any(n.op == "QuantizeLinear" for n in g.nodes) else 1.0 for g in graphs]
+
+    result = _mlp_pass(qdq_only_fast)
+    assert result.changed and result.stats["recipe"].startswith("static")
+    assert any("static int8 tried after all" in n for n in result.notes)
+    result = _mlp_pass(lambda graphs: [1.0] + [0.5] * (len(graphs) - 1))     # dynamic wins: static never built
+    assert result.changed and result.stats["recipe"].startswith("dynamic")
+    assert not any("static" in k for k in result.stats["latency_vs_float"])
+
+
+def test_static_int8_is_scored_with_ranges_from_other_feeds_and_written_with_every_feeds_ranges():
+    graph, result = _cnn_pass(latency=_qdq_fastest, spread=1.03, scored=4, calibrate="minmax")
+    assert result.changed and result.stats["recipe"].startswith("static")
+    assert any("scored on 4 calibration inputs with ranges from the other 8" in n for n in result.notes)
+    model = models.cnn_classifier_model()
+    feeds = [f["x"] * np.float32(1.03 ** i) for i, f in enumerate(models.feeds(model, 12))]
+    scale = next(n for n in graph.nodes if n.op == "QuantizeLinear" and n.inputs[0].name == "x").inputs[1]
+    assert _span(feeds[:8]) < float(scale.values) * 255 == pytest.approx(_span(feeds), rel=1e-3)   # every feed's
+                                                                                                    # range
+
+
+def _span(arrays) -> float:
+    """The uint8 range of the arrays together: 0 included."""
+    return max(float(max(a.max() for a in arrays)), 0.0) - min(float(min(a.min() for a in arrays)), 0.0)

@@ -104,3 +104,23 @@ def test_the_resource_line_names_the_compiles_over_budget():
     assert line.startswith("within 15 min and 2 GB + 4× the file: 2 of 4 (over: slow x86, hungry x86)")
     assert "longest 1000 s" in line and "hungry" in line.split("highest peak")[1]
     assert resource_line([row("old", 1.0, None, 1.0)]) == ""      # a results.json from before the column
+
+
+def test_an_original_written_unchanged_is_not_timed_against_itself(tmp_path):
+    import shutil
+
+    import onnx
+
+    from edgec.samples.sweep import _outputs
+    from edgec.samples.sweep_anchors import judged_anchors
+
+    import models
+
+    model = models.mlp_model("relu", blocks=1)
+    original, written = tmp_path / "m.onnx", tmp_path / "m.x86.onnx"
+    onnx.save(model, original)
+    shutil.copy(original, written)
+    feeds = models.feeds(model, 8)
+    latency, anchors = judged_anchors(original, written, feeds, feeds[:2], lambda f, a, b: (True, "ok"), _outputs,
+                                      tmp_path)
+    assert latency == 1.0 and [a.name for a in anchors] == ["ort-dynamic", "ort-static"]
