@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from edgec.compiler.bounded import unit_interval_outputs
 from edgec.compiler.calibration.feeds import FeedSet
 from edgec.compiler.capture import ActivationCapture, session_with_outputs
 from edgec.passes.base import Feed
@@ -34,6 +35,7 @@ class Reference:
         self.model, self.config, self.session, self.feeds = model, config, session, feeds
         self.seed, self.judged = seed, judged
         self.output_names = [o.name for o in session.get_outputs()]
+        self.units = unit_interval_outputs(model)     # probabilities by construction: judged on the unit interval
         self._sessions: dict[tuple[str, ...], object] = {}
         self._outputs: dict[int, tuple[Sequence[Feed], list[list[np.ndarray]]]] = {}   # id(feeds) → (feeds, outputs)
         self.memo: dict = {}          # what passes keep for the compile's later attempts (PassContext.memo)
@@ -66,7 +68,8 @@ class Reference:
 
     def compare(self, model: onnx.ModelProto, feeds: Sequence[Feed]) -> list:
         """Per output, the candidate's fidelity to the original on `feeds` (`runtime.fidelity.compare_runs`)."""
-        return compare_runs(self.output_names, self.outputs_on(feeds), self.candidate_outputs(model, feeds), list(feeds))
+        return compare_runs(self.output_names, self.outputs_on(feeds), self.candidate_outputs(model, feeds), list(feeds),
+                            self.units)
 
     def relative_change(self, model: onnx.ModelProto, feeds: Sequence[Feed], pooled: bool = False) -> float:
         """Relative L2 of the candidate's float outputs from the original's on `feeds`, over the outputs both
@@ -117,7 +120,7 @@ class FidelityProbe:
         self.calls += 1
         sess = create_session(to_model(graph.copy(), ref.model).SerializeToString(), ref.config)
         got = [sess.run(ref.output_names, f) for f in ref.feeds.search]
-        results = compare_runs(ref.output_names, self.expected, got, ref.feeds.search)
+        results = compare_runs(ref.output_names, self.expected, got, ref.feeds.search, ref.units)
         scores = [-1.0 if isinstance(f, str) or f.score != f.score else f.score for f in results]
         return min([1.0, *scores])
 

@@ -25,20 +25,21 @@ def verify(report: CompileReport, reference: Reference, candidate, target: Targe
             from exc
     threshold = target.min_cosine if min_cosine is None else min_cosine
     report.min_cosine = threshold
-    report.fidelity = _judged(report, names, refs, gots, split.held_out, gate_outputs, threshold, "")
+    report.fidelity = _judged(report, names, refs, gots, split.held_out, gate_outputs, threshold, "", reference.units)
     if split.evaluation:     # --eval-text: another domain, judged and gated the same way (the default: judged only)
         refs = split.evaluation_outputs or [reference.session.run(names, f) for f in split.evaluation]
         gots = [candidate.run(names, f) for f in split.evaluation]
         report.fidelity_eval = _judged(report, names, refs, gots, split.evaluation, gate_outputs,
-                                       threshold if split.evaluation_gated else 0.0, f" on {split.evaluation_source}")
+                                       threshold if split.evaluation_gated else 0.0, f" on {split.evaluation_source}",
+                                       reference.units)
     report.ok = report.fidelity_ok
 
 
 def _judged(report: CompileReport, names: list[str], refs, gots, feeds, gate_outputs: list[str] | None,
-            threshold: float, where: str) -> list[dict]:
+            threshold: float, where: str, units: frozenset[str]) -> list[dict]:
     """Each output's fidelity record; a gated output below the threshold fails the report, with a note."""
     records = []
-    for name, fid in zip(names, compare_runs(names, refs, gots, feeds), strict=True):
+    for name, fid in zip(names, compare_runs(names, refs, gots, feeds, units), strict=True):
         gated = gate_outputs is None or name in gate_outputs
         if isinstance(fid, str):       # another shape than the original's: as wrong as it gets
             report.fidelity_ok = report.fidelity_ok and not gated

@@ -11,6 +11,7 @@ non-negative maps or probabilities have a cosine near 1 for almost anything. So 
   one, whichever is larger (0.99 = an RMS error within 1 % of the range and no value off by over 5 %);
   for class probabilities (rows that sum to 1) also the top-1 agreement, whichever is lower: an OCR
   recognizer's per-step probabilities hardly move in RMS while its argmax — the text read — changes;
+  an output made by Sigmoid/Softmax (`compiler.bounded`) has a range of at least 1, whatever the feeds show;
 - `agreement`: integer outputs (labels, indices) — the fraction of elements that are equal.
 Non-finite values that the original has too (a -inf mask fill, a NaN it produces) count as equal.
 """
@@ -91,9 +92,10 @@ def _few_values(ref: list[np.ndarray]) -> bool:
 
 
 def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
-                    masks: list[np.ndarray | None] | None = None) -> OutputFidelity:
+                    masks: list[np.ndarray | None] | None = None, unit: bool = False) -> OutputFidelity:
     """Compare one output over a list of samples (one array per held-out feed); `masks` (one per sample,
-    from `token_mask`) restricts per-token outputs to the real tokens."""
+    from `token_mask`) restricts per-token outputs to the real tokens; `unit`: the output is a probability by
+    construction (`compiler.bounded`), whose range counts as the unit interval at least."""
     if len(ref) != len(got) or not ref:
         raise ValueError("need the same non-zero number of reference and compiled samples")
     for a, b in zip(ref, got, strict=True):
@@ -118,8 +120,9 @@ def compare_outputs(name: str, ref: list[np.ndarray], got: list[np.ndarray],
     rel = diff / norm if norm > 0 else (0.0 if diff == 0 else float("inf"))
     max_abs = float(np.max(np.abs(a_all - b_all))) if a_all.size else 0.0
     predictions = metric == "range" and _few_values(ref) and not _is_probability(ref)
+    least = 1.0 if unit else 0.0
     score = {"cosine": min(float(np.mean(cos)), _worst_error_score(a_all, b_all)),
-             "range": _prediction_score(a_all, b_all) if predictions else _channel_range_score(ref, got),
+             "range": _prediction_score(a_all, b_all, least) if predictions else _channel_range_score(ref, got, least),
              "agreement": float(np.mean(a_all == b_all)) if a_all.size else 1.0}[metric]
     top1 = _top1_agreement(ref, got)
     if metric == "range" and top1 is not None and _is_probability(ref):
@@ -157,18 +160,18 @@ COSINE_WORST_SLACK = 10.0  # … and of a cosine output, by this many times (1 �
                            # sentence embedding moves single values by ~4 % of the range at cosine 0.997
 
 
-def _channel_range_score(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
+def _channel_range_score(ref: list[np.ndarray], got: list[np.ndarray], least: float = 0.0) -> float:
     """The range score of each channel of a [batch, channels, ...] output (box coordinates and class scores
     in one YOLO tensor have different units), the lowest; a channel's range counts as at least 1e-3 of the
     whole output's so a near-constant channel does not magnify noise. 2-D [batch, features] outputs are
     judged whole: their columns (classes) are not channels."""
     a_all = np.concatenate([a.ravel() for a in ref])
     b_all = np.concatenate([b.ravel() for b in got])
-    whole = _range_score(a_all, b_all)
+    whole = _range_score(a_all, b_all, least)
     channels = {a.shape[1] if a.ndim >= 3 else 1 for a in ref}
     if len(channels) != 1 or channels == {1} or max(channels) > MAX_CHANNELS:
         return whole
-    floor = 1e-3 * float(np.ptp(a_all)) if a_all.size else 0.0
+    floor = max(1e-3 * float(np.ptp(a_all)) if a_all.size else 0.0, least)
     per_channel = [_range_score(np.concatenate([a[:, c].ravel() for a in ref]),
                                 np.concatenate([b[:, c].ravel() for b in got]), floor)
                    for c in range(channels.pop())]
@@ -181,7 +184,7 @@ MAX_CHANNELS = 512
 Z_99 = 2.576     # a normal error's 99th percentile of |e|, in units of its RMS
 
 
-def _prediction_score(a: np.ndarray, b: np.ndarray) -> float:
+def _prediction_score(a: np.ndarray, b: np.ndarray, least: float = 0.0) -> float:
     """A regressor's predictions (few values per sample, each one a number the user reads): 1 − the error 99 %
     of predictions stay within, relative to the reference's range — Z_99 × the RMS error (a normal error model:
     a held-out set of a few dozen predictions rarely shows its tail), never less than the worst one seen. At 0.99
@@ -191,7 +194,7 @@ def _prediction_score(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     diff = np.abs(a - b)
     error = max(Z_99 * float(np.sqrt(np.mean(diff ** 2))), float(diff.max()))
-    scale = float(a.max() - a.min()) or float(np.max(np.abs(a)))
+    scale = max(float(a.max() - a.min()) or float(np.max(np.abs(a))), least)
     if scale < 1e-12:
         return 1.0 if error <= 1e-6 else 0.0
     return max(0.0, 1.0 - error / scale)
@@ -284,17 +287,18 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def compare_runs(names: list[str], refs: list[list], gots: list[list],
-                 feeds: list[dict[str, np.ndarray]]) -> list[OutputFidelity | str]:
+def compare_runs(names: list[str], refs: list[list], gots: list[list], feeds: list[dict[str, np.ndarray]],
+                 units: frozenset[str] = frozenset()) -> list[OutputFidelity | str]:
     """Every output of two models run on the same feeds (`refs`/`gots`: session.run results, one list per
-    feed), each compared with the metric that fits it, per-token outputs at the feeds' real tokens; an
-    output that cannot be compared (another shape than the original's) gives the reason instead."""
+    feed), each compared with the metric that fits it, per-token outputs at the feeds' real tokens, `units`
+    (probabilities by construction) against the unit interval at least; an output that cannot be compared
+    (another shape than the original's) gives the reason instead."""
     masks = [token_mask(f) for f in feeds]
     results: list[OutputFidelity | str] = []
     for k, name in enumerate(names):
         try:
             results.append(compare_outputs(name, [comparable(r[k]) for r in refs], [comparable(g[k]) for g in gots],
-                                           masks))
+                                           masks, name in units))
         except ValueError as exc:
             results.append(str(exc))
     return results

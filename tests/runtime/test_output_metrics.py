@@ -122,3 +122,13 @@ def test_a_regressor_is_judged_by_how_many_predictions_stay_within_the_gate_not_
     assert fid.metric == "range" and fid.score < 0.985
     close = [r + 0.002 * rng.standard_normal(r.shape) for r in ref]      # 99 % within 1 % of the range
     assert compare_outputs("y", ref, close).score > 0.99
+
+
+def test_a_probability_by_construction_is_judged_against_the_unit_interval():
+    # a wake-word score on audio without the word: values near 1e-4, their spread smaller than any int8 noise
+    ref = [np.array([[1e-4 + 1e-5 * i]], np.float32) for i in range(8)]
+    got = [r + np.float32(2e-4) for r in ref]
+    assert compare_outputs("p", ref, got).score < 0.5                       # against the feeds' spread: damage
+    assert compare_outputs("p", ref, got, unit=True).score > 0.999          # against [0, 1]: nothing a user sees
+    moved = [r + np.float32(0.05) for r in ref]
+    assert compare_outputs("p", ref, moved, unit=True).score < 0.95         # 5 % of the interval still counts
