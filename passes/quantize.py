@@ -208,17 +208,18 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
             except Exception as exc:  # noqa: BLE001 - a model the quantizer cannot handle stays float, with why
                 notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
                 continue
-            searches = [(builder, every, scoped) for builder, every in builders
+            # with the recipe each builder was calibrated for (every operator type of its scopes)
+            searches = [(builder, every, builder.recipe, scoped) for builder, every in builders
                         for scoped in _op_sets(builder.recipe, opts)]
             finals: dict[str, Int8Builder] = {}
-            for done, (builder, every, scoped) in enumerate(searches):
+            for done, (builder, every, calibrated, scoped) in enumerate(searches):
                 left = len(searches) - done + sum(len(_op_sets(r, opts)) for r in recipes[index + 1:])
                 start = time.monotonic()
                 try:
                     candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes,
                                           max(0.0, opts.search_seconds - spent) / left)
                     if candidate is not None and every is not None:
-                        candidate = _on_every_feed(stack, finals, model, candidate, every)
+                        candidate = _on_every_feed(stack, finals, model, candidate, every, calibrated)
                 except Exception as exc:  # noqa: BLE001
                     notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
                     continue
@@ -229,12 +230,13 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
 
 
 def _on_every_feed(stack: ExitStack, finals: dict[str, Int8Builder], model: onnx.ModelProto, candidate: Candidate,
-                   feeds: list) -> Candidate:
+                   feeds: list, calibrated: Recipe) -> Candidate:
     """The candidate scored with ranges from the fit feeds, rebuilt (the same layers float) with ranges from every
-    calibration feed: ranges that cover more inputs clip fewer new ones."""
+    calibration feed: ranges that cover more inputs clip fewer new ones. The rebuilding builder calibrates for
+    `calibrated`, every tensor of the scopes it rebuilds."""
     recipe = candidate.recipe
     if recipe.calibrate not in finals:
-        finals[recipe.calibrate] = stack.enter_context(Int8Builder(model, recipe, feeds))
+        finals[recipe.calibrate] = stack.enter_context(Int8Builder(model, calibrated, feeds))
     rebuilt = finals[recipe.calibrate].with_recipe(recipe).build(candidate.result.float_layers)
     return replace(candidate, result=replace(candidate.result, model=rebuilt))
 

@@ -57,6 +57,10 @@ class Recipe:
         return f"{self.mode} ({self.variant}{scope})"
 
 
+# one feed per collection step keeps the calibration's memory to one feed's activations
+STATIC_OPTIONS = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True, "CalibStridedMinMax": 1}
+
+
 class Int8Builder:
     """Quantized versions of `model` by `recipe`; `layers` are the nodes it can quantize, in graph order."""
 
@@ -67,6 +71,7 @@ class Int8Builder:
         """`smoothed_by`: a builder of the same smoothing whose smoothed model is taken as it is (no second
         smoothing of the same model and feeds)."""
         self.recipe, self.notes = recipe, list[str]()
+        self._calibrated_ops = recipe.ops     # static: the operator types whose tensors its ranges cover
         self.per_channel_ok = True            # False: the graph's opset cannot take per-channel scales
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-int8-")
         self._cache = Path(self._tmp.name) / "ranges.json"
@@ -173,15 +178,26 @@ class Int8Builder:
         method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                   "entropy": CalibrationMethod.Entropy}[self.recipe.calibrate]
         # uint8 activations (asymmetric: ReLU outputs use the whole range), int8 weights: ONNX Runtime's advice
-        # for CPUs; one feed per collection step keeps the calibration's memory to one feed's activations
+        # for CPUs
+        if not self._cache.exists() and set(self._calibrated_ops) - set(self.recipe.ops):
+            # ONNX Runtime calibrates the tensors of the operator types asked for and caches them: a narrower scope
+            # built first would leave a wider one without ranges
+            self._calibrate_for(self._calibrated_ops, method)
         with calibration_in_priority_order():
             quantize_static(self._source, out, FeedReader(self._feeds), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=list(self.recipe.ops), per_channel=self.recipe.per_channel,
                             reduce_range=self.recipe.reduce_range, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
-                            calibration_cache_path=self._cache,
-                            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True,
-                                           "CalibStridedMinMax": 1})
+                            calibration_cache_path=self._cache, extra_options=STATIC_OPTIONS)
+
+    def _calibrate_for(self, ops: tuple[str, ...], method) -> None:
+        """Fill the range cache for every tensor of `ops` (one quantization whose model is thrown away)."""
+        from onnxruntime.quantization import QuantFormat, quantize_static
+
+        with calibration_in_priority_order():
+            quantize_static(self._source, Path(self._tmp.name) / "calibrated.onnx", FeedReader(self._feeds),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(ops), calibrate_method=method,
+                            calibration_cache_path=self._cache, extra_options=STATIC_OPTIONS)
 
 
 def _gemm_aliases(names: list[str]) -> list[str]:

@@ -1,0 +1,33 @@
+from dataclasses import replace
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.passes.int8.recipes import Int8Builder, Recipe
+from edgec.passes.quantize import STATIC_OPS, STATIC_WIDE
+
+
+def _residual_cnn():
+    """conv → conv, their sum → max pool → conv: the sum's range is calibrated for the wide scope only."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3, (4, c, 3, 3)).astype(np.float32), f"w{i}")
+               for i, c in enumerate((3, 4, 4))]
+    conv = lambda x, w, y: helper.make_node("Conv", [x, w], [y], pads=[1, 1, 1, 1])    # noqa: E731
+    nodes = [conv("x", "w0", "a"), conv("a", "w1", "b"), helper.make_node("Add", ["a", "b"], ["c"]),
+             helper.make_node("MaxPool", ["c"], ["d"], kernel_shape=[1, 1]), conv("d", "w2", "y")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_a_narrower_static_scope_built_first_leaves_the_wider_one_its_ranges():
+    # ONNX Runtime caches the ranges of the tensors the first quantization calibrates: the builder calibrates
+    # for every operator type it was made for, whatever scope it builds first
+    model = _residual_cnn()
+    feeds = [{"x": np.random.default_rng(i).normal(size=(1, 3, 8, 8)).astype(np.float32)} for i in range(8)]
+    wide = Recipe("static", STATIC_WIDE, scope="wide")
+    with Int8Builder(model, wide, feeds) as builder:
+        narrow = builder.with_recipe(replace(wide, ops=STATIC_OPS, scope="layers")).build()
+        widened = builder.with_recipe(wide).build()
+    quantized = lambda m: {n.input[0] for n in m.graph.node if n.op_type == "QuantizeLinear"}    # noqa: E731
+    assert "c" in quantized(widened) and "c" not in quantized(narrow)         # the sum runs in int8 in the wide one
