@@ -203,11 +203,10 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
             deferred.append(recipe)
             continue
         with ExitStack() as stack:
-            try:
-                builders = _variants(stack, model, recipe, opts, ctx, notes)
-            except Exception as exc:  # noqa: BLE001 - a model the quantizer cannot handle stays float, with why
-                notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
+            built = _built_variants(stack, model, recipe, opts, ctx, notes)
+            if built is None:
                 continue
+            builders = built
             # with the recipe each builder was calibrated for (every operator type of its scopes)
             searches = [(builder, every, builder.recipe, scoped) for builder, every in builders
                         for scoped in _op_sets(builder.recipe, opts)]
@@ -229,6 +228,26 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
     return out, deferred
 
 
+def _built_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: QuantizeOptions,
+                    ctx: PassContext, notes: list[str]) -> list[tuple[Int8Builder, list[Feed] | None]] | None:
+    """`_variants`, or None with a note where ONNX Runtime's quantizer fails; a static recipe of the wide operator
+    set that fails (its calibrator cannot reduce an empty tensor: a Slice to nothing into a Concat) is tried again
+    on the weighted layers alone."""
+    try:
+        return _variants(stack, model, recipe, opts, ctx, notes)
+    except Exception as exc:  # noqa: BLE001 - a model the quantizer cannot handle stays float, with why
+        notes.append(f"{recipe.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
+        if recipe.mode != "static" or set(recipe.ops) != set(STATIC_WIDE):
+            return None
+    layers = replace(recipe, ops=STATIC_OPS, scope="layers")
+    notes.append(f"{layers.label} int8 tried instead: the weighted layers alone")
+    try:
+        return _variants(stack, model, layers, opts, ctx, notes)
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"{layers.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
+        return None
+
+
 def _on_every_feed(stack: ExitStack, finals: dict[str, Int8Builder], model: onnx.ModelProto, candidate: Candidate,
                    feeds: list, calibrated: Recipe) -> Candidate:
     """The candidate scored with ranges from the fit feeds, rebuilt (the same layers float) with ranges from every
@@ -245,8 +264,8 @@ def _op_sets(recipe: Recipe, opts: QuantizeOptions) -> list[Recipe]:
     """Static int8 (ops=auto) in two scopes, timed against each other: the weighted layers alone, and wide — their
     neighbours too (Add, pooling, Concat, Resize, …), so that ONNX Runtime keeps whole chains in int8 without a
     Q/DQ pair and a layout Transpose around every layer, at some cost in fidelity."""
-    if recipe.mode != "static" or opts.ops.strip().lower() != "auto":
-        return [recipe]
+    if recipe.mode != "static" or opts.ops.strip().lower() != "auto" or set(recipe.ops) != set(STATIC_WIDE):
+        return [recipe]                  # a builder calibrated for the layers alone has no wide scope
     return [replace(recipe, ops=STATIC_OPS, scope="layers"), replace(recipe, ops=STATIC_WIDE, scope="wide")]
 
 
@@ -356,8 +375,9 @@ def _fit_count(ctx: PassContext, count: int, notes: list[str]) -> int:
         notes.append(f"static int8 scored on calibration inputs that set its ranges too ({count} in all): a score on "
                      "inputs it has not seen needs more")
         return count
-    notes.append(f"static int8 scored on {scored} calibration inputs with ranges from the other {count - scored} (its "
-                 f"fixed ranges clip inputs they have not seen); the model written takes its ranges from all {count}")
+    note = (f"static int8 scored on {scored} calibration inputs with ranges from the other {count - scored} (its fixed "
+            f"ranges clip inputs they have not seen); the model written takes its ranges from all {count}")
+    notes += [] if note in notes else [note]          # once, though the layers alone may be tried after the wide set
     return count - scored
 
 

@@ -266,3 +266,28 @@ def test_static_int8_is_scored_with_ranges_from_other_feeds_and_written_with_eve
 def _span(arrays) -> float:
     """The uint8 range of the arrays together: 0 included."""
     return max(float(max(a.max() for a in arrays)), 0.0) - min(float(min(a.min() for a in arrays)), 0.0)
+
+
+def test_static_int8_falls_back_to_the_layers_where_the_wide_calibration_fails():
+    # ONNX Runtime's calibrator cannot reduce an empty tensor: a Slice to nothing into a Concat (the wide set)
+    from onnx import TensorProto, helper, numpy_helper
+
+    from calib import OrtCalibration, fidelity_probe
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 4, 3, 3)).astype(np.float32), f"w{i}") for i in range(2)]
+    ints = [numpy_helper.from_array(np.array([v], np.int64), n) for n, v in (("zero", 0), ("one", 1))]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Slice", ["a", "zero", "zero", "one"], ["empty"]),
+             helper.make_node("Concat", ["a", "empty"], ["c"], axis=1),
+             helper.make_node("Conv", ["c", "w1"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights + ints)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    feeds = [{"x": np.random.default_rng(i).normal(size=(1, 4, 8, 8)).astype(np.float32)} for i in range(16)]
+    ctx = PassContext(calibration=OrtCalibration(feeds[:12]), fidelity=fidelity_probe(model, feeds[12:]),
+                      latency=_qdq_fastest, options={"floor": 0.9, "mode": "static"})
+    g = gs.import_onnx(model)
+    result = get_pass("quantize").run(g, ctx)
+    assert any("tried instead: the weighted layers alone" in n for n in result.notes), result.notes
+    assert result.changed and "layers" in result.stats["recipe"]
