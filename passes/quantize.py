@@ -8,8 +8,8 @@ Recipes (`passes.int8.recipes`):
 - static: QDQ with activation ranges calibrated on the calibration feeds, Conv/MatMul/Gemm, fused by ONNX
   Runtime into QLinearConv/QLinearMatMul: the int8 that makes convolutional networks faster (dynamic int8
   of a Conv, ConvInteger, is slower than float on CPUs). Its scores on the search feeds are taken with ranges
-  from the other calibration feeds: fixed ranges clip inputs they have not seen. The calibration method (min/max or a percentile of
-  each activation's histogram) is the one that scores higher on the search feeds.
+  from the other calibration feeds, as fixed ranges clip inputs they have not seen (`passes.int8.static`). The
+  calibration method (min/max or a percentile of each activation's histogram) is the one that scores higher there.
 
 `mode=auto` (the default) builds every recipe that applies. With a `floor`, a recipe whose int8 scores below
 it on the search feeds keeps its most sensitive layers float until it does (`passes.int8.mixed`); the
@@ -23,17 +23,23 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import Feed, PassContext, PassOptionError, PassResult, build_options
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
-from edgec.passes.int8.dynamic import all_int8_score, dynamic_variants, first_line, model_score, recipe_scores
+from edgec.passes.int8.dynamic import dynamic_variants, first_line, model_score, recipe_scores
 from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
-from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, method_feeds, range_growth
 from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
+from edgec.passes.int8.static import (
+    STATIC_OPS,
+    STATIC_WIDE,
+    rebuilt_on_every_feed,
+    stable_ranges,
+    static_variants,
+)
 from edgec.passes.ort_tools import replace_contents
 
 Mode = Literal["auto", "dynamic", "static"]
@@ -42,18 +48,12 @@ MODES = get_args(Mode)
 INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv",
                "DequantizeLinear", "DynamicQuantizeLSTM", "MatMulNBits", "QAttention")
 DYNAMIC_OPS = ("MatMul", "Gemm", "Attention")   # Attention: ONNX Runtime's fused one (the fuse pass), as QAttention
-STATIC_OPS = ("Conv", "MatMul", "Gemm")
 # static int8 fixes activation ranges from the calibration inputs and clips unseen inputs beyond them. It is scored
 # with ranges from the fit feeds on the search feeds (4 of the sweep's 16 inputs), whose tail is short: it must meet
 # the floor with this share of the error budget, dynamic int8 (ranges measured on each input) with all of it. On the
 # sweep, a YOLOX detector at 0.9914 (share 1) and again at 0.9933 (share 0.75) moved an unseen value by 8.7 % of the
 # range; at 0.5 it stays float (samples/RESULTS.md#int8)
 STATIC_ERROR_SHARE = 0.5
-# with the weighted layers, the operators ONNX Runtime's CPU EP runs in int8 between them (QLinearAdd/Mul/Concat/
-# pooling/Sigmoid/LeakyRelu, int8 Resize and MaxPool) or that only move data; Relu/Clip fold into the ranges
-STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "Sigmoid",
-                            "LeakyRelu", "Resize", "Relu", "Clip", "Transpose", "Reshape", "Squeeze", "Unsqueeze",
-                            "Flatten", "Split")
 # int8 must time under this × the float graph to count as faster: on the sweep, one int8 Gemm in a CNN measured
 # 0.995–0.999× and then 1.00–1.02× in the compile's own timing (noise, not speed)
 NOISE = 0.97
@@ -151,7 +151,7 @@ def _recipes(opts: QuantizeOptions, reduce_range: bool, graph: gs.Graph, ctx: Pa
     if opts.mode == "static" and not count:
         raise ValueError("quantize: mode=static needs calibration inputs")
     if opts.mode == "auto" and (count < MIN_STATIC_FEEDS or ctx.fidelity is None) \
-            and not _stable_ranges(graph, ctx, count, notes):
+            and not stable_ranges(graph, ctx, count, notes):
         modes = ["dynamic"]                    # static ranges need data, and a recipe choice needs a judge
     recipes = []
     for mode in modes:
@@ -159,29 +159,6 @@ def _recipes(opts: QuantizeOptions, reduce_range: bool, graph: gs.Graph, ctx: Pa
         if present & set(ops):
             recipes.append(Recipe(mode, tuple(ops), opts.per_channel, reduce_range))
     return recipes
-
-
-def _stable_ranges(graph: gs.Graph, ctx: PassContext, count: int, notes: list[str]) -> bool:
-    """Whether fewer than MIN_STATIC_FEEDS calibration inputs may still set static ranges (a note either way)."""
-    if not count or ctx.fidelity is None or ctx.calibration is None:
-        return False
-    if count < MIN_FEEDS:
-        notes.append(f"static int8 not tried: {count} calibration inputs to set its activation ranges (it needs ≥ "
-                     f"{MIN_STATIC_FEEDS}, or ≥ {MIN_FEEDS} whose ranges agree: ranges from a handful of inputs clip "
-                     "the next one)")
-        return False
-    if not {n.op for n in graph.nodes} & set(STATIC_OPS):
-        return False
-    growth, where = range_growth(graph, ctx.calibration, STATIC_OPS)
-    if growth <= MAX_RANGE_GROWTH:
-        notes.append(f"static int8 tried on {count} calibration inputs: the ranges of half of them cover the other "
-                     f"half's activations to within {growth:.0%} of their span (≤ {MAX_RANGE_GROWTH:.0%})")
-        return True
-    shown = f" by {growth:.0%} of their span at '{where}'" if where else ""
-    notes.append(f"static int8 not tried: {count} calibration inputs to set its activation ranges, and the ranges of "
-                 f"half of them miss the other half's activations{shown} (it needs ≥ {MIN_STATIC_FEEDS} inputs, or "
-                 f"ranges within {MAX_RANGE_GROWTH:.0%}: ranges from a handful of inputs clip the next one)")
-    return False
 
 
 def _ops(setting: str, mode: str) -> list[str]:
@@ -218,7 +195,9 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
                     candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes,
                                           max(0.0, opts.search_seconds - spent) / left)
                     if candidate is not None and every is not None:
-                        candidate = _on_every_feed(stack, finals, model, candidate, every, calibrated)
+                        rebuilt = rebuilt_on_every_feed(stack, finals, model, candidate.recipe,
+                                                        candidate.result.float_layers, every, calibrated)
+                        candidate = replace(candidate, result=replace(candidate.result, model=rebuilt))
                 except Exception as exc:  # noqa: BLE001
                     notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
                     continue
@@ -246,18 +225,6 @@ def _built_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, op
     except Exception as exc:  # noqa: BLE001
         notes.append(f"{layers.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
         return None
-
-
-def _on_every_feed(stack: ExitStack, finals: dict[str, Int8Builder], model: onnx.ModelProto, candidate: Candidate,
-                   feeds: list, calibrated: Recipe) -> Candidate:
-    """The candidate scored with ranges from the fit feeds, rebuilt (the same layers float) with ranges from every
-    calibration feed: ranges that cover more inputs clip fewer new ones. The rebuilding builder calibrates for
-    `calibrated`, every tensor of the scopes it rebuilds."""
-    recipe = candidate.recipe
-    if recipe.calibrate not in finals:
-        finals[recipe.calibrate] = stack.enter_context(Int8Builder(model, calibrated, feeds))
-    rebuilt = finals[recipe.calibrate].with_recipe(recipe).build(candidate.result.float_layers)
-    return replace(candidate, result=replace(candidate.result, model=rebuilt))
 
 
 def _op_sets(recipe: Recipe, opts: QuantizeOptions) -> list[Recipe]:
@@ -289,25 +256,7 @@ def _variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, opts: Qu
                                                     opts.floor, ctx, notes)]
     judged = ctx.fidelity is not None
     methods = [opts.calibrate] if opts.calibrate != "auto" else (["minmax", "percentile"] if judged else ["minmax"])
-    feeds = list(_feeds(ctx))
-    fit = _fit_count(ctx, len(feeds), notes)
-    by_method = method_feeds(methods, model, ctx.calibration, feeds, recipe.ops, notes, first_of=fit)
-    unseen = {id(f) for f in feeds[fit:]}
-    builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m),
-                                                [f for f in chosen if id(f) not in unseen])) for m, chosen in by_method]
-    every = dict(by_method) if unseen else {}
-    scales = [True, False] if opts.per_channel and judged and builders[0].per_channel_ok else [builders[0].recipe.per_channel]
-    if len(builders) * len(scales) == 1:
-        return [(builders[0], every.get(builders[0].recipe.calibrate))]
-    scored = []
-    for builder in builders:
-        for per_channel in scales:
-            variant = replace(builder.recipe, per_channel=per_channel)
-            scored.append((all_int8_score(ctx, builder.with_recipe(variant)), variant, builder))
-    best = max(scored, key=lambda s: s[0])
-    notes.append("static int8, every layer, on the search feeds: "
-                 + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
-    return [(best[2].with_recipe(best[1]), every.get(best[1].calibrate))]
+    return static_variants(stack, model, recipe, methods, opts.per_channel, ctx, notes)
 
 
 def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, notes: list[str],
@@ -363,29 +312,6 @@ def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, sta
                      f"then {second:.3f}× (a gain must hold under {NOISE}× in both timings)")
         return None
     return candidates[best]
-
-
-def _fit_count(ctx: PassContext, count: int, notes: list[str]) -> int:
-    """How many of the calibration feeds (the first) set static int8's ranges while it is scored: all but the search
-    feeds, where enough remain (`int8.ranges.MIN_FEEDS`); else every one, scored on feeds it saw (a note says so)."""
-    scored = getattr(ctx.calibration, "scored", 0) if ctx.fidelity is not None else 0
-    if not scored:
-        return count
-    if count - scored < MIN_FEEDS:
-        notes.append(f"static int8 scored on calibration inputs that set its ranges too ({count} in all): a score on "
-                     "inputs it has not seen needs more")
-        return count
-    note = (f"static int8 scored on {scored} calibration inputs with ranges from the other {count - scored} (its fixed "
-            f"ranges clip inputs they have not seen); the model written takes its ranges from all {count}")
-    notes += [] if note in notes else [note]          # once, though the layers alone may be tried after the wide set
-    return count - scored
-
-
-def _feeds(ctx: PassContext) -> Sequence[dict]:
-    feeds = ctx.calibration.feeds if ctx.calibration is not None else None
-    if not feeds:
-        raise ValueError("static int8 needs calibration inputs")
-    return feeds
 
 
 def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:

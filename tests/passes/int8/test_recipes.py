@@ -4,7 +4,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.passes.int8.recipes import Int8Builder, Recipe
-from edgec.passes.quantize import STATIC_OPS, STATIC_WIDE
+from edgec.passes.int8.static import STATIC_OPS, STATIC_WIDE
 
 
 def _residual_cnn():
