@@ -200,7 +200,6 @@ class Teacher:
         judged = [n for n in outputs if self.judged is None or n in self.judged] or outputs
         return tune(session, slots, train, held, outputs, judged, settings, progress)
 
-    @staticmethod
-    def cosine(name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: Sequence[Feed]) -> float:
+    def cosine(self, name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: Sequence[Feed]) -> float:
         """An output's fidelity score over feeds (cosine for vectors), the way the compile's verification measures it."""
-        return compare_outputs(name, refs, gots, [token_mask(f) for f in feeds]).score
+        return compare_outputs(name, refs, gots, [token_mask(f) for f in feeds], name in self.reference.units).score

@@ -180,23 +180,20 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
             deferred.append(recipe)
             continue
         with ExitStack() as stack:
-            built = _built_variants(stack, model, recipe, opts, ctx, notes)
-            if built is None:
+            builders = _built_variants(stack, model, recipe, opts, ctx, notes)
+            if builders is None:
                 continue
-            builders = built
-            # with the recipe each builder was calibrated for (every operator type of its scopes)
-            searches = [(builder, every, builder.recipe, scoped) for builder, every in builders
+            searches = [(builder, every, scoped) for builder, every in builders
                         for scoped in _op_sets(builder.recipe, opts)]
             finals: dict[str, Int8Builder] = {}
-            for done, (builder, every, calibrated, scoped) in enumerate(searches):
+            for done, (builder, every, scoped) in enumerate(searches):
                 left = len(searches) - done + sum(len(_op_sets(r, opts)) for r in recipes[index + 1:])
                 start = time.monotonic()
                 try:
                     candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes,
                                           max(0.0, opts.search_seconds - spent) / left)
                     if candidate is not None and every is not None:
-                        rebuilt = rebuilt_on_every_feed(stack, finals, model, candidate.recipe,
-                                                        candidate.result.float_layers, every, calibrated)
+                        rebuilt = rebuilt_on_every_feed(stack, finals, builder, candidate.result.float_layers, every)
                         candidate = replace(candidate, result=replace(candidate.result, model=rebuilt))
                 except Exception as exc:  # noqa: BLE001
                     notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")

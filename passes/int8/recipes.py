@@ -67,9 +67,9 @@ class Int8Builder:
     model: onnx.ModelProto        # what the recipe quantizes: prepared (static), smoothed and/or split (dynamic)
 
     def __init__(self, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[Feed] = (),
-                 smoothed_by: Int8Builder | None = None):
+                 smoothed_by: Int8Builder | None = None, prepared_by: Int8Builder | None = None):
         """`smoothed_by`: a builder of the same smoothing whose smoothed model is taken as it is (no second
-        smoothing of the same model and feeds)."""
+        smoothing of the same model and feeds); `prepared_by`: a static builder whose pre-processed model is."""
         self.recipe, self.notes = recipe, list[str]()
         self._calibrated_ops = recipe.ops     # static: the operator types whose tensors its ranges cover
         self.per_channel_ok = True            # False: the graph's opset cannot take per-channel scales
@@ -79,7 +79,10 @@ class Int8Builder:
         if recipe.mode == "static":
             if not self._feeds:
                 raise ValueError("static int8 needs calibration inputs")
-            model, self.notes, self.per_channel_ok = prepared(model, recipe.per_channel)
+            if prepared_by is not None:
+                model, self.per_channel_ok = prepared_by.model, prepared_by.per_channel_ok
+            else:
+                model, self.notes, self.per_channel_ok = prepared(model, recipe.per_channel)
             if not self.per_channel_ok:
                 self.recipe = recipe = replace(recipe, per_channel=False)
         self._all_int8: tuple[Recipe, onnx.ModelProto] | None = None     # the current recipe's, built once
@@ -154,6 +157,10 @@ class Int8Builder:
         assert all(getattr(recipe, k) == getattr(self.recipe, k) for k in kept)
         self.recipe = recipe if self.per_channel_ok else replace(recipe, per_channel=False)
         return self
+
+    def recalibrated(self, feeds: Sequence[Feed]) -> Int8Builder:
+        """A static builder of the same pre-processed model and operator types, calibrated on `feeds` instead."""
+        return Int8Builder(self.model, replace(self.recipe, ops=self._calibrated_ops), feeds, prepared_by=self)
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -57,13 +57,13 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
     return [(best[2].with_recipe(best[1]), every.get(best[1].calibrate))]
 
 
-def rebuilt_on_every_feed(stack: ExitStack, finals: dict[str, Int8Builder], model: onnx.ModelProto, recipe: Recipe,
-                          float_layers: list[str], feeds: list[Feed], calibrated: Recipe) -> onnx.ModelProto:
-    """A model scored with ranges from the fit feeds, rebuilt (the same layers float) with ranges from every
-    calibration feed; `finals` keeps one rebuilding builder per calibration method, which calibrates for
-    `calibrated` (every tensor of the scopes it rebuilds)."""
+def rebuilt_on_every_feed(stack: ExitStack, finals: dict[str, Int8Builder], scored: Int8Builder,
+                          float_layers: list[str], feeds: list[Feed]) -> onnx.ModelProto:
+    """The model `scored` built (ranges from the fit feeds), rebuilt with the same layers float on ranges from every
+    calibration feed; `finals` keeps one rebuilding builder per calibration method."""
+    recipe = scored.recipe
     if recipe.calibrate not in finals:
-        finals[recipe.calibrate] = stack.enter_context(Int8Builder(model, calibrated, feeds))
+        finals[recipe.calibrate] = stack.enter_context(scored.recalibrated(feeds))
     return finals[recipe.calibrate].with_recipe(recipe).build(float_layers)
 
 
@@ -100,7 +100,7 @@ def calibration_feeds(ctx: PassContext) -> Sequence[Feed]:
 def _fit_count(ctx: PassContext, count: int, notes: list[str]) -> int:
     """How many of the calibration feeds (the first) set static int8's ranges while it is scored: all but the search
     feeds, where enough remain (`int8.ranges.MIN_FEEDS`); else every one, scored on feeds it saw (a note says so)."""
-    scored = getattr(ctx.calibration, "scored", 0) if ctx.fidelity is not None else 0
+    scored = ctx.calibration.scored if ctx.calibration is not None and ctx.fidelity is not None else 0
     if not scored:
         return count
     if count - scored < MIN_FEEDS:

@@ -87,3 +87,13 @@ def _doubled_output(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.nodes[[i for i, n in enumerate(graph.nodes) if out in n.outputs][0]].outputs = [raw]
     graph.layer(op="Mul", inputs=[raw, np.asarray(2.0, np.float32)], outputs=[out])
     return gs.export_onnx(graph.cleanup().toposort())
+
+
+def test_the_teacher_scores_a_probability_output_the_way_the_verification_does(tmp_path):
+    b = models.Builder()
+    model = b.model("x", b.op("Sigmoid", ["x"]))
+    teacher = _reference(model, tmp_path).teacher()
+    name = model.graph.output[0].name
+    refs = [np.full((1, 4), 1e-4 + 1e-5 * i, np.float32) for i in range(8)]
+    gots = [r + np.float32(2e-4) for r in refs]
+    assert teacher.cosine(name, refs, gots, [{}] * 8) > 0.999          # 2e-4 of the unit interval, not 200 %
