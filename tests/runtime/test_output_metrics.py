@@ -132,3 +132,32 @@ def test_a_probability_by_construction_is_judged_against_the_unit_interval():
     assert compare_outputs("p", ref, got, unit=True).score > 0.999          # against [0, 1]: nothing a user sees
     moved = [r + np.float32(0.05) for r in ref]
     assert compare_outputs("p", ref, moved, unit=True).score < 0.95         # 5 % of the interval still counts
+
+
+def _ocr_logits(rng, steps=80, classes=37):
+    """Per-step logits whose winner clears the runner-up by far (a recognizer's): one class peaks at 8, the rest
+    stay near 0."""
+    logits = rng.standard_normal((steps, 1, classes)).astype(np.float32)
+    logits[np.arange(steps), 0, rng.integers(0, classes, steps)] += 8.0
+    return logits
+
+
+def test_logits_with_a_decisive_argmax_are_also_judged_by_top1_agreement():
+    rng = _rng()
+    ref = [_ocr_logits(rng) for _ in range(4)]
+    step, winner = 5, int(np.argmax(ref[0][5, 0]))
+    ref[0][step, 0, (winner + 1) % 37] = ref[0][step, 0, winner] - 0.05    # one close step …
+    got = [r.copy() for r in ref]
+    got[0][step, 0, (winner + 1) % 37] += 0.1                               # … reads another class
+    fid = compare_outputs("logits", ref, got)
+    assert fid.metric == "cosine" and fid.cosine > 0.999
+    assert fid.score == pytest.approx(319 / 320) and fid.top1_agreement == pytest.approx(319 / 320)
+
+
+def test_an_embedding_whose_argmax_means_nothing_is_not_judged_by_it():
+    rng = _rng()
+    ref = [rng.standard_normal((2, 384)).astype(np.float32) for _ in range(4)]
+    got = [r + 0.02 * rng.standard_normal(r.shape).astype(np.float32) for r in ref]
+    fid = compare_outputs("embedding", ref, got)
+    assert fid.top1_agreement is not None and fid.top1_agreement < 1
+    assert fid.score > 0.99
