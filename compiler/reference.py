@@ -198,7 +198,7 @@ class Teacher:
             raise ValueError(f"ONNX Runtime cannot run the tuning graph ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:160]})") from None
         judged = [n for n in outputs if self.judged is None or n in self.judged] or outputs
-        return tune(session, slots, train, held, outputs, judged, settings, progress)
+        return tune(session, slots, train, held, outputs, judged, settings, progress, self.reference.units)
 
     def cosine(self, name: str, refs: list[np.ndarray], gots: list[np.ndarray], feeds: Sequence[Feed]) -> float:
         """An output's fidelity score over feeds (cosine for vectors), the way the compile's verification measures it."""

@@ -13,6 +13,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
 from edgec.compiler import modelio
+from edgec.compiler.bounded import unit_interval_outputs
 from edgec.compiler.calibration.feeds import FeedSet
 from edgec.compiler.calibration.loading import vocabulary_size
 from edgec.compiler.errors import InputError
@@ -52,7 +53,8 @@ def retune(model_path: Path, teacher_path: Path, output: Path, data: str, device
     rule, epsilon = step_rule(found, settings.optimizer, settings.epsilon)
     settings = replace(settings, optimizer=rule, epsilon=epsilon)
     tuning = tuning_model(gs.export_onnx(graph, do_type_check=False), slots).SerializeToString()
-    job = ZOJob(slots, outputs, settings, judged=outputs, batch=affine.batch)
+    job = ZOJob(slots, outputs, settings, judged=outputs, batch=affine.batch,
+                units=sorted(unit_interval_outputs(teacher) & set(outputs)))
     done = _tune(tuning, teacher_path, data, device, job)
     result = done.tuned
     gain = result.held_out_best > result.held_out_before

@@ -89,16 +89,18 @@ class ZOJob:
     judged: list[str] = field(default_factory=list)
     batch: int = 8
     threads: int = 0
+    units: list[str] = field(default_factory=list)   # probabilities by construction (judged on the unit interval)
 
     def to_json(self) -> dict:
         return {"slots": [s.as_dict() for s in self.slots], "outputs": self.outputs, "judged": self.judged,
-                "batch": self.batch, "threads": self.threads, "settings": asdict(self.settings)}
+                "batch": self.batch, "threads": self.threads, "settings": asdict(self.settings),
+                "units": self.units}
 
     @classmethod
     def from_json(cls, job: dict) -> ZOJob:
         return cls([SiteSlot.from_dict(d) for d in job["slots"]], list(job["outputs"]),
                    ZOSettings(**job.get("settings", {})), list(job.get("judged") or []), int(job.get("batch", cls.batch)),
-                   int(job.get("threads", cls.threads)))
+                   int(job.get("threads", cls.threads)), list(job.get("units") or []))
 
 
 @dataclass
@@ -129,5 +131,5 @@ def run_job(job: ZOJob, tuning_path: str, teacher_path: str, data_path: str, pro
     session = create_session(tuning_path, config)
     train, held = split_pairs(load_arrays(data_path), teacher, job.outputs, job.batch)
     result = tune(session, job.slots, train, held, job.outputs, job.judged or job.outputs, job.settings,
-                  progress or (lambda done, info=None: None))
+                  progress or (lambda done, info=None: None), frozenset(job.units))
     return JobResult(result, len(train), len(held))

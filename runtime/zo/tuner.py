@@ -123,7 +123,9 @@ class Layout:
 
 def tune(session, slots: list[SiteSlot], batches: list[Pair], held: list[Pair], outputs: list[str],
          judged: list[str], settings: ZOSettings,
-         progress: Callable[..., None] = lambda done, info=None: None) -> ZOResult:
+         progress: Callable[..., None] = lambda done, info=None: None, units: frozenset[str] = frozenset()) -> ZOResult:
+    """The best θ on the held-out pairs, each judged output scored the way the compile verifies it (`units`:
+    probabilities by construction, judged against the unit interval at least)."""
     if settings.minutes <= 0 and not settings.max_steps:
         raise ValueError("zeroth-order tuning needs a budget of minutes or of steps")
     if settings.optimizer not in (*OPTIMIZERS, "jacobian") or settings.epsilon <= 0:
@@ -132,20 +134,20 @@ def tune(session, slots: list[SiteSlot], batches: list[Pair], held: list[Pair], 
     layout = Layout(slots, _site_scales(session, slots, batches[:4]))
     run = _runner(session, layout, outputs)
     result = ZOResult(trainable=layout.size)
-    result.held_out_before = result.held_out_best = score(run(np.zeros(layout.size), held), held, outputs, judged)
+    result.held_out_before = result.held_out_best = score(run(np.zeros(layout.size), held), held, outputs, judged, units)
     result.curve.append({"seconds": 0.0, "steps": 0, "held_out": result.held_out_before})
     start = time.perf_counter()
     if settings.optimizer == "jacobian":
-        best_theta = _pooled(run, layout, batches, held, outputs, judged, settings, result, progress)
+        best_theta = _pooled(run, layout, batches, held, outputs, judged, settings, result, progress, units)
     else:
-        best_theta = _stepwise(run, layout, batches, held, outputs, judged, settings, result, progress)
+        best_theta = _stepwise(run, layout, batches, held, outputs, judged, settings, result, progress, units)
     result.seconds = round(time.perf_counter() - start, 1)
     result.gammas, result.betas = layout.affines(best_theta)
     return result
 
 
 def _stepwise(run, layout: Layout, batches: list[Pair], held: list[Pair], outputs: list[str], judged: list[str],
-              settings: ZOSettings, result: ZOResult, progress) -> np.ndarray:
+              settings: ZOSettings, result: ZOResult, progress, units: frozenset[str]) -> np.ndarray:
     """The per-batch step rules of `runtime.zo.steps`: a step on each batch in turn, the held-out score every
     `eval_every` steps, the best θ kept, early stopping after `patience` evaluations without a gain."""
     rule = OPTIMIZERS[settings.optimizer](layout.size, settings)
@@ -163,7 +165,7 @@ def _stepwise(run, layout: Layout, batches: list[Pair], held: list[Pair], output
         result.steps += 1
         progress(clock.done(), f"held-out {result.held_out_best:.4f}")
         if result.steps % settings.eval_every == 0:
-            now = score(run(theta, held), held, outputs, judged)
+            now = score(run(theta, held), held, outputs, judged, units)
             result.forward_passes += len(held)
             result.curve.append({"seconds": clock.seconds(), "steps": result.steps, "held_out": round(now, 6)})
             if now > result.held_out_best:
@@ -177,7 +179,7 @@ def _stepwise(run, layout: Layout, batches: list[Pair], held: list[Pair], output
 
 
 def _pooled(run, layout: Layout, batches: list[Pair], held: list[Pair], outputs: list[str], judged: list[str],
-            settings: ZOSettings, result: ZOResult, progress) -> np.ndarray:
+            settings: ZOSettings, result: ZOResult, progress, units: frozenset[str]) -> np.ndarray:
     """`runtime.zo.jacobian`: the judged outputs' residual, pooled over the training batches."""
     fitted = [n for n in outputs if n in judged] or outputs
 
@@ -187,7 +189,7 @@ def _pooled(run, layout: Layout, batches: list[Pair], held: list[Pair], outputs:
 
     def evaluate(theta: np.ndarray) -> float:
         result.forward_passes += len(held)
-        return score(run(theta, held), held, outputs, judged)
+        return score(run(theta, held), held, outputs, judged, units)
 
     return pooled_gauss_newton(layout.size, residual_at, len(batches), evaluate, settings, result, progress)
 
@@ -211,14 +213,16 @@ def _site_scales(session, slots: list[SiteSlot], pairs: list[Pair]) -> list[floa
     return [math.sqrt(s / max(len(pairs), 1)) or 1.0 for s in sums]
 
 
-def score(gots: list[dict], held: list[Pair], outputs: list[str], judged: list[str]) -> float:
+def score(gots: list[dict], held: list[Pair], outputs: list[str], judged: list[str],
+          units: frozenset[str] = frozenset()) -> float:
     """Min over the judged float outputs of their fidelity score on the held-out pairs."""
     scores = []
     for name in outputs:
         refs = [np.asarray(t[name]) for _, t in held]
         if name not in judged or not np.issubdtype(refs[0].dtype, np.floating):
             continue
-        scores.append(compare_outputs(name, refs, [g[name] for g in gots], [token_mask(f) for f, _ in held]).score)
+        scores.append(compare_outputs(name, refs, [g[name] for g in gots], [token_mask(f) for f, _ in held],
+                                     name in units).score)
     return float(min(scores)) if scores else 1.0
 
 

@@ -92,8 +92,20 @@ def test_a_job_and_its_result_cross_the_device_boundary_as_json_unchanged():
 
     slots = [SiteSlot(output="h", channels=6, groups=3, gamma="grasp/0/gamma", beta=None, raw="h/grasp_in",
                       label="fc1", shape=(1, 4, 6))]
-    job = ZOJob(slots, ["y"], ZOSettings(minutes=0.0, max_steps=7, optimizer="spsa", seed=3), judged=["y"], batch=2)
+    job = ZOJob(slots, ["y"], ZOSettings(minutes=0.0, max_steps=7, optimizer="spsa", seed=3), judged=["y"], batch=2,
+                units=["y"])
     assert ZOJob.from_json(json.loads(json.dumps(job.to_json()))) == job
     assert ZOJob.from_json({"slots": [], "outputs": ["y"]}).batch == ZOJob.batch    # old jobs: the defaults
     result = JobResult(ZOResult(steps=7, forward_passes=28, gammas=[[1.0, 0.5, 2.0]], betas=[[0.0, 0.1, 0.0]]), 5, 3)
     assert JobResult.from_json(json.loads(json.dumps(result.to_json()))) == result
+
+
+def test_the_tuner_scores_a_probability_by_construction_on_the_unit_interval():
+    from edgec.runtime.zo.tuner import score
+
+    rng = np.random.default_rng(0)
+    refs = [rng.uniform(0.0, 1e-3, (1, 4)).astype(np.float32) for _ in range(3)]   # a quiet spotter's scores
+    held = [({"x": np.zeros(1)}, {"p": r}) for r in refs]
+    gots = [{"p": r + 2e-4} for r in refs]
+    assert score(gots, held, ["p"], ["p"]) < 0.9                  # 2e-4 is a fifth of the range the feeds show
+    assert score(gots, held, ["p"], ["p"], frozenset({"p"})) > 0.999   # … and nothing on the unit interval
