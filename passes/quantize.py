@@ -89,7 +89,12 @@ class QuantizeOptions:
 class Candidate:
     recipe: Recipe
     result: MixedResult
-    layers: int                   # layers the recipe could quantize
+    layers: list[str]             # the weighted layers the recipe could quantize
+
+    @property
+    def quantized(self) -> int:
+        """The weighted layers it quantizes (its float nodes may include a wide recipe's Adds and pooling too)."""
+        return len(set(self.layers) - set(self.result.float_layers))
     notes: list[str]
 
 
@@ -130,14 +135,16 @@ class QuantizePass:
     def _applied(self, graph: gs.Graph, chosen: Candidate, stats: dict, notes: list[str]) -> PassResult:
         result = chosen.result
         replace_contents(graph, gs.import_onnx(result.model))
-        stats.update(recipe=chosen.recipe.label, quantized=chosen.layers - len(result.float_layers),
+        stats.update(recipe=chosen.recipe.label, quantized=chosen.quantized,
                      integer_ops=sum(n.op in INTEGER_OPS for n in graph.nodes),
                      calibration_score=round(result.score, 6), float_layers=result.float_layers)
         notes += chosen.notes
         if result.float_layers:
             shown = ", ".join(result.float_layers[:12]) + (" …" if len(result.float_layers) > 12 else "")
-            notes.append(f"mixed precision: {len(result.float_layers)} of {chosen.layers} layers kept float to keep "
-                         f"the floor ({shown})")
+            layers = len(chosen.layers) - chosen.quantized
+            others = f" and {len(result.float_layers) - layers} other nodes" if len(result.float_layers) > layers else ""
+            notes.append(f"mixed precision: {layers} of {len(chosen.layers)} layers{others} kept float to keep the "
+                         f"floor ({shown})")
         return PassResult(True, stats, notes)
 
 
@@ -271,7 +278,7 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
         return scores[float_layers]
 
     start = time.monotonic()
-    found = fewest_float_layers(builder.layers, tuple, score, floor, max_float_share=0.5 if opts.mixed else 0.0,
+    found = fewest_float_layers(builder.units, tuple, score, floor, max_float_share=0.5 if opts.mixed else 0.0,
                                 seconds=seconds, cost=builder.layer_cost)
     result = None if found is None else \
         MixedResult(builder.build(list(found.float_layers)), found.score, list(found.float_layers), found.scored)
@@ -281,7 +288,7 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
                else " even with up to half its layers float" if opts.mixed else "")
         notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}{why}")
         return None
-    return Candidate(builder.recipe, result, len(builder.layers), list(builder.notes))
+    return Candidate(builder.recipe, result, builder.layers, list(builder.notes))
 
 
 def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, stats: dict,
@@ -289,7 +296,7 @@ def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, sta
     """The candidate that runs fastest here, or None when the float graph is faster than every one; without a
     latency probe, the one that quantizes the most layers (ties: the higher score)."""
     if ctx.latency is None or len(graph.nodes) == 0:
-        return max(candidates, key=lambda c: (c.layers - len(c.result.float_layers), c.result.score))
+        return max(candidates, key=lambda c: (c.quantized, c.result.score))
     float_ms, *int8_ms = ctx.latency([graph, *(gs.import_onnx(c.result.model) for c in candidates)])
     stats["latency_vs_float"] = {c.recipe.label: round(ms / float_ms, 3) for c, ms in zip(candidates, int8_ms,
                                                                                          strict=True)}

@@ -113,6 +113,16 @@ class Int8Builder:
         return [n.name for n in self.model.graph.node if n.op_type in self.recipe.ops and n.op_type in WEIGHTED_OPS
                 and _weighted(n, constants) and n.name not in apart]
 
+    @property
+    def units(self) -> list[str]:
+        """What mixed precision may keep float (node names, in graph order): the weighted layers, and in a wide static
+        recipe every node of its operator types — a quantized Add, pooling or Concat between int8 layers can cost more
+        fidelity than any layer (open-nsfw: wide int8 missed the floor with half its layers float)."""
+        if self.recipe.scope != "wide":
+            return self.layers
+        apart = set(self.float_only)
+        return [n.name for n in self.model.graph.node if n.op_type in self.recipe.ops and n.name not in apart]
+
     @functools.cached_property
     def digest(self) -> str:
         """What the model to quantize computes, hashed piece by piece (past 2 GB it cannot be serialized whole)."""

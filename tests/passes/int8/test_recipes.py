@@ -31,3 +31,19 @@ def test_a_narrower_static_scope_built_first_leaves_the_wider_one_its_ranges():
         widened = builder.with_recipe(wide).build()
     quantized = lambda m: {n.input[0] for n in m.graph.node if n.op_type == "QuantizeLinear"}    # noqa: E731
     assert "c" in quantized(widened) and "c" not in quantized(narrow)         # the sum runs in int8 in the wide one
+
+
+def test_mixed_precision_may_keep_a_wide_recipes_adds_and_pooling_float_not_only_its_layers():
+    model = _residual_cnn()
+    feeds = [{"x": np.random.default_rng(i).normal(size=(1, 3, 8, 8)).astype(np.float32)} for i in range(8)]
+    wide = Recipe("static", STATIC_WIDE, scope="wide")
+    with Int8Builder(model, wide, feeds) as builder:
+        ops = {n.name: n.op_type for n in builder.model.graph.node}
+        assert [ops[u] for u in builder.units] == ["Conv", "Conv", "Add", "MaxPool", "Conv"]
+        assert [ops[u] for u in builder.layers] == ["Conv", "Conv", "Conv"]
+        add = next(u for u in builder.units if ops[u] == "Add")
+        kept = builder.build([add])
+        assert builder.with_recipe(replace(wide, ops=STATIC_OPS, scope="layers")).units == builder.layers
+    quantized = {n.input[0] for n in kept.graph.node if n.op_type == "QuantizeLinear"}
+    assert "c" not in quantized          # the sum of the two convolutions stays float
+
