@@ -29,6 +29,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import Feed, PassContext, PassOptionError, PassResult, build_options
+from edgec.passes.int8.choice import Candidate, fastest
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
 from edgec.passes.int8.dynamic import dynamic_variants, first_line, model_score, recipe_scores
 from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
@@ -54,9 +55,6 @@ DYNAMIC_OPS = ("MatMul", "Gemm", "Attention")   # Attention: ONNX Runtime's fuse
 # sweep, a YOLOX detector at 0.9914 (share 1) and again at 0.9933 (share 0.75) moved an unseen value by 8.7 % of the
 # range; at 0.5 it stays float (samples/RESULTS.md#int8)
 STATIC_ERROR_SHARE = 0.5
-# int8 must time under this × the float graph to count as faster: on the sweep, one int8 Gemm in a CNN measured
-# 0.995–0.999× and then 1.00–1.02× in the compile's own timing (noise, not speed)
-NOISE = 0.97
 
 
 @dataclass(frozen=True)
@@ -85,19 +83,6 @@ class QuantizeOptions:
                                       f"{getattr(self, name)!r}")
 
 
-@dataclass
-class Candidate:
-    recipe: Recipe
-    result: MixedResult
-    layers: list[str]             # the weighted layers the recipe could quantize
-
-    @property
-    def quantized(self) -> int:
-        """The weighted layers it quantizes (its float nodes may include a wide recipe's Adds and pooling too)."""
-        return len(set(self.layers) - set(self.result.float_layers))
-    notes: list[str]
-
-
 class QuantizePass:
     name = "quantize"
     Options = QuantizeOptions
@@ -120,13 +105,13 @@ class QuantizePass:
         candidates, deferred = _candidates(model, recipes, opts, ctx, notes)
         stats: dict = {"mode": opts.mode, "per_channel": opts.per_channel, "reduce_range": reduce_range,
                        "quantized": 0}
-        chosen = _fastest(graph, candidates, ctx, stats, notes) if candidates else None
+        chosen = fastest(graph, candidates, ctx, stats, notes) if candidates else None
         any_met = bool(candidates)
         if chosen is None and deferred:
             # small graphs: dynamic int8 quantizes its activations on every run, which may cost what it saves
             notes.append("static int8 tried after all: dynamic int8 was not faster than the float graph here")
             candidates, _ = _candidates(model, deferred, opts, ctx, notes, defer_static=False)
-            chosen = _fastest(graph, candidates, ctx, stats, notes) if candidates else None
+            chosen = fastest(graph, candidates, ctx, stats, notes) if candidates else None
         if chosen is None:
             kept = [] if any_met else ["int8 skipped: no recipe kept the floor (the float graph is kept)"]
             return PassResult(False, stats, notes + kept)
@@ -289,33 +274,6 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
         notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}{why}")
         return None
     return Candidate(builder.recipe, result, builder.layers, list(builder.notes))
-
-
-def _fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, stats: dict,
-             notes: list[str]) -> Candidate | None:
-    """The candidate that runs fastest here, or None when the float graph is faster than every one; without a
-    latency probe, the one that quantizes the most layers (ties: the higher score)."""
-    if ctx.latency is None or len(graph.nodes) == 0:
-        return max(candidates, key=lambda c: (c.quantized, c.result.score))
-    float_ms, *int8_ms = ctx.latency([graph, *(gs.import_onnx(c.result.model) for c in candidates)])
-    stats["latency_vs_float"] = {c.recipe.label: round(ms / float_ms, 3) for c, ms in zip(candidates, int8_ms,
-                                                                                         strict=True)}
-    best = min(range(len(candidates)), key=lambda i: int8_ms[i])
-    label, first = candidates[best].recipe.label, int8_ms[best] / float_ms
-    if first > NOISE:
-        notes.append(f"int8 kept float: the fastest recipe ({label}) measured {first:.3f}× the float graph's latency "
-                     f"here (a gain is under {NOISE}×)")
-        return None
-    # a gain must hold in a second timing: one timing of a model whose int8 changes little reads under NOISE
-    # about one time in four (a ResNet's int8 classifier head alone: 0.96× in the pass, 1.13× in the sweep)
-    again_float, again_int8 = ctx.latency([graph, gs.import_onnx(candidates[best].result.model)])
-    second = again_int8 / again_float
-    stats["latency_confirmed"] = round(second, 3)
-    if second > NOISE:
-        notes.append(f"int8 kept float: the fastest recipe ({label}) measured {first:.3f}× the float graph's latency, "
-                     f"then {second:.3f}× (a gain must hold under {NOISE}× in both timings)")
-        return None
-    return candidates[best]
 
 
 def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:
