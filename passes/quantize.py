@@ -42,6 +42,7 @@ from edgec.passes.int8.static import (
     static_variants,
 )
 from edgec.passes.ort_tools import replace_contents
+from edgec.passes.weights import carried_state
 
 Mode = Literal["auto", "dynamic", "static"]
 Calibrate = Literal["auto", "minmax", "percentile", "entropy"]
@@ -96,6 +97,11 @@ class QuantizePass:
         opts = build_options(QuantizeOptions, ctx.options, self.name)
         if any(n.op in INTEGER_OPS or n.op == "QuantizeLinear" for n in graph.nodes):
             return PassResult(False, {"quantized": 0}, ["the model is already quantized: left as it is"])
+        state = carried_state(graph)
+        if state:        # as the weights pass: a stream's state would carry every run's int8 error into the next
+            return PassResult(False, {"quantized": 0}, [f"the model carries state from run to run ({state}): it stays "
+                                                        "float (int8 error would build up over a stream, which checks "
+                                                        "of single runs do not see)"])
         reduce_range, notes = _reduce_range(opts.reduce_range, ctx.int8_saturates)
         recipes = _recipes(opts, reduce_range, graph, ctx, notes)
         if not recipes:
