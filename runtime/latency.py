@@ -29,20 +29,27 @@ class LatencyStats:
         return cls(len(ms), float(ms.mean()), float(ms.min()), float(ms.max()), *map(float, p))
 
 
+MAX_RUN_FACTOR = 100
+
+
 def measure_interleaved(runners: list[Callable[[], object]], warmup: int, runs: int,
                         max_seconds: float = float("inf"),
-                        progress: Callable[[int], None] | None = None) -> list[list[float]]:
+                        progress: Callable[[int], None] | None = None,
+                        min_seconds: float = 0.0) -> list[list[float]]:
     """Time several callables side by side (A B A B …) so machine noise hits them alike.
 
     Returns one list of per-run seconds per runner. Stops early once `max_seconds` have passed
-    (but always keeps at least 3 runs of each).
+    (but always keeps at least 3 runs of each); runs on past `runs` (up to MAX_RUN_FACTOR times as many) until
+    `min_seconds` have passed, so that a model of a few microseconds is not judged on a millisecond of samples.
     """
     for _ in range(warmup):
         for run in runners:
             run()
     samples: list[list[float]] = [[] for _ in runners]
     start = time.perf_counter()
-    for i in range(runs):
+    for i in range(runs * MAX_RUN_FACTOR):
+        if i >= runs and time.perf_counter() - start >= min_seconds:
+            break
         order = range(len(runners)) if i % 2 == 0 else reversed(range(len(runners)))
         for k in order:
             t0 = time.perf_counter()

@@ -23,3 +23,10 @@ def test_stats_from_samples():
     stats = LatencyStats.from_samples([0.001, 0.002, 0.003, 0.004])
     assert stats.runs == 4 and stats.min_ms == pytest.approx(1.0) and stats.max_ms == pytest.approx(4.0)
     assert stats.p50_ms == pytest.approx(2.5) and stats.mean_ms == pytest.approx(2.5)
+
+
+def test_a_fast_model_is_timed_for_a_minimum_time_not_only_a_number_of_runs():
+    quick = [lambda: None, lambda: None]
+    assert [len(s) for s in measure_interleaved(quick, warmup=0, runs=5)] == [5, 5]
+    long = measure_interleaved(quick, warmup=0, runs=5, min_seconds=0.02)
+    assert len(long[0]) == len(long[1]) > 5
