@@ -111,3 +111,16 @@ def changed_initializers(model: onnx.ModelProto, original: onnx.ModelProto) -> f
                 or not np.array_equal(numpy_helper.to_array(old), numpy_helper.to_array(init)):
             changed.add(init.name)
     return frozenset(changed)
+
+
+def carried_state(graph: gs.Graph) -> str:
+    """'input → output' for a float input that an output of the same rank hands on to the next run, as recurrent
+    exports name them (state → stateN, h → hn, c → cn, h0 → hN); '' when there is none."""
+    for x in graph.inputs:
+        stem = x.name.rstrip("0123456789_.").lower()
+        for y in graph.outputs:
+            same_rank = x.shape is not None and y.shape is not None and len(x.shape) == len(y.shape)
+            if stem and same_rank and y.name != x.name and y.name.lower().startswith(stem) \
+                    and len(y.name) <= len(stem) + 2 and x.dtype == y.dtype == np.float32:
+                return f"{x.name} → {y.name}"
+    return ""

@@ -29,6 +29,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import Feed, PassContext, PassOptionError, PassResult, build_options
+from edgec.passes.graph_tools import carried_state
 from edgec.passes.int8.choice import Candidate, fastest
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
 from edgec.passes.int8.dynamic import dynamic_variants, first_line, model_score, recipe_scores
@@ -42,7 +43,6 @@ from edgec.passes.int8.static import (
     static_variants,
 )
 from edgec.passes.ort_tools import replace_contents
-from edgec.passes.weights import carried_state
 
 Mode = Literal["auto", "dynamic", "static"]
 Calibrate = Literal["auto", "minmax", "percentile", "entropy"]

@@ -25,7 +25,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext, PassOptionError, PassResult, build_options
-from edgec.passes.graph_tools import fresh_name
+from edgec.passes.graph_tools import carried_state, fresh_name
 from edgec.passes.int8.mixed import fewest_float_layers
 from edgec.passes.ort_tools import replace_contents
 
@@ -108,19 +108,6 @@ def _stored_stats(weights: dict[str, Int8Weight], kept_float: Sequence[str]) -> 
     return {"kept_float": len(kept_float),
             "bytes_after": sum(w.stored_bytes for w in stored) + sum(weights[n].float_bytes for n in kept_float),
             "worst_rel_error": round(max((w.error for w in stored), default=0.0), 6)}
-
-
-def carried_state(graph: gs.Graph) -> str:
-    """'input → output' for a float input that an output of the same rank hands on to the next run, as recurrent
-    exports name them (state → stateN, h → hn, c → cn, h0 → hN); '' when there is none."""
-    for x in graph.inputs:
-        stem = x.name.rstrip("0123456789_.").lower()
-        for y in graph.outputs:
-            same_rank = x.shape is not None and y.shape is not None and len(x.shape) == len(y.shape)
-            if stem and same_rank and y.name != x.name and y.name.lower().startswith(stem) \
-                    and len(y.name) <= len(stem) + 2 and x.dtype == y.dtype == np.float32:
-                return f"{x.name} → {y.name}"
-    return ""
 
 
 def stored_weights(graph: gs.Graph, min_elements: int, edges_float: bool = False) -> list[tuple[gs.Constant, int]]:

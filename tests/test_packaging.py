@@ -81,3 +81,12 @@ def test_a_pass_never_imports_another_pass():
 def test_no_bare_layer_imports():
     for folder in ("compiler", "passes", "runtime", "targets", "samples"):
         assert not _imports(folder) & {"compiler", "passes", "runtime", "targets"}, folder
+
+
+def test_the_lint_bans_every_passs_module_from_the_other_passes():
+    import tomllib
+
+    from edgec.passes import REGISTRY
+
+    banned = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"]
+    assert {f"edgec.passes.{name}" for name in REGISTRY} <= set(banned)
