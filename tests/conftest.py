@@ -4,6 +4,7 @@ once per session."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -73,10 +74,37 @@ def ray_test_cluster():
         assert started.returncode == 0, started.stdout + started.stderr
         yield TestCluster(f"127.0.0.1:{port}", folder)
     finally:
-        subprocess.run(["pkill", "-9", "-f", folder], capture_output=True, timeout=60)
+        _kill_cluster(folder, f"address=127.0.0.1:{port} ")
         shutil.rmtree(folder, ignore_errors=True)
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def _kill_cluster(*marks: str) -> None:
+    """Every process of the test cluster: those that name its folder or address on their command line, and their
+    children (Ray's dashboard and runtime-env agents retitle themselves `ray::…` and name neither; the client
+    server's proxy names only the address): a teardown by folder alone left three alive after every session."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        line = " ".join(proc.info["cmdline"] or []) + " "
+        if proc.pid != os.getpid() and any(mark in line for mark in marks):
+            for member in [proc, *_children(proc)]:
+                found[member.pid] = member
+    for proc in found.values():
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(list(found.values()), timeout=30)
+
+
+def _children(proc):
+    import psutil
+
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 @pytest.fixture(scope="session")
