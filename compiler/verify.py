@@ -6,7 +6,7 @@ from __future__ import annotations
 from edgec.compiler.errors import InputError
 from edgec.compiler.reference import Reference
 from edgec.compiler.report.compile_report import CompileReport
-from edgec.passes.quantize import STATIC_ERROR_SHARE
+from edgec.passes.quantize import static_floor
 from edgec.runtime.fidelity import compare_runs
 from edgec.targets import TargetProfile
 
@@ -42,10 +42,10 @@ def verify(report: CompileReport, reference: Reference, candidate, target: Targe
 def _static_gate(report: CompileReport, threshold: float) -> float:
     """The held-out gate of a model with static int8: its fixed activation ranges clip inputs they have not
     seen, which the few held-out feeds rarely show (the captcha CRNN kept 318 of 320 steps held out and changed 2
-    of 32 lines on more), so it must keep the share of the error budget its search kept (`STATIC_ERROR_SHARE`)."""
-    static = any(rec.name == "quantize" and rec.changed and str(rec.stats.get("recipe", "")).startswith("static")
+    of 32 lines on more), so it must keep the share of the error budget its search kept (`quantize.static_floor`)."""
+    static = any(rec.name == "quantize" and rec.changed and rec.stats.get("recipe_mode") == "static"
                  for rec in report.passes)
-    return round(1 - STATIC_ERROR_SHARE * (1 - threshold), 6) if static and 0 < threshold < 1 else threshold
+    return static_floor(threshold) if static else threshold
 
 
 def _judged(report: CompileReport, names: list[str], refs, gots, feeds, gate_outputs: list[str] | None,

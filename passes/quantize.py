@@ -58,6 +58,12 @@ DYNAMIC_OPS = ("MatMul", "Gemm", "Attention")   # Attention: ONNX Runtime's fuse
 STATIC_ERROR_SHARE = 0.5
 
 
+def static_floor(floor: float) -> float:
+    """The score static int8 must keep where `floor` is asked: only STATIC_ERROR_SHARE of the distance to 1 (the
+    search's floor and, in the compile's verification, the held-out gate of a model with static int8)."""
+    return round(1 - (1 - floor) * STATIC_ERROR_SHARE, 6) if 0 < floor < 1 else floor
+
+
 @dataclass(frozen=True)
 class QuantizeOptions:
     mode: Mode = "auto"           # auto (every recipe that applies, the fastest that meets the floor) | dynamic | static
@@ -126,7 +132,7 @@ class QuantizePass:
     def _applied(self, graph: gs.Graph, chosen: Candidate, stats: dict, notes: list[str]) -> PassResult:
         result = chosen.result
         replace_contents(graph, gs.import_onnx(result.model))
-        stats.update(recipe=chosen.recipe.label, quantized=chosen.quantized,
+        stats.update(recipe=chosen.recipe.label, recipe_mode=chosen.recipe.mode, quantized=chosen.quantized,
                      integer_ops=sum(n.op in INTEGER_OPS for n in graph.nodes),
                      calibration_score=round(result.score, 6), float_layers=result.float_layers)
         notes += chosen.notes
@@ -259,8 +265,8 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
     """The recipe's int8 model that meets the floor (mixed precision within `seconds` where it must), or None with a
     note."""
     floor = opts.floor if ctx.fidelity is not None else 0.0
-    if builder.recipe.mode == "static" and floor:
-        floor = round(1 - (1 - floor) * STATIC_ERROR_SHARE, 6)
+    if builder.recipe.mode == "static":
+        floor = static_floor(floor)
     scores = recipe_scores(ctx, builder)
 
     def score(float_layers: tuple[str, ...]) -> float:

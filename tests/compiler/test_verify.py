@@ -10,7 +10,8 @@ from edgec.passes.quantize import STATIC_ERROR_SHARE
 def _report(recipe: str, changed: bool = True) -> CompileReport:
     report = CompileReport(input="m.onnx", output=None, target="x86", providers=["CPUExecutionProvider"],
                            pipeline=["quantize"])
-    report.passes.append(PassRecord("quantize", changed, 1.0, 0, 0, 0, stats={"recipe": recipe}))
+    stats = {"recipe": recipe, "recipe_mode": recipe.split(" ")[0]}      # as QuantizePass._applied records them
+    report.passes.append(PassRecord("quantize", changed, 1.0, 0, 0, 0, stats=stats))
     return report
 
 
