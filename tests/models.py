@@ -310,3 +310,15 @@ def constant_channels_cnn_model(seed: int = 0, flatten: bool = False) -> onnx.Mo
     rows = 8 * 36 if flatten else 8
     logits = b.op("Gemm", [x, b.const(b.weight((rows, 10))), b.const(b.weight((10,), 0.1))])
     return b.model("x", logits, in_shape=("batch", 3, 8, 8), out_shape=("batch", 10))
+
+
+def stateful_model(seed: int = 0) -> onnx.ModelProto:
+    """A stream's step: the state it is given goes through a 64×64 MatMul to the state it hands to the next run
+    (state → stateN), the output reads it."""
+    w = nh.from_array(np.random.default_rng(seed).standard_normal((64, 64)).astype(np.float32), "w")
+    graph = h.make_graph([h.make_node("Add", ["x", "state"], ["s"]), h.make_node("MatMul", ["s", "w"], ["stateN"]),
+                          h.make_node("Relu", ["stateN"], ["output"])], "g",
+                         [h.make_tensor_value_info("x", T.FLOAT, [1, 64]), h.make_tensor_value_info("state", T.FLOAT, [1, 64])],
+                         [h.make_tensor_value_info("output", T.FLOAT, [1, 64]),
+                          h.make_tensor_value_info("stateN", T.FLOAT, [1, 64])], [w])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])

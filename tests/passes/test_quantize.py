@@ -31,17 +31,8 @@ def test_nothing_to_quantize_is_a_note():
 
 
 def test_a_model_that_hands_its_state_to_the_next_run_stays_float():
-    from onnx import TensorProto as T
-    from onnx import helper as h
-    from onnx import numpy_helper as nh
-
-    w = nh.from_array(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "w")
-    graph = h.make_graph([h.make_node("Add", ["x", "state"], ["s"]), h.make_node("MatMul", ["s", "w"], ["stateN"]),
-                          h.make_node("Relu", ["stateN"], ["output"])], "g",
-                         [h.make_tensor_value_info("x", T.FLOAT, [1, 64]), h.make_tensor_value_info("state", T.FLOAT, [1, 64])],
-                         [h.make_tensor_value_info("output", T.FLOAT, [1, 64]),
-                          h.make_tensor_value_info("stateN", T.FLOAT, [1, 64])], [w])
-    result = get_pass("quantize").run(gs.import_onnx(h.make_model(graph)), PassContext(options={"reduce_range": "true"}))
+    graph = gs.import_onnx(models.stateful_model())
+    result = get_pass("quantize").run(graph, PassContext(options={"reduce_range": "true"}))
     assert not result.changed and "state → stateN" in result.notes[0]
 
 

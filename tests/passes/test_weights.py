@@ -102,13 +102,7 @@ def test_a_filterbank_over_a_raw_signal_stays_float():
 
 
 def test_a_model_that_hands_its_state_to_the_next_run_keeps_float_weights():
-    w = nh.from_array(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "w")
-    graph = h.make_graph([h.make_node("Add", ["x", "state"], ["s"]), h.make_node("MatMul", ["s", "w"], ["stateN"]),
-                          h.make_node("Relu", ["stateN"], ["output"])], "g",
-                         [h.make_tensor_value_info("x", T.FLOAT, [1, 64]), h.make_tensor_value_info("state", T.FLOAT, [1, 64])],
-                         [h.make_tensor_value_info("output", T.FLOAT, [1, 64]),
-                          h.make_tensor_value_info("stateN", T.FLOAT, [1, 64])], [w])
-    compiled, stats, notes = _stored(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
+    compiled, stats, notes = _stored(models.stateful_model())
     assert stats["weights"] == 0 and "state → stateN" in notes[0] and _int8_bytes(compiled) == 0
 
 
