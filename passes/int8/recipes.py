@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from edgec.passes.base import Feed
+from edgec.passes.int8.bias import bias_corrected, input_means
 from edgec.passes.int8.outliers import split_outliers
 from edgec.passes.int8.prepare import prepared
 from edgec.passes.int8.smooth import smoothed
@@ -42,6 +43,7 @@ class Recipe:
     smooth: str = ""           # dynamic: activation smoothing first (`passes.int8.smooth`; needs feeds): "all" inputs
                                # it helps, or only the "free" ones (folded into their LayerNorm)
     outliers: bool = False     # dynamic: outlier input channels computed apart in float (`passes.int8.outliers`)
+    correct_bias: bool = False  # static: int8 weights' mean output shift taken out of the biases (`passes.int8.bias`)
 
     @property
     def variant(self) -> str:
@@ -49,7 +51,7 @@ class Recipe:
         if self.mode == "dynamic":
             smoothed = {"all": ", smoothed", "free": ", smoothed in LayerNorms"}.get(self.smooth, "")
             return scales + smoothed + (", outliers apart" if self.outliers else "")
-        return f"{self.calibrate} {scales}"
+        return f"{self.calibrate} {scales}" + (", bias-corrected" if self.correct_bias else "")
 
     @property
     def label(self) -> str:
@@ -155,14 +157,20 @@ class Int8Builder:
             else:
                 self._static(out, list(float_layers))
         model = onnx.load(str(out))
+        if self.recipe.mode == "static" and self.recipe.correct_bias:
+            model, _ = bias_corrected(model, self.model, self._input_means)
         if not float_layers:
             self._all_int8 = (self.recipe, model)
         return model
 
+    @functools.cached_property
+    def _input_means(self) -> dict[str, np.ndarray]:
+        return input_means(self.model, self._feeds)
+
     def with_recipe(self, recipe: Recipe) -> Int8Builder:
         """The same builder (its prepared model and calibrated ranges) for another recipe of the same mode and
-        calibration method: per-tensor instead of per-channel weights, or fewer operator types than it was
-        calibrated for (the ranges cover a superset)."""
+        calibration method: per-tensor instead of per-channel weights, bias correction on or off, or fewer operator
+        types than it was calibrated for (the ranges cover a superset)."""
         kept = ("mode", "calibrate", "smooth", "outliers")
         assert all(getattr(recipe, k) == getattr(self.recipe, k) for k in kept)
         self.recipe = recipe if self.per_channel_ok else replace(recipe, per_channel=False)

@@ -18,6 +18,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import Feed, PassContext
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
+from edgec.passes.int8.bias import corrects_bias
 from edgec.passes.int8.dynamic import all_int8_score
 from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, method_feeds, range_growth
 from edgec.passes.int8.recipes import Int8Builder, Recipe
@@ -33,8 +34,8 @@ STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "G
 def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, methods: Sequence[str], per_channel: bool,
                     ctx: PassContext, notes: list[str]) -> list[tuple[Int8Builder, list[Feed] | None]]:
     """The builder whose calibration method (of `methods`) and weight scales (per-channel or per-tensor) score
-    highest all-int8 on the search feeds (one calibration per method; the scales need none), with the feeds its
-    final model is calibrated on (None: its own)."""
+    highest all-int8 on the search feeds (one calibration per method; the scales need none), the best of them also
+    with bias correction (`int8.bias`), with the feeds its final model is calibrated on (None: its own)."""
     judged = ctx.fidelity is not None
     feeds = list(calibration_feeds(ctx))
     fit = _fit_count(ctx, len(feeds), notes)
@@ -44,7 +45,7 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
                                                 [f for f in chosen if id(f) not in unseen])) for m, chosen in by_method]
     every = dict(by_method) if unseen else {}
     scales = [True, False] if per_channel and judged and builders[0].per_channel_ok else [builders[0].recipe.per_channel]
-    if len(builders) * len(scales) == 1:
+    if len(builders) * len(scales) == 1 and not judged:
         return [(builders[0], every.get(builders[0].recipe.calibrate))]
     scored = []
     for builder in builders:
@@ -52,6 +53,13 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
             variant = replace(builder.recipe, per_channel=scale)
             scored.append((all_int8_score(ctx, builder.with_recipe(variant)), variant, builder))
     best = max(scored, key=lambda s: s[0])
+    # bias correction of the best: kept where it scores higher (open-nsfw 0.9947 → 0.9971; a ResNet-18 0.861 → 0.852)
+    if judged and corrects_bias(best[2].model):
+        corrected = replace(best[1], correct_bias=True)
+        scored.append((all_int8_score(ctx, best[2].with_recipe(corrected)), corrected, best[2]))
+        best = max(scored, key=lambda s: s[0])
+    if len(scored) == 1:
+        return [(best[2].with_recipe(best[1]), every.get(best[1].calibrate))]
     notes.append("static int8, every layer, on the search feeds: "
                  + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
     return [(best[2].with_recipe(best[1]), every.get(best[1].calibrate))]

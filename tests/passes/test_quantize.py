@@ -299,3 +299,10 @@ def test_static_int8_falls_back_to_the_layers_where_the_wide_calibration_fails()
     result = get_pass("quantize").run(g, ctx)
     assert any("tried instead: the weighted layers alone" in n for n in result.notes), result.notes
     assert result.changed and "layers" in result.stats["recipe"]
+
+
+def test_static_int8_of_a_cnn_also_scores_its_best_variant_with_bias_correction():
+    _, result = _cnn_pass(latency=_qdq_fastest, scored=4)
+    scored = next(n for n in result.notes if n.startswith("static int8, every layer"))
+    listed = scored.rsplit(": ", 1)[0]                       # the variants scored, then the one chosen
+    assert listed.count(", bias-corrected") == 1
