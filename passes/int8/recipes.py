@@ -61,6 +61,7 @@ class Recipe:
 
 # one feed per collection step keeps the calibration's memory to one feed's activations
 STATIC_OPTIONS = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True, "CalibStridedMinMax": 1}
+NO_BIAS_CHECK = "QDQDisableWeightAdjustForInt32Bias"
 
 
 class Int8Builder:
@@ -74,6 +75,7 @@ class Int8Builder:
         smoothing of the same model and feeds); `prepared_by`: a static builder whose pre-processed model is."""
         self.recipe, self.notes = recipe, list[str]()
         self._calibrated_ops = recipe.ops     # static: the operator types whose tensors its ranges cover
+        self._static_options = dict(STATIC_OPTIONS)
         self.per_channel_ok = True            # False: the graph's opset cannot take per-channel scales
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-int8-")
         self._cache = Path(self._tmp.name) / "ranges.json"
@@ -208,12 +210,23 @@ class Int8Builder:
             # ONNX Runtime calibrates the tensors of the operator types asked for and caches them: a narrower scope
             # built first would leave a wider one without ranges
             self._calibrate_for(self._calibrated_ops, method)
-        with calibration_in_priority_order():
-            quantize_static(self._source, out, FeedReader(self._feeds), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=list(self.recipe.ops), per_channel=self.recipe.per_channel,
-                            reduce_range=self.recipe.reduce_range, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
-                            calibration_cache_path=self._cache, extra_options=STATIC_OPTIONS)
+        def quantize() -> None:
+            with calibration_in_priority_order():
+                quantize_static(self._source, out, FeedReader(self._feeds), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=list(self.recipe.ops), per_channel=self.recipe.per_channel,
+                                reduce_range=self.recipe.reduce_range, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
+                                calibration_cache_path=self._cache, extra_options=self._static_options)
+        try:
+            quantize()
+        except ValueError as exc:
+            # ONNX Runtime's check that an int32 bias fits its scale reads the bias as 1-D and fails on a [1, N] one
+            # (magika's Gemm): without that check the bias is quantized all the same (a bias beyond int32 would
+            # saturate, which the fidelity score sees)
+            if "truth value of an array" not in str(exc) or self._static_options.get(NO_BIAS_CHECK):
+                raise
+            self._static_options = {**self._static_options, NO_BIAS_CHECK: True}
+            quantize()
 
     def _calibrate_for(self, ops: tuple[str, ...], method) -> None:
         """Fill the range cache for every tensor of `ops` (one quantization whose model is thrown away)."""

@@ -47,3 +47,18 @@ def test_mixed_precision_may_keep_a_wide_recipes_adds_and_pooling_float_not_only
     quantized = {n.input[0] for n in kept.graph.node if n.op_type == "QuantizeLinear"}
     assert "c" not in quantized          # the sum of the two convolutions stays float
 
+
+
+def test_a_gemm_with_a_2d_bias_is_quantized_static_all_the_same():
+    # ONNX Runtime's int32-bias scale check indexes the bias as 1-D and raised on a [1, N] one (magika)
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "w"),
+            numpy_helper.from_array(rng.normal(size=(1, 4)).astype(np.float32), "c")]
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="gemm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    feeds = [{"x": rng.normal(size=(2, 8)).astype(np.float32)} for _ in range(4)]
+    with Int8Builder(model, Recipe("static", STATIC_OPS, per_channel=True), feeds) as builder:
+        quantized = builder.build()
+    assert "QuantizeLinear" in {n.op_type for n in quantized.graph.node}
