@@ -17,6 +17,8 @@ from pathlib import Path
 
 import onnx
 
+from edgec.passes.int8.hardswish import HARDSWISH_OPSET, hardswish_fused, hardswish_matches
+
 PER_CHANNEL_OPSET = 13
 
 
@@ -31,27 +33,45 @@ def prepared(model: onnx.ModelProto, per_channel: bool) -> tuple[onnx.ModelProto
     per_channel_ok = default_opset(model) >= PER_CHANNEL_OPSET
     if per_channel and not per_channel_ok:
         try:
-            model, upgrade = _upgraded(model)
+            model, upgrade = _upgraded(model, PER_CHANNEL_OPSET, "per-channel int8 scales need it")
             per_channel_ok = True
         except ValueError as exc:
             upgrade = f"{exc}: per-tensor scales only"
         notes.append(upgrade)
     model, failure = _pre_processed(model)
     notes += [failure] if failure else []
+    model, fused = _with_hardswish(model)
+    notes += [fused] if fused else []
     return _named(model), notes, per_channel_ok
 
 
-def _upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+def _with_hardswish(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """Hard-swishes written out (or expanded by the pre-processing) as one HardSwish op each (`int8.hardswish`), the
+    opset raised to 14 where that needs it and can be converted; a note where any was fused."""
+    if not hardswish_matches(model):
+        return model, ""
+    raised = ""
+    if default_opset(model) < HARDSWISH_OPSET:
+        with contextlib.suppress(ValueError):        # else those written with Clip become x · HardSigmoid(x)
+            model, raised = _upgraded(model, HARDSWISH_OPSET, "the HardSwish op needs it")
+    model, count = hardswish_fused(model)
+    if not count:
+        return model, ""
+    return model, f"{count} hard-swish activations run as one op each (a float op between int8 layers)" \
+        + (f"; {raised}" if raised else "")
+
+
+def _upgraded(model: onnx.ModelProto, opset: int, why: str) -> tuple[onnx.ModelProto, str]:
     from onnx import version_converter
 
     before = default_opset(model)
     try:
-        upgraded = version_converter.convert_version(model, PER_CHANNEL_OPSET)
+        upgraded = version_converter.convert_version(model, opset)
         onnx.checker.check_model(upgraded)
     except Exception as exc:  # noqa: BLE001 - the converter lacks adapters for some ops; per-tensor then
-        raise ValueError(f"opset {before} cannot be converted to {PER_CHANNEL_OPSET} for per-channel scales "
+        raise ValueError(f"opset {before} cannot be converted to {opset} ({why}) "
                          f"({str(exc).splitlines()[0][:120]})") from None
-    return upgraded, f"opset {before} → {PER_CHANNEL_OPSET} (per-channel int8 scales need it)"
+    return upgraded, f"opset {before} → {opset} ({why})"
 
 
 def _pre_processed(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
