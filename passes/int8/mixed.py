@@ -17,6 +17,7 @@ from typing import Callable, Generic, Sequence, TypeVar
 
 import numpy as np
 
+MIN_RETRY_SECONDS = 1.0
 M = TypeVar("M")    # what `build` makes and `score` judges: an onnx.ModelProto, a graphsurgeon Graph
 
 
@@ -55,8 +56,9 @@ def fewest_float_layers(layers: Sequence[str], build: Callable[[Sequence[str]], 
     best = _fewest_runs(order, most, build, score, floor, result, deadline)
     if best is None:
         return None
-    now = time.monotonic()          # the re-try takes at most as long again as the search so far
-    return _requantized(best, build, score, floor, min(deadline, now + (now - start)), cost)
+    now = time.monotonic()          # the re-try takes at most as long again as the search so far (≥ a second: a
+                                    # search of instant scores would otherwise leave it a few microseconds)
+    return _requantized(best, build, score, floor, min(deadline, now + max(now - start, MIN_RETRY_SECONDS)), cost)
 
 
 def _requantized(best: MixedResult[M], build, score, floor: float, deadline: float,
