@@ -23,33 +23,104 @@ from edgec.passes.base import Feed
 CORRECTED_OPS = ("Conv", "Gemm")
 
 
-def corrects_bias(model: onnx.ModelProto) -> bool:
-    """Whether the model has a layer whose bias correction can move: a Conv/Gemm with a constant weight and a bias."""
-    constants = {t.name for t in model.graph.initializer}
-    return any(n.op_type in CORRECTED_OPS and len(n.input) > 2 and n.input[1] in constants for n in model.graph.node)
+def corrects_bias(model: onnx.ModelProto, mode: str) -> bool:
+    """Whether the model has a layer whose bias the correction of `mode`'s int8 moves: static, a Conv/Gemm with a
+    constant weight and a bias; dynamic, a MatMul with a constant weight whose result only a constant bias Add reads."""
+    if mode == "dynamic":
+        return bool(matmul_biases(model))
+    return bool(_weighted_with_bias(model))
+
+
+def dynamic_bias_corrected(quantized: onnx.ModelProto, original: onnx.ModelProto,
+                           means: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, int]:
+    """`quantized` (dynamic int8: MatMulInteger) with the bias Add after each int8 MatMul shifted by −E[x]·(W_q − W),
+    and how many were. W_q is read back from the int8 weight and scale ONNX Runtime wrote (`<W>_quantized`,
+    `<W>_scale`); a MatMul kept float (its node still there) is left alone."""
+    constants = {t.name: t for t in quantized.graph.initializer}
+    floats = {t.name: t for t in original.graph.initializer}
+    still_float = {n.name for n in quantized.graph.node if n.op_type == "MatMul"}
+    adds_of_bias: dict[str, list[onnx.NodeProto]] = {}
+    for node in quantized.graph.node:
+        for name in node.input if node.op_type == "Add" else ():
+            adds_of_bias.setdefault(name, []).append(node)
+    biases, corrected = matmul_biases(original), 0
+    for node in original.graph.node:
+        add = biases.get(node.name)
+        bias_name = next((i for i in add.input if i in floats), None) if add is not None else None
+        targets = adds_of_bias.get(bias_name, []) if bias_name else []
+        q, scale = (constants.get(f"{node.input[1]}_{suffix}") for suffix in ("quantized", "scale")) if targets \
+            else (None, None)
+        if len(targets) != 1 or node.name in still_float or node.name not in means or q is None or scale is None:
+            continue
+        w = numpy_helper.to_array(floats[node.input[1]]).astype(np.float64)
+        w_q = numpy_helper.to_array(q).astype(np.float64) * numpy_helper.to_array(scale).astype(np.float64)
+        if w_q.shape != w.shape:
+            continue
+        bias = numpy_helper.to_array(floats[bias_name]).astype(np.float64)
+        name = f"{bias_name}_bias_corrected"
+        quantized.graph.initializer.append(numpy_helper.from_array(
+            (bias - means[node.name] @ (w_q - w)).astype(np.float32), name))
+        targets[0].input[list(targets[0].input).index(bias_name)] = name
+        corrected += 1
+    return quantized, corrected
 
 
 def input_means(model: onnx.ModelProto, feeds: Sequence[Feed]) -> dict[str, np.ndarray]:
-    """Each Conv/Gemm node's (by name) mean activation input per channel (Conv: axis 1; Gemm: its last axis) over
-    `feeds`, from one run per feed of `model` with those inputs as extra outputs."""
+    """Each correctable layer's (node name's) mean activation input per channel (Conv: axis 1; Gemm, MatMul: the
+    last axis) over `feeds`, from one run per feed of `model` with those inputs as extra outputs."""
     import onnxruntime as ort
 
-    layers = {n.name: n.input[0] for n in model.graph.node if n.op_type in CORRECTED_OPS and len(n.input) > 2}
+    layers = _layer_inputs(model)
     if not layers or not feeds:         # (a run asked for no outputs returns every one)
         return {}
-    wanted = sorted(set(layers.values()) - {o.name for o in model.graph.output})
+    names = sorted({tensor for tensor, _ in layers.values()})
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in wanted)
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names
+                              if name not in {o.name for o in model.graph.output})
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # the tensors as named
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = sorted(set(layers.values()))
-    sums: dict[str, np.ndarray] = {}
+    sums: dict[tuple[str, int], np.ndarray] = {}
     for feed in feeds:
-        for name, value in zip(names, session.run(names, dict(feed)), strict=True):
-            sums[name] = sums.get(name, 0.0) + _channel_mean(np.asarray(value, dtype=np.float64))
-    return {layer: sums[tensor] / max(len(feeds), 1) for layer, tensor in layers.items() if tensor in sums}
+        values = dict(zip(names, session.run(names, dict(feed)), strict=True))
+        for key in set(layers.values()):
+            sums[key] = sums.get(key, 0.0) + _channel_mean(np.asarray(values[key[0]], dtype=np.float64), key[1])
+    return {layer: sums[key] / len(feeds) for layer, key in layers.items()}
+
+
+def _layer_inputs(model: onnx.ModelProto) -> dict[str, tuple[str, int]]:
+    """The correctable layers (node name → (activation input, its channel axis: 1 for Conv, -1 otherwise))."""
+    layers = {n.name: (n.input[0], 1 if n.op_type == "Conv" else -1) for n in _weighted_with_bias(model)}
+    biased = matmul_biases(model)
+    layers.update({n.name: (n.input[0], -1) for n in model.graph.node if n.name in biased})
+    return layers
+
+
+def _weighted_with_bias(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The Conv/Gemm nodes with a constant weight and a bias: what the static correction moves."""
+    constants = {t.name for t in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type in CORRECTED_OPS and len(n.input) > 2 and n.input[1] in constants]
+
+
+def matmul_biases(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """Each MatMul with a constant 2-D weight whose result is read only by an Add of a constant 1-D bias as wide as
+    its output: node name → that Add."""
+    constants = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    found = {}
+    for node in model.graph.node:
+        weight = constants.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        users = readers.get(node.output[0], []) if weight is not None and len(weight.dims) == 2 else []
+        if len(users) != 1 or users[0].op_type != "Add" or node.output[0] in {o.name for o in model.graph.output}:
+            continue
+        bias = next((constants.get(i) for i in users[0].input if i != node.output[0]), None)
+        if bias is not None and list(bias.dims) == [weight.dims[1]]:
+            found[node.name] = users[0]
+    return found
 
 
 def bias_corrected(quantized: onnx.ModelProto, original: onnx.ModelProto,
@@ -84,11 +155,10 @@ def bias_corrected(quantized: onnx.ModelProto, original: onnx.ModelProto,
     return quantized, corrected
 
 
-def _channel_mean(value: np.ndarray) -> np.ndarray:
-    """Per-channel mean of a layer input: axis 1 of an N-D activation (Conv), the last axis of a 2-D one (Gemm)."""
-    if value.ndim == 2:
-        return value.mean(axis=0)
-    return value.mean(axis=tuple(i for i in range(value.ndim) if i != 1))
+def _channel_mean(value: np.ndarray, axis: int) -> np.ndarray:
+    """Per-channel mean of a layer input along `axis` (1: a Conv's channels; -1: a Gemm's or MatMul's features)."""
+    axis %= value.ndim
+    return value.mean(axis=tuple(i for i in range(value.ndim) if i != axis))
 
 
 def _constant_dq(node: onnx.NodeProto | None, constants: dict) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from edgec.passes.base import Feed
-from edgec.passes.int8.bias import bias_corrected, input_means
+from edgec.passes.int8.bias import bias_corrected, dynamic_bias_corrected, input_means
 from edgec.passes.int8.outliers import split_outliers
 from edgec.passes.int8.prepare import prepared
 from edgec.passes.int8.smooth import smoothed
@@ -43,14 +43,15 @@ class Recipe:
     smooth: str = ""           # dynamic: activation smoothing first (`passes.int8.smooth`; needs feeds): "all" inputs
                                # it helps, or only the "free" ones (folded into their LayerNorm)
     outliers: bool = False     # dynamic: outlier input channels computed apart in float (`passes.int8.outliers`)
-    correct_bias: bool = False  # static: int8 weights' mean output shift taken out of the biases (`passes.int8.bias`)
+    correct_bias: bool = False  # int8 weights' mean output shift taken out of the biases (`passes.int8.bias`)
 
     @property
     def variant(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
         if self.mode == "dynamic":
             smoothed = {"all": ", smoothed", "free": ", smoothed in LayerNorms"}.get(self.smooth, "")
-            return scales + smoothed + (", outliers apart" if self.outliers else "")
+            return scales + smoothed + (", outliers apart" if self.outliers else "") + \
+                (", bias-corrected" if self.correct_bias else "")
         return f"{self.calibrate} {scales}" + (", bias-corrected" if self.correct_bias else "")
 
     @property
@@ -159,8 +160,9 @@ class Int8Builder:
             else:
                 self._static(out, list(float_layers))
         model = onnx.load(str(out))
-        if self.recipe.mode == "static" and self.recipe.correct_bias:
-            model, _ = bias_corrected(model, self.model, self._input_means)
+        if self.recipe.correct_bias:
+            correct = bias_corrected if self.recipe.mode == "static" else dynamic_bias_corrected
+            model, _ = correct(model, self.model, self._input_means)
         if not float_layers:
             self._all_int8 = (self.recipe, model)
         return model

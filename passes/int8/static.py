@@ -54,7 +54,7 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
             scored.append((all_int8_score(ctx, builder.with_recipe(variant)), variant, builder))
     best = max(scored, key=lambda s: s[0])
     # bias correction of the best: kept where it scores higher (open-nsfw 0.9947 → 0.9971; a ResNet-18 0.861 → 0.852)
-    if judged and corrects_bias(best[2].model):
+    if judged and corrects_bias(best[2].model, "static"):
         corrected = replace(best[1], correct_bias=True)
         scored.append((all_int8_score(ctx, best[2].with_recipe(corrected)), corrected, best[2]))
         best = max(scored, key=lambda s: s[0])

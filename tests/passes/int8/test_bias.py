@@ -63,7 +63,7 @@ def test_input_means_are_per_channel_means_of_each_layers_input():
     assert set(means) == {"conv0", "conv1", "conv2"}
     assert np.allclose(means["conv0"], np.mean([f["x"].mean(axis=(0, 2, 3)) for f in feeds], axis=0))
     assert (means["conv1"] >= 0).all() and means["conv1"].shape == (8,)
-    assert input_means(model, []) == {} and corrects_bias(model)
+    assert input_means(model, []) == {} and corrects_bias(model, "static") and not corrects_bias(model, "dynamic")
 
 
 def test_bias_correction_takes_the_int8_weights_mean_shift_out_of_the_outputs():
@@ -89,3 +89,43 @@ def test_a_layer_whose_weight_is_not_a_constant_dequantization_is_left_alone():
     same, count = bias_corrected(onnx.ModelProto.FromString(model.SerializeToString()), model,
                                  {"conv0": np.zeros(3), "conv1": np.zeros(8), "conv2": np.zeros(8)})
     assert count == 0 and same.SerializeToString() == model.SerializeToString()
+
+
+def _relu_mlp(seed: int = 0) -> onnx.ModelProto:
+    """x → MatMul + bias → Relu → MatMul + bias: the second layer's inputs have a positive mean."""
+    rng = np.random.default_rng(seed)
+    init = [numpy_helper.from_array(rng.normal(0, 0.3, (16, 64)).astype(np.float32), "w0"),
+            numpy_helper.from_array(rng.normal(0, 0.1, (64,)).astype(np.float32), "b0"),
+            numpy_helper.from_array(rng.normal(0, 0.3, (64, 8)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(0, 0.1, (8,)).astype(np.float32), "b1")]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["m0"], name="fc0"), helper.make_node("Add", ["m0", "b0"], ["a0"]),
+             helper.make_node("Relu", ["a0"], ["r0"]), helper.make_node("MatMul", ["r0", "w1"], ["m1"], name="fc1"),
+             helper.make_node("Add", ["m1", "b1"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [32, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 8])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_dynamic_bias_correction_moves_the_bias_add_of_each_int8_matmul():
+    from edgec.passes.int8.bias import matmul_biases
+
+    model = _relu_mlp()
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.normal(0.5, 1.0, (32, 16)).astype(np.float32)} for _ in range(8)]
+    unseen = [{"x": rng.normal(0.5, 1.0, (32, 16)).astype(np.float32)} for _ in range(8)]
+    assert set(matmul_biases(model)) == {"fc0", "fc1"} and corrects_bias(model, "dynamic")
+    recipe = Recipe("dynamic", ("MatMul",), per_channel=True, reduce_range=True)
+    with Int8Builder(model, recipe, feeds) as builder:
+        plain, first_float = builder.build(), builder.build(["fc0"])
+        builder.with_recipe(Recipe("dynamic", ("MatMul",), True, True, correct_bias=True))
+        corrected, corrected_first_float = builder.build(), builder.build(["fc0"])
+    reference = np.stack([_run_y(model, f) for f in unseen])
+    shift = lambda m: np.abs(np.mean([_run_y(m, f) for f in unseen], axis=(0, 1)) - reference.mean(axis=(0, 1))).mean()  # noqa: E731
+    assert shift(corrected) < 0.5 * shift(plain)
+    added = lambda m: {t.name for t in m.graph.initializer if t.name.endswith("_bias_corrected")}  # noqa: E731
+    assert len(added(corrected)) == 2 and len(added(corrected_first_float)) == 1 and not added(first_float)
+
+
+def _run_y(model: onnx.ModelProto, feed: dict) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feed)[0]
