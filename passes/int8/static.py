@@ -17,8 +17,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from edgec.passes.base import Feed, PassContext
-from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
 from edgec.passes.int8.bias import corrects_bias
+from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
 from edgec.passes.int8.dynamic import all_int8_score
 from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, method_feeds, range_growth
 from edgec.passes.int8.recipes import Int8Builder, Recipe
