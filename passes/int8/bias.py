@@ -12,6 +12,7 @@ recipe keeps it only where it scores higher (`passes.int8.static`).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -67,34 +68,68 @@ def dynamic_bias_corrected(quantized: onnx.ModelProto, original: onnx.ModelProto
 
 def input_means(model: onnx.ModelProto, feeds: Sequence[Feed]) -> dict[str, np.ndarray]:
     """Each correctable layer's (node name's) mean activation input per channel (Conv: axis 1; Gemm, MatMul: the
-    last axis) over `feeds`, from one run per feed of `model` with those inputs as extra outputs."""
+    last axis) over `feeds`: one run per feed of `model` with a ReduceMean of each input as an extra output, so a run
+    holds no more activations than the model's own."""
     import onnxruntime as ort
 
     layers = _layer_inputs(model)
-    if not layers or not feeds:         # (a run asked for no outputs returns every one)
+    if not layers or not feeds:
         return {}
-    names = sorted({tensor for tensor, _ in layers.values()})
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names
-                              if name not in {o.name for o in model.graph.output})
+    probe, outputs = _mean_probe(model, layers)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # the tensors as named
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    sums: dict[tuple[str, int], np.ndarray] = {}
+    names = sorted(set(outputs.values()))
+    sums = dict.fromkeys(names, 0.0)
     for feed in feeds:
-        values = dict(zip(names, session.run(names, dict(feed)), strict=True))
-        for key in set(layers.values()):
-            sums[key] = sums.get(key, 0.0) + _channel_mean(np.asarray(values[key[0]], dtype=np.float64), key[1])
-    return {layer: sums[key] / len(feeds) for layer, key in layers.items()}
+        for name, value in zip(names, session.run(names, dict(feed)), strict=True):
+            sums[name] = sums[name] + np.asarray(value, dtype=np.float64).reshape(-1)
+    return {layer: sums[outputs[layer]] / len(feeds) for layer in layers}
 
 
-def _layer_inputs(model: onnx.ModelProto) -> dict[str, tuple[str, int]]:
-    """The correctable layers (node name → (activation input, its channel axis: 1 for Conv, -1 otherwise))."""
-    layers = {n.name: (n.input[0], 1 if n.op_type == "Conv" else -1) for n in _weighted_with_bias(model)}
+def _mean_probe(model: onnx.ModelProto, layers: dict[str, tuple[str, int, int]]) -> tuple[onnx.ModelProto, dict]:
+    """`model` with each layer input's per-channel mean as an output (the input reshaped to [-1, C] for features on
+    the last axis, reduced over all axes but 1 for a Conv's); layer → that output's name."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    made: dict[tuple[str, int, int], str] = {}
+    for tensor, axis, size in set(layers.values()):
+        name = f"{tensor}_channel_mean_{len(made)}"
+        if axis == 1:            # a Conv input: [N, C, spatial …] of the weight's rank
+            source, reduced = tensor, [0, *range(2, size)]
+        else:
+            source, reduced = f"{name}_rows", [0]
+            shape = numpy_helper.from_array(np.array([-1, size], dtype=np.int64), f"{name}_shape")
+            probe.graph.initializer.append(shape)
+            probe.graph.node.append(onnx.helper.make_node("Reshape", [tensor, shape.name], [source]))
+        if opset >= 18:
+            axes = numpy_helper.from_array(np.array(reduced, dtype=np.int64), f"{name}_axes")
+            probe.graph.initializer.append(axes)
+            probe.graph.node.append(onnx.helper.make_node("ReduceMean", [source, axes.name], [name], keepdims=0))
+        else:
+            probe.graph.node.append(onnx.helper.make_node("ReduceMean", [source], [name], axes=reduced, keepdims=0))
+        probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        made[(tensor, axis, size)] = name
+    return probe, {layer: made[key] for layer, key in layers.items()}
+
+
+def _layer_inputs(model: onnx.ModelProto) -> dict[str, tuple[str, int, int]]:
+    """The correctable layers (node name → (activation input, channel axis: 1 for a Conv, -1 otherwise, and the
+    Conv weight's rank or the input's feature count)), named uniquely: the corrections find them by name."""
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
     biased = matmul_biases(model)
-    layers.update({n.name: (n.input[0], -1) for n in model.graph.node if n.name in biased})
-    return layers
+    layers = {}
+    for node in [*_weighted_with_bias(model), *(n for n in model.graph.node if n.name in biased)]:
+        weight = shapes[node.input[1]]
+        if node.op_type == "Conv":
+            layers[node.name] = (node.input[0], 1, len(weight))
+        elif node.op_type == "MatMul" or not next((a.i for a in node.attribute if a.name == "transB"), 0):
+            layers[node.name] = (node.input[0], -1, weight[0])
+        else:                                                       # Gemm, transB: [out, in]
+            layers[node.name] = (node.input[0], -1, weight[1])
+    names = Counter(n.name for n in model.graph.node)
+    return {k: v for k, v in layers.items() if k and names[k] == 1}
 
 
 def _weighted_with_bias(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -153,12 +188,6 @@ def bias_corrected(quantized: onnx.ModelProto, original: onnx.ModelProto,
         bias.CopyFrom(numpy_helper.from_array(moved.astype(np.int32), bias.name))
         corrected += 1
     return quantized, corrected
-
-
-def _channel_mean(value: np.ndarray, axis: int) -> np.ndarray:
-    """Per-channel mean of a layer input along `axis` (1: a Conv's channels; -1: a Gemm's or MatMul's features)."""
-    axis %= value.ndim
-    return value.mean(axis=tuple(i for i in range(value.ndim) if i != axis))
 
 
 def _constant_dq(node: onnx.NodeProto | None, constants: dict) -> bool:
