@@ -25,6 +25,11 @@ _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifo
                "Bernoulli", "If", "Loop", "Scan", "Constant"}
 
 
+# where the one op runs at least as the ops it replaces do: a mobile EP (NNAPI, CoreML) may take Add/Clip/Mul/Div
+# and not HardSwish, which would split its partition
+HARDSWISH_PROVIDERS = {"CPUExecutionProvider", "XnnpackExecutionProvider", "CUDAExecutionProvider"}
+
+
 @dataclass(frozen=True)
 class CleanupOptions:
     fold_constants: bool = True
@@ -46,7 +51,7 @@ class CleanupPass:
         identities = _remove_identities(graph, outer)
         folded = _fold_constants(graph, opts.max_fold_bytes, outer) if opts.fold_constants else 0
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
-        hardswish = _hardswish_fused(graph) if opts.fuse_hardswish else 0
+        hardswish = _hardswish_fused(graph) if opts.fuse_hardswish and set(ctx.providers) <= HARDSWISH_PROVIDERS else 0
         removed = nodes_before - len(graph.nodes)
         stats = {"constant_nodes": constants, "identities_removed": identities, "folded": folded,
                  "nodes_removed": removed, "hardswish_fused": hardswish}

@@ -96,3 +96,9 @@ def test_static_int8_preparation_keeps_hardswish_one_op():
     model, notes, _ = prepared(_conv_then("op"), per_channel=True)
     assert _ops(model)["HardSwish"] == 1 and "HardSigmoid" not in _ops(model)
     assert any("hard-swish" in n for n in notes)
+
+
+def test_cleanup_leaves_hardswish_written_out_for_a_mobile_ep():
+    graph = gs.import_onnx(_conv_then("clip_div", opset=13))
+    context = PassContext(providers=("NnapiExecutionProvider", "CPUExecutionProvider"))
+    assert CleanupPass().run(graph, context).stats["hardswish_fused"] == 0
