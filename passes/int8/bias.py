@@ -80,10 +80,11 @@ def input_means(model: onnx.ModelProto, feeds: Sequence[Feed]) -> dict[str, np.n
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # the tensors as named
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = sorted(set(outputs.values()))
-    sums = dict.fromkeys(names, 0.0)
+    sums: dict[str, np.ndarray] = {}
     for feed in feeds:
         for name, value in zip(names, session.run(names, dict(feed)), strict=True):
-            sums[name] = sums[name] + np.asarray(value, dtype=np.float64).reshape(-1)
+            value = np.asarray(value, dtype=np.float64).reshape(-1)
+            sums[name] = sums[name] + value if name in sums else value
     return {layer: sums[outputs[layer]] / len(feeds) for layer in layers}
 
 
@@ -153,7 +154,7 @@ def matmul_biases(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
         if len(users) != 1 or users[0].op_type != "Add" or node.output[0] in {o.name for o in model.graph.output}:
             continue
         bias = next((constants.get(i) for i in users[0].input if i != node.output[0]), None)
-        if bias is not None and list(bias.dims) == [weight.dims[1]]:
+        if weight is not None and bias is not None and list(bias.dims) == [weight.dims[1]]:
             found[node.name] = users[0]
     return found
 
@@ -173,7 +174,8 @@ def bias_corrected(quantized: onnx.ModelProto, original: onnx.ModelProto,
                 or weights.get(node.name) not in floats:
             continue
         weight_dq, bias_dq = producers.get(node.input[1]), producers.get(node.input[2])
-        if not (_constant_dq(weight_dq, constants) and _constant_dq(bias_dq, constants)):
+        if weight_dq is None or bias_dq is None or not (_constant_dq(weight_dq, constants)
+                                                        and _constant_dq(bias_dq, constants)):
             continue
         w = numpy_helper.to_array(floats[weights[node.name]]).astype(np.float64)
         shift = _output_shift(node, _dequantized(weight_dq, constants) - w, means[node.name])
