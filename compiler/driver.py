@@ -153,10 +153,10 @@ def build(path: Path, target: TargetProfile, options: CompileOptions) -> Compile
 def _only_cleanup_changed(report: CompileReport) -> bool:
     """Cleanup's own edits are worth nothing to ONNX Runtime and re-exporting can grow a file (a constant that
     If branches share is copied into each), so a compile where nothing else changed keeps the original's bytes —
-    unless it fused hard-swishes, which ONNX Runtime does not."""
+    unless it fused hard-swishes or folded a Conv's affine chain, which ONNX Runtime does not."""
     changed = [p for p in report.passes if p.changed]
     return bool(report.ok and [p.name for p in changed] == [CleanupPass.name]
-                and not changed[0].stats.get("hardswish_fused"))
+                and not changed[0].stats.get("hardswish_fused") and not changed[0].stats.get("affine_folded"))
 
 
 def save(report: CompileReport, model: onnx.ModelProto, output: Path, target: TargetProfile,

@@ -1,6 +1,7 @@
 """cleanup: Constant nodes to initializers, Identity removal, safe constant folding, dead nodes, toposort; and
 hard-swish written out in elementwise ops as the one op ONNX Runtime runs fast (`int8.hardswish`: a PP-OCR text
-direction classifier, 18 of them as x · Clip(x + 3, 0, 6) / 6, ran 1.6× faster float), which ONNX Runtime does not do.
+direction classifier, 18 of them as x · Clip(x + 3, 0, 6) / 6, ran 1.6× faster float), and a batch normalization
+written out after a Conv folded into it (`conv.affine`), which ONNX Runtime does not do.
 
 Folding never grows the model: a node whose inputs are all constants is folded only if its result
 is no larger than its inputs, so a factorized `MatMul(U, V)` is never multiplied back into W.
@@ -17,6 +18,7 @@ import onnx_graphsurgeon as gs
 from onnx.reference import ReferenceEvaluator
 
 from edgec.passes.base import PassContext, PassResult, build_options
+from edgec.passes.conv.affine import affine_folded
 from edgec.passes.graph_tools import is_graph_output
 from edgec.passes.int8.hardswish import hardswish_fused
 from edgec.passes.ort_tools import replace_contents
@@ -34,6 +36,7 @@ HARDSWISH_PROVIDERS = {"CPUExecutionProvider", "XnnpackExecutionProvider", "CUDA
 class CleanupOptions:
     fold_constants: bool = True
     max_fold_bytes: int = 64 * 1024 * 1024
+    fuse: bool = True              # the fusions ONNX Runtime does not do: a Conv's affine chain, hard-swish
     fuse_hardswish: bool = True
 
 
@@ -51,25 +54,33 @@ class CleanupPass:
         identities = _remove_identities(graph, outer)
         folded = _fold_constants(graph, opts.max_fold_bytes, outer) if opts.fold_constants else 0
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
-        hardswish = _hardswish_fused(graph) if opts.fuse_hardswish and set(ctx.providers) <= HARDSWISH_PROVIDERS else 0
+        affine, hardswish = _fused(graph, opts.fuse_hardswish and set(ctx.providers) <= HARDSWISH_PROVIDERS) \
+            if opts.fuse else (0, 0)
         removed = nodes_before - len(graph.nodes)
         stats = {"constant_nodes": constants, "identities_removed": identities, "folded": folded,
-                 "nodes_removed": removed, "hardswish_fused": hardswish}
+                 "nodes_removed": removed, "hardswish_fused": hardswish, "affine_folded": affine}
         notes = [f"{hardswish} hard-swish activations written out as x · Clip(x + 3, 0, 6) / 6 run as one op each: "
                  "ONNX Runtime does not fuse them itself"] if hardswish else []
-        return PassResult(changed=removed > 0 or constants > 0 or hardswish > 0, stats=stats, notes=notes)
+        notes += [f"{affine} Convs took the per-channel Add/Sub/Mul/Div that followed them (a batch normalization "
+                  "written out) into their weights and bias: ONNX Runtime folds only part of such chains"] if affine else []
+        return PassResult(changed=removed > 0 or constants > 0 or hardswish > 0 or affine > 0, stats=stats, notes=notes)
 
 
-def _hardswish_fused(graph: gs.Graph) -> int:
-    """How many written-out hard-swishes became one op (`int8.hardswish`); the graph is re-imported where any did."""
+def _fused(graph: gs.Graph, hardswish: bool) -> tuple[int, int]:
+    """How many Convs took their trailing per-channel affine ops (`conv.affine`) and how many written-out hard-swishes
+    became one op (`int8.hardswish`, where `hardswish`); the graph is re-imported where anything changed."""
     ops = {n.op for n in graph.nodes}
-    if not {"Mul", "Clip"} <= ops:
-        return 0
-    model, count = hardswish_fused(gs.export_onnx(graph, do_type_check=False), clipped_only=True)
-    if count:
+    affine_possible = "Conv" in ops and bool(ops & {"Sub", "Div"})
+    hardswish_possible = hardswish and {"Mul", "Clip"} <= ops
+    if not (affine_possible or hardswish_possible):
+        return 0, 0
+    model = gs.export_onnx(graph, do_type_check=False)
+    model, folded = affine_folded(model, beyond_runtime=True) if affine_possible else (model, 0)
+    model, fused = hardswish_fused(model, clipped_only=True) if hardswish_possible else (model, 0)
+    if folded or fused:
         replace_contents(graph, gs.import_onnx(model))
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    return count
+    return folded, fused
 
 
 def _names_used_in_subgraphs(graph: gs.Graph) -> set[str]:

@@ -157,10 +157,11 @@ def _file_bytes(path: Path) -> int:
 
 
 def _rewrites(report: dict, ratio: float) -> str:
-    """What changed the model: the passes that did, cleanup only where it fused hard-swishes (its other edits are
-    what ONNX Runtime does at load); "unchanged" where none did."""
+    """What changed the model: the passes that did, cleanup only where it fused hard-swishes or folded a Conv's affine
+    chain (its other edits are what ONNX Runtime does at load); "unchanged" where none did."""
     changed = [p["name"] for p in report.get("passes", []) if p.get("changed")
-               and (p["name"] != "cleanup" or p.get("stats", {}).get("hardswish_fused"))]
+               and (p["name"] != "cleanup" or p.get("stats", {}).get("hardswish_fused")
+                    or p.get("stats", {}).get("affine_folded"))]
     if not report or report.get("rolled_back") or not changed:
         return "unchanged" if report else ""
     latency = report.get("latency", {}).get("ratio_p50")

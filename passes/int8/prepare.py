@@ -17,6 +17,7 @@ from pathlib import Path
 
 import onnx
 
+from edgec.passes.conv.affine import affine_folded
 from edgec.passes.int8.hardswish import HARDSWISH_OPSET, hardswish_fused, hardswish_matches
 
 PER_CHANNEL_OPSET = 13
@@ -40,6 +41,9 @@ def prepared(model: onnx.ModelProto, per_channel: bool) -> tuple[onnx.ModelProto
         notes.append(upgrade)
     model, failure = _pre_processed(model)
     notes += [failure] if failure else []
+    model, folded = affine_folded(model)
+    notes += [f"{folded} Convs took the per-channel Add/Sub/Mul/Div after them (a batch normalization written out) "
+              "into their weights and bias: an int8 elementwise op and a quantization point fewer each"] if folded else []
     model, fused = _with_hardswish(model)
     notes += [fused] if fused else []
     return _named(model), notes, per_channel_ok
