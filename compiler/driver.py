@@ -33,7 +33,7 @@ from edgec.compiler.report.compile_report import CompileReport, ModelSummary, Pa
 from edgec.compiler.sparse_storage import densify_sparse_initializers, sparsify_initializers
 from edgec.compiler.verify import verify
 from edgec.passes import PassContext, PassOptionError, get_pass
-from edgec.passes.cleanup import CleanupPass
+from edgec.passes.cleanup import BEYOND_RUNTIME, CleanupPass
 from edgec.passes.graph_tools import count_params
 from edgec.passes.mlp.discovery import find_mlps
 from edgec.runtime.cpu import int8_saturates
@@ -156,7 +156,7 @@ def _only_cleanup_changed(report: CompileReport) -> bool:
     unless it fused hard-swishes or folded a Conv's affine chain, which ONNX Runtime does not."""
     changed = [p for p in report.passes if p.changed]
     return bool(report.ok and [p.name for p in changed] == [CleanupPass.name]
-                and not changed[0].stats.get("hardswish_fused") and not changed[0].stats.get("affine_folded"))
+                and not changed[0].stats.get(BEYOND_RUNTIME))
 
 
 def save(report: CompileReport, model: onnx.ModelProto, output: Path, target: TargetProfile,

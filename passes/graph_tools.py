@@ -124,3 +124,17 @@ def carried_state(graph: gs.Graph) -> str:
                     and len(y.name) <= len(stem) + 2 and x.dtype == y.dtype == np.float32:
                 return f"{x.name} → {y.name}"
     return ""
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The default-domain opset, or 0 for a model with none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name → the nodes of the main graph that read it (an onnx.ModelProto: graphsurgeon has its own)."""
+    found: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgec.passes.cleanup import BEYOND_RUNTIME
 from edgec.samples.sweep_anchors import judged_anchors, session
 from edgec.samples.sweep_models import MODELS, SweepModel, feeds_for, fetch
 from edgec.samples.sweep_summary import anchor_line, anchor_table
@@ -160,8 +161,7 @@ def _rewrites(report: dict, ratio: float) -> str:
     """What changed the model: the passes that did, cleanup only where it fused hard-swishes or folded a Conv's affine
     chain (its other edits are what ONNX Runtime does at load); "unchanged" where none did."""
     changed = [p["name"] for p in report.get("passes", []) if p.get("changed")
-               and (p["name"] != "cleanup" or p.get("stats", {}).get("hardswish_fused")
-                    or p.get("stats", {}).get("affine_folded"))]
+               and (p["name"] != "cleanup" or p.get("stats", {}).get(BEYOND_RUNTIME))]
     if not report or report.get("rolled_back") or not changed:
         return "unchanged" if report else ""
     latency = report.get("latency", {}).get("ratio_p50")

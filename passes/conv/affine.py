@@ -11,11 +11,11 @@ exact up to float rounding.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from edgec.passes.graph_tools import readers
 
 AFFINE_OPS = ("Add", "Sub", "Mul", "Div")
 
@@ -25,10 +25,7 @@ def affine_folded(model: onnx.ModelProto, beyond_runtime: bool = False) -> tuple
     `beyond_runtime`: only chains with a Sub or Div (ONNX Runtime folds Add and Mul chains itself at load)."""
     graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    users: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            users[name].append(node)
+    users = readers(model)
     outputs = {o.name for o in graph.output}
     dropped: set[int] = set()
     folded = 0

@@ -20,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgec.passes.base import Feed
+from edgec.passes.graph_tools import default_opset, readers
 
 CORRECTED_OPS = ("Conv", "Gemm")
 
@@ -93,7 +94,7 @@ def _mean_probe(model: onnx.ModelProto, layers: dict[str, tuple[str, int, int]])
     the last axis, reduced over all axes but 1 for a Conv's); layer → that output's name."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    opset = default_opset(model)
     made: dict[tuple[str, int, int], str] = {}
     for tensor, axis, size in set(layers.values()):
         name = f"{tensor}_channel_mean_{len(made)}"
@@ -143,15 +144,12 @@ def matmul_biases(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     """Each MatMul with a constant 2-D weight whose result is read only by an Add of a constant 1-D bias as wide as
     its output: node name → that Add."""
     constants = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    users_of, outputs = readers(model), {o.name for o in model.graph.output}
     found = {}
     for node in model.graph.node:
         weight = constants.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-        users = readers.get(node.output[0], []) if weight is not None and len(weight.dims) == 2 else []
-        if len(users) != 1 or users[0].op_type != "Add" or node.output[0] in {o.name for o in model.graph.output}:
+        users = users_of.get(node.output[0], []) if weight is not None and len(weight.dims) == 2 else []
+        if len(users) != 1 or users[0].op_type != "Add" or node.output[0] in outputs:
             continue
         bias = next((constants.get(i) for i in users[0].input if i != node.output[0]), None)
         if weight is not None and bias is not None and list(bias.dims) == [weight.dims[1]]:

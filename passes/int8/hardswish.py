@@ -11,11 +11,11 @@ rewrite is exact (the same function, up to float rounding of 1/6).
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from edgec.passes.graph_tools import default_opset, readers
 
 HARDSWISH_OPSET = 14
 
@@ -24,7 +24,7 @@ def hardswish_fused(model: onnx.ModelProto, clipped_only: bool = False) -> tuple
     """The model with each written-out hard-swish one `HardSwish` node (below opset 14, which has none, the
     `x · Clip(x + 3, 0, 6) / 6` ones as `x · HardSigmoid(x)`, which ONNX Runtime runs as fast), and how many changed.
     `clipped_only`: only those written with Clip (a float graph's `x · HardSigmoid(x)` runs as fast as HardSwish)."""
-    has_op = _opset(model) >= HARDSWISH_OPSET
+    has_op = default_opset(model) >= HARDSWISH_OPSET
     matches = [(x, nodes) for x, nodes in hardswish_matches(model)
                if nodes[0].op_type != "HardSigmoid" or (has_op and not clipped_only)]
     if not matches:
@@ -50,11 +50,8 @@ def hardswish_matches(model: onnx.ModelProto) -> list[tuple[str, list[onnx.NodeP
     """Each written-out hard-swish: (x, its nodes, the last one writing the result), none sharing a node."""
     graph = model.graph
     constants = _constants(model)
-    users: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    users = readers(model)
     producers = {out: n for n in graph.node for out in n.output}
-    for node in graph.node:
-        for name in node.input:
-            users[name].append(node)
     outputs = {o.name for o in graph.output}
     found: list[tuple[str, list[onnx.NodeProto]]] = []
     taken: set[int] = set()
@@ -142,7 +139,3 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return values
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

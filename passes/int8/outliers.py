@@ -20,6 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgec.passes.base import Feed
+from edgec.passes.graph_tools import default_opset
 from edgec.passes.int8.smooth import (
     MAX_FEEDS,
     Reader,
@@ -44,7 +45,7 @@ def split_outliers(model: onnx.ModelProto, feeds: Sequence[Feed], bits: int, per
         -> tuple[onnx.ModelProto, list[str], list[str]]:
     """A copy of `model` whose MatMul/Gemm inputs have their outlier channels computed apart where that lowers the
     int8 error, the names of the float MatMuls that compute them (they must stay float), and a note."""
-    if _opset(model) < 11 or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    if default_opset(model) < 11 or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
                                  for n in model.graph.node for a in n.attribute):
         return model, [], ["outlier channels not split: the graph has subgraphs or an opset before 11"]
     groups = {name: readers for name, readers in readers_by_input(model).items()
@@ -180,5 +181,3 @@ def _split_weight(tensor: onnx.TensorProto, reader: Reader, outliers: np.ndarray
     return rows.astype(np.float32)
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

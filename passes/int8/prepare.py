@@ -18,13 +18,10 @@ from pathlib import Path
 import onnx
 
 from edgec.passes.conv.affine import affine_folded
+from edgec.passes.graph_tools import default_opset
 from edgec.passes.int8.hardswish import HARDSWISH_OPSET, hardswish_fused, hardswish_matches
 
 PER_CHANNEL_OPSET = 13
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def prepared(model: onnx.ModelProto, per_channel: bool) -> tuple[onnx.ModelProto, list[str], bool]:

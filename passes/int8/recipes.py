@@ -48,11 +48,11 @@ class Recipe:
     @property
     def variant(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
+        corrected = ", bias-corrected" if self.correct_bias else ""
         if self.mode == "dynamic":
             smoothed = {"all": ", smoothed", "free": ", smoothed in LayerNorms"}.get(self.smooth, "")
-            return scales + smoothed + (", outliers apart" if self.outliers else "") + \
-                (", bias-corrected" if self.correct_bias else "")
-        return f"{self.calibrate} {scales}" + (", bias-corrected" if self.correct_bias else "")
+            return scales + smoothed + (", outliers apart" if self.outliers else "") + corrected
+        return f"{self.calibrate} {scales}{corrected}"
 
     @property
     def label(self) -> str:

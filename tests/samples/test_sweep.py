@@ -129,8 +129,8 @@ def test_an_original_written_unchanged_is_not_timed_against_itself(tmp_path):
 def test_cleanup_counts_as_a_rewrite_only_where_it_fused_hardswish():
     from edgec.samples.sweep import _rewrites
 
-    cleanup = {"name": "cleanup", "changed": True, "stats": {"hardswish_fused": 0}}
+    cleanup = {"name": "cleanup", "changed": True, "stats": {"hardswish_fused": 0, "beyond_runtime": 0}}
     assert _rewrites({"passes": [cleanup]}, 1.0) == "unchanged"
-    fused = {**cleanup, "stats": {"hardswish_fused": 3}}
+    fused = {**cleanup, "stats": {"hardswish_fused": 3, "beyond_runtime": 3}}
     report = {"passes": [fused], "latency": {"ratio_p50": 0.6}}
     assert _rewrites(report, 1.0) == "cleanup: 1.00× file, 0.60× latency"
