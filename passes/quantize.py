@@ -33,6 +33,7 @@ from edgec.passes.graph_tools import carried_state
 from edgec.passes.int8.choice import Candidate, fastest
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
 from edgec.passes.int8.dynamic import dynamic_variants, first_line, model_score, recipe_scores
+from edgec.passes.int8.entry import with_entries_float
 from edgec.passes.int8.mixed import MixedResult, fewest_float_layers
 from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
 from edgec.passes.int8.static import (
@@ -132,7 +133,7 @@ class QuantizePass:
     def _applied(self, graph: gs.Graph, chosen: Candidate, stats: dict, notes: list[str]) -> PassResult:
         result = chosen.result
         replace_contents(graph, gs.import_onnx(result.model))
-        stats.update(recipe=chosen.recipe.label, recipe_mode=chosen.recipe.mode, quantized=chosen.quantized,
+        stats.update(recipe=chosen.label, recipe_mode=chosen.recipe.mode, quantized=chosen.quantized,
                      integer_ops=sum(n.op in INTEGER_OPS for n in graph.nodes),
                      calibration_score=round(result.score, 6), float_layers=result.float_layers)
         notes += chosen.notes
@@ -140,8 +141,8 @@ class QuantizePass:
             shown = ", ".join(result.float_layers[:12]) + (" …" if len(result.float_layers) > 12 else "")
             layers = len(chosen.layers) - chosen.quantized
             others = f" and {len(result.float_layers) - layers} other nodes" if len(result.float_layers) > layers else ""
-            notes.append(f"mixed precision: {layers} of {len(chosen.layers)} layers{others} kept float to keep the "
-                         f"floor ({shown})")
+            why = "(the input layers: the model timed faster with them float)" if chosen.tag else "to keep the floor"
+            notes.append(f"mixed precision: {layers} of {len(chosen.layers)} layers{others} kept float {why} ({shown})")
         return PassResult(True, stats, notes)
 
 
@@ -194,17 +195,20 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
                 left = len(searches) - done + sum(len(_op_sets(r, opts)) for r in recipes[index + 1:])
                 start = time.monotonic()
                 try:
-                    candidate = _searched(builder.with_recipe(scoped), opts, ctx, notes,
-                                          max(0.0, opts.search_seconds - spent) / left)
-                    if candidate is not None and every is not None:
-                        rebuilt = rebuilt_on_every_feed(stack, finals, builder, candidate.result.float_layers, every)
-                        candidate = replace(candidate, result=replace(candidate.result, model=rebuilt))
+                    found = _searched(builder.with_recipe(scoped), opts, ctx, notes,
+                                      max(0.0, opts.search_seconds - spent) / left)
+                    entries = found and with_entries_float(builder, found, _floor(builder.recipe, opts, ctx), ctx)
+                    for candidate in (c for c in (found, entries) if c is not None):
+                        if every is not None:
+                            rebuilt = rebuilt_on_every_feed(stack, finals, builder, candidate.result.float_layers,
+                                                            every)
+                            candidate = replace(candidate, result=replace(candidate.result, model=rebuilt))
+                        out.append(candidate)
                 except Exception as exc:  # noqa: BLE001
                     notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
                     continue
                 finally:
                     spent += time.monotonic() - start
-                out += [candidate] if candidate else []
     return out, deferred
 
 
@@ -264,9 +268,7 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
               seconds: float) -> Candidate | None:
     """The recipe's int8 model that meets the floor (mixed precision within `seconds` where it must), or None with a
     note."""
-    floor = opts.floor if ctx.fidelity is not None else 0.0
-    if builder.recipe.mode == "static":
-        floor = static_floor(floor)
+    floor = _floor(builder.recipe, opts, ctx)
     scores = recipe_scores(ctx, builder)
 
     def score(float_layers: tuple[str, ...]) -> float:
@@ -286,6 +288,11 @@ def _searched(builder: Int8Builder, opts: QuantizeOptions, ctx: PassContext, not
         notes.append(f"{builder.recipe.label} int8 skipped: calibration score below the floor {floor}{why}")
         return None
     return Candidate(builder.recipe, result, builder.layers, list(builder.notes))
+
+
+def _floor(recipe: Recipe, opts: QuantizeOptions, ctx: PassContext) -> float:
+    floor = opts.floor if ctx.fidelity is not None else 0.0
+    return static_floor(floor) if recipe.mode == "static" else floor
 
 
 def _reduce_range(setting: str, host_saturates: bool) -> tuple[bool, list[str]]:

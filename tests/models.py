@@ -322,3 +322,26 @@ def stateful_model(seed: int = 0) -> onnx.ModelProto:
                          [h.make_tensor_value_info("output", T.FLOAT, [1, 64]),
                           h.make_tensor_value_info("stateN", T.FLOAT, [1, 64])], [w])
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def relu_cnn_model(groups: int = 1, seed: int = 0) -> onnx.ModelProto:
+    """conv → relu → conv (grouped as asked) → relu → 1×1 conv: inputs after a ReLU have a positive mean, so each
+    layer's weight rounding shifts its outputs."""
+    rng = np.random.default_rng(seed)
+    init = [nh.from_array(rng.normal(0, 0.4, (8, 3, 3, 3)).astype(np.float32), "w0"),
+            nh.from_array(rng.normal(0, 0.4, (8, 8 // groups, 3, 3)).astype(np.float32), "w1"),
+            nh.from_array(rng.normal(0, 0.4, (4, 8, 1, 1)).astype(np.float32), "w2")]
+    init += [nh.from_array(rng.normal(0, 0.1, (c,)).astype(np.float32), f"b{i}") for i, c in enumerate((8, 8, 4))]
+    nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["a"], name="conv0", pads=[1] * 4),
+             h.make_node("Relu", ["a"], ["ra"], name="relu0"),
+             h.make_node("Conv", ["ra", "w1", "b1"], ["c"], name="conv1", pads=[1] * 4, group=groups),
+             h.make_node("Relu", ["c"], ["rc"], name="relu1"),
+             h.make_node("Conv", ["rc", "w2", "b2"], ["y"], name="conv2")]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 16, 16])],
+                              [h.make_tensor_value_info("y", T.FLOAT, [1, 4, 16, 16])], init)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
+
+
+def relu_cnn_feeds(count: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.normal(0.5, 1.0, (1, 3, 16, 16)).astype(np.float32)} for _ in range(count)]

@@ -22,6 +22,11 @@ class Candidate:
     result: MixedResult
     layers: list[str]             # the weighted layers the recipe could quantize
     notes: list[str]
+    tag: str = ""                 # what sets it apart from the recipe's other candidate ("input layers float")
+
+    @property
+    def label(self) -> str:
+        return self.recipe.label + (f" [{self.tag}]" if self.tag else "")
 
     @property
     def quantized(self) -> int:
@@ -36,10 +41,10 @@ def fastest(graph: gs.Graph, candidates: list[Candidate], ctx: PassContext, stat
     if ctx.latency is None or len(graph.nodes) == 0:
         return max(candidates, key=lambda c: (c.quantized, c.result.score))
     float_ms, *int8_ms = ctx.latency([graph, *(gs.import_onnx(c.result.model) for c in candidates)])
-    stats["latency_vs_float"] = {c.recipe.label: round(ms / float_ms, 3) for c, ms in zip(candidates, int8_ms,
+    stats["latency_vs_float"] = {c.label: round(ms / float_ms, 3) for c, ms in zip(candidates, int8_ms,
                                                                                          strict=True)}
     best = min(range(len(candidates)), key=lambda i: int8_ms[i])
-    label, first = candidates[best].recipe.label, int8_ms[best] / float_ms
+    label, first = candidates[best].label, int8_ms[best] / float_ms
     if first > NOISE:
         notes.append(f"int8 kept float: the fastest recipe ({label}) measured {first:.3f}× the float graph's latency "
                      f"here (a gain is under {NOISE}×)")

@@ -15,6 +15,7 @@ import onnx_graphsurgeon as gs
 from edgec.passes.base import PassContext
 from edgec.passes.int8.bias import corrects_bias
 from edgec.passes.int8.recipes import Int8Builder, Recipe
+from edgec.passes.int8.rounding import rounds_weights
 
 # calibration inputs (fit and search) statistics need: smoothing's scales and the split's channels are per-channel
 # maxima, and static ranges (`passes.quantize`) are maxima too: on a captcha CRNN, ranges from 4 inputs held the
@@ -28,7 +29,8 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     """Dynamic int8 as it is, and (with calibration inputs to choose their scales and a judge) after activation
     smoothing, with outlier channels computed apart, or both. With smooth/outliers=auto those are tried only where
     int8 of every layer misses the floor as it is (smoothing folded into a LayerNorm is free: kept wherever it scores
-    higher). Each is also scored with bias correction (`int8.bias`), kept where higher. The variants whose all-int8
+    higher). Each is also scored with GPTQ-rounded weights (`int8.rounding`) and bias correction (`int8.bias`), each
+    kept where higher. The variants whose all-int8
     model meets the floor are all returned, to be timed against each other;
     where none does, the one that scores highest, for mixed precision. `options`: the pass's smooth and outliers
     (auto | true | false)."""
@@ -37,7 +39,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     plain = stack.enter_context(Int8Builder(model, recipe, feeds if judged else ()))
     settings = {k: str(options[k]).strip().lower() for k in ("smooth", "outliers")}
     if set(settings.values()) == {"false"} or not judged:
-        return [_bias_corrected_where_higher(plain, ctx, notes) if judged else plain]
+        return [_corrected_where_higher(plain, ctx, notes) if judged else plain]
     if len(feeds) < MIN_FEEDS:    # their scales are per-channel maxima: static ranges' weakness, per channel
         notes.append(f"activation smoothing not tried: {len(feeds)} calibration inputs (it and the outlier split "
                      f"need ≥ {MIN_FEEDS}: on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen "
@@ -59,7 +61,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
                                      kept if kept.recipe.smooth else None)
             variants += [split] if split is not None else []
     variants = variants or bases                   # outliers=true, and no input had outliers to split
-    variants = [_bias_corrected_where_higher(v, ctx, notes) for v in variants]
+    variants = [_corrected_where_higher(v, ctx, notes) for v in variants]
     scores = {id(v): all_int8_score(ctx, v) for v in variants}
     meeting = [v for v in variants if scores[id(v)] >= floor]
     chosen = meeting or [max(variants, key=lambda v: scores[id(v)])]
@@ -71,17 +73,21 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     return chosen
 
 
-def _bias_corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[str]) -> Int8Builder:
-    """The builder with bias correction (`int8.bias`: each int8 MatMul's mean output shift taken out of its bias Add)
-    where its all-int8 model scores higher on the search feeds, else as it was."""
-    if not corrects_bias(builder.model, "dynamic"):
-        return builder
-    plain = builder.recipe
-    before = all_int8_score(ctx, builder)
-    after = all_int8_score(ctx, builder.with_recipe(replace(plain, correct_bias=True)))
-    notes.append(f"dynamic int8 ({plain.variant}), every layer, on the search feeds: {before:.5f}, {after:.5f} with "
-                 f"bias correction{': corrected' if after > before else ''}")
-    return builder if after > before else builder.with_recipe(plain)
+def _corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[str]) -> Int8Builder:
+    """The builder with its int8 weights GPTQ-rounded (`int8.rounding`), then with bias correction (`int8.bias`: each
+    int8 MatMul's mean output shift taken out of its bias Add), each where its all-int8 model scores higher on the
+    search feeds."""
+    for change, label, applies in (({"round_weights": True}, "GPTQ-rounded weights", rounds_weights(builder.model)),
+                                   ({"correct_bias": True}, "bias correction", corrects_bias(builder.model, "dynamic"))):
+        if not applies:
+            continue
+        plain = builder.recipe
+        before = all_int8_score(ctx, builder)
+        after = all_int8_score(ctx, builder.with_recipe(replace(plain, **change)))
+        notes.append(f"dynamic int8 ({plain.variant}), every layer, on the search feeds: {before:.5f}, {after:.5f} "
+                     f"with {label}{': taken' if after > before else ''}")
+        builder = builder if after > before else builder.with_recipe(plain)
+    return builder
 
 
 def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder, feeds: Sequence[dict],

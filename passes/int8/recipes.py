@@ -23,8 +23,10 @@ import onnx
 
 from edgec.passes.base import Feed
 from edgec.passes.int8.bias import bias_corrected, dynamic_bias_corrected, input_means
+from edgec.passes.int8.hessians import Layer, Moments, input_hessians, weighted_layers
 from edgec.passes.int8.outliers import split_outliers
 from edgec.passes.int8.prepare import prepared
+from edgec.passes.int8.rounding import rounded
 from edgec.passes.int8.smooth import smoothed
 from edgec.passes.ort_tools import calibration_in_priority_order, quiet_root_logger
 
@@ -44,11 +46,12 @@ class Recipe:
                                # it helps, or only the "free" ones (folded into their LayerNorm)
     outliers: bool = False     # dynamic: outlier input channels computed apart in float (`passes.int8.outliers`)
     correct_bias: bool = False  # int8 weights' mean output shift taken out of the biases (`passes.int8.bias`)
+    round_weights: bool = False  # int8 weights rounded by GPTQ on the calibration inputs (`passes.int8.rounding`)
 
     @property
     def variant(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
-        corrected = ", bias-corrected" if self.correct_bias else ""
+        corrected = (", GPTQ-rounded" if self.round_weights else "") + (", bias-corrected" if self.correct_bias else "")
         if self.mode == "dynamic":
             smoothed = {"all": ", smoothed", "free": ", smoothed in LayerNorms"}.get(self.smooth, "")
             return scales + smoothed + (", outliers apart" if self.outliers else "") + corrected
@@ -91,6 +94,8 @@ class Int8Builder:
             if not self.per_channel_ok:
                 self.recipe = recipe = replace(recipe, per_channel=False)
         self._all_int8: tuple[Recipe, onnx.ModelProto] | None = None     # the current recipe's, built once
+        self._rounded: dict = {}              # GPTQ's integers per layer and grid (`int8.rounding`)
+        self._moments_from = self             # whose calibration inputs GPTQ's H comes from
         self.smoothed_inputs = 0
         self.float_only: list[str] = []       # nodes that stay float whatever the recipe (outliers' MatMuls)
         if recipe.mode == "dynamic" and recipe.smooth and smoothed_by is not None:
@@ -160,6 +165,8 @@ class Int8Builder:
             else:
                 self._static(out, list(float_layers))
         model = onnx.load(str(out))
+        if self.recipe.round_weights:
+            model, _ = rounded(model, self._layers, self._moments_from.input_moments, self._rounded)
         if self.recipe.correct_bias:
             correct = bias_corrected if self.recipe.mode == "static" else dynamic_bias_corrected
             model, _ = correct(model, self.model, self._input_means)
@@ -168,13 +175,21 @@ class Int8Builder:
         return model
 
     @functools.cached_property
+    def _layers(self) -> dict[str, Layer]:
+        return weighted_layers(self.model)
+
+    def input_moments(self) -> dict[str, Moments]:
+        """Each layer's H on this builder's calibration inputs (computed on each call: it is not held)."""
+        return input_hessians(self.model, self._layers, self._feeds)
+
+    @functools.cached_property
     def _input_means(self) -> dict[str, np.ndarray]:
         return input_means(self.model, self._feeds)
 
     def with_recipe(self, recipe: Recipe) -> Int8Builder:
         """The same builder (its prepared model and calibrated ranges) for another recipe of the same mode and
-        calibration method: per-tensor instead of per-channel weights, bias correction on or off, or fewer operator
-        types than it was calibrated for (the ranges cover a superset)."""
+        calibration method: per-tensor instead of per-channel weights, GPTQ rounding or bias correction on or off,
+        or fewer operator types than it was calibrated for (the ranges cover a superset)."""
         kept = ("mode", "calibrate", "smooth", "outliers")
         assert all(getattr(recipe, k) == getattr(self.recipe, k) for k in kept)
         self.recipe = recipe if self.per_channel_ok else replace(recipe, per_channel=False)
@@ -182,7 +197,10 @@ class Int8Builder:
 
     def recalibrated(self, feeds: Sequence[Feed]) -> Int8Builder:
         """A static builder of the same pre-processed model and operator types, calibrated on `feeds` instead."""
-        return Int8Builder(self.model, replace(self.recipe, ops=self._calibrated_ops), feeds, prepared_by=self)
+        built = Int8Builder(self.model, replace(self.recipe, ops=self._calibrated_ops), feeds, prepared_by=self)
+        # GPTQ's integers as they were scored (H from the feeds the scores were built on), not solved again
+        built._rounded, built._moments_from = self._rounded, self
+        return built
 
     def close(self) -> None:
         self._tmp.cleanup()

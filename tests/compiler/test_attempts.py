@@ -13,6 +13,14 @@ def test_the_default_arm_pipeline_steps_back_to_the_original():
     assert steps[2].passes == ["cleanup", "prune"] and steps[3].passes == ["cleanup"] and steps[4].passes == []
 
 
+def test_int8_weights_are_kept_when_only_activation_int8_is_rejected():
+    steps = plan_attempts(["cleanup", "prune", "quantize", "weights"], {}, load_target("x86"), step_back=True)
+    labels = [s.label for s in steps]
+    assert labels.index("int8 weights only") == labels.index("tighter floors") + 1
+    assert steps[labels.index("int8 weights only")].passes == ["cleanup", "prune", "weights"]
+    assert steps[labels.index("the float graph")].passes == ["cleanup", "prune"]
+
+
 def test_what_the_user_asked_for_is_tried_once():
     steps = plan_attempts(["cleanup", "prune"], {"prune": {"keep": 0.5}}, load_target("x86"), step_back=False)
     assert len(steps) == 1 and steps[0].pass_options == {"prune": {"keep": 0.5}}

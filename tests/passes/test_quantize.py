@@ -54,8 +54,10 @@ def test_static_qdq_quantizes_weights_and_activations_from_calibration():
     out, result = apply_pass("quantize", model, feeds, judge=judge, mode="static")
     ops = [n.op_type for n in out.graph.node]
     assert result.changed and result.stats["quantized"] == 4
-    # each calibration method with per-channel and per-tensor weights was scored, the best kept
-    assert any("static int8, every layer" in n and n.count(" per-") == 5 for n in result.notes)
+    # each calibration method with per-channel and per-tensor weights was scored, the best kept, and the best
+    # with GPTQ-rounded weights
+    assert any("static int8, every layer" in n and n.count(" per-") == 6 and "GPTQ-rounded" in n
+               for n in result.notes), result.notes
     assert ops.count("QuantizeLinear") >= 4 and ops.count("DequantizeLinear") >= 8
     assert rel_err(model, out, models.feeds(model, 4, seed=5, seq=20)) < 0.05
 
@@ -306,3 +308,19 @@ def test_static_int8_of_a_cnn_also_scores_its_best_variant_with_bias_correction(
     scored = next(n for n in result.notes if n.startswith("static int8, every layer"))
     listed = scored.rsplit(": ", 1)[0]                       # the variants scored, then the one chosen
     assert listed.count(", bias-corrected") == 1
+
+
+def test_the_first_convolution_stays_float_where_the_model_times_faster_so():
+    def slow_first_conv(graphs):      # as _qdq_fastest, but an int8 convolution on the raw input costs a lot
+        def entry_int8(g):
+            return any(n.op == "Conv" and n.inputs[0].inputs and n.inputs[0].inputs[0].op == "DequantizeLinear"
+                       and n.inputs[0].inputs[0].inputs[0].inputs[0].op == "QuantizeLinear"
+                       and n.inputs[0].inputs[0].inputs[0].inputs[0].inputs[0].name == "x" for n in g.nodes)
+        return [t + (100.0 if entry_int8(g) else 0.0) for t, g in zip(_qdq_fastest(graphs), graphs, strict=True)]
+
+    graph, result = _cnn_pass(latency=slow_first_conv, mode="static", ops="Conv,Gemm")
+    assert result.changed and result.stats["recipe"].endswith("[input layers float]")
+    assert len(result.stats["float_layers"]) == 1 and result.stats["quantized"] == 2
+    assert any("the input layers: the model timed faster with them float" in n for n in result.notes)
+    first = next(n for n in graph.nodes if n.op == "Conv")
+    assert first.inputs[0].name == "x"                                         # float, on the raw input

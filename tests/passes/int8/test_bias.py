@@ -7,28 +7,8 @@ from edgec.passes.int8.bias import _output_shift, bias_corrected, corrects_bias,
 from edgec.passes.int8.recipes import Int8Builder, Recipe
 from edgec.passes.int8.static import STATIC_OPS
 
-
-def _relu_cnn(groups: int = 1, seed: int = 0) -> onnx.ModelProto:
-    """conv → relu → conv (grouped as asked) → relu → 1×1 conv: inputs after a ReLU have a positive mean, so each
-    layer's weight rounding shifts its outputs."""
-    rng = np.random.default_rng(seed)
-    init = [numpy_helper.from_array(rng.normal(0, 0.4, (8, 3, 3, 3)).astype(np.float32), "w0"),
-            numpy_helper.from_array(rng.normal(0, 0.4, (8, 8 // groups, 3, 3)).astype(np.float32), "w1"),
-            numpy_helper.from_array(rng.normal(0, 0.4, (4, 8, 1, 1)).astype(np.float32), "w2")]
-    init += [numpy_helper.from_array(rng.normal(0, 0.1, (c,)).astype(np.float32), f"b{i}") for i, c in enumerate((8, 8, 4))]
-    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["a"], name="conv0", pads=[1] * 4),
-             helper.make_node("Relu", ["a"], ["ra"], name="relu0"),
-             helper.make_node("Conv", ["ra", "w1", "b1"], ["c"], name="conv1", pads=[1] * 4, group=groups),
-             helper.make_node("Relu", ["c"], ["rc"], name="relu1"),
-             helper.make_node("Conv", ["rc", "w2", "b2"], ["y"], name="conv2")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], init)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-
-
-def _feeds(count: int, seed: int = 0) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    return [{"x": rng.normal(0.5, 1.0, (1, 3, 16, 16)).astype(np.float32)} for _ in range(count)]
+from models import relu_cnn_feeds as _feeds
+from models import relu_cnn_model as _relu_cnn
 
 
 def _run(model: onnx.ModelProto, feeds: list[dict]) -> np.ndarray:

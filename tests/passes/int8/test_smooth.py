@@ -83,12 +83,13 @@ def test_the_quantize_pass_smooths_when_told_to_and_not_when_told_not_to():
     ctx = PassContext(calibration=OrtCalibration(_outlier_feeds(model, 8, seed=1)), fidelity=judge,
                       options={"reduce_range": "true", "smooth": "true"})
     result = get_pass("quantize").run(graph, ctx)
-    assert result.changed and result.stats["recipe"] == "dynamic (per-channel, smoothed)"
+    assert result.changed and result.stats["recipe"].startswith("dynamic (per-channel, smoothed")
     assert any(n.startswith("activation smoothing (SmoothQuant") for n in result.notes)
     assert "Mul" in [n.op for n in graph.nodes]
     graph = gs.import_onnx(model)
     off = PassContext(calibration=ctx.calibration, fidelity=judge, options={"reduce_range": "true", "smooth": "false"})
-    assert get_pass("quantize").run(graph, off).stats["recipe"] == "dynamic (per-channel)"
+    assert get_pass("quantize").run(graph, off).stats["recipe"].startswith("dynamic (per-channel")
+    assert "smoothed" not in get_pass("quantize").run(gs.import_onnx(model), off).stats["recipe"]
 
 
 def test_by_default_smoothing_is_tried_only_where_int8_misses_the_floor_without_it():
@@ -179,7 +180,7 @@ def test_by_default_free_smoothing_is_taken_even_where_int8_meets_the_floor():
                       fidelity=fidelity_probe(model, models.feeds(model, 4, seed=9, seq=24)),
                       options={"reduce_range": "true"})
     result = get_pass("quantize").run(gs.import_onnx(model), ctx)
-    assert result.stats["recipe"] == "dynamic (per-channel, smoothed in LayerNorms)"
+    assert result.stats["recipe"].startswith("dynamic (per-channel, smoothed in LayerNorms")
     assert any("1 folded into their LayerNorm" in n for n in result.notes)
 
 
