@@ -14,7 +14,7 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import PassContext
 from edgec.passes.int8.bias import corrects_bias
-from edgec.passes.int8.recipes import Int8Builder, Recipe
+from edgec.passes.int8.recipes import Int8Builder, Recipe, with_weight_fix
 from edgec.passes.int8.rounding import rounds_weights
 
 # calibration inputs (fit and search) statistics need: smoothing's scales and the split's channels are per-channel
@@ -77,13 +77,13 @@ def _corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[
     """The builder with its int8 weights GPTQ-rounded (`int8.rounding`), then with bias correction (`int8.bias`: each
     int8 MatMul's mean output shift taken out of its bias Add), each where its all-int8 model scores higher on the
     search feeds."""
-    for change, label, applies in (({"round_weights": True}, "GPTQ-rounded weights", rounds_weights(builder.model)),
-                                   ({"correct_bias": True}, "bias correction", corrects_bias(builder.model, "dynamic"))):
+    for fix, label, applies in (("round", "GPTQ-rounded weights", rounds_weights(builder.model, builder.recipe.ops)),
+                                ("bias", "bias correction", corrects_bias(builder.model, "dynamic"))):
         if not applies:
             continue
         plain = builder.recipe
         before = all_int8_score(ctx, builder)
-        after = all_int8_score(ctx, builder.with_recipe(replace(plain, **change)))
+        after = all_int8_score(ctx, builder.with_recipe(with_weight_fix(plain, fix)))
         notes.append(f"dynamic int8 ({plain.variant}), every layer, on the search feeds: {before:.5f}, {after:.5f} "
                      f"with {label}{': taken' if after > before else ''}")
         builder = builder if after > before else builder.with_recipe(plain)

@@ -63,6 +63,11 @@ class Recipe:
         return f"{self.mode} ({self.variant}{scope})"
 
 
+def with_weight_fix(recipe: Recipe, fix: str) -> Recipe:
+    """The recipe with one of the fixes applied to its int8 weights: "round" (GPTQ) or "bias" (bias correction)."""
+    return replace(recipe, round_weights=True) if fix == "round" else replace(recipe, correct_bias=True)
+
+
 # one feed per collection step keeps the calibration's memory to one feed's activations
 STATIC_OPTIONS = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True, "CalibStridedMinMax": 1}
 NO_BIAS_CHECK = "QDQDisableWeightAdjustForInt32Bias"

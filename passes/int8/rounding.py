@@ -24,9 +24,10 @@ DAMPING = 0.01       # of H's mean diagonal, added to it: GPTQ's default, which 
 BLOCK = 128          # columns rounded before the rest are updated at once (the same result, in fewer matrix ops)
 
 
-def rounds_weights(model: onnx.ModelProto) -> bool:
-    """Whether the model has a layer GPTQ can round (`int8.hessians.weighted_layers`)."""
-    return bool(weighted_layers(model))
+def rounds_weights(model: onnx.ModelProto, ops: tuple[str, ...]) -> bool:
+    """Whether the model has a layer of the operator types `ops` (those a recipe quantizes) that GPTQ can round
+    (`int8.hessians.weighted_layers`)."""
+    return any(layer.node.op_type in ops for layer in weighted_layers(model).values())
 
 
 def rounded(quantized: onnx.ModelProto, layers: dict[str, Layer], hessians: Callable[[], dict[str, Moments]],

@@ -21,7 +21,7 @@ from edgec.passes.int8.bias import corrects_bias
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
 from edgec.passes.int8.dynamic import all_int8_score
 from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, method_feeds, range_growth
-from edgec.passes.int8.recipes import Int8Builder, Recipe
+from edgec.passes.int8.recipes import Int8Builder, Recipe, with_weight_fix
 from edgec.passes.int8.rounding import rounds_weights
 
 STATIC_OPS = ("Conv", "MatMul", "Gemm")
@@ -57,10 +57,10 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
     best = max(scored, key=lambda s: s[0])
     # the best with its weights GPTQ-rounded, then bias-corrected: each kept where it scores higher (bias correction:
     # open-nsfw 0.9947 → 0.9971, a ResNet-18 0.861 → 0.852)
-    for change, applies in (({"round_weights": True}, judged and rounds_weights(best[2].model)),
-                            ({"correct_bias": True}, judged and corrects_bias(best[2].model, "static"))):
+    for fix, applies in (("round", judged and rounds_weights(best[2].model, best[1].ops)),
+                         ("bias", judged and corrects_bias(best[2].model, "static"))):
         if applies:
-            variant = replace(best[1], **change)
+            variant = with_weight_fix(best[1], fix)
             scored.append((all_int8_score(ctx, best[2].with_recipe(variant)), variant, best[2]))
             best = max(scored, key=lambda s: s[0])
     if len(scored) == 1:
