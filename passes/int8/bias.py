@@ -79,6 +79,7 @@ def input_means(model: onnx.ModelProto, feeds: Sequence[Feed]) -> dict[str, np.n
     probe, outputs = _mean_probe(model, layers)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # the tensors as named
+    options.log_severity_level = 3         # errors only: ONNX Runtime warns of each unused initializer
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = sorted(set(outputs.values()))
     sums: dict[str, np.ndarray] = {}

@@ -84,6 +84,7 @@ def input_hessians(model: onnx.ModelProto, layers: dict[str, Layer], feeds: Sequ
     probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names if n not in known)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # the tensors as named
+    options.log_severity_level = 3         # errors only: ONNX Runtime warns of each unused initializer
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     sums: dict[str, list[np.ndarray]] = {}
     counts: dict[str, int] = {}
