@@ -39,7 +39,7 @@ from edgec.passes.int8.recipes import WEIGHTED_OPS, Int8Builder, Recipe
 from edgec.passes.int8.static import (
     STATIC_OPS,
     STATIC_WIDE,
-    rebuilt_on_every_feed,
+    as_written,
     stable_ranges,
     static_variants,
 )
@@ -141,7 +141,8 @@ class QuantizePass:
             shown = ", ".join(result.float_layers[:12]) + (" …" if len(result.float_layers) > 12 else "")
             layers = len(chosen.layers) - chosen.quantized
             others = f" and {len(result.float_layers) - layers} other nodes" if len(result.float_layers) > layers else ""
-            why = "(the input layers: the model timed faster with them float)" if chosen.tag else "to keep the floor"
+            why = ("to keep the floor, or (the input layers) because the model timed faster with them float"
+                   if chosen.tag else "to keep the floor")
             notes.append(f"mixed precision: {layers} of {len(chosen.layers)} layers{others} kept float {why} ({shown})")
         return PassResult(True, stats, notes)
 
@@ -197,13 +198,10 @@ def _candidates(model: onnx.ModelProto, recipes: list[Recipe], opts: QuantizeOpt
                 try:
                     found = _searched(builder.with_recipe(scoped), opts, ctx, notes,
                                       max(0.0, opts.search_seconds - spent) / left)
-                    entries = found and with_entries_float(builder, found, _floor(builder.recipe, opts, ctx), ctx)
-                    for candidate in (c for c in (found, entries) if c is not None):
-                        if every is not None:
-                            rebuilt = rebuilt_on_every_feed(stack, finals, builder, candidate.result.float_layers,
-                                                            every)
-                            candidate = replace(candidate, result=replace(candidate.result, model=rebuilt))
-                        out.append(candidate)
+                    if found is not None:
+                        out.append(as_written(stack, finals, builder, found, every))
+                        entries = with_entries_float(builder, found, _floor(builder.recipe, opts, ctx), ctx)
+                        out += [as_written(stack, finals, builder, entries, every)] if entries else []
                 except Exception as exc:  # noqa: BLE001
                     notes.append(f"{scoped.label} int8: ONNX Runtime's quantizer failed ({first_line(exc)})")
                     continue

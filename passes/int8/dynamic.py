@@ -22,6 +22,7 @@ from edgec.passes.int8.rounding import rounds_weights
 # floor on them and 0.99 on 4 held-out ones, and moved a logit by 14 % of the range on the 16 inputs after; on a
 # ViT-S with 4, smoothed int8 met the floor on them and moved unseen images' masks by 6 %
 MIN_FEEDS = 8
+MIN_FIT = 4           # calibration feeds beside the search feeds that GPTQ's H may come from
 
 
 def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, options: dict[str, str], floor: float,
@@ -36,7 +37,8 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     (auto | true | false)."""
     feeds = ctx.calibration.feeds if ctx.calibration is not None else ()
     judged = bool(feeds) and ctx.fidelity is not None
-    plain = stack.enter_context(Int8Builder(model, recipe, feeds if judged else ()))
+    fit = _fit_feeds(ctx, feeds)
+    plain = stack.enter_context(Int8Builder(model, recipe, feeds if judged else (), moments_on=fit))
     settings = {k: str(options[k]).strip().lower() for k in ("smooth", "outliers")}
     if set(settings.values()) == {"false"} or not judged:
         return [_corrected_where_higher(plain, ctx, notes) if judged else plain]
@@ -48,7 +50,8 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     base = _free_smoothed(stack, model, plain, feeds, ctx, notes) if settings["smooth"] == "auto" else plain
     short = "auto" in settings.values() and all_int8_score(ctx, base) < floor
     want = {k: v == "true" or (v == "auto" and short) for k, v in settings.items()}
-    smoothed = _dynamic_builder(stack, model, replace(recipe, smooth="all"), feeds, notes) if want["smooth"] else None
+    smoothed = _dynamic_builder(stack, model, replace(recipe, smooth="all"), feeds, notes, fit=fit) \
+        if want["smooth"] else None
     # smooth=true keeps only the smoothed model where smoothing changed something; each kept model also with its
     # outlier channels apart (reusing its smoothing) where wanted, and as it is unless outliers=true
     bases = [smoothed] if smoothed is not None and settings["smooth"] == "true" else \
@@ -58,7 +61,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
         variants += [kept] if settings["outliers"] != "true" else []
         if want["outliers"]:
             split = _dynamic_builder(stack, model, replace(kept.recipe, outliers=True), feeds, notes,
-                                     kept if kept.recipe.smooth else None)
+                                     kept if kept.recipe.smooth else None, fit=fit)
             variants += [split] if split is not None else []
     variants = variants or bases                   # outliers=true, and no input had outliers to split
     variants = [_corrected_where_higher(v, ctx, notes) for v in variants]
@@ -83,7 +86,7 @@ def _corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[
             continue
         plain = builder.recipe
         before = all_int8_score(ctx, builder)
-        after = all_int8_score(ctx, builder.with_recipe(with_weight_fix(plain, fix)))
+        after = fixed_score(ctx, builder, with_weight_fix(plain, fix), notes)
         notes.append(f"dynamic int8 ({plain.variant}), every layer, on the search feeds: {before:.5f}, {after:.5f} "
                      f"with {label}{': taken' if after > before else ''}")
         builder = builder if after > before else builder.with_recipe(plain)
@@ -93,7 +96,7 @@ def _corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[
 def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder, feeds: Sequence[dict],
                    ctx: PassContext, notes: list[str]) -> Int8Builder:
     """Dynamic int8 after the smoothing that costs nothing (folded into LayerNorms) where it scores higher."""
-    free = _dynamic_builder(stack, model, replace(plain.recipe, smooth="free"), feeds, [])
+    free = _dynamic_builder(stack, model, replace(plain.recipe, smooth="free"), feeds, [], fit=_fit_feeds(ctx, feeds))
     if free is None or all_int8_score(ctx, free) <= all_int8_score(ctx, plain):
         return plain
     notes.append(f"dynamic int8, every layer, on the search feeds: {all_int8_score(ctx, plain):.4f} as it is, "
@@ -102,10 +105,11 @@ def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder,
 
 
 def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[dict],
-                     notes: list[str], smoothed_by: Int8Builder | None = None) -> Int8Builder | None:
+                     notes: list[str], smoothed_by: Int8Builder | None = None,
+                     fit: Sequence[dict] | None = None) -> Int8Builder | None:
     """A smoothed and/or outlier-split dynamic recipe's builder, or None where it changed nothing or failed."""
     try:
-        builder = stack.enter_context(Int8Builder(model, recipe, feeds, smoothed_by))
+        builder = stack.enter_context(Int8Builder(model, recipe, feeds, smoothed_by, moments_on=fit))
     except Exception as exc:  # noqa: BLE001 - an option: its failure leaves the other variants
         notes.append(f"dynamic int8 ({recipe.variant}) failed ({first_line(exc)}): not tried")
         return None
@@ -113,6 +117,23 @@ def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, f
         notes.extend(n for n in (builder.notes if recipe.smooth != "free" else []) if n not in notes)
         return None
     return builder
+
+
+def fixed_score(ctx: PassContext, builder: Int8Builder, recipe: Recipe, notes: list[str]) -> float:
+    """The all-int8 score of the builder set to `recipe` (a weight fix of its recipe), −∞ with a note where the fix
+    fails: the recipe without it stands."""
+    try:
+        return all_int8_score(ctx, builder.with_recipe(recipe))
+    except Exception as exc:  # noqa: BLE001 - an option: its failure leaves the recipe as it was
+        notes.append(f"{recipe.label} int8 failed ({first_line(exc)}): not used")
+        return float("-inf")
+
+
+def _fit_feeds(ctx: PassContext, feeds: Sequence[dict]) -> list[dict]:
+    """The calibration feeds other than the search feeds, where at least MIN_FIT remain (else all of them): what
+    GPTQ's H is computed on, so that the search feeds judge it on inputs it did not fit."""
+    scored = ctx.calibration.scored if ctx.calibration is not None and ctx.fidelity is not None else 0
+    return list(feeds[:len(feeds) - scored]) if len(feeds) - scored >= MIN_FIT else list(feeds)
 
 
 def all_int8_score(ctx: PassContext, builder: Int8Builder) -> float:

@@ -21,6 +21,8 @@ from edgec.passes.int8.mixed import MixedResult
 from edgec.passes.int8.recipes import Int8Builder
 
 MAX_INPUT_CHANNELS = 4       # a convolution reading at most this many channels of a graph input is an entry layer
+SHAPE_ONLY = ("Shape", "Size")          # read an input's shape, not its values
+DATA_FIRST = ("Reshape", "Resize", "Slice", "Expand", "Pad", "Tile", "Upsample")   # the rest of their inputs: shapes
 
 
 def entry_convolutions(model: onnx.ModelProto, layers: list[str]) -> list[str]:
@@ -40,7 +42,7 @@ def entry_convolutions(model: onnx.ModelProto, layers: list[str]) -> list[str]:
 
 def _reads_input(node: onnx.NodeProto, producers: dict, inputs: set[str], constants: dict) -> bool:
     """Whether the node's data input comes from a graph input with no weighted node (a constant-weight Conv,
-    MatMul, Gemm) on the way."""
+    MatMul, Gemm) on the way, following values, not shapes."""
     queue, seen = deque([node.input[0]]), set()
     while queue:
         name = queue.popleft()
@@ -50,9 +52,9 @@ def _reads_input(node: onnx.NodeProto, producers: dict, inputs: set[str], consta
         if name in inputs:
             return True
         source = producers.get(name)
-        if source is None or _weighted(source, constants) or len(seen) > 64:
+        if source is None or source.op_type in SHAPE_ONLY or _weighted(source, constants) or len(seen) > 64:
             continue
-        queue.extend(source.input)
+        queue.extend(source.input[:1] if source.op_type in DATA_FIRST else source.input)
     return False
 
 

@@ -3,8 +3,9 @@
 
 A MatMul or Gemm sees its input's rows; a Conv sees the patches its kernel covers (im2col), one H per group (a
 depthwise convolution has one small H per channel). One probe run per feed gives every layer's input at once (the
-memory of one feed's activations, as static calibration holds); rows and patches beyond ROWS_PER_FEED per feed are
-sampled evenly, which keeps H's estimate and bounds the cost on large images.
+memory of one feed's activations, as static calibration holds); beyond ROWS_PER_FEED rows or kernel positions per
+feed, a random sample of them (drawn before the patches are gathered) keeps H's estimate and bounds the cost and
+memory on large images.
 """
 
 from __future__ import annotations
@@ -113,15 +114,16 @@ def _rows(layer: Layer, x: np.ndarray, rng: np.random.Generator) -> list[np.ndar
     if x.ndim == 3:                                  # 1-D: a height of one
         x = x[:, :, None, :]
     per_group = x.shape[1] // groups
-    patches = _patches(x, layer.node, tuple(layer.weight.shape[2:]))      # [N·positions, C, kh·kw]
+    patches = _patches(x, layer.node, tuple(layer.weight.shape[2:]), rng)      # [rows, C, kh·kw]
     if patches is None:
         return None
-    patches = _sampled(patches, rng)
     return [patches[:, g * per_group:(g + 1) * per_group].reshape(len(patches), -1) for g in range(groups)]
 
 
-def _patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, ...]) -> np.ndarray | None:
-    """im2col of a [N, C, H, W] input: [N·oh·ow, C, kh·kw], the order of a Conv weight's [in, *kernel] axes."""
+def _patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, ...], rng: np.random.Generator
+             ) -> np.ndarray | None:
+    """im2col of a [N, C, H, W] input at up to ROWS_PER_FEED output positions (sampled first, so a large image's
+    full im2col is never held): [rows, C, kh·kw], the order of a Conv weight's [in, *kernel] axes."""
     kh, kw = (1, *kernel) if len(kernel) == 1 else kernel
     strides = _pair(_attr(node, "strides", None), len(kernel), 1)
     dilations = _pair(_attr(node, "dilations", None), len(kernel), 1)
@@ -131,14 +133,17 @@ def _patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, ...]) -> np
     ow = (x.shape[3] - (kw - 1) * dilations[1] - 1) // strides[1] + 1
     if oh <= 0 or ow <= 0:
         return None
-    cols = np.empty((x.shape[0], oh, ow, x.shape[1], kh, kw), dtype=np.float32)
+    positions = x.shape[0] * oh * ow
+    chosen = np.arange(positions) if positions <= ROWS_PER_FEED else \
+        np.sort(rng.choice(positions, ROWS_PER_FEED, replace=False))
+    n, rest = np.divmod(chosen, oh * ow)
+    top, left = np.divmod(rest, ow)
+    top, left = top * strides[0], left * strides[1]
+    cols = np.empty((len(chosen), x.shape[1], kh, kw), dtype=np.float32)
     for i in range(kh):
         for j in range(kw):
-            top, left = i * dilations[0], j * dilations[1]
-            window = x[:, :, top:top + strides[0] * (oh - 1) + 1:strides[0],
-                       left:left + strides[1] * (ow - 1) + 1:strides[1]]
-            cols[..., i, j] = window.transpose(0, 2, 3, 1)
-    return cols.reshape(-1, x.shape[1], kh * kw)
+            cols[:, :, i, j] = x[n, :, top + i * dilations[0], left + j * dilations[1]]
+    return cols.reshape(len(chosen), x.shape[1], kh * kw)
 
 
 def _pads(node, size, kernel, strides, dilations, rank) -> list[int]:

@@ -79,9 +79,12 @@ class Int8Builder:
     model: onnx.ModelProto        # what the recipe quantizes: prepared (static), smoothed and/or split (dynamic)
 
     def __init__(self, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[Feed] = (),
-                 smoothed_by: Int8Builder | None = None, prepared_by: Int8Builder | None = None):
+                 smoothed_by: Int8Builder | None = None, prepared_by: Int8Builder | None = None,
+                 moments_on: Sequence[Feed] | None = None):
         """`smoothed_by`: a builder of the same smoothing whose smoothed model is taken as it is (no second
-        smoothing of the same model and feeds); `prepared_by`: a static builder whose pre-processed model is."""
+        smoothing of the same model and feeds); `prepared_by`: a static builder whose pre-processed model is;
+        `moments_on`: the feeds GPTQ's H comes from (default: `feeds`) — not those a variant is scored on, which it
+        would fit."""
         self.recipe, self.notes = recipe, list[str]()
         self._calibrated_ops = recipe.ops     # static: the operator types whose tensors its ranges cover
         self._static_options = dict(STATIC_OPTIONS)
@@ -89,6 +92,7 @@ class Int8Builder:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-int8-")
         self._cache = Path(self._tmp.name) / "ranges.json"
         self._feeds = _spread(list(feeds), CALIBRATION_FEEDS)
+        self._moment_feeds = self._feeds if moments_on is None else _spread(list(moments_on), CALIBRATION_FEEDS)
         if recipe.mode == "static":
             if not self._feeds:
                 raise ValueError("static int8 needs calibration inputs")
@@ -185,7 +189,7 @@ class Int8Builder:
 
     def input_moments(self) -> dict[str, Moments]:
         """Each layer's H on this builder's calibration inputs (computed on each call: it is not held)."""
-        return input_hessians(self.model, self._layers, self._feeds)
+        return input_hessians(self.model, self._layers, self._moment_feeds)
 
     @functools.cached_property
     def _input_means(self) -> dict[str, np.ndarray]:

@@ -43,26 +43,18 @@ def rounded(quantized: onnx.ModelProto, layers: dict[str, Layer], hessians: Call
     constants = {t.name: t for t in quantized.graph.initializer}
     done = 0
     for name, layer in layers.items():
-        weight_name = layer.node.input[1]
-        q_tensor, scale_tensor = constants.get(f"{weight_name}_quantized"), constants.get(f"{weight_name}_scale")
-        if q_tensor is None or scale_tensor is None:
+        found = _int8_weight(layer, constants)
+        if found is None:
             continue
-        q = numpy_helper.to_array(q_tensor)
-        zero = constants.get(f"{weight_name}_zero_point")
-        if q.shape != layer.weight.shape or q.dtype != np.int8 or \
-                (zero is not None and np.any(numpy_helper.to_array(zero))):
-            continue
-        matrix_of = _matrix_view(layer)
-        scale = numpy_helper.to_array(scale_tensor).astype(np.float64).ravel()
+        q_tensor, q, w, scale, matrix_of = found
         rows = matrix_of(q).shape[0]
-        if scale.size not in (1, rows):
-            continue
-        limit = int(np.abs(q).max())          # the grid's end: 127, or 64 / 63 with reduce_range
+        limit = int(np.abs(q.astype(np.int32)).max())     # the grid's end: 127, or 64 / 63 with reduce_range
         key = (name, scale.tobytes(), limit)
         if key not in solved:
             moments = hessians() if moments is None else moments
-            solved[key] = None if name not in moments else \
-                _rounded_layer(layer, matrix_of, np.broadcast_to(scale, (rows,)), limit, moments[name])
+            solved[key] = None if name not in moments or not moments[name].rows else \
+                _rounded_layer(matrix_of(w.astype(np.float64)), matrix_of, np.broadcast_to(scale, (rows,)), limit,
+                               moments[name])
         new = solved[key]
         if new is None:
             continue
@@ -71,9 +63,40 @@ def rounded(quantized: onnx.ModelProto, layers: dict[str, Layer], hessians: Call
     return quantized, done
 
 
-def _rounded_layer(layer: Layer, matrix_of, scale: np.ndarray, limit: int, moments: Moments) -> np.ndarray | None:
-    """The layer's integer weights in its stored shape, each group rounded by GPTQ on its H (shrunk)."""
-    w = matrix_of(layer.weight.astype(np.float64))           # [outputs, columns of every group side by side]
+def _int8_weight(layer: Layer, constants: dict[str, onnx.TensorProto]):
+    """(tensor, integers, float weight in the tensor's layout, scales per output or one, matrix view) of the layer's
+    int8 weight as ONNX Runtime wrote it, or None. A Gemm with transB that dynamic int8 rewrote as a MatMul holds `<W>_Transposed_quantized`, [in, out].
+    Whatever the name, the integers must be the float weight's rounding on that grid (|q − W/scale| ≤ ½): a tensor
+    of the same name and shape in another layout is left alone."""
+    weight_name = layer.node.input[1]
+    views = [(weight_name, _matrix_view(layer))]
+    if layer.node.op_type == "Gemm" and _attr_i(layer.node, "transB"):
+        views.append((f"{weight_name}_Transposed", lambda a, back=False: a.T))
+    for base, matrix_of in views:
+        q_tensor, scale_tensor = constants.get(f"{base}_quantized"), constants.get(f"{base}_scale")
+        zero = constants.get(f"{base}_zero_point")
+        if q_tensor is None or scale_tensor is None or (zero is not None and np.any(numpy_helper.to_array(zero))):
+            continue
+        q = numpy_helper.to_array(q_tensor)
+        w = layer.weight if base == weight_name else layer.weight.T
+        scale = numpy_helper.to_array(scale_tensor).astype(np.float64).ravel()
+        if q.dtype != np.int8 or q.shape != w.shape or scale.size not in (1, matrix_of(q).shape[0]):
+            continue
+        per_row = scale if scale.size == 1 else scale[:, None]
+        distance = np.abs(matrix_of(q).astype(np.float64) - matrix_of(w.astype(np.float64)) / np.where(
+            per_row == 0, 1.0, per_row))
+        if np.all(np.isfinite(distance)) and distance.max() <= 0.5 + 1e-3:
+            return q_tensor, q, w, scale, matrix_of
+    return None
+
+
+def _attr_i(node: onnx.NodeProto, name: str) -> int:
+    return next((a.i for a in node.attribute if a.name == name), 0)
+
+
+def _rounded_layer(w: np.ndarray, matrix_of, scale: np.ndarray, limit: int, moments: Moments) -> np.ndarray | None:
+    """The integers of `w` ([outputs, columns of every group side by side]) in the stored shape, each group rounded
+    by GPTQ on its H (shrunk)."""
     groups = len(moments.groups)
     if w.shape[0] % groups or w.shape[1] != moments.groups[0].shape[0]:
         return None
@@ -101,8 +124,7 @@ def _matrix_view(layer: Layer):
     shape = layer.weight.shape
     if layer.node.op_type == "Conv":
         return lambda a, back=False: a.reshape(shape) if back else a.reshape(shape[0], -1)
-    transposed = layer.node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in layer.node.attribute)
-    if transposed:                                              # Gemm with transB: stored [out, in] already
+    if layer.node.op_type == "Gemm" and _attr_i(layer.node, "transB"):                                              # Gemm with transB: stored [out, in] already
         return lambda a, back=False: a
     return lambda a, back=False: a.T                            # MatMul / Gemm: stored [in, out]
 
@@ -113,10 +135,11 @@ def gptq(w: np.ndarray, h: np.ndarray, scale: np.ndarray, limit: int) -> np.ndar
     None where H cannot be made positive definite."""
     w = w.copy()
     scale = np.where(scale == 0, 1.0, scale)[:, None]
+    if not np.isfinite(h).all():
+        return None
     h = h.copy()
-    dead = np.diag(h) <= 0
+    dead = np.diag(h) <= 0           # an input always 0 on the calibration inputs: no coupling, plain rounding
     h[dead, dead] = 1.0
-    w[:, dead] = 0.0
     order = np.argsort(-np.diag(h), kind="stable")
     w, h = w[:, order], h[np.ix_(order, order)]
     inverse = _inverse_cholesky(h)

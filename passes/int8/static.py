@@ -18,8 +18,9 @@ import onnx_graphsurgeon as gs
 
 from edgec.passes.base import Feed, PassContext
 from edgec.passes.int8.bias import corrects_bias
+from edgec.passes.int8.choice import Candidate
 from edgec.passes.int8.dynamic import MIN_FEEDS as MIN_STATIC_FEEDS
-from edgec.passes.int8.dynamic import all_int8_score
+from edgec.passes.int8.dynamic import all_int8_score, fixed_score
 from edgec.passes.int8.ranges import MAX_RANGE_GROWTH, MIN_FEEDS, method_feeds, range_growth
 from edgec.passes.int8.recipes import Int8Builder, Recipe, with_weight_fix
 from edgec.passes.int8.rounding import rounds_weights
@@ -61,13 +62,23 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
                          ("bias", judged and corrects_bias(best[2].model, "static"))):
         if applies:
             variant = with_weight_fix(best[1], fix)
-            scored.append((all_int8_score(ctx, best[2].with_recipe(variant)), variant, best[2]))
+            scored.append((fixed_score(ctx, best[2], variant, notes), variant, best[2]))
             best = max(scored, key=lambda s: s[0])
+    scored = [s for s in scored if s[0] > float("-inf")]
     if len(scored) == 1:
         return [(best[2].with_recipe(best[1]), every.get(best[1].calibrate))]
     notes.append("static int8, every layer, on the search feeds: "
                  + ", ".join(f"{r.variant} {v:.4f}" for v, r, _ in scored) + f": {best[1].variant} chosen")
     return [(best[2].with_recipe(best[1]), every.get(best[1].calibrate))]
+
+
+def as_written(stack: ExitStack, finals: dict, builder: Int8Builder, candidate: Candidate,
+           every: list[Feed] | None) -> Candidate:
+    """The candidate as it is written: static int8 rebuilt with ranges from every calibration feed."""
+    if every is None:
+        return candidate
+    rebuilt = rebuilt_on_every_feed(stack, finals, builder, candidate.result.float_layers, every)
+    return replace(candidate, result=replace(candidate.result, model=rebuilt))
 
 
 def rebuilt_on_every_feed(stack: ExitStack, finals: dict[str, Int8Builder], scored: Int8Builder,

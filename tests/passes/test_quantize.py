@@ -321,6 +321,6 @@ def test_the_first_convolution_stays_float_where_the_model_times_faster_so():
     graph, result = _cnn_pass(latency=slow_first_conv, mode="static", ops="Conv,Gemm")
     assert result.changed and result.stats["recipe"].endswith("[input layers float]")
     assert len(result.stats["float_layers"]) == 1 and result.stats["quantized"] == 2
-    assert any("the input layers: the model timed faster with them float" in n for n in result.notes)
+    assert any("(the input layers) because the model timed faster with them float" in n for n in result.notes)
     first = next(n for n in graph.nodes if n.op == "Conv")
     assert first.inputs[0].name == "x"                                         # float, on the raw input

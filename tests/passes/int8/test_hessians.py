@@ -58,3 +58,19 @@ def test_matmul_and_gemm_hessians_are_their_inputs_second_moments():
     hs = xs @ numpy_helper.to_array(init[0])
     assert np.allclose(hessians["fc1"].groups[0], hs.T @ hs, rtol=1e-4)
     assert input_hessians(model, layers, []) == {}
+
+
+def test_a_large_input_gives_a_sample_of_its_kernel_positions(monkeypatch):
+    import edgec.passes.int8.hessians as hessians
+
+    monkeypatch.setattr(hessians, "ROWS_PER_FEED", 7)
+    shape, kernel, attrs = CASES[0]
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=shape).astype(np.float32), rng.normal(size=kernel).astype(np.float32)
+    model = _conv_model(shape, w, **attrs)
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    every = np.moveaxis(y, 1, -1).reshape(-1, kernel[0])                       # one row per output position
+    rows = _rows(weighted_layers(model)["conv"], x, np.random.default_rng(0))[0]
+    assert len(rows) == 7
+    got = rows @ w.reshape(kernel[0], -1).T
+    assert all(np.abs(every - g).max(axis=1).min() < 1e-4 for g in got)       # each is a real position's patch

@@ -29,13 +29,16 @@ def test_gptq_lowers_the_output_error_of_rounding_on_the_grid_it_was_given():
     assert not np.array_equal(q, nearest)                                    # it chose other integers
 
 
-def test_gptq_keeps_a_reduced_range_and_handles_inputs_that_are_never_seen():
+def test_gptq_keeps_a_reduced_range_and_rounds_inputs_never_seen_plainly():
     rng = np.random.default_rng(2)
     _, h = _correlated(100, 8)
     h[3, :] = h[:, 3] = 0.0                                                  # an input that is always zero
     w = rng.normal(size=(4, 8))
-    q = gptq(w, h, np.abs(w).max(axis=1) / 63, 63)
-    assert q is not None and np.abs(q).max() <= 63 and (q[:, 3] == 0).all()
+    scale = np.abs(w).max(axis=1) / 63
+    q = gptq(w, h, scale, 63)
+    assert q is not None and np.abs(q).max() <= 63
+    assert np.array_equal(q[:, 3], np.round(w[:, 3] / scale))                # unseen: plain rounding, not zero
+    assert gptq(w, h * np.nan, scale, 63) is None
 
 
 def _mlp(seed: int = 0) -> onnx.ModelProto:
@@ -102,3 +105,21 @@ def test_h_from_few_rows_is_pulled_towards_plain_rounding():
     half = shrunk(h, 8)                                        # as many rows as inputs: half way to the diagonal
     assert np.allclose(np.diag(half), np.diag(h)) and np.allclose(half - np.diag(np.diag(half)),
                                                                    0.5 * (h - np.diag(np.diag(h))))
+
+
+def test_a_dynamic_gemm_with_transposed_weight_is_rounded_in_the_layout_onnx_runtime_wrote():
+    rng = np.random.default_rng(5)
+    init = [numpy_helper.from_array(rng.normal(size=(12, 24)).astype(np.float32), "b0"),
+            numpy_helper.from_array(rng.normal(size=(12, 8)).astype(np.float32), "b1")]
+    nodes = [helper.make_node("Gemm", ["x", "b0"], ["h"], name="g0", transB=1),
+             helper.make_node("Gemm", ["h", "b1"], ["y"], name="g1")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 24])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 8])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    feeds, unseen = _inputs(8, 3), _inputs(8, 4)
+    with Int8Builder(model, Recipe("dynamic", ("MatMul", "Gemm"), True, False), feeds) as builder:
+        plain = builder.build()
+        rounded = builder.with_recipe(Recipe("dynamic", ("MatMul", "Gemm"), True, False, round_weights=True)).build()
+    before, after = _int8_weights(plain), _int8_weights(rounded)
+    assert len(before) == 2 and all(not np.array_equal(before[k], after[k]) for k in before)
+    assert _error(rounded, model, unseen) < _error(plain, model, unseen)
