@@ -123,3 +123,16 @@ def test_a_dynamic_gemm_with_transposed_weight_is_rounded_in_the_layout_onnx_run
     before, after = _int8_weights(plain), _int8_weights(rounded)
     assert len(before) == 2 and all(not np.array_equal(before[k], after[k]) for k in before)
     assert _error(rounded, model, unseen) < _error(plain, model, unseen)
+
+
+def test_dynamic_gptq_takes_its_h_from_the_feeds_it_is_not_scored_on():
+    from calib import OrtCalibration
+
+    from edgec.passes.base import PassContext
+    from edgec.passes.int8.dynamic import _fit_feeds
+
+    feeds = _inputs(12, 1)
+    judged = PassContext(calibration=OrtCalibration(feeds, scored=4), fidelity=lambda graph: 1.0)
+    assert _fit_feeds(judged, feeds) == feeds[:8]
+    assert _fit_feeds(judged, feeds[:6]) == feeds[:6]                      # 2 beside the search feeds: too few
+    assert _fit_feeds(PassContext(calibration=OrtCalibration(feeds, scored=4)), feeds) == feeds   # nothing scored
