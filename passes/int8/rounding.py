@@ -58,7 +58,7 @@ def rounded(quantized: onnx.ModelProto, layers: dict[str, Layer], hessians: Call
         new = solved[key]
         if new is None:
             continue
-        q_tensor.CopyFrom(numpy_helper.from_array(new.astype(np.int8), q_tensor.name))
+        q_tensor.CopyFrom(numpy_helper.from_array(new, q_tensor.name))
         done += 1
     return quantized, done
 
@@ -108,7 +108,7 @@ def _rounded_layer(w: np.ndarray, matrix_of, scale: np.ndarray, limit: int, mome
         if solved is None:
             return None
         out[rows] = solved
-    return matrix_of(out, back=True)
+    return np.ascontiguousarray(matrix_of(out, back=True)).astype(np.int8)   # cached per layer: int8, not 8× it
 
 
 def shrunk(h: np.ndarray, rows: int) -> np.ndarray:
