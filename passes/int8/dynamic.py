@@ -26,7 +26,7 @@ MIN_FIT = 4           # calibration feeds beside the search feeds that GPTQ's H 
 
 
 def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, options: dict[str, str], floor: float,
-                     ctx: PassContext, notes: list[str]) -> list[Int8Builder]:
+                     ctx: PassContext, notes: list[str], round_weights: bool = True) -> list[Int8Builder]:
     """Dynamic int8 as it is, and (with calibration inputs to choose their scales and a judge) after activation
     smoothing, with outlier channels computed apart, or both. With smooth/outliers=auto those are tried only where
     int8 of every layer misses the floor as it is (smoothing folded into a LayerNorm is free: kept wherever it scores
@@ -41,7 +41,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     plain = stack.enter_context(Int8Builder(model, recipe, feeds if judged else (), moments_on=fit))
     settings = {k: str(options[k]).strip().lower() for k in ("smooth", "outliers")}
     if set(settings.values()) == {"false"} or not judged:
-        return [_corrected_where_higher(plain, ctx, notes) if judged else plain]
+        return [_corrected_where_higher(plain, ctx, notes, round_weights) if judged else plain]
     if len(feeds) < MIN_FEEDS:    # their scales are per-channel maxima: static ranges' weakness, per channel
         notes.append(f"activation smoothing not tried: {len(feeds)} calibration inputs (it and the outlier split "
                      f"need ≥ {MIN_FEEDS}: on a ViT-S with 4, smoothed int8 met the floor on them and moved unseen "
@@ -64,7 +64,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
                                      kept if kept.recipe.smooth else None, fit=fit)
             variants += [split] if split is not None else []
     variants = variants or bases                   # outliers=true, and no input had outliers to split
-    variants = [_corrected_where_higher(v, ctx, notes) for v in variants]
+    variants = [_corrected_where_higher(v, ctx, notes, round_weights) for v in variants]
     scores = {id(v): all_int8_score(ctx, v) for v in variants}
     meeting = [v for v in variants if scores[id(v)] >= floor]
     chosen = meeting or [max(variants, key=lambda v: scores[id(v)])]
@@ -76,11 +76,13 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     return chosen
 
 
-def _corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[str]) -> Int8Builder:
+def _corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[str],
+                            round_weights: bool = True) -> Int8Builder:
     """The builder with its int8 weights GPTQ-rounded (`int8.rounding`), then with bias correction (`int8.bias`: each
     int8 MatMul's mean output shift taken out of its bias Add), each where its all-int8 model scores higher on the
     search feeds."""
-    for fix, label, applies in (("round", "GPTQ-rounded weights", rounds_weights(builder.model, builder.recipe.ops)),
+    for fix, label, applies in (("round", "GPTQ-rounded weights",
+                                 round_weights and rounds_weights(builder.model, builder.recipe.ops)),
                                 ("bias", "bias correction", corrects_bias(builder.model, "dynamic"))):
         if not applies:
             continue

@@ -34,7 +34,8 @@ STATIC_WIDE = STATIC_OPS + ("Add", "Mul", "Concat", "MaxPool", "AveragePool", "G
 
 
 def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, methods: Sequence[str], per_channel: bool,
-                    ctx: PassContext, notes: list[str]) -> list[tuple[Int8Builder, list[Feed] | None]]:
+                    ctx: PassContext, notes: list[str], round_weights: bool = True
+                    ) -> list[tuple[Int8Builder, list[Feed] | None]]:
     """The builder whose calibration method (of `methods`) and weight scales (per-channel or per-tensor) score
     highest all-int8 on the search feeds (one calibration per method; the scales need none), the best of them also
     with GPTQ-rounded weights (`int8.rounding`) and with bias correction (`int8.bias`), with the feeds its final
@@ -58,7 +59,7 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
     best = max(scored, key=lambda s: s[0])
     # the best with its weights GPTQ-rounded, then bias-corrected: each kept where it scores higher (bias correction:
     # open-nsfw 0.9947 → 0.9971, a ResNet-18 0.861 → 0.852)
-    for fix, applies in (("round", judged and rounds_weights(best[2].model, best[1].ops)),
+    for fix, applies in (("round", judged and round_weights and rounds_weights(best[2].model, best[1].ops)),
                          ("bias", judged and corrects_bias(best[2].model, "static"))):
         if applies:
             variant = with_weight_fix(best[1], fix)

@@ -6,11 +6,13 @@ from edgec.targets import load_target
 
 def test_the_default_arm_pipeline_steps_back_to_the_original():
     steps = plan_attempts(["cleanup", "prune", "quantize"], {}, load_target("arm"), step_back=True)
-    assert [s.label for s in steps] == ["as planned", "tighter floors", "the float graph", "lossless passes only",
-                                        "the original model"]
-    tighter = steps[1].pass_options
+    assert [s.label for s in steps] == ["as planned", "int8 weights rounded to nearest", "tighter floors",
+                                        "the float graph", "lossless passes only", "the original model"]
+    nearest = steps[1].pass_options["quantize"]
+    assert nearest["round_weights"] is False and nearest["floor"] == load_target("arm").options_for("quantize")["floor"]
+    tighter = steps[2].pass_options
     assert tighter["prune"]["floor"] == 0.999 and tighter["quantize"]["floor"] == 0.9955
-    assert steps[2].passes == ["cleanup", "prune"] and steps[3].passes == ["cleanup"] and steps[4].passes == []
+    assert steps[3].passes == ["cleanup", "prune"] and steps[4].passes == ["cleanup"] and steps[5].passes == []
 
 
 def test_int8_weights_are_kept_when_only_activation_int8_is_rejected():

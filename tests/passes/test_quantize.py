@@ -324,3 +324,14 @@ def test_the_first_convolution_stays_float_where_the_model_times_faster_so():
     assert any("(the input layers) because the model timed faster with them float" in n for n in result.notes)
     first = next(n for n in graph.nodes if n.op == "Conv")
     assert first.inputs[0].name == "x"                                         # float, on the raw input
+
+
+def test_gptq_rounding_is_not_tried_when_turned_off():
+    from calib import apply_pass, fidelity_probe
+
+    model = models.mlp_model("gelu", blocks=2)
+    judge = fidelity_probe(model, models.feeds(model, 4, seed=3, seq=20))
+    _, on = apply_pass("quantize", model, models.feeds(model, 8, seq=20), judge=judge, mode="static")
+    _, off = apply_pass("quantize", model, models.feeds(model, 8, seq=20), judge=judge, mode="static",
+                        round_weights=False)
+    assert any("GPTQ" in n for n in on.notes) and not any("GPTQ" in n for n in off.notes)

@@ -126,10 +126,10 @@ def test_a_dynamic_gemm_with_transposed_weight_is_rounded_in_the_layout_onnx_run
 
 
 def test_dynamic_gptq_takes_its_h_from_the_feeds_it_is_not_scored_on():
-    from calib import OrtCalibration
-
     from edgec.passes.base import PassContext
     from edgec.passes.int8.dynamic import _fit_feeds
+
+    from calib import OrtCalibration
 
     feeds = _inputs(12, 1)
     judged = PassContext(calibration=OrtCalibration(feeds, scored=4), fidelity=lambda graph: 1.0)
