@@ -67,7 +67,7 @@ def weighted_layers(model: onnx.ModelProto) -> dict[str, Layer]:
 
 @dataclass(frozen=True)
 class Moments:
-    """A layer's H per group (float64) and how many input rows it sums."""
+    """A layer's H per group (float32 sums) and how many input rows it sums."""
     groups: list[np.ndarray]
     rows: int
 
@@ -86,6 +86,7 @@ def input_hessians(model: onnx.ModelProto, layers: dict[str, Layer], feeds: Sequ
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # the tensors as named
     options.log_severity_level = 3         # errors only: ONNX Runtime warns of each unused initializer
+    options.enable_cpu_mem_arena = False   # the probe's many outputs would grow the arena for the whole compile
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     sums: dict[str, list[np.ndarray]] = {}
     counts: dict[str, int] = {}
@@ -96,7 +97,7 @@ def input_hessians(model: onnx.ModelProto, layers: dict[str, Layer], feeds: Sequ
             groups = _rows(layer, np.asarray(values[layer.node.input[0]], dtype=np.float32), rng)
             if groups is None:
                 continue
-            moments = [(g.T @ g).astype(np.float64) for g in groups]
+            moments = [g.T @ g for g in groups]        # float32: H of every layer is held at once
             sums[name] = [a + b for a, b in zip(sums[name], moments, strict=True)] if name in sums else moments
             counts[name] = counts.get(name, 0) + len(groups[0])
     return {name: Moments(groups, counts[name]) for name, groups in sums.items()}

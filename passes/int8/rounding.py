@@ -52,9 +52,10 @@ def rounded(quantized: onnx.ModelProto, layers: dict[str, Layer], hessians: Call
         key = (name, scale.tobytes(), limit)
         if key not in solved:
             moments = hessians() if moments is None else moments
-            solved[key] = None if name not in moments or not moments[name].rows else \
+            layer_moments = moments.pop(name, None)       # each H freed once solved: they are large together
+            solved[key] = None if layer_moments is None or not layer_moments.rows else \
                 _rounded_layer(matrix_of(w.astype(np.float64)), matrix_of, np.broadcast_to(scale, (rows,)), limit,
-                               moments[name])
+                               layer_moments)
         new = solved[key]
         if new is None:
             continue
@@ -104,7 +105,7 @@ def _rounded_layer(w: np.ndarray, matrix_of, scale: np.ndarray, limit: int, mome
     out = np.empty_like(w)
     for g, h in enumerate(moments.groups):
         rows = slice(g * per_group, (g + 1) * per_group)
-        solved = gptq(w[rows], shrunk(h, moments.rows), scale[rows], limit)
+        solved = gptq(w[rows], shrunk(h.astype(np.float64), moments.rows), scale[rows], limit)
         if solved is None:
             return None
         out[rows] = solved
