@@ -33,14 +33,14 @@ class Layer:
 
     @property
     def groups(self) -> int:
-        return _attr(self.node, "group", 1) if self.node.op_type == "Conv" else 1
+        return attribute(self.node, "group", 1) if self.node.op_type == "Conv" else 1
 
     @property
     def columns(self) -> int:
         """The width of one group's H: inputs per output (Conv: in / groups × kernel size)."""
         if self.node.op_type == "Conv":
             return int(np.prod(self.weight.shape[1:]))
-        return self.weight.shape[1] if self.node.op_type == "Gemm" and _attr(self.node, "transB", 0) \
+        return self.weight.shape[1] if self.node.op_type == "Gemm" and attribute(self.node, "transB", 0) \
             else self.weight.shape[0]
 
 
@@ -57,7 +57,7 @@ def weighted_layers(model: onnx.ModelProto) -> dict[str, Layer]:
             continue
         rank = len(tensor.dims)
         fits = {"Conv": rank in (3, 4), "MatMul": rank == 2 and len(node.input) == 2,
-                "Gemm": rank == 2 and not _attr(node, "transA", 0)}.get(node.op_type, False)
+                "Gemm": rank == 2 and not attribute(node, "transA", 0)}.get(node.op_type, False)
         if fits and node.input[0] not in constants:
             layer = Layer(node, numpy_helper.to_array(tensor))
             if layer.columns <= MAX_COLUMNS:
@@ -126,8 +126,8 @@ def _patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, ...], rng: 
     """im2col of a [N, C, H, W] input at up to ROWS_PER_FEED output positions (sampled first, so a large image's
     full im2col is never held): [rows, C, kh·kw], the order of a Conv weight's [in, *kernel] axes."""
     kh, kw = (1, *kernel) if len(kernel) == 1 else kernel
-    strides = _pair(_attr(node, "strides", None), len(kernel), 1)
-    dilations = _pair(_attr(node, "dilations", None), len(kernel), 1)
+    strides = _pair(attribute(node, "strides", None), len(kernel), 1)
+    dilations = _pair(attribute(node, "dilations", None), len(kernel), 1)
     pads = _pads(node, x.shape[2:], (kh, kw), strides, dilations, len(kernel))
     x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     oh = (x.shape[2] - (kh - 1) * dilations[0] - 1) // strides[0] + 1
@@ -149,14 +149,14 @@ def _patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, ...], rng: 
 
 def _pads(node, size, kernel, strides, dilations, rank) -> list[int]:
     """[top, left, bottom, right] from `pads` or `auto_pad` (SAME_UPPER puts the odd one at the end)."""
-    auto = _attr(node, "auto_pad", b"NOTSET")
+    auto = attribute(node, "auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         total = [max(0, (-(-s // st) - 1) * st + (k - 1) * d + 1 - s)
                  for s, k, st, d in zip(size, kernel, strides, dilations, strict=True)]
         first = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
         return [first[0], first[1], total[0] - first[0], total[1] - first[1]]
-    pads = list(_attr(node, "pads", None) or [0] * (2 * rank)) if auto != "VALID" else [0] * (2 * rank)
+    pads = list(attribute(node, "pads", None) or [0] * (2 * rank)) if auto != "VALID" else [0] * (2 * rank)
     return [0, pads[0], 0, pads[1]] if rank == 1 else pads
 
 
@@ -171,5 +171,6 @@ def _sampled(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rows[np.sort(rng.choice(len(rows), ROWS_PER_FEED, replace=False))]
 
 
-def _attr(node: onnx.NodeProto, name: str, default):
+def attribute(node: onnx.NodeProto, name: str, default):
+    """A node attribute's value, or `default`."""
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgec.passes.int8.hessians import Layer, Moments, weighted_layers
+from edgec.passes.int8.hessians import Layer, Moments, attribute, weighted_layers
 
 DAMPING = 0.01       # of H's mean diagonal, added to it: GPTQ's default, which keeps H⁻¹ well conditioned
 BLOCK = 128          # columns rounded before the rest are updated at once (the same result, in fewer matrix ops)
@@ -66,12 +66,12 @@ def rounded(quantized: onnx.ModelProto, layers: dict[str, Layer], hessians: Call
 
 def _int8_weight(layer: Layer, constants: dict[str, onnx.TensorProto]):
     """(tensor, integers, float weight in the tensor's layout, scales per output or one, matrix view) of the layer's
-    int8 weight as ONNX Runtime wrote it, or None. A Gemm with transB that dynamic int8 rewrote as a MatMul holds `<W>_Transposed_quantized`, [in, out].
-    Whatever the name, the integers must be the float weight's rounding on that grid (|q − W/scale| ≤ ½): a tensor
+    int8 weight as ONNX Runtime wrote it, or None. A Gemm with transB that dynamic int8 rewrote as a MatMul holds
+    `<W>_Transposed_quantized`, [in, out]. Whatever the name, the integers must be the float weight's rounding on that grid (|q − W/scale| ≤ ½): a tensor
     of the same name and shape in another layout is left alone."""
     weight_name = layer.node.input[1]
     views = [(weight_name, _matrix_view(layer))]
-    if layer.node.op_type == "Gemm" and _attr_i(layer.node, "transB"):
+    if layer.node.op_type == "Gemm" and attribute(layer.node, "transB", 0):
         views.append((f"{weight_name}_Transposed", lambda a, back=False: a.T))
     for base, matrix_of in views:
         q_tensor, scale_tensor = constants.get(f"{base}_quantized"), constants.get(f"{base}_scale")
@@ -89,10 +89,6 @@ def _int8_weight(layer: Layer, constants: dict[str, onnx.TensorProto]):
         if np.all(np.isfinite(distance)) and distance.max() <= 0.5 + 1e-3:
             return q_tensor, q, w, scale, matrix_of
     return None
-
-
-def _attr_i(node: onnx.NodeProto, name: str) -> int:
-    return next((a.i for a in node.attribute if a.name == name), 0)
 
 
 def _rounded_layer(w: np.ndarray, matrix_of, scale: np.ndarray, limit: int, moments: Moments) -> np.ndarray | None:
@@ -125,7 +121,7 @@ def _matrix_view(layer: Layer):
     shape = layer.weight.shape
     if layer.node.op_type == "Conv":
         return lambda a, back=False: a.reshape(shape) if back else a.reshape(shape[0], -1)
-    if layer.node.op_type == "Gemm" and _attr_i(layer.node, "transB"):                                              # Gemm with transB: stored [out, in] already
+    if layer.node.op_type == "Gemm" and attribute(layer.node, "transB", 0):          # stored [out, in] already
         return lambda a, back=False: a
     return lambda a, back=False: a.T                            # MatMul / Gemm: stored [in, out]
 
