@@ -1,7 +1,8 @@
 """cleanup: Constant nodes to initializers, Identity removal, safe constant folding, dead nodes, toposort; and
 hard-swish written out in elementwise ops as the one op ONNX Runtime runs fast (`int8.hardswish`: a PP-OCR text
-direction classifier, 18 of them as x · Clip(x + 3, 0, 6) / 6, ran 1.6× faster float), and a batch normalization
-written out after a Conv folded into it (`conv.affine`), which ONNX Runtime does not do.
+direction classifier, 18 of them as x · Clip(x + 3, 0, 6) / 6, ran 1.6× faster float), a batch normalization
+written out after a Conv folded into it (`conv.affine`), GELUs written out as ONNX Runtime's one op (`exact.gelu`)
+and one-hot MatMuls as the lookups they are (`exact.onehot`): rewrites ONNX Runtime does not do.
 
 Folding never grows the model: a node whose inputs are all constants is folded only if its result
 is no larger than its inputs, so a factorized `MatMul(U, V)` is never multiplied back into W.
@@ -19,6 +20,8 @@ from onnx.reference import ReferenceEvaluator
 
 from edgec.passes.base import PassContext, PassResult, build_options
 from edgec.passes.conv.affine import affine_folded
+from edgec.passes.exact.gelu import gelu_fused
+from edgec.passes.exact.onehot import onehot_gathered
 from edgec.passes.graph_tools import is_graph_output
 from edgec.passes.int8.hardswish import hardswish_fused
 from edgec.passes.ort_tools import replace_contents
@@ -32,16 +35,16 @@ _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifo
 BEYOND_RUNTIME = "beyond_runtime"
 
 # where the one op runs at least as the ops it replaces do: a mobile EP (NNAPI, CoreML) may take Add/Clip/Mul/Div
-# and not HardSwish, which would split its partition
-HARDSWISH_PROVIDERS = {"CPUExecutionProvider", "XnnpackExecutionProvider", "CUDAExecutionProvider"}
+# and not HardSwish or ONNX Runtime's contrib FastGelu, which would split its partition
+ONE_OP_PROVIDERS = {"CPUExecutionProvider", "XnnpackExecutionProvider", "CUDAExecutionProvider"}
 
 
 @dataclass(frozen=True)
 class CleanupOptions:
     fold_constants: bool = True
     max_fold_bytes: int = 64 * 1024 * 1024
-    fuse: bool = True              # the fusions ONNX Runtime does not do: a Conv's affine chain, hard-swish
-    fuse_hardswish: bool = True
+    fuse: bool = True              # the fusions ONNX Runtime does not do: a Conv's affine chain, hard-swish, GELU,
+    fuse_hardswish: bool = True    # one-hot MatMuls (those into contrib or newer ops only where the EPs run them)
 
 
 class CleanupPass:
@@ -58,34 +61,47 @@ class CleanupPass:
         identities = _remove_identities(graph, outer)
         folded = _fold_constants(graph, opts.max_fold_bytes, outer) if opts.fold_constants else 0
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
-        affine, hardswish = _fused(graph, opts.fuse_hardswish and set(ctx.providers) <= HARDSWISH_PROVIDERS) \
-            if opts.fuse else (0, 0)
+        fused = _fused(graph, opts.fuse_hardswish and set(ctx.providers) <= ONE_OP_PROVIDERS) \
+            if opts.fuse else dict.fromkeys(FUSIONS, 0)
+        affine, hardswish = fused["affine_folded"], fused["hardswish_fused"]
         removed = nodes_before - len(graph.nodes)
         stats = {"constant_nodes": constants, "identities_removed": identities, "folded": folded,
-                 "nodes_removed": removed, "hardswish_fused": hardswish, "affine_folded": affine,
-                 BEYOND_RUNTIME: hardswish + affine}
+                 "nodes_removed": removed, **fused, BEYOND_RUNTIME: sum(fused.values())}
         notes = [f"{hardswish} hard-swish activations written out as x · Clip(x + 3, 0, 6) / 6 run as one op each: "
                  "ONNX Runtime does not fuse them itself"] if hardswish else []
         notes += [f"{affine} Convs took the per-channel Add/Sub/Mul/Div that followed them (a batch normalization "
                   "written out) into their weights and bias: ONNX Runtime folds only part of such chains"] if affine else []
-        return PassResult(changed=removed > 0 or constants > 0 or hardswish > 0 or affine > 0, stats=stats, notes=notes)
+        notes += [f"{fused['gelu_fused']} GELUs written out in elementwise ops run as one op each (ONNX Runtime's "
+                  "FastGelu/Gelu)"] if fused["gelu_fused"] else []
+        notes += [f"{fused['onehot_gathered']} MatMuls of a one-hot matrix by a table run as the row lookups they are "
+                  "(Gather)"] if fused["onehot_gathered"] else []
+        return PassResult(changed=removed > 0 or constants > 0 or any(fused.values()), stats=stats, notes=notes)
 
 
-def _fused(graph: gs.Graph, hardswish: bool) -> tuple[int, int]:
-    """How many Convs took their trailing per-channel affine ops (`conv.affine`) and how many written-out hard-swishes
-    became one op (`int8.hardswish`, where `hardswish`); the graph is re-imported where anything changed."""
+FUSIONS = ("affine_folded", "hardswish_fused", "gelu_fused", "onehot_gathered")
+
+
+def _fused(graph: gs.Graph, contrib: bool) -> dict[str, int]:
+    """How many of each fusion ONNX Runtime does not do were made (`FUSIONS`): Convs that took their trailing
+    per-channel affine ops (`conv.affine`), written-out hard-swishes and GELUs as one op (`int8.hardswish`,
+    `exact.gelu`: where `contrib`, the EPs run those ops), one-hot MatMuls as Gathers (`exact.onehot`); the graph is
+    re-imported where anything changed."""
     ops = {n.op for n in graph.nodes}
-    affine_possible = "Conv" in ops and bool(ops & {"Sub", "Div"})
-    hardswish_possible = hardswish and {"Mul", "Clip"} <= ops
-    if not (affine_possible or hardswish_possible):
-        return 0, 0
+    steps = {"affine_folded": (lambda m: affine_folded(m, beyond_runtime=True), "Conv" in ops and bool(ops & {"Sub", "Div"})),
+             "hardswish_fused": (lambda m: hardswish_fused(m, clipped_only=True), contrib and {"Mul", "Clip"} <= ops),
+             "gelu_fused": (gelu_fused, contrib and bool(ops & {"Tanh", "Erf"}) and "Mul" in ops),
+             "onehot_gathered": (onehot_gathered, {"MatMul", "Equal"} <= ops)}
+    counts = dict.fromkeys(FUSIONS, 0)
+    if not any(possible for _, possible in steps.values()):
+        return counts
     model = gs.export_onnx(graph, do_type_check=False)
-    model, folded = affine_folded(model, beyond_runtime=True) if affine_possible else (model, 0)
-    model, fused = hardswish_fused(model, clipped_only=True) if hardswish_possible else (model, 0)
-    if folded or fused:
+    for name, (fuse, possible) in steps.items():
+        if possible:
+            model, counts[name] = fuse(model)
+    if any(counts.values()):
         replace_contents(graph, gs.import_onnx(model))
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    return folded, fused
+    return counts
 
 
 def _names_used_in_subgraphs(graph: gs.Graph) -> set[str]:

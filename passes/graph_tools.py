@@ -138,3 +138,15 @@ def readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
         for name in node.input:
             found.setdefault(name, []).append(node)
     return found
+
+
+def inferred_types(model: onnx.ModelProto) -> dict[str, tuple[int, int | None]]:
+    """Value name → (element type, rank or None) where ONNX shape inference knows it; nothing where it fails."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference raises on some graphs: their values are then unknown
+        return {}
+    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    return {v.name: (v.type.tensor_type.elem_type,
+                     len(v.type.tensor_type.shape.dim) if v.type.tensor_type.HasField("shape") else None)
+            for v in infos if v.type.HasField("tensor_type")}

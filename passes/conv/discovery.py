@@ -19,7 +19,7 @@ import onnx_graphsurgeon as gs
 from edgec.passes.graph_tools import constant_value, is_graph_output
 
 UNARY = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Softplus",
-         "Softsign", "Mish", "Gelu", "Identity", "Dropout", "Celu", "ThresholdedRelu", "Abs", "Neg", "Exp", "Sqrt",
+         "Softsign", "Mish", "Gelu", "FastGelu", "Identity", "Dropout", "Celu", "ThresholdedRelu", "Abs", "Neg", "Exp", "Sqrt",
          "Erf", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "Cast"}
 BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu", "Sum"}
 SPATIAL = {"Pad", "Resize", "Upsample"}      # channel-preserving when their channel entries are trivial

@@ -226,6 +226,16 @@ def _gelu(inputs, attrs):
     return (F.gelu(inputs[0], approximate=approximate.decode() if isinstance(approximate, bytes) else approximate),)
 
 
+def _fast_gelu(inputs, attrs):
+    """ONNX Runtime's contrib FastGelu: the tanh GELU of x (+ its optional bias)."""
+    x = inputs[0] if len(inputs) < 2 or inputs[1] is None else inputs[0] + inputs[1]
+    return (F.gelu(x, approximate="tanh"),)
+
+
+# ONNX Runtime's contrib ops that cleanup writes (`passes.exact.gelu`); its Gelu is ONNX's Gelu without attributes
+CONTRIB_OPS = frozenset({"FastGelu", "Gelu"})
+
+
 OPS = {
     "Add": lambda i, a: (i[0] + i[1],), "Sub": lambda i, a: (i[0] - i[1],), "Mul": lambda i, a: (i[0] * i[1],),
     "Div": lambda i, a: (torch.div(i[0], i[1], rounding_mode="trunc") if not i[0].is_floating_point()
@@ -237,7 +247,7 @@ OPS = {
     "Neg": lambda i, a: (-i[0],), "Abs": lambda i, a: (torch.abs(i[0]),), "Reciprocal": lambda i, a: (1 / i[0],),
     "Max": lambda i, a: (torch.stack(torch.broadcast_tensors(*i)).amax(0),),
     "Min": lambda i, a: (torch.stack(torch.broadcast_tensors(*i)).amin(0),),
-    "Gelu": _gelu, "HardSigmoid": lambda i, a: (torch.clamp(a.get("alpha", 0.2) * i[0] + a.get("beta", 0.5), 0, 1),),
+    "Gelu": _gelu, "FastGelu": _fast_gelu, "HardSigmoid": lambda i, a: (torch.clamp(a.get("alpha", 0.2) * i[0] + a.get("beta", 0.5), 0, 1),),
     "HardSwish": lambda i, a: (F.hardswish(i[0]),), "Softmax": lambda i, a: (torch.softmax(i[0], a.get("axis", -1)),),
     "MatMul": lambda i, a: (i[0] @ i[1],), "Gemm": _gemm, "Conv": _conv,
     "Transpose": lambda i, a: (i[0].permute(a["perm"]) if "perm" in a else i[0].permute(*reversed(range(i[0].dim()))),),

@@ -14,7 +14,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from edgec.passes.training.ops import OPS
+from edgec.passes.training.ops import CONTRIB_OPS, OPS
 
 TRAINABLE_CONSUMERS = {"MatMul", "Gemm", "Add", "Mul", "LayerNormalization", "Conv"}
 
@@ -25,7 +25,8 @@ class UnsupportedGraph(Exception):
 
 def unsupported_ops(model: onnx.ModelProto) -> list[str]:
     ops = {n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")}
-    foreign = {f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")}
+    foreign = {f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")
+               and not (n.domain == "com.microsoft" and n.op_type in CONTRIB_OPS)}
     return sorted((ops - set(OPS)) | foreign)
 
 
