@@ -78,7 +78,7 @@ class CleanupPass:
         return PassResult(changed=removed > 0 or constants > 0 or any(fused.values()), stats=stats, notes=notes)
 
 
-FUSIONS = ("affine_folded", "hardswish_fused", "gelu_fused", "onehot_gathered")
+FUSIONS = ("hardswish_fused", "affine_folded", "gelu_fused", "onehot_gathered")
 
 
 def _fused(graph: gs.Graph, contrib: bool) -> dict[str, int]:
@@ -87,8 +87,9 @@ def _fused(graph: gs.Graph, contrib: bool) -> dict[str, int]:
     `exact.gelu`: where `contrib`, the EPs run those ops), one-hot MatMuls as Gathers (`exact.onehot`); the graph is
     re-imported where anything changed."""
     ops = {n.op for n in graph.nodes}
-    steps = {"affine_folded": (lambda m: affine_folded(m, beyond_runtime=True), "Conv" in ops and bool(ops & {"Sub", "Div"})),
-             "hardswish_fused": (lambda m: hardswish_fused(m, clipped_only=True), contrib and {"Mul", "Clip"} <= ops),
+    # hard-swish first: its "/ 6" is an affine op the folds would otherwise take into the next Conv
+    steps = {"hardswish_fused": (lambda m: hardswish_fused(m, clipped_only=True), contrib and {"Mul", "Clip"} <= ops),
+             "affine_folded": (lambda m: affine_folded(m, beyond_runtime=True), "Conv" in ops and bool(ops & {"Mul", "Add", "Sub", "Div"})),
              "gelu_fused": (gelu_fused, contrib and bool(ops & {"Tanh", "Erf"}) and "Mul" in ops),
              "onehot_gathered": (onehot_gathered, {"MatMul", "Equal"} <= ops)}
     counts = dict.fromkeys(FUSIONS, 0)
