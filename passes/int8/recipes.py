@@ -23,6 +23,7 @@ import onnx
 
 from edgec.passes.base import Feed
 from edgec.passes.int8.bias import bias_corrected, dynamic_bias_corrected, input_means
+from edgec.passes.int8.clamps import clamps_dropped
 from edgec.passes.int8.hessians import Layer, Moments, input_hessians, weighted_layers
 from edgec.passes.int8.outliers import split_outliers
 from edgec.passes.int8.prepare import prepared
@@ -174,6 +175,8 @@ class Int8Builder:
             else:
                 self._static(out, list(float_layers))
         model = onnx.load(str(out))
+        if self.recipe.mode == "static":
+            model, _ = clamps_dropped(model)
         if self.recipe.round_weights:
             model, _ = rounded(model, self._layers, self._moments_from.input_moments, self._rounded)
         if self.recipe.correct_bias:
