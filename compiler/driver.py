@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,8 @@ def _first_accepted(attempts: list[Attempt], editable, reference: Reference, rep
                                                 fallible=not last)
         if failure is None or last:
             return compiled, candidate
+        del compiled, candidate        # a rejected model and its session would be held through the next attempt
+        gc.collect()
         why = "; ".join(report.notes[kept_notes:])[:300]
         del report.notes[kept_notes:]
         report.notes.append(f"stepped back from {attempt.label} ({failure}{': ' + why if why else ''}): "

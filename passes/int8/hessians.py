@@ -79,15 +79,21 @@ def input_hessians(model: onnx.ModelProto, layers: dict[str, Layer], feeds: Sequ
     if not layers or not feeds:
         return {}
     names = list(dict.fromkeys(layer.node.input[0] for layer in layers.values()))
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names if n not in known)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # the tensors as named
     options.log_severity_level = 3         # errors only: ONNX Runtime warns of each unused initializer
     options.enable_cpu_mem_arena = False   # the probe's many outputs would grow the arena for the whole compile
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    # the probe is the model with the layers' inputs as outputs too, added for the serialization and taken off
+    # again: a copy of a large model (ViT-S: 88 MB) would be held beside it through the whole probe
+    outputs = len(model.graph.output)
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names if n not in known)
+    try:
+        serialized = model.SerializeToString()
+    finally:
+        del model.graph.output[outputs:]
+    session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+    del serialized
     sums: dict[str, list[np.ndarray]] = {}
     counts: dict[str, int] = {}
     rng = np.random.default_rng(0)
