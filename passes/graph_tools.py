@@ -150,3 +150,29 @@ def inferred_types(model: onnx.ModelProto) -> dict[str, tuple[int, int | None]]:
     return {v.name: (v.type.tensor_type.elem_type,
                      len(v.type.tensor_type.shape.dim) if v.type.tensor_type.HasField("shape") else None)
             for v in infos if v.type.HasField("tensor_type")}
+
+
+def protected_names(model: onnx.ModelProto) -> set[str]:
+    """The values a rewrite of the main graph must keep as they are: its outputs and what any If/Loop/Scan body
+    reads from the outer scope (a reader that `readers` does not list)."""
+    names = {o.name for o in model.graph.output}
+    stack = [a.g for n in model.graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
+    stack += [g for n in model.graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs]
+    while stack:
+        body = stack.pop()
+        for node in body.node:
+            names.update(node.input)
+            stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+            stack += [g for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs]
+    return names
+
+
+def inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """Value name → its shape (None for a dimension not known as a number) where ONNX shape inference knows it."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference raises on some graphs: their shapes are then unknown
+        return {}
+    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+            for v in infos if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgec.passes.graph_tools import readers
+from edgec.passes.graph_tools import inferred_shapes, protected_names, readers
 
 AFFINE_OPS = ("Add", "Sub", "Mul", "Div")
 
@@ -33,7 +33,9 @@ def affine_folded(model: onnx.ModelProto, beyond_runtime: bool = False) -> tuple
     graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     users = readers(model)
-    outputs = {o.name for o in graph.output}
+    outputs = protected_names(model)
+    # the shapes an input-side fold checks, inferred before the output-side folds rename anything
+    shapes = inferred_shapes(model) if _affine_before_conv(model, constants) else {}
     dropped: set[int] = set()
     folded = 0
     for conv in graph.node:
@@ -55,7 +57,7 @@ def affine_folded(model: onnx.ModelProto, beyond_runtime: bool = False) -> tuple
         conv.output[0] = chain[-1].output[0]
         dropped.update(id(n) for n in chain)
         folded += 1
-    folded += _inputs_folded(model, constants, users, dropped)
+    folded += _inputs_folded(model, constants, users, outputs, shapes, dropped)
     if folded:
         kept = [n for n in graph.node if id(n) not in dropped]
         del graph.node[:]
@@ -81,11 +83,19 @@ def _runtime_folds(chain: list[onnx.NodeProto], constants: dict, weight: np.ndar
     return True
 
 
-def _inputs_folded(model: onnx.ModelProto, constants: dict, users: dict, dropped: set[int]) -> int:
+def _affine_before_conv(model: onnx.ModelProto, constants: dict) -> bool:
+    """Whether any Conv reads the output of an Add/Sub/Mul/Div by a constant (an input-side fold may apply)."""
+    made_by_affine = {n.output[0] for n in model.graph.node
+                      if n.op_type in AFFINE_OPS and any(i in constants for i in n.input)}
+    return any(n.op_type == "Conv" and n.input[0] in made_by_affine for n in model.graph.node)
+
+
+def _inputs_folded(model: onnx.ModelProto, constants: dict, users: dict, outputs: set[str],
+                   shapes: dict[str, list[int | None]], dropped: set[int]) -> int:
     """Fold each affine chain that only feeds a padding-free Conv into it (x·s + t: weights scaled per input channel,
-    Σ W·t into the bias); how many Convs took one. Nodes folded are added to `dropped`."""
+    Σ W·t into the bias), where the chain's input is known to have the Conv's input shape (a constant could broadcast
+    a narrower one up to it); how many Convs took one. Nodes folded are added to `dropped`."""
     producers = {out: n for n in model.graph.node for out in n.output}
-    outputs = {o.name for o in model.graph.output}
     folded = 0
     for conv in model.graph.node:
         weight = constants.get(conv.input[1]) if conv.op_type == "Conv" and len(conv.input) > 1 else None
@@ -95,7 +105,9 @@ def _inputs_folded(model: onnx.ModelProto, constants: dict, users: dict, dropped
         groups = int(next((a.i for a in conv.attribute if a.name == "group"), 1))
         chain, source = _chain_before(conv.input[0], weight.shape[1] * groups, weight.ndim, producers, users,
                                       constants, outputs, dropped)
-        if not chain or (groups > 1 and not _uniform(chain, constants)):
+        shape = shapes.get(source)
+        if not chain or (groups > 1 and not _uniform(chain, constants)) or shape is None \
+                or len(shape) != weight.ndim or shape[1] != weight.shape[1] * groups:
             continue
         scale, shift = np.ones(weight.shape[1] * groups), np.zeros(weight.shape[1] * groups)
         for node in chain:

@@ -5,8 +5,9 @@ six Muls, two Adds and a Tanh (the magika file-type model: two of them, a quarte
 opset 20 with Erf. ONNX Runtime fuses only the orders of operations its own exporters write. Here any chain of
 elementwise ops with one varying input is evaluated on a probe of values and compared with both GELUs, so the order
 and grouping of the ops, their constants' spelling (0.5 · x or x / 2) and where the scalars sit do not matter. The
-rewrite is exact up to float rounding: a chain that differs from a GELU by more than 1e-5 of its value is left as
-it is (the tanh form and the erf form differ by up to 5e-4, so one is never taken for the other).
+rewrite keeps the values to within 1e-5 of each (an exporter's rounded constants, 0.7979 for √(2/π), included): a
+chain that differs from a GELU by more is left as it is (the tanh form and the erf form differ by up to 5e-4, so one
+is never taken for the other), and the compile's verification judges the result like any other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 from scipy.special import erf
 
-from edgec.passes.graph_tools import inferred_types, readers
+from edgec.passes.graph_tools import inferred_types, protected_names, readers
 
 MS_DOMAIN = "com.microsoft"
 # the elementwise ops a written-out GELU is made of, as numpy computes them
@@ -51,7 +52,7 @@ def gelu_fused(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     replaced: dict[int, onnx.NodeProto] = {}
     dropped: set[int] = set()
     for x, op, nodes in matches:
-        last = nodes[-1]                   # its name and output are the fused node's
+        last = nodes[-1]                   # the chain's end (its value leaves it): its name and output are the op's
         replaced[id(last)] = helper.make_node(op, [x], [last.output[0]], name=last.name or f"{op}_{x}",
                                               domain=MS_DOMAIN)
         dropped.update(id(n) for n in nodes[:-1])
@@ -90,7 +91,7 @@ def gelu_matches(model: onnx.ModelProto) -> list[tuple[str, str, list[onnx.NodeP
     scalars = _scalar_constants(model)
     users = readers(model)
     producers = {out: n for n in graph.node for out in n.output}
-    outputs = {o.name for o in graph.output}
+    outputs = protected_names(model)
     ranks = {name: rank for name, (_, rank) in inferred_types(model).items() if rank is not None}
     found: list[tuple[str, str, list[onnx.NodeProto]]] = []
     taken: set[int] = set()
@@ -148,7 +149,7 @@ def _match(nodes, x: str, core: onnx.NodeProto, scalars: dict[str, tuple[float, 
     for op, form in FORMS:
         expected = form(PROBE)
         if np.all(np.abs(result - expected) <= TOLERANCE * (1.0 + np.abs(expected))):
-            return op, chain
+            return op, [n for n in chain if n is not end] + [end]      # the end last: it names the op
     return None
 
 

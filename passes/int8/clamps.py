@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgec.passes.graph_tools import readers
+from edgec.passes.graph_tools import protected_names, readers
 
 _CODES = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127)}
 # ops that commute with a clamp by a constant: each output value is one of its input values (or a max of them)
@@ -29,7 +29,7 @@ def clamps_dropped(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     users = readers(model)
-    outputs = {o.name for o in graph.output}
+    outputs = protected_names(model)
     dropped = []
     for node in graph.node:
         if node.op_type not in ("Max", "Min") or len(node.input) != 2 or node.output[0] in outputs:
@@ -37,7 +37,7 @@ def clamps_dropped(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         bound = [constants[i] for i in node.input if i in constants]
         variable = [i for i in node.input if i not in constants]
         quantize = _quantize_after(node.output[0], users, outputs)
-        if len(bound) != 1 or len(variable) != 1 or bound[0].size != 1 or quantize is None \
+        if len(bound) != 1 or len(variable) != 1 or bound[0].size != 1 or bound[0].ndim > 1 or quantize is None \
                 or not _clamps(quantize, node.op_type, float(bound[0].ravel()[0]), constants):
             continue
         reader = users[node.output[0]][0]
@@ -54,23 +54,26 @@ def _quantize_after(tensor: str, users: dict, outputs: set[str]) -> onnx.NodePro
         node = users[tensor][0]
         if node.op_type == "QuantizeLinear" and node.input[0] == tensor:
             return node
-        if node.op_type not in _ORDER_KEEPING or node.input[0] != tensor:
-            return None
+        if node.op_type not in _ORDER_KEEPING or node.input[0] != tensor or len([o for o in node.output if o]) != 1:
+            return None                  # (a MaxPool's Indices would move where values tied at the bound)
         tensor = node.output[0]
     return None
 
 
 def _clamps(quantize: onnx.NodeProto, op: str, bound: float, constants: dict) -> bool:
-    """Whether `quantize` (per-tensor) maps every value beyond `bound` to the code `bound` itself takes: its lowest
-    code dequantizes at or above the bound (Max), its highest at or below (Min), to within half a step."""
+    """Whether `quantize` (per-tensor) maps every value beyond `bound` to the code `bound` itself takes: the bound
+    falls on its lowest code (Max) or its highest (Min)."""
     scale = constants.get(quantize.input[1])
-    zero = constants.get(quantize.input[2]) if len(quantize.input) > 2 else np.zeros((), np.uint8)
-    if scale is None or zero is None or scale.size != 1 or zero.size != 1:
+    has_zero = len(quantize.input) > 2 and quantize.input[2]
+    zero = constants.get(quantize.input[2]) if has_zero else None
+    if scale is None or scale.size != 1 or (has_zero and (zero is None or zero.size != 1)):
         return False
-    codes = _CODES.get(onnx.helper.np_dtype_to_tensor_dtype(zero.dtype))
+    kind = onnx.helper.np_dtype_to_tensor_dtype(zero.dtype) if zero is not None else next(
+        (a.i for a in quantize.attribute if a.name == "output_dtype"), onnx.TensorProto.UINT8)
+    codes = _CODES.get(kind)
     if codes is None:
         return False
-    step, zero_point = float(scale.ravel()[0]), int(zero.ravel()[0])
-    if op == "Max":
-        return (codes[0] - zero_point) * step >= bound - step / 2
-    return (codes[1] - zero_point) * step <= bound + step / 2
+    zero_point = int(zero.ravel()[0]) if zero is not None else 0
+    # the code the bound itself takes, as QuantizeLinear computes it: float32, rounded half to even
+    code = int(np.rint(np.float32(bound) / np.float32(scale.ravel()[0]))) + zero_point
+    return code <= codes[0] if op == "Max" else code >= codes[1]

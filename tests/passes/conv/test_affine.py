@@ -148,3 +148,17 @@ def test_a_one_dimensional_conv_folds_even_its_mul_and_add():
     run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
            for m in (model, folded)]
     np.testing.assert_allclose(run[1], run[0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_chain_that_broadcasts_a_narrower_input_up_to_the_conv_stays():
+    """A grayscale image normalized per colour channel: (x[1, 1] − mean[1, 3]) / std[1, 3] makes the Conv's 3 channels."""
+    rng = np.random.default_rng(4)
+    init = [numpy_helper.from_array(rng.normal(0, 1, (4, 3, 2, 2)).astype(np.float32), "w"),
+            numpy_helper.from_array(rng.uniform(0.2, 0.8, (1, 3, 1, 1)).astype(np.float32), "mean"),
+            numpy_helper.from_array(rng.uniform(0.2, 0.8, (1, 3, 1, 1)).astype(np.float32), "std")]
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["c"]), helper.make_node("Div", ["c", "std"], ["n"]),
+             helper.make_node("Conv", ["n", "w"], ["y"], strides=[2, 2])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert affine_folded(model, beyond_runtime=True)[1] == 0

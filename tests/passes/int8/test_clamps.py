@@ -46,3 +46,20 @@ def test_a_clamp_inside_the_quantized_range_stays():
     """Lowest code at −1.0: values between −1.0 and −0.4 would change without the Max."""
     model = _model("Max", -0.4, 1.0 / 51, 51)
     assert clamps_dropped(model)[1] == 0
+
+
+def test_a_maxpool_whose_indices_are_read_is_not_looked_through():
+    model = _model("Max", -0.4, 0.4 / 51, 51, pool=True)
+    pool = next(n for n in model.graph.node if n.op_type == "MaxPool")
+    pool.output.append("indices")
+    model.graph.output.append(helper.make_tensor_value_info("indices", TensorProto.INT64, [1, 2, 4, 4]))
+    assert clamps_dropped(model)[1] == 0
+
+
+def test_an_int8_quantize_without_a_zero_point_clamps_at_its_own_lowest_code():
+    """opset 21: `output_dtype` int8 and no zero point — the lowest code is −128 steps, far below −0.4."""
+    model = _model("Max", -0.4, 0.4 / 51, 51)
+    quantize = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+    del quantize.input[2:]
+    quantize.attribute.append(helper.make_attribute("output_dtype", TensorProto.INT8))
+    assert clamps_dropped(model)[1] == 0
