@@ -140,9 +140,9 @@ def test_dynamic_gptq_takes_its_h_from_the_feeds_it_is_not_scored_on():
 
 def test_a_later_builder_of_the_same_graph_and_feeds_takes_gptqs_integers_from_the_memo(monkeypatch):
     """The step-back's attempts build new builders of the same graph: H is probed once per compile, not per attempt."""
-    from edgec.passes.int8 import recipes
-
     from models import relu_cnn_feeds, relu_cnn_model
+
+    from edgec.passes.int8 import recipes
 
     model, feeds, memo = relu_cnn_model(), relu_cnn_feeds(8), {}
     recipe = Recipe("static", STATIC_OPS, True, True, round_weights=True)
