@@ -38,7 +38,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     feeds = ctx.calibration.feeds if ctx.calibration is not None else ()
     judged = bool(feeds) and ctx.fidelity is not None
     fit = _fit_feeds(ctx, feeds)
-    plain = stack.enter_context(Int8Builder(model, recipe, feeds if judged else (), moments_on=fit, memo=ctx.memo))
+    plain = stack.enter_context(Int8Builder(model, recipe, feeds if judged else (), moments_on=fit))
     settings = {k: str(options[k]).strip().lower() for k in ("smooth", "outliers")}
     if set(settings.values()) == {"false"} or not judged:
         return [_corrected_where_higher(plain, ctx, notes, round_weights) if judged else plain]
@@ -50,7 +50,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
     base = _free_smoothed(stack, model, plain, feeds, ctx, notes) if settings["smooth"] == "auto" else plain
     short = "auto" in settings.values() and all_int8_score(ctx, base) < floor
     want = {k: v == "true" or (v == "auto" and short) for k, v in settings.items()}
-    smoothed = _dynamic_builder(stack, model, replace(recipe, smooth="all"), feeds, notes, fit=fit, memo=ctx.memo) \
+    smoothed = _dynamic_builder(stack, model, replace(recipe, smooth="all"), feeds, notes, fit=fit) \
         if want["smooth"] else None
     # smooth=true keeps only the smoothed model where smoothing changed something; each kept model also with its
     # outlier channels apart (reusing its smoothing) where wanted, and as it is unless outliers=true
@@ -61,7 +61,7 @@ def dynamic_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, o
         variants += [kept] if settings["outliers"] != "true" else []
         if want["outliers"]:
             split = _dynamic_builder(stack, model, replace(kept.recipe, outliers=True), feeds, notes,
-                                     kept if kept.recipe.smooth else None, fit=fit, memo=ctx.memo)
+                                     kept if kept.recipe.smooth else None, fit=fit)
             variants += [split] if split is not None else []
     variants = variants or bases                   # outliers=true, and no input had outliers to split
     variants = [_corrected_where_higher(v, ctx, notes, round_weights) for v in variants]
@@ -98,8 +98,7 @@ def _corrected_where_higher(builder: Int8Builder, ctx: PassContext, notes: list[
 def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder, feeds: Sequence[dict],
                    ctx: PassContext, notes: list[str]) -> Int8Builder:
     """Dynamic int8 after the smoothing that costs nothing (folded into LayerNorms) where it scores higher."""
-    free = _dynamic_builder(stack, model, replace(plain.recipe, smooth="free"), feeds, [], fit=_fit_feeds(ctx, feeds),
-                            memo=ctx.memo)
+    free = _dynamic_builder(stack, model, replace(plain.recipe, smooth="free"), feeds, [], fit=_fit_feeds(ctx, feeds))
     if free is None or all_int8_score(ctx, free) <= all_int8_score(ctx, plain):
         return plain
     notes.append(f"dynamic int8, every layer, on the search feeds: {all_int8_score(ctx, plain):.4f} as it is, "
@@ -109,10 +108,10 @@ def _free_smoothed(stack: ExitStack, model: onnx.ModelProto, plain: Int8Builder,
 
 def _dynamic_builder(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[dict],
                      notes: list[str], smoothed_by: Int8Builder | None = None,
-                     fit: Sequence[dict] | None = None, memo: dict | None = None) -> Int8Builder | None:
+                     fit: Sequence[dict] | None = None) -> Int8Builder | None:
     """A smoothed and/or outlier-split dynamic recipe's builder, or None where it changed nothing or failed."""
     try:
-        builder = stack.enter_context(Int8Builder(model, recipe, feeds, smoothed_by, moments_on=fit, memo=memo))
+        builder = stack.enter_context(Int8Builder(model, recipe, feeds, smoothed_by, moments_on=fit))
     except Exception as exc:  # noqa: BLE001 - an option: its failure leaves the other variants
         notes.append(f"dynamic int8 ({recipe.variant}) failed ({first_line(exc)}): not tried")
         return None

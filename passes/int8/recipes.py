@@ -81,14 +81,12 @@ class Int8Builder:
 
     def __init__(self, model: onnx.ModelProto, recipe: Recipe, feeds: Sequence[Feed] = (),
                  smoothed_by: Int8Builder | None = None, prepared_by: Int8Builder | None = None,
-                 moments_on: Sequence[Feed] | None = None, memo: dict | None = None):
+                 moments_on: Sequence[Feed] | None = None):
         """`smoothed_by`: a builder of the same smoothing whose smoothed model is taken as it is (no second
         smoothing of the same model and feeds); `prepared_by`: a static builder whose pre-processed model is;
         `moments_on`: the feeds GPTQ's H comes from (default: `feeds`) — not those a variant is scored on, which it
-        would fit; `memo`: the compile's (`PassContext.memo`), where GPTQ's integers outlive this builder, so that a
-        later attempt on the same graph and feeds solves none of them again."""
+        would fit."""
         self.recipe, self.notes = recipe, list[str]()
-        self._memo = memo
         self._calibrated_ops = recipe.ops     # static: the operator types whose tensors its ranges cover
         self._static_options = dict(STATIC_OPTIONS)
         self.per_channel_ok = True            # False: the graph's opset cannot take per-channel scales
@@ -180,7 +178,7 @@ class Int8Builder:
         if self.recipe.mode == "static":
             model, _ = clamps_dropped(model)
         if self.recipe.round_weights:
-            model, _ = rounded(model, self._layers, self._moments_from.input_moments, self._moments_from.solved())
+            model, _ = rounded(model, self._layers, self._moments_from.input_moments, self._rounded)
         if self.recipe.correct_bias:
             correct = bias_corrected if self.recipe.mode == "static" else dynamic_bias_corrected
             model, _ = correct(model, self.model, self._input_means)
@@ -191,18 +189,6 @@ class Int8Builder:
     @functools.cached_property
     def _layers(self) -> dict[str, Layer]:
         return weighted_layers(self.model)
-
-    def solved(self) -> dict:
-        """GPTQ's integers by layer and grid for this builder's model and moment feeds: in the memo where there is one
-        (the step-back's attempts build new builders of the same graph: its H need not be probed again)."""
-        if self._memo is None:
-            return self._rounded
-        feeds = hashlib.sha256()
-        for feed in self._moment_feeds:
-            for name in sorted(feed):
-                feeds.update(name.encode() + np.ascontiguousarray(feed[name]).tobytes())
-        self._rounded = self._memo.setdefault(("gptq", self.digest, feeds.hexdigest()), self._rounded)
-        return self._rounded
 
     def input_moments(self) -> dict[str, Moments]:
         """Each layer's H on this builder's calibration inputs (computed on each call: it is not held)."""

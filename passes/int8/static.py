@@ -46,8 +46,7 @@ def static_variants(stack: ExitStack, model: onnx.ModelProto, recipe: Recipe, me
     by_method = method_feeds(methods, model, ctx.calibration, feeds, recipe.ops, notes, first_of=fit)
     unseen = {id(f) for f in feeds[fit:]}
     builders = [stack.enter_context(Int8Builder(model, replace(recipe, calibrate=m),
-                                                [f for f in chosen if id(f) not in unseen], memo=ctx.memo))
-                for m, chosen in by_method]
+                                                [f for f in chosen if id(f) not in unseen])) for m, chosen in by_method]
     every = dict(by_method) if unseen else {}
     scales = [True, False] if per_channel and judged and builders[0].per_channel_ok else [builders[0].recipe.per_channel]
     if len(builders) * len(scales) == 1 and not judged:

@@ -136,22 +136,3 @@ def test_dynamic_gptq_takes_its_h_from_the_feeds_it_is_not_scored_on():
     assert _fit_feeds(judged, feeds) == feeds[:8]
     assert _fit_feeds(judged, feeds[:6]) == feeds[:6]                      # 2 beside the search feeds: too few
     assert _fit_feeds(PassContext(calibration=OrtCalibration(feeds, scored=4)), feeds) == feeds   # nothing scored
-
-
-def test_a_later_builder_of_the_same_graph_and_feeds_takes_gptqs_integers_from_the_memo(monkeypatch):
-    """The step-back's attempts build new builders of the same graph: H is probed once per compile, not per attempt."""
-    from models import relu_cnn_feeds, relu_cnn_model
-
-    from edgec.passes.int8 import recipes
-
-    model, feeds, memo = relu_cnn_model(), relu_cnn_feeds(8), {}
-    recipe = Recipe("static", STATIC_OPS, True, True, round_weights=True)
-    with Int8Builder(model, recipe, feeds, memo=memo) as first:
-        expected = first.build()
-    probes = []
-    monkeypatch.setattr(recipes, "input_hessians", lambda *a: probes.append(a) or {})
-    with Int8Builder(relu_cnn_model(), recipe, feeds, memo=memo) as later:
-        again = later.build()
-    assert not probes
-    assert [t.raw_data for t in again.graph.initializer if t.name.endswith("_quantized")] == \
-        [t.raw_data for t in expected.graph.initializer if t.name.endswith("_quantized")]
