@@ -140,16 +140,20 @@ def readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     return found
 
 
-def inferred_types(model: onnx.ModelProto) -> dict[str, tuple[int, int | None]]:
-    """Value name → (element type, rank or None) where ONNX shape inference knows it; nothing where it fails."""
+def inferred_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    """Value name → its ValueInfo (type, shape) as ONNX shape inference gives it; nothing where inference fails."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - inference raises on some graphs: their values are then unknown
         return {}
-    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-    return {v.name: (v.type.tensor_type.elem_type,
-                     len(v.type.tensor_type.shape.dim) if v.type.tensor_type.HasField("shape") else None)
-            for v in infos if v.type.HasField("tensor_type")}
+    return {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+
+
+def inferred_types(model: onnx.ModelProto) -> dict[str, tuple[int, int | None]]:
+    """Value name → (element type, rank or None) where ONNX shape inference knows it."""
+    return {name: (v.type.tensor_type.elem_type,
+                   len(v.type.tensor_type.shape.dim) if v.type.tensor_type.HasField("shape") else None)
+            for name, v in inferred_infos(model).items() if v.type.HasField("tensor_type")}
 
 
 def protected_names(model: onnx.ModelProto) -> set[str]:
@@ -169,10 +173,6 @@ def protected_names(model: onnx.ModelProto) -> set[str]:
 
 def inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     """Value name → its shape (None for a dimension not known as a number) where ONNX shape inference knows it."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - inference raises on some graphs: their shapes are then unknown
-        return {}
-    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-            for v in infos if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+    return {name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+            for name, v in inferred_infos(model).items()
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}

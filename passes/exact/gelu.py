@@ -19,7 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 from scipy.special import erf
 
-from edgec.passes.graph_tools import inferred_types, protected_names, readers
+from edgec.passes.graph_tools import inferred_infos, inferred_types, protected_names, readers
 
 MS_DOMAIN = "com.microsoft"
 # the elementwise ops a written-out GELU is made of, as numpy computes them
@@ -68,11 +68,7 @@ def gelu_fused(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 def _typed(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> None:
     """Each fused op's output typed as its input is: ONNX shape inference does not know contrib ops and would leave
     everything after them untyped, and ONNX Runtime's static quantizer calibrates only the tensors it finds typed."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-        types = {v.name: v.type for v in [*inferred.graph.value_info, *inferred.graph.input]}
-    except Exception:  # noqa: BLE001 - inference raises on some graphs: the type alone then
-        types = {}
+    types = {name: v.type for name, v in inferred_infos(model).items()}
     known = {v.name for v in [*model.graph.value_info, *model.graph.output]}
     for x, out in pairs:
         if out in known:
